@@ -1,0 +1,402 @@
+//! A typed HTTP client for the rma contract, used by the CLI, the worker's agent, the
+//! coordinator's registrar and the tests. One [`Client`] per base URL (a router or a coordinator).
+#![deny(clippy::unwrap_used)]
+
+use std::sync::Once;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use rma_proto::api::{
+    Ack, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister, CoordinatorRegistered,
+    Topology, WorkerHeartbeat, WorkerRegister, WorkerRegistered,
+};
+use rma_proto::{ErrorBody, error_code};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+pub use reqwest::StatusCode as HttpStatus;
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL or a path joined to it is not a valid URL.
+    #[error("invalid URL {url:?}: {source}")]
+    Url {
+        /// The text that failed.
+        url: String,
+        /// Why.
+        source: url::ParseError,
+    },
+    /// The request never got an HTTP answer: refused, reset, timed out, DNS.
+    #[error("{url}: {source}")]
+    Transport {
+        /// Where it went.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{status} {}: {}", .body.error, .body.message)]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// Its JSON body (or one made up from a non-JSON body).
+        body: ErrorBody,
+    },
+    /// The server answered 2xx with a body that is not what the contract says.
+    #[error("unexpected answer from {url}: {message}")]
+    Decode {
+        /// Where it came from.
+        url: String,
+        /// Why it did not parse.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status when the server answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the server never answered (connection refused, reset, timed out).
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ClientError::Transport { .. })
+    }
+}
+
+/// Installs the process-wide rustls crypto provider (ring) once.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means a provider is already installed, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A raw service answer: status, content type, headers, body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// A client of one router or coordinator.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of `base` (`http://host:port`, a path prefix allowed) with a 30 s timeout for
+    /// control calls.
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        Self::with_timeout(base, Duration::from_secs(30))
+    }
+
+    /// A client whose requests give up after `timeout`.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self, ClientError> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: base.to_owned(),
+                source: e,
+            })?;
+        Self::with_http(base, http)
+    }
+
+    /// A client over an existing `reqwest::Client` (shares its connection pool).
+    pub fn with_http(base: &str, http: reqwest::Client) -> Result<Self, ClientError> {
+        let mut base_url = Url::parse(base).map_err(|e| ClientError::Url {
+            url: base.to_owned(),
+            source: e,
+        })?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(ClientError::Url {
+                url: base.to_owned(),
+                source: url::ParseError::RelativeUrlWithoutBase,
+            });
+        }
+        if !base_url.path().ends_with('/') {
+            let p = format!("{}/", base_url.path());
+            base_url.set_path(&p);
+        }
+        Ok(Client {
+            base: base_url,
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// `base` joined with a path like `api/edge/register` (no leading slash).
+    pub fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| ClientError::Url {
+                url: path.to_owned(),
+                source: e,
+            })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path)?;
+        let mut req = self.http.request(method, url.clone());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            source: e,
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            source: e,
+        })?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `POST /api/edge/register`.
+    pub async fn register_coordinator(
+        &self,
+        req: &CoordinatorRegister,
+    ) -> Result<CoordinatorRegistered, ClientError> {
+        self.call(Method::POST, "api/edge/register", Some(req))
+            .await
+    }
+
+    /// `POST /api/edge/heartbeat`.
+    pub async fn coordinator_heartbeat(
+        &self,
+        hb: &CoordinatorHeartbeat,
+    ) -> Result<Ack, ClientError> {
+        self.call(Method::POST, "api/edge/heartbeat", Some(hb))
+            .await
+    }
+
+    /// `DELETE /api/edge/{id}`.
+    pub async fn deregister_coordinator(&self, id: &str) -> Result<Ack, ClientError> {
+        self.call::<(), _>(Method::DELETE, &format!("api/edge/{id}"), None)
+            .await
+    }
+
+    /// `POST /api/worker/register`.
+    pub async fn register_worker(
+        &self,
+        req: &WorkerRegister,
+    ) -> Result<WorkerRegistered, ClientError> {
+        self.call(Method::POST, "api/worker/register", Some(req))
+            .await
+    }
+
+    /// `POST /api/worker/heartbeat`.
+    pub async fn worker_heartbeat(&self, hb: &WorkerHeartbeat) -> Result<Ack, ClientError> {
+        self.call(Method::POST, "api/worker/heartbeat", Some(hb))
+            .await
+    }
+
+    /// `GET /api/admin/coordinators`.
+    pub async fn coordinators(&self) -> Result<Vec<CoordinatorInfo>, ClientError> {
+        self.call::<(), _>(Method::GET, "api/admin/coordinators", None)
+            .await
+    }
+
+    /// `GET /api/topology`.
+    pub async fn topology(&self) -> Result<Topology, ClientError> {
+        self.call::<(), _>(Method::GET, "api/topology", None).await
+    }
+
+    /// `GET /health` as raw JSON (its shape differs between router and coordinator), with the
+    /// status code, since a degraded router answers 503 with a body.
+    pub async fn health(&self) -> Result<(StatusCode, serde_json::Value), ClientError> {
+        let raw = self
+            .raw(Method::GET, "health", None, Bytes::new(), &[])
+            .await?;
+        let v = raw.json().map_err(|e| ClientError::Decode {
+            url: "health".into(),
+            message: e.to_string(),
+        })?;
+        Ok((raw.status, v))
+    }
+
+    /// Any request, answered as it came: the caller looks at the status. Used for service calls
+    /// (`api/service/echo?delay_ms=5`).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
+        let url = self.url(path)?;
+        let mut req = self.http.request(method, url.clone()).body(body);
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            source: e,
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            source: e,
+        })?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `POST /api/service/{service}` with a body; the answer as it came.
+    pub async fn call_service(
+        &self,
+        service: &str,
+        query: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<RawResponse, ClientError> {
+        let path = if query.is_empty() {
+            format!("api/service/{service}")
+        } else {
+            format!("api/service/{service}?{query}")
+        };
+        self.raw(Method::POST, &path, Some(content_type), body, &[])
+            .await
+    }
+}
+
+/// Turns an error answer into [`ClientError::Api`], keeping a JSON `{error, message}` body and
+/// making one up from anything else.
+pub fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    let body = serde_json::from_slice::<ErrorBody>(body).unwrap_or_else(|_| ErrorBody {
+        error: if status.is_server_error() {
+            error_code::UPSTREAM_FAILED.to_owned()
+        } else {
+            error_code::BAD_REQUEST.to_owned()
+        },
+        message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    });
+    ClientError::Api { status, body }
+}
+
+/// Exponential backoff with full jitter, 250 ms doubling to 10 s.
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Starts at the smallest step.
+    pub fn new() -> Self {
+        Backoff { attempt: 0 }
+    }
+
+    /// Back to the smallest step.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The next wait: uniform in [cap/2, cap] where cap doubles from 250 ms to 10 s.
+    pub fn next(&mut self) -> Duration {
+        let cap_ms = (250u64 << self.attempt.min(6)).min(10_000);
+        self.attempt = self.attempt.saturating_add(1);
+        Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut b = Backoff::new();
+        let first = b.next();
+        assert!(first >= Duration::from_millis(125) && first <= Duration::from_millis(250));
+        for _ in 0..20 {
+            let d = b.next();
+            assert!(d <= Duration::from_secs(10));
+        }
+        let d = b.next();
+        assert!(
+            d >= Duration::from_secs(5),
+            "capped at 10 s with jitter down to half: {d:?}"
+        );
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn urls_join_under_a_prefix() {
+        let c = Client::new("http://127.0.0.1:1/edge").expect("client");
+        assert_eq!(
+            c.url("api/topology").expect("url").as_str(),
+            "http://127.0.0.1:1/edge/api/topology"
+        );
+        assert!(Client::new("ftp://x").is_err());
+        assert!(Client::new("not a url").is_err());
+    }
+
+    #[test]
+    fn error_bodies_are_kept_or_made_up() {
+        let e = api_error(
+            StatusCode::NOT_FOUND,
+            br#"{"error":"not_found","message":"no"}"#,
+        );
+        assert!(matches!(e, ClientError::Api { ref body, .. } if body.error == "not_found"));
+        let e = api_error(StatusCode::BAD_GATEWAY, b"<html>");
+        assert!(matches!(e, ClientError::Api { ref body, .. } if body.error == "upstream_failed"));
+    }
+}

@@ -1,0 +1,62 @@
+//! Coordinator configuration.
+
+use std::time::Duration;
+
+/// Everything a coordinator needs to start.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Its id, stable across restarts.
+    pub id: String,
+    /// The URL the router and workers reach it at; derived from the bound address when `None`.
+    pub public_url: Option<String>,
+    /// The router to register at; none means standalone (workers register here directly).
+    pub router_url: Option<String>,
+    /// Free text shown in the admin API.
+    pub location: Option<String>,
+    /// A worker without a heartbeat for this long is stale, out of rotation [90 s].
+    pub worker_timeout: Duration,
+    /// A worker without a heartbeat for this long is removed [2 × worker_timeout].
+    pub worker_expire_after: Duration,
+    /// The heartbeat interval workers are told to use [30 s].
+    pub worker_heartbeat_interval: Duration,
+    /// How often to heartbeat the router [10 s]; also sent at once when the inventory changes.
+    pub router_heartbeat_interval: Duration,
+    /// How long one service request may take before 504 [120 s].
+    pub request_timeout: Duration,
+    /// Largest request body accepted [50 MB].
+    pub max_body_bytes: usize,
+    /// How often the link is pinged [1 s].
+    pub link_ping_interval: Duration,
+    /// A link silent for this many ping intervals is closed [5].
+    pub link_ping_misses: u32,
+    /// Workers tried for one request when links drop under it [3].
+    pub max_attempts: u32,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for a coordinator named `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        CoordinatorConfig {
+            id: id.into(),
+            public_url: None,
+            router_url: None,
+            location: None,
+            worker_timeout: Duration::from_secs(90),
+            worker_expire_after: Duration::from_secs(180),
+            worker_heartbeat_interval: Duration::from_secs(30),
+            router_heartbeat_interval: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_body_bytes: 50 * 1024 * 1024,
+            link_ping_interval: Duration::from_secs(1),
+            link_ping_misses: 5,
+            max_attempts: 3,
+        }
+    }
+
+    /// Sets the worker timeout; expiry follows at twice it.
+    pub fn with_worker_timeout(mut self, timeout: Duration) -> Self {
+        self.worker_timeout = timeout;
+        self.worker_expire_after = timeout * 2;
+        self
+    }
+}

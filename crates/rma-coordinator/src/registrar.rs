@@ -1,0 +1,85 @@
+//! The registrar: registers the coordinator at the router, heartbeats it with load and
+//! inventory, registers again when the router answers 404 (it forgot us, or restarted empty).
+//! A heartbeat goes out at once when the inventory changes, so the router routes to new
+//! workers without waiting for the interval.
+
+use rma_client::{Backoff, Client};
+use rma_proto::api::{CoordinatorHeartbeat, CoordinatorRegister};
+use tokio::time::Instant;
+
+use crate::AppState;
+
+/// Runs until shutdown.
+pub async fn run(state: AppState, router: Client) {
+    let mut shutdown = state.shutdown();
+    let cfg = state.config().clone();
+    let mut backoff = Backoff::new();
+    loop {
+        let req = CoordinatorRegister {
+            coordinator_id: Some(cfg.id.clone()),
+            url: Some(state.public_url().to_owned()),
+            tunnel_url: None,
+            location: cfg.location.clone(),
+            services: Some(
+                state
+                    .workers()
+                    .inventory(Instant::now())
+                    .into_keys()
+                    .collect(),
+            ),
+        };
+        let registered = tokio::select! {
+            r = router.register_coordinator(&req) => r,
+            _ = shutdown.wait() => return,
+        };
+        match registered {
+            Ok(reply) => {
+                tracing::info!(router = %router.base(), total = reply.total_coordinators, "registered at the router");
+                backoff.reset();
+            }
+            Err(e) => {
+                let wait = backoff.next();
+                tracing::warn!(router = %router.base(), error = %e, retry_in_ms = wait.as_millis() as u64, "could not register at the router");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = shutdown.wait() => return,
+                }
+            }
+        }
+        // Heartbeat until the router forgets us.
+        let mut tick = tokio::time::interval(cfg.router_heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = state.inventory_notified() => {}
+                _ = shutdown.wait() => return,
+            }
+            match router.coordinator_heartbeat(&state.heartbeat()).await {
+                Ok(_) => {}
+                Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+                    tracing::warn!(
+                        "the router no longer knows this coordinator; registering again"
+                    );
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat to the router failed"),
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// The heartbeat the router gets now.
+    pub fn heartbeat(&self) -> CoordinatorHeartbeat {
+        let now = Instant::now();
+        let w = self.workers();
+        CoordinatorHeartbeat {
+            coordinator_id: self.config().id.clone(),
+            active_requests: self.active_requests(),
+            load: w.mean_load(now),
+            services: w.inventory(now),
+            workers: w.summaries(now),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The coordinator's registry of workers: in memory, rebuilt when workers re-register.
+//!
+//! Selection and liveness here are plain functions of the registry and an explicit `now`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::SystemTime;
+
+use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
+use rma_proto::{Capabilities, WorkerType};
+use tokio::time::Instant;
+
+use crate::link::LinkHandle;
+use crate::liveness::{Liveness, liveness};
+
+/// One registered worker.
+#[derive(Debug, Clone)]
+pub struct WorkerEntry {
+    /// Id.
+    pub id: String,
+    /// Primary type.
+    pub worker_type: WorkerType,
+    /// What its probe found.
+    pub capabilities: Capabilities,
+    /// Assigned services.
+    pub services: Vec<String>,
+    /// A URL it can also be called at.
+    pub tunnel_url: Option<String>,
+    /// First registration (wall clock).
+    pub registered_at: SystemTime,
+    /// Last registration or heartbeat.
+    pub last_seen: Instant,
+    /// Load it reported.
+    pub load: f64,
+    /// Requests it reported running.
+    pub reported_active: u32,
+    /// Its live link, when it has one.
+    pub link: Option<LinkHandle>,
+}
+
+impl WorkerEntry {
+    /// Whether the coordinator can send it work.
+    pub fn reachable(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| !l.is_closed())
+    }
+
+    /// Requests in flight on it, as the coordinator counts them.
+    pub fn in_flight(&self) -> u32 {
+        self.link.as_ref().map_or(0, LinkHandle::in_flight)
+    }
+}
+
+/// Liveness thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Stale after this much silence.
+    pub timeout: std::time::Duration,
+    /// Removed after this much silence.
+    pub expire_after: std::time::Duration,
+}
+
+/// All workers.
+#[derive(Debug)]
+pub struct Workers {
+    map: BTreeMap<String, WorkerEntry>,
+    thresholds: Thresholds,
+    turn: usize,
+}
+
+impl Workers {
+    /// An empty registry.
+    pub fn new(thresholds: Thresholds) -> Self {
+        Workers {
+            map: BTreeMap::new(),
+            thresholds,
+            turn: 0,
+        }
+    }
+
+    /// One worker's liveness at `now`.
+    pub fn liveness(&self, w: &WorkerEntry, now: Instant) -> Liveness {
+        liveness(
+            w.last_seen,
+            now,
+            w.reachable(),
+            self.thresholds.timeout,
+            self.thresholds.expire_after,
+        )
+    }
+
+    /// Adds or refreshes a registration; a re-registering worker keeps its live link.
+    pub fn register(&mut self, mut entry: WorkerEntry) {
+        if let Some(old) = self.map.get(&entry.id) {
+            entry.registered_at = old.registered_at;
+            if entry.link.is_none() {
+                entry.link = old.link.clone();
+            }
+        }
+        self.map.insert(entry.id.clone(), entry);
+    }
+
+    /// Applies a heartbeat; false when the worker is unknown.
+    pub fn heartbeat(&mut self, id: &str, load: f64, active: u32, now: Instant) -> bool {
+        match self.map.get_mut(id) {
+            Some(w) => {
+                w.last_seen = now;
+                w.load = load;
+                w.reported_active = active;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One worker.
+    pub fn get(&self, id: &str) -> Option<&WorkerEntry> {
+        self.map.get(id)
+    }
+
+    /// Attaches a link; returns the one it replaces, for the caller to close.
+    pub fn attach_link(
+        &mut self,
+        id: &str,
+        link: LinkHandle,
+        now: Instant,
+    ) -> Option<Option<LinkHandle>> {
+        let w = self.map.get_mut(id)?;
+        w.last_seen = now;
+        Some(w.link.replace(link))
+    }
+
+    /// Detaches `link` from its worker, unless a newer link replaced it already.
+    pub fn detach_link(&mut self, id: &str, link: &LinkHandle) {
+        if let Some(w) = self.map.get_mut(id)
+            && w.link.as_ref().is_some_and(|l| l.same(link))
+        {
+            w.link = None;
+        }
+    }
+
+    /// Removes expired workers; returns them (their links are for the caller to close).
+    pub fn sweep(&mut self, now: Instant) -> Vec<WorkerEntry> {
+        let expired: Vec<String> = self
+            .map
+            .values()
+            .filter(|w| self.liveness(w, now) == Liveness::Expired)
+            .map(|w| w.id.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|id| self.map.remove(id))
+            .collect()
+    }
+
+    /// Picks an active worker offering `service`, not in `exclude`, round-robin. Returns its id
+    /// and link.
+    pub fn pick(
+        &mut self,
+        service: &str,
+        exclude: &HashSet<String>,
+        now: Instant,
+    ) -> Option<(String, LinkHandle)> {
+        let eligible: Vec<&WorkerEntry> = self
+            .map
+            .values()
+            .filter(|w| !exclude.contains(&w.id))
+            .filter(|w| w.services.iter().any(|s| s == service))
+            .filter(|w| self.liveness(w, now) == Liveness::Active)
+            .collect();
+        if eligible.is_empty() {
+            return None;
+        }
+        let start = self.turn % eligible.len();
+        self.turn = self.turn.wrapping_add(1);
+        let w = eligible[start];
+        let link = w.link.clone()?;
+        Some((w.id.clone(), link))
+    }
+
+    /// Counts for `/health`.
+    pub fn counts(&self, now: Instant) -> WorkerCounts {
+        let active = self
+            .map
+            .values()
+            .filter(|w| self.liveness(w, now) == Liveness::Active)
+            .count();
+        WorkerCounts {
+            total: self.map.len(),
+            active,
+            stale: self.map.len() - active,
+        }
+    }
+
+    /// Every worker as reported to the router.
+    pub fn summaries(&self, now: Instant) -> Vec<WorkerSummary> {
+        self.map
+            .values()
+            .map(|w| WorkerSummary {
+                id: w.id.clone(),
+                worker_type: w.worker_type,
+                services: w.services.clone(),
+                status: if self.liveness(w, now) == Liveness::Active {
+                    WorkerStatus::Active
+                } else {
+                    WorkerStatus::Stale
+                },
+                active_requests: w.in_flight(),
+                load: w.load,
+            })
+            .collect()
+    }
+
+    /// Service → number of active workers offering it.
+    pub fn inventory(&self, now: Instant) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for w in self
+            .map
+            .values()
+            .filter(|w| self.liveness(w, now) == Liveness::Active)
+        {
+            for s in &w.services {
+                *out.entry(s.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// A fingerprint of what the router needs to know (who is active with what), to send a
+    /// heartbeat early when it changes.
+    pub fn fingerprint(&self, now: Instant) -> BTreeSet<(String, bool)> {
+        self.map
+            .values()
+            .map(|w| (w.id.clone(), self.liveness(w, now) == Liveness::Active))
+            .collect()
+    }
+
+    /// Mean reported load of active workers.
+    pub fn mean_load(&self, now: Instant) -> f64 {
+        let loads: Vec<f64> = self
+            .map
+            .values()
+            .filter(|w| self.liveness(w, now) == Liveness::Active)
+            .map(|w| w.load)
+            .collect();
+        if loads.is_empty() {
+            0.0
+        } else {
+            loads.iter().sum::<f64>() / loads.len() as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const T: Thresholds = Thresholds {
+        timeout: Duration::from_secs(90),
+        expire_after: Duration::from_secs(180),
+    };
+
+    fn worker(id: &str, services: &[&str], now: Instant, linked: bool) -> WorkerEntry {
+        WorkerEntry {
+            id: id.into(),
+            worker_type: WorkerType::Cpu,
+            capabilities: Capabilities::default(),
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+            tunnel_url: None,
+            registered_at: SystemTime::UNIX_EPOCH,
+            last_seen: now,
+            load: 0.0,
+            reported_active: 0,
+            link: linked.then(LinkHandle::detached),
+        }
+    }
+
+    #[test]
+    fn pick_rotates_over_active_workers_with_the_service() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(T);
+        w.register(worker("a", &["echo"], t0, true));
+        w.register(worker("b", &["echo", "ocr"], t0, true));
+        w.register(worker("c", &["ocr"], t0, true));
+        w.register(worker("d", &["echo"], t0, false));
+        let none = HashSet::new();
+        let mut seen: Vec<String> = (0..4)
+            .map(|_| w.pick("echo", &none, t0).expect("a worker").0)
+            .collect();
+        assert_eq!(seen, ["a", "b", "a", "b"], "d has no link, c no echo");
+        seen.clear();
+        let exclude: HashSet<String> = ["a".to_owned()].into();
+        assert_eq!(w.pick("echo", &exclude, t0).expect("b").0, "b");
+        assert!(w.pick("store", &none, t0).is_none());
+    }
+
+    #[test]
+    fn silent_workers_go_stale_then_are_removed() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(T);
+        w.register(worker("a", &["echo"], t0, true));
+        let none = HashSet::new();
+        assert!(
+            w.pick("echo", &none, t0 + Duration::from_secs(90))
+                .is_none()
+        );
+        assert_eq!(w.counts(t0 + Duration::from_secs(90)).stale, 1);
+        assert!(w.sweep(t0 + Duration::from_secs(179)).is_empty());
+        assert!(w.heartbeat("a", 0.5, 0, t0 + Duration::from_secs(100)));
+        assert_eq!(w.counts(t0 + Duration::from_secs(101)).active, 1);
+        assert_eq!(w.sweep(t0 + Duration::from_secs(280)).len(), 1);
+        assert!(!w.heartbeat("a", 0.0, 0, t0));
+    }
+
+    #[test]
+    fn a_replaced_link_does_not_detach_the_new_one() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(T);
+        w.register(worker("a", &["echo"], t0, false));
+        let old = LinkHandle::detached();
+        let new = LinkHandle::detached();
+        w.attach_link("a", old.clone(), t0);
+        w.attach_link("a", new.clone(), t0);
+        w.detach_link("a", &old);
+        assert!(w.get("a").expect("a").reachable());
+        w.detach_link("a", &new);
+        assert!(!w.get("a").expect("a").reachable());
+    }
+
+    #[test]
+    fn inventory_counts_active_workers_per_service() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(T);
+        w.register(worker("a", &["echo", "ocr"], t0, true));
+        w.register(worker("b", &["echo"], t0, true));
+        w.register(worker("c", &["echo"], t0, false));
+        let inv = w.inventory(t0);
+        assert_eq!(inv.get("echo"), Some(&2));
+        assert_eq!(inv.get("ocr"), Some(&1));
+    }
+}

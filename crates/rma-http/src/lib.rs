@@ -1,0 +1,145 @@
+//! Shared HTTP plumbing of the rma roles: JSON errors mapped in one place, body limits,
+//! request ids, the Prometheus endpoint, and serving on a bound listener with a handle that
+//! stops the server when dropped.
+#![deny(clippy::unwrap_used)]
+
+mod error;
+mod server;
+
+pub use error::{ApiError, JsonBody};
+pub use server::{ServerHandle, Shutdown, serve};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use rma_proto::error_code;
+use std::sync::OnceLock;
+
+/// Reads a request body, refusing with 413 as soon as it passes `limit` bytes (checked against
+/// `Content-Length` first, then while streaming, so an over-long chunked body is cut short).
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error_code::PAYLOAD_TOO_LARGE,
+            format!("request body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The `X-Request-Id` of a request, or a new one when the client sent none (or an unusable one).
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(rma_proto::headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Inserts a header when the value is a valid header value; ids we mint always are.
+pub fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use. All roles of one process
+/// (as in `rma up`) share it; their series carry a `role` label.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only when another recorder was installed first (a host application's);
+        // then our series go there and this handle renders empty, which is harmless.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics_handler() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus().render(),
+    )
+        .into_response()
+}
+
+/// Adds what every role's router needs: JSON 404/405 fallbacks, panics turned into JSON 500,
+/// and request tracing.
+pub fn finish(router: Router) -> Router {
+    router
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!("no route for {}", uri.path()))
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    error_code::METHOD_NOT_ALLOWED,
+                    format!("{method} is not allowed on {}", uri.path()),
+                )
+            },
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("the server hit a bug handling this request").into_response()
+            },
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_body_enforces_the_limit_with_and_without_length() {
+        let mut h = HeaderMap::new();
+        let ok = read_body(&h, Body::from("hello"), 5).await.expect("fits");
+        assert_eq!(&ok[..], b"hello");
+        let err = read_body(&h, Body::from("hello!"), 5)
+            .await
+            .expect_err("over");
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        h.insert("content-length", HeaderValue::from_static("999"));
+        let err = read_body(&h, Body::empty(), 5)
+            .await
+            .expect_err("declared over");
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn request_id_is_kept_or_minted() {
+        let mut h = HeaderMap::new();
+        assert_eq!(request_id(&h).len(), 36);
+        h.insert("x-request-id", HeaderValue::from_static("abc-1"));
+        assert_eq!(request_id(&h), "abc-1");
+    }
+}

@@ -1,0 +1,308 @@
+//! JSON bodies of the HTTP contract. Field names are snake_case.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::{Capabilities, WorkerType};
+
+/// Every error answer: `{error, message}`. `error` is one of [`crate::error_code`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code.
+    pub error: String,
+    /// What went wrong, in words a person can act on.
+    pub message: String,
+}
+
+/// `POST /api/edge/register`: a coordinator announces itself to the router.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorRegister {
+    /// Stable id; the router makes one up when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_id: Option<String>,
+    /// The URL the router reaches the coordinator at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Same as `url`, the name the specification uses for tunnels; `url` wins when both are set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_url: Option<String>,
+    /// Free text: where the coordinator runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Services the coordinator can serve now (also carried by heartbeats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+}
+
+/// Answer to [`CoordinatorRegister`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorRegistered {
+    /// Always `registered`.
+    pub status: String,
+    /// Always `edge_coordinator`.
+    pub role: String,
+    /// The id the coordinator is known by.
+    pub coordinator_id: String,
+    /// Coordinators in the registry after this one.
+    pub total_coordinators: usize,
+    /// Human-readable confirmation.
+    pub message: String,
+}
+
+/// One worker as a coordinator reports it to the router (heartbeats) and the router shows it
+/// in the topology.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    /// Worker id.
+    pub id: String,
+    /// Primary type.
+    #[serde(rename = "type")]
+    pub worker_type: WorkerType,
+    /// Assigned services.
+    pub services: Vec<String>,
+    /// `active` or `stale`.
+    pub status: WorkerStatus,
+    /// Requests the coordinator has in flight on it.
+    pub active_requests: u32,
+    /// Load the worker reported (0.0–1.0 per core, averaged).
+    pub load: f64,
+}
+
+/// `POST /api/edge/heartbeat`: a coordinator is alive; carries load and inventory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorHeartbeat {
+    /// Who is beating.
+    pub coordinator_id: String,
+    /// Requests in flight at the coordinator.
+    #[serde(default)]
+    pub active_requests: u32,
+    /// Mean load of its active workers.
+    #[serde(default)]
+    pub load: f64,
+    /// Service type → number of active workers offering it.
+    #[serde(default)]
+    pub services: BTreeMap<String, u32>,
+    /// Its workers.
+    #[serde(default)]
+    pub workers: Vec<WorkerSummary>,
+}
+
+/// `{status:"ok"}`: the answer to heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// `ok`, `deregistered`…
+    pub status: String,
+}
+
+impl Ack {
+    /// `{status:"ok"}`.
+    pub fn ok() -> Self {
+        Ack {
+            status: "ok".into(),
+        }
+    }
+}
+
+/// Router view of a coordinator's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoordinatorStatus {
+    /// Fresh and answering.
+    Healthy,
+    /// Fresh, but the last request to it failed to connect.
+    Unreachable,
+    /// Not heard from for `stale_after`: out of routing, removed later.
+    Stale,
+}
+
+/// `GET /api/admin/coordinators`: one row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorInfo {
+    /// Id.
+    pub coordinator_id: String,
+    /// Where the router reaches it.
+    pub url: String,
+    /// Free text from its registration.
+    pub location: Option<String>,
+    /// RFC 3339.
+    pub registered_at: String,
+    /// RFC 3339.
+    pub last_seen: String,
+    /// Health as the router sees it.
+    pub status: CoordinatorStatus,
+}
+
+/// `POST /api/worker/register`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRegister {
+    /// Stable id, `worker-{hostname}` by default.
+    pub worker_id: String,
+    /// What the probe found.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// `WORKER_TYPE` when not `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_type: Option<WorkerType>,
+    /// A URL the worker can also be called at over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_url: Option<String>,
+    /// Services this worker implements; assignment never goes beyond them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+}
+
+/// Answer to [`WorkerRegister`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRegistered {
+    /// Always `registered`.
+    pub status: String,
+    /// The id registered.
+    pub worker_id: String,
+    /// Primary type.
+    pub worker_type: WorkerType,
+    /// What the worker will be sent.
+    pub assigned_services: Vec<String>,
+    /// Which coordinator holds the registration.
+    pub coordinator_id: String,
+    /// Where to dial the link (`{coordinator_url}/api/worker/link`); absent when the
+    /// coordinator does not know its public URL, then the worker uses the URL it registered at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_url: Option<String>,
+    /// How often to send heartbeats.
+    pub heartbeat_interval_s: u64,
+}
+
+/// `POST /api/worker/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHeartbeat {
+    /// Who is beating.
+    pub worker_id: String,
+    /// Free text from the worker: `ok`, `busy`, `draining`.
+    #[serde(default = "default_ok")]
+    pub status: String,
+    /// Load average per core (0.0 = idle, 1.0 = every core busy).
+    #[serde(default)]
+    pub current_load: f64,
+    /// Service requests running on the worker now.
+    #[serde(default)]
+    pub active_requests: u32,
+}
+
+fn default_ok() -> String {
+    "ok".into()
+}
+
+/// Coordinator view of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    /// Heartbeats fresh and reachable (link up, or a tunnel URL).
+    Active,
+    /// Heartbeats late, or no way to reach it: out of rotation.
+    Stale,
+}
+
+/// `GET /health` at the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterHealth {
+    /// `healthy` when at least one coordinator is fresh, else `degraded`.
+    pub status: String,
+    /// Fresh coordinators.
+    pub coordinators: usize,
+    /// In words.
+    pub message: String,
+}
+
+/// Worker counts in [`CoordinatorHealth`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounts {
+    /// All registered.
+    pub total: usize,
+    /// In rotation.
+    pub active: usize,
+    /// Out of rotation.
+    pub stale: usize,
+}
+
+/// `GET /health` at a coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorHealth {
+    /// `healthy` when at least one worker is active, else `degraded` (still HTTP 200: the
+    /// coordinator itself is up).
+    pub status: String,
+    /// Its id.
+    pub coordinator: String,
+    /// Its workers.
+    pub workers: WorkerCounts,
+}
+
+/// A coordinator in [`Topology`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyCoordinator {
+    /// Id.
+    pub id: String,
+    /// URL.
+    pub url: String,
+    /// Number of workers it reported.
+    pub workers: usize,
+    /// Mean load it reported.
+    pub load: f64,
+    /// Health.
+    pub status: CoordinatorStatus,
+}
+
+/// A worker in [`Topology`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyWorker {
+    /// Id.
+    pub id: String,
+    /// Primary type.
+    #[serde(rename = "type")]
+    pub worker_type: WorkerType,
+    /// The coordinator holding it.
+    pub coordinator: String,
+    /// Assigned services.
+    pub services: Vec<String>,
+    /// `active` or `stale`.
+    pub status: WorkerStatus,
+    /// Load it reported.
+    pub load: f64,
+}
+
+/// `GET /api/topology`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Every registered coordinator.
+    pub coordinators: Vec<TopologyCoordinator>,
+    /// Every worker the coordinators reported.
+    pub workers: Vec<TopologyWorker>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_summary_uses_type_on_the_wire() {
+        let w = WorkerSummary {
+            id: "w".into(),
+            worker_type: WorkerType::Gpu,
+            services: vec![],
+            status: WorkerStatus::Active,
+            active_requests: 0,
+            load: 0.0,
+        };
+        let v = serde_json::to_value(&w).expect("serialise");
+        assert_eq!(v["type"], "gpu");
+        assert_eq!(v["status"], "active");
+    }
+
+    #[test]
+    fn heartbeat_defaults() {
+        let hb: WorkerHeartbeat =
+            serde_json::from_str(r#"{"worker_id":"w1"}"#).expect("minimal heartbeat parses");
+        assert_eq!(hb.status, "ok");
+        assert_eq!(hb.active_requests, 0);
+    }
+}

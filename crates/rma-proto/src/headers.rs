@@ -1,0 +1,10 @@
+//! Header names used across the federation.
+
+/// Names the coordinator that served a service request.
+pub const COORDINATOR: &str = "x-rma-coordinator";
+/// Names the worker that served a service request.
+pub const WORKER: &str = "x-rma-worker";
+/// Correlates one request across router, coordinator and worker; kept from the client when it sent one.
+pub const REQUEST_ID: &str = "x-request-id";
+/// How many workers or coordinators were tried before the answer (1 when the first one answered).
+pub const ATTEMPTS: &str = "x-rma-attempts";

@@ -1,0 +1,78 @@
+//! Validation of the ids that name workers and coordinators.
+//!
+//! Ids travel in URLs, headers and log lines, so they are kept to a safe alphabet.
+
+/// Longest id accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The id is empty.
+    #[error("id is empty")]
+    Empty,
+    /// The id is longer than [`MAX_ID_LEN`].
+    #[error("id is longer than {MAX_ID_LEN} characters")]
+    TooLong,
+    /// The id holds a character outside `[A-Za-z0-9._-]`.
+    #[error("id {0:?} holds a character outside [A-Za-z0-9._-]")]
+    BadChar(String),
+}
+
+/// Checks that `id` is 1 to [`MAX_ID_LEN`] characters of `[A-Za-z0-9._-]`.
+pub fn validate(id: &str) -> Result<(), IdError> {
+    if id.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(IdError::BadChar(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Turns free text (a hostname, say) into a valid id fragment: other characters become `-`.
+pub fn sanitize(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_ID_LEN / 2)
+        .collect();
+    if s.is_empty() {
+        "unknown".to_owned()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_ids_and_refuses_the_rest() {
+        assert_eq!(validate("worker-nas.home_1"), Ok(()));
+        assert_eq!(validate(""), Err(IdError::Empty));
+        assert!(matches!(validate("a/b"), Err(IdError::BadChar(_))));
+        assert!(matches!(validate("a b"), Err(IdError::BadChar(_))));
+        assert_eq!(validate(&"x".repeat(129)), Err(IdError::TooLong));
+    }
+
+    #[test]
+    fn sanitize_makes_valid_ids() {
+        assert_eq!(sanitize("my pc/é"), "my-pc--");
+        assert_eq!(sanitize(""), "unknown");
+        assert_eq!(validate(&sanitize("ünïcode host")), Ok(()));
+    }
+}

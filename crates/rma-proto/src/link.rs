@@ -1,0 +1,177 @@
+//! The link: the one connection a worker dials to its coordinator (a WebSocket at
+//! `GET /api/worker/link`), over which the coordinator sends service requests and the worker
+//! returns results. The worker needs no open port and no tunnel.
+//!
+//! Every message is one binary WebSocket frame: a 4-byte big-endian header length, the header
+//! as JSON ([`LinkMessage`]), then the body bytes (a document, a result) untouched. Bodies are
+//! never base64'd. Liveness uses WebSocket ping/pong frames, not messages.
+//!
+//! The session opens with [`LinkMessage::Hello`] from the worker carrying
+//! [`PROTOCOL_VERSION`]; the coordinator answers [`LinkMessage::Welcome`] or
+//! [`LinkMessage::Reject`] and closes.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; a coordinator rejects a hello with another one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest header accepted (the body is bounded by the HTTP body limit, not this).
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
+
+/// The header of one link frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LinkMessage {
+    /// Worker → coordinator, first frame.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the worker.
+        protocol_version: u32,
+        /// The registered worker id.
+        worker_id: String,
+    },
+    /// Coordinator → worker: the link is accepted and the worker is in rotation.
+    Welcome {
+        /// [`PROTOCOL_VERSION`] of the coordinator.
+        protocol_version: u32,
+        /// Who accepted.
+        coordinator_id: String,
+        /// How often the coordinator pings; the worker reconnects after several silent intervals.
+        #[serde(default)]
+        ping_interval_ms: u64,
+    },
+    /// Coordinator → worker: the link is refused; the coordinator closes after it.
+    Reject {
+        /// `unknown_worker` (register first) or `protocol_version`.
+        reason: String,
+        /// In words.
+        message: String,
+    },
+    /// Coordinator → worker: run a service; the body is the request body.
+    Request {
+        /// Correlates the response; unique per link.
+        id: u64,
+        /// Service type.
+        service: String,
+        /// HTTP method of the original request.
+        method: String,
+        /// The sub-path after `/api/service/{type}`, empty or starting with `/`.
+        #[serde(default)]
+        path: String,
+        /// The query string without `?`, empty when none.
+        #[serde(default)]
+        query: String,
+        /// Content-Type of the body.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
+        /// End-to-end request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Worker → coordinator: the answer to `Request { id }`; the body is the response body.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// HTTP status the service answered with.
+        status: u16,
+        /// Content-Type of the body.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
+    },
+    /// Either side, before closing on purpose.
+    Goodbye {
+        /// In words.
+        reason: String,
+    },
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than its own length prefix says.
+    #[error("link frame truncated: {0} bytes")]
+    Truncated(usize),
+    /// Header length over [`MAX_HEADER_LEN`].
+    #[error("link frame header too long: {0} bytes")]
+    HeaderTooLong(usize),
+    /// The header is not a [`LinkMessage`].
+    #[error("link frame header is not a link message: {0}")]
+    BadHeader(#[from] serde_json::Error),
+}
+
+/// Encodes a message and its body into one frame.
+pub fn encode(msg: &LinkMessage, body: &[u8]) -> Vec<u8> {
+    // Serialising an enum of plain fields cannot fail.
+    let header = serde_json::to_vec(msg).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + header.len() + body.len());
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Decodes a frame into its message and the byte range of its body within `frame`.
+pub fn decode(frame: &[u8]) -> Result<(LinkMessage, std::ops::Range<usize>), FrameError> {
+    let len_bytes: [u8; 4] = frame
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(FrameError::Truncated(frame.len()))?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    if len > MAX_HEADER_LEN {
+        return Err(FrameError::HeaderTooLong(len));
+    }
+    let header = frame
+        .get(4..4 + len)
+        .ok_or(FrameError::Truncated(frame.len()))?;
+    let msg = serde_json::from_slice(header)?;
+    Ok((msg, 4 + len..frame.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_with_binary_bodies() {
+        let msg = LinkMessage::Request {
+            id: 7,
+            service: "echo".into(),
+            method: "POST".into(),
+            path: "/x".into(),
+            query: "delay_ms=5".into(),
+            content_type: Some("application/octet-stream".into()),
+            request_id: Some("r-1".into()),
+        };
+        let body = [0u8, 159, 146, 150, 255];
+        let frame = encode(&msg, &body);
+        let (back, range) = decode(&frame).expect("decodes");
+        assert_eq!(back, msg);
+        assert_eq!(&frame[range], &body);
+    }
+
+    #[test]
+    fn hello_is_tagged_snake_case() {
+        let v = serde_json::to_value(LinkMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            worker_id: "w".into(),
+        })
+        .expect("serialise");
+        assert_eq!(v["type"], "hello");
+        assert_eq!(v["protocol_version"], 1);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(matches!(decode(&[]), Err(FrameError::Truncated(0))));
+        assert!(matches!(
+            decode(&[0, 0, 0, 9, 1]),
+            Err(FrameError::Truncated(5))
+        ));
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff, 0xff]),
+            Err(FrameError::HeaderTooLong(_))
+        ));
+        let mut bad = 3u32.to_be_bytes().to_vec();
+        bad.extend_from_slice(b"{x}");
+        assert!(matches!(decode(&bad), Err(FrameError::BadHeader(_))));
+    }
+}

@@ -1,0 +1,401 @@
+//! The router's HTTP API: registration of coordinators, worker proxying, admin, topology,
+//! health and metrics. Service requests are in [`crate::forward`].
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use rma_http::{ApiError, JsonBody};
+use rma_proto::api::{
+    Ack, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister, CoordinatorRegistered,
+    RouterHealth, Topology, TopologyCoordinator, TopologyWorker, WorkerHeartbeat, WorkerRegister,
+    WorkerRegistered,
+};
+use rma_proto::ids;
+use tokio::time::Instant;
+
+use crate::registry::Entry;
+use crate::store::StoredCoordinator;
+use crate::{AppState, forward, to_ms};
+
+/// The router's axum app over `state`.
+pub fn app(state: AppState) -> Router {
+    let r = Router::new()
+        .route("/api/edge/register", post(register_coordinator))
+        .route("/api/edge/heartbeat", post(coordinator_heartbeat))
+        .route("/api/edge/{coordinator_id}", delete(deregister_coordinator))
+        .route("/api/worker/register", post(register_worker))
+        .route("/api/worker/heartbeat", post(worker_heartbeat))
+        .route("/api/service/{service}", any(forward::service))
+        .route("/api/service/{service}/{*rest}", any(forward::service_rest))
+        .route("/api/admin/coordinators", get(coordinators))
+        .route("/api/topology", get(topology))
+        .route("/health", get(health))
+        .route("/metrics", get(rma_http::metrics_handler))
+        .with_state(state);
+    rma_http::finish(r)
+}
+
+/// Checks a coordinator URL: absolute http(s) with a host. Returns it without a trailing slash.
+pub fn validate_url(raw: &str) -> Result<String, ApiError> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| ApiError::bad_request(format!("url {raw:?} is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request(format!(
+            "url {raw:?} must be http or https"
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(format!("url {raw:?} has no host")));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+async fn register_coordinator(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CoordinatorRegister>,
+) -> Result<Json<CoordinatorRegistered>, ApiError> {
+    let raw_url = req
+        .url
+        .as_deref()
+        .or(req.tunnel_url.as_deref())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "url (or tunnel_url) is required: the URL the router reaches this coordinator at",
+            )
+        })?;
+    let url = validate_url(raw_url)?;
+    let id = match req.coordinator_id {
+        Some(id) => {
+            ids::validate(&id)
+                .map_err(|e| ApiError::bad_request(format!("coordinator_id: {e}")))?;
+            id
+        }
+        None => format!("coord-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+    };
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let previous = state.registry().get(&id).cloned();
+    let registered_at = previous.as_ref().map_or(wall, |p| p.registered_at);
+    let row = StoredCoordinator {
+        id: id.clone(),
+        url: url.clone(),
+        location: req.location.clone(),
+        registered_at_ms: to_ms(registered_at),
+        last_seen_ms: to_ms(wall),
+    };
+    // Durable first: a coordinator told "registered" is in the file.
+    state
+        .store(move |s| s.upsert(&row))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let services = req
+        .services
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s, 1))
+        .collect();
+    let total = {
+        let mut reg = state.registry();
+        let (services, workers, load) = match previous {
+            // A re-registration keeps the inventory it already reported.
+            Some(p) if p.url == url => (p.services, p.workers, p.load),
+            _ => (services, Vec::new(), 0.0),
+        };
+        reg.upsert(Entry {
+            id: id.clone(),
+            url: url.clone(),
+            location: req.location,
+            registered_at,
+            last_seen: now,
+            last_seen_wall: wall,
+            services,
+            workers,
+            load,
+            active_requests: 0,
+            unreachable: false,
+            inventory_known: true,
+        });
+        reg.len()
+    };
+    metrics::counter!("rma_router_registrations_total").increment(1);
+    tracing::info!(coordinator = %id, %url, total, "coordinator registered");
+    Ok(Json(CoordinatorRegistered {
+        status: "registered".into(),
+        role: "edge_coordinator".into(),
+        message: format!(
+            "coordinator {id} registered at {url}; {total} coordinator(s) in the federation"
+        ),
+        coordinator_id: id,
+        total_coordinators: total,
+    }))
+}
+
+async fn coordinator_heartbeat(
+    State(state): State<AppState>,
+    JsonBody(hb): JsonBody<CoordinatorHeartbeat>,
+) -> Result<Json<Ack>, ApiError> {
+    let id = hb.coordinator_id.clone();
+    if state
+        .registry()
+        .heartbeat(hb, Instant::now(), SystemTime::now())
+    {
+        Ok(Json(Ack::ok()))
+    } else {
+        Err(ApiError::not_found(format!(
+            "coordinator {id:?} is not registered; register again"
+        )))
+    }
+}
+
+async fn deregister_coordinator(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Ack>, ApiError> {
+    ids::validate(&id).map_err(|e| ApiError::bad_request(format!("coordinator_id: {e}")))?;
+    let known = state.registry().remove(&id).is_some();
+    let id2 = id.clone();
+    let in_file = state
+        .store(move |s| s.delete(&id2))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if !known && !in_file {
+        return Err(ApiError::not_found(format!(
+            "coordinator {id:?} is not registered"
+        )));
+    }
+    tracing::info!(coordinator = %id, "coordinator deregistered");
+    Ok(Json(Ack {
+        status: "deregistered".into(),
+    }))
+}
+
+/// Proxies a worker registration to the coordinator with the fewest workers, trying the next on
+/// a connection failure, and remembers where the worker went.
+async fn register_worker(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<WorkerRegister>,
+) -> Result<Json<WorkerRegistered>, ApiError> {
+    ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
+    let candidates: Vec<(String, String)> = {
+        let reg = state.registry();
+        reg.candidates_for_worker(Instant::now(), state.next_turn())
+            .into_iter()
+            .map(|e| (e.id.clone(), e.url.clone()))
+            .collect()
+    };
+    if candidates.is_empty() {
+        return Err(ApiError::no_coordinator(
+            "no coordinator is registered and fresh; start one with `rma coordinator --router-url ...`",
+        ));
+    }
+    let mut last = None;
+    for (cid, url) in candidates {
+        let target = format!("{url}/api/worker/register");
+        match state.http().post(&target).json(&req).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let bytes = resp.bytes().await.unwrap_or_default();
+                if status.is_success() {
+                    let reply: WorkerRegistered = serde_json::from_slice(&bytes).map_err(|e| {
+                        ApiError::upstream(format!("coordinator {cid} answered the registration with an unexpected body: {e}"))
+                    })?;
+                    state
+                        .registry()
+                        .set_home(&req.worker_id, &reply.coordinator_id);
+                    return Ok(Json(reply));
+                }
+                if status.is_client_error() {
+                    return Err(pass_error(status, &bytes));
+                }
+                last = Some(format!("coordinator {cid} answered {status}"));
+            }
+            Err(e) => {
+                state.registry().mark_unreachable(&cid);
+                last = Some(format!("coordinator {cid} unreachable: {e}"));
+            }
+        }
+    }
+    Err(ApiError::no_coordinator(format!(
+        "no coordinator accepted the registration ({})",
+        last.unwrap_or_default()
+    )))
+}
+
+/// Sends a worker's heartbeat to the coordinator that holds its registration; 404 when none
+/// does, so the worker registers again.
+async fn worker_heartbeat(
+    State(state): State<AppState>,
+    JsonBody(hb): JsonBody<WorkerHeartbeat>,
+) -> Result<Response, ApiError> {
+    ids::validate(&hb.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
+    let home = state
+        .registry()
+        .home_of(&hb.worker_id)
+        .map(|e| (e.id.clone(), e.url.clone()));
+    let Some((cid, url)) = home else {
+        return Err(ApiError::not_found(format!(
+            "worker {:?} is not registered with any coordinator; register again",
+            hb.worker_id
+        )));
+    };
+    let resp = state
+        .http()
+        .post(format!("{url}/api/worker/heartbeat"))
+        .json(&hb)
+        .send()
+        .await
+        .map_err(|e| {
+            state.registry().mark_unreachable(&cid);
+            ApiError::upstream(format!(
+                "coordinator {cid} holding this worker is unreachable: {e}"
+            ))
+        })?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(Json(Ack::ok()).into_response())
+    } else {
+        Err(pass_error(status, &bytes))
+    }
+}
+
+/// An upstream error answer, passed on with its status and body when it is the JSON shape.
+fn pass_error(status: reqwest::StatusCode, body: &[u8]) -> ApiError {
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match serde_json::from_slice::<rma_proto::ErrorBody>(body) {
+        Ok(b) => ApiError::new(status, code_for(status), b.message),
+        Err(_) => ApiError::upstream(format!("coordinator answered {status}")),
+    }
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    use rma_proto::error_code as c;
+    match status.as_u16() {
+        400 => c::BAD_REQUEST,
+        404 => c::NOT_FOUND,
+        413 => c::PAYLOAD_TOO_LARGE,
+        415 => c::UNSUPPORTED_MEDIA_TYPE,
+        503 => c::NO_WORKER,
+        504 => c::TIMEOUT,
+        s if s >= 500 => c::UPSTREAM_FAILED,
+        _ => c::BAD_REQUEST,
+    }
+}
+
+async fn coordinators(State(state): State<AppState>) -> Json<Vec<CoordinatorInfo>> {
+    let reg = state.registry();
+    let now = Instant::now();
+    Json(
+        reg.entries()
+            .map(|e| CoordinatorInfo {
+                coordinator_id: e.id.clone(),
+                url: e.url.clone(),
+                location: e.location.clone(),
+                registered_at: rfc3339(e.registered_at),
+                last_seen: rfc3339(e.last_seen_wall),
+                status: reg.status(e, now),
+            })
+            .collect(),
+    )
+}
+
+/// The topology as coordinators last reported it.
+pub fn topology_of(state: &AppState) -> Topology {
+    let reg = state.registry();
+    let now = Instant::now();
+    let mut t = Topology::default();
+    for e in reg.entries() {
+        t.coordinators.push(TopologyCoordinator {
+            id: e.id.clone(),
+            url: e.url.clone(),
+            workers: e.workers.len(),
+            load: e.load,
+            status: reg.status(e, now),
+        });
+        for w in &e.workers {
+            t.workers.push(TopologyWorker {
+                id: w.id.clone(),
+                worker_type: w.worker_type,
+                coordinator: e.id.clone(),
+                services: w.services.clone(),
+                status: reg.worker_status(e, w, now),
+                load: w.load,
+            });
+        }
+    }
+    t
+}
+
+async fn topology(State(state): State<AppState>) -> Json<Topology> {
+    Json(topology_of(&state))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let (fresh, total) = {
+        let reg = state.registry();
+        (reg.fresh_count(Instant::now()), reg.len())
+    };
+    let (code, status, message) = if fresh > 0 {
+        (
+            StatusCode::OK,
+            "healthy",
+            format!("{fresh} of {total} coordinator(s) fresh"),
+        )
+    } else if total == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            "no coordinator is registered".to_owned(),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            format!("none of {total} registered coordinator(s) has sent a heartbeat recently"),
+        )
+    };
+    (
+        code,
+        Json(RouterHealth {
+            status: status.into(),
+            coordinators: fresh,
+            message,
+        }),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rma_proto::api::CoordinatorStatus;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            validate_url("http://10.0.0.2:8080/").expect("ok"),
+            "http://10.0.0.2:8080"
+        );
+        assert!(validate_url("https://c1.example.org").is_ok());
+        assert!(validate_url("ftp://x").is_err());
+        assert!(validate_url("localhost:8080").is_err());
+        assert!(validate_url("").is_err());
+    }
+
+    #[test]
+    fn coordinator_status_names() {
+        assert_eq!(
+            serde_json::to_value(CoordinatorStatus::Unreachable).expect("json"),
+            "unreachable"
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Router configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the router needs to start.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The SQLite file of the coordinator registry.
+    pub db_path: PathBuf,
+    /// A coordinator silent this long is stale: out of routing [300 s].
+    pub stale_after: Duration,
+    /// A coordinator silent this long is removed [2 × stale_after].
+    pub expire_after: Duration,
+    /// How often expiry runs [stale_after / 10, at most 5 s].
+    pub sweep_interval: Duration,
+    /// How long one forwarded request may take before 504 [125 s: the coordinator's 120 s and a margin].
+    pub request_timeout: Duration,
+    /// Largest request body accepted [50 MB].
+    pub max_body_bytes: usize,
+}
+
+impl RouterConfig {
+    /// Defaults around a registry file.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self::with_stale_after(db_path, Duration::from_secs(300))
+    }
+
+    /// Defaults with another stale threshold (expiry and sweep follow it).
+    pub fn with_stale_after(db_path: impl Into<PathBuf>, stale_after: Duration) -> Self {
+        RouterConfig {
+            db_path: db_path.into(),
+            stale_after,
+            expire_after: stale_after * 2,
+            sweep_interval: (stale_after / 10)
+                .clamp(Duration::from_millis(50), Duration::from_secs(5)),
+            request_timeout: Duration::from_secs(125),
+            max_body_bytes: 50 * 1024 * 1024,
+        }
+    }
+}

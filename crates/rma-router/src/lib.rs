@@ -1,0 +1,335 @@
+//! The rma edge router: the one public entry point.
+//!
+//! It keeps the durable registry of coordinators ([`store`], SQLite, written only on membership
+//! changes), their freshness and inventory in memory ([`registry`]), picks a coordinator for each
+//! request and forwards it, retrying another on failure ([`forward`]), proxies worker
+//! registration and heartbeats to the coordinator that holds the worker, and serves the admin
+//! API, topology, health and metrics ([`api`]).
+//!
+//! [`spawn`] runs it on a bound listener and returns a handle that stops it when dropped;
+//! [`app`] is the bare axum router for tests that drive it without sockets.
+#![deny(clippy::unwrap_used)]
+
+pub mod api;
+pub mod config;
+pub mod forward;
+pub mod registry;
+pub mod store;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use api::app;
+pub use config::RouterConfig;
+use registry::{Entry, Registry, Thresholds};
+use rma_http::{ServerHandle, Shutdown};
+use store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The registry file could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener is unusable.
+    #[error("router listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// The HTTP client could not be built.
+    #[error("router HTTP client: {0}")]
+    Client(String),
+}
+
+/// Shared state of the router's handlers.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RouterConfig,
+    registry: Mutex<Registry>,
+    store: Arc<Store>,
+    http: reqwest::Client,
+    turn: AtomicUsize,
+}
+
+impl AppState {
+    /// Opens the registry file and loads the coordinators it holds. Loaded coordinators count
+    /// as just seen: they get one `stale_after` to send a heartbeat to this new router process.
+    pub fn new(config: RouterConfig) -> Result<Self, SpawnError> {
+        rma_client::install_crypto_provider();
+        if let Some(parent) = config
+            .db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let store = Store::open(&config.db_path)?;
+        let mut registry = Registry::new(Thresholds {
+            stale_after: config.stale_after,
+            expire_after: config.expire_after,
+        });
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        for row in store.load_all()? {
+            registry.upsert(Entry {
+                id: row.id,
+                url: row.url,
+                location: row.location,
+                registered_at: from_ms(row.registered_at_ms),
+                last_seen: now,
+                last_seen_wall: wall,
+                services: Default::default(),
+                workers: Vec::new(),
+                load: 0.0,
+                active_requests: 0,
+                unreachable: false,
+                inventory_known: false,
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| SpawnError::Client(e.to_string()))?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                config,
+                registry: Mutex::new(registry),
+                store: Arc::new(store),
+                http,
+                turn: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RouterConfig {
+        &self.inner.config
+    }
+
+    /// The registry, locked. Never held across an await.
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub(crate) fn next_turn(&self) -> usize {
+        self.inner.turn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs a store operation on the blocking pool.
+    pub(crate) async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Removes coordinators silent for `expire_after`, from memory and from the file; returns
+    /// their ids. The expiry loop calls this; tests call it after advancing paused time.
+    pub async fn sweep_once(&self) -> Vec<String> {
+        let expired = self.registry().sweep(Instant::now());
+        for id in &expired {
+            let id2 = id.clone();
+            match self.store(move |s| s.delete(&id2)).await {
+                Ok(_) => tracing::info!(coordinator = %id, "coordinator expired and removed"),
+                Err(e) => {
+                    tracing::error!(coordinator = %id, error = %e, "could not remove expired coordinator from the registry file")
+                }
+            }
+        }
+        if !expired.is_empty() {
+            metrics::counter!("rma_router_coordinators_expired_total")
+                .increment(expired.len() as u64);
+        }
+        expired
+    }
+}
+
+/// Unix milliseconds → wall time.
+pub(crate) fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Wall time → Unix milliseconds.
+pub(crate) fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A running router. Dropping it stops it.
+pub type RouterHandle = ServerHandle;
+
+/// Starts a router on `listener`: opens the registry, serves the API, runs expiry.
+pub fn spawn(config: RouterConfig, listener: TcpListener) -> Result<RouterHandle, SpawnError> {
+    let state = AppState::new(config)?;
+    let (stop, shutdown) = Shutdown::new();
+    let mut handle = rma_http::serve(listener, app(state.clone()), stop)?;
+    handle.adopt(tokio::spawn(expiry_loop(state, shutdown)));
+    tracing::info!(addr = %handle.addr(), "router listening");
+    Ok(handle)
+}
+
+/// Sweeps expired coordinators every `sweep_interval` until shutdown.
+pub async fn expiry_loop(state: AppState, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(state.config().sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { state.sweep_once().await; }
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expiry driven by paused Tokio time: the app is called in-process (no sockets), so
+    //! advancing the clock is all it takes to make minutes pass.
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_coordinators_go_stale_then_are_removed_from_memory_and_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("r.db");
+        let state = AppState::new(RouterConfig::new(&db)).expect("state");
+        let app = app(state.clone());
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/edge/register",
+            r#"{"coordinator_id":"c1","url":"http://127.0.0.1:9"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["total_coordinators"], 1);
+        let (s, v) = call(&app, "GET", "/health", "").await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("healthy")));
+
+        // A heartbeat at 4 minutes keeps it fresh past the first 5.
+        tokio::time::advance(Duration::from_secs(240)).await;
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/api/edge/heartbeat",
+            r#"{"coordinator_id":"c1"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        tokio::time::advance(Duration::from_secs(240)).await;
+        let (_, v) = call(&app, "GET", "/api/admin/coordinators", "").await;
+        assert_eq!(v[0]["status"], "healthy");
+
+        // Then silence: stale after 300 s, out of health.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let (_, v) = call(&app, "GET", "/api/admin/coordinators", "").await;
+        assert_eq!(v[0]["status"], "stale");
+        let (s, v) = call(&app, "GET", "/health", "").await;
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("degraded"))
+        );
+        assert!(
+            state.sweep_once().await.is_empty(),
+            "stale is not yet expired"
+        );
+        let stored = Store::open(&db).expect("open").load_all().expect("load");
+        assert_eq!(stored.len(), 1);
+
+        // Removed at 600 s of silence, from memory and from the file.
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(state.sweep_once().await, ["c1"]);
+        let (_, v) = call(&app, "GET", "/api/admin/coordinators", "").await;
+        assert_eq!(v, serde_json::json!([]));
+        let stored = Store::open(&db).expect("open").load_all().expect("load");
+        assert!(stored.is_empty());
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/edge/heartbeat",
+            r#"{"coordinator_id":"c1"}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_do_not_write_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("r.db");
+        let state = AppState::new(RouterConfig::new(&db)).expect("state");
+        let app = app(state);
+        call(
+            &app,
+            "POST",
+            "/api/edge/register",
+            r#"{"coordinator_id":"c1","url":"http://127.0.0.1:9"}"#,
+        )
+        .await;
+        let before = Store::open(&db)
+            .expect("open")
+            .get("c1")
+            .expect("get")
+            .expect("row");
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            call(
+                &app,
+                "POST",
+                "/api/edge/heartbeat",
+                r#"{"coordinator_id":"c1","load":0.5}"#,
+            )
+            .await;
+        }
+        let after = Store::open(&db)
+            .expect("open")
+            .get("c1")
+            .expect("get")
+            .expect("row");
+        assert_eq!(before, after, "heartbeats live in memory only");
+    }
+}

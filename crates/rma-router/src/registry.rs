@@ -1,0 +1,387 @@
+//! The router's in-memory view of its coordinators: freshness, inventory, worker homes.
+//!
+//! Pure logic over explicit `now` values: no I/O, no clocks read here, so expiry and selection
+//! are tested without sockets or sleeping. Durable membership lives in [`crate::store`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use rma_proto::api::{CoordinatorHeartbeat, CoordinatorStatus, WorkerStatus, WorkerSummary};
+use tokio::time::Instant;
+
+/// One coordinator as the router knows it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Id.
+    pub id: String,
+    /// Where to reach it.
+    pub url: String,
+    /// Free text.
+    pub location: Option<String>,
+    /// When it first registered (wall clock, for display).
+    pub registered_at: SystemTime,
+    /// Last heartbeat or registration (monotonic, for freshness).
+    pub last_seen: Instant,
+    /// Same moment on the wall clock, for display.
+    pub last_seen_wall: SystemTime,
+    /// Service → active workers, from its last heartbeat (or its registration).
+    pub services: BTreeMap<String, u32>,
+    /// Its workers, from its last heartbeat.
+    pub workers: Vec<WorkerSummary>,
+    /// Mean load of its workers.
+    pub load: f64,
+    /// Requests in flight there.
+    pub active_requests: u32,
+    /// The last request the router sent failed to connect; cleared by its next heartbeat.
+    pub unreachable: bool,
+    /// Whether `services` came from the coordinator itself (false right after the router
+    /// restarted and loaded it from the file, until its first heartbeat).
+    pub inventory_known: bool,
+}
+
+/// Freshness thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Silent this long → stale, out of routing.
+    pub stale_after: Duration,
+    /// Silent this long → removed.
+    pub expire_after: Duration,
+}
+
+/// All coordinators, and which coordinator holds which worker.
+#[derive(Debug)]
+pub struct Registry {
+    entries: BTreeMap<String, Entry>,
+    /// worker id → coordinator id: learned from proxied registrations and from heartbeats.
+    homes: HashMap<String, String>,
+    thresholds: Thresholds,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(thresholds: Thresholds) -> Self {
+        Registry {
+            entries: BTreeMap::new(),
+            homes: HashMap::new(),
+            thresholds,
+        }
+    }
+
+    /// The thresholds in force.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    /// Adds or replaces an entry (registration, or loading from the store).
+    pub fn upsert(&mut self, entry: Entry) {
+        self.entries.insert(entry.id.clone(), entry);
+    }
+
+    /// Removes a coordinator and forgets its workers' homes.
+    pub fn remove(&mut self, id: &str) -> Option<Entry> {
+        self.homes.retain(|_, c| c != id);
+        self.entries.remove(id)
+    }
+
+    /// One entry.
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// All entries, by id.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Number of coordinators registered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is registered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A coordinator's status at `now`.
+    pub fn status(&self, e: &Entry, now: Instant) -> CoordinatorStatus {
+        if now.saturating_duration_since(e.last_seen) >= self.thresholds.stale_after {
+            CoordinatorStatus::Stale
+        } else if e.unreachable {
+            CoordinatorStatus::Unreachable
+        } else {
+            CoordinatorStatus::Healthy
+        }
+    }
+
+    /// Coordinators not stale at `now`.
+    pub fn fresh_count(&self, now: Instant) -> usize {
+        self.entries
+            .values()
+            .filter(|e| self.status(e, now) != CoordinatorStatus::Stale)
+            .count()
+    }
+
+    /// Applies a heartbeat; false when the coordinator is unknown (it must register again).
+    pub fn heartbeat(&mut self, hb: CoordinatorHeartbeat, now: Instant, wall: SystemTime) -> bool {
+        let Some(e) = self.entries.get_mut(&hb.coordinator_id) else {
+            return false;
+        };
+        e.last_seen = now;
+        e.last_seen_wall = wall;
+        e.unreachable = false;
+        e.inventory_known = true;
+        e.services = hb.services;
+        e.load = hb.load;
+        e.active_requests = hb.active_requests;
+        let id = e.id.clone();
+        // The heartbeat is the truth about which workers this coordinator holds.
+        self.homes.retain(|_, c| *c != id);
+        for w in &hb.workers {
+            self.homes.insert(w.id.clone(), id.clone());
+        }
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.workers = hb.workers;
+        }
+        true
+    }
+
+    /// Marks a coordinator unreachable after a failed connection.
+    pub fn mark_unreachable(&mut self, id: &str) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.unreachable = true;
+        }
+    }
+
+    /// Records that `worker` registered at `coordinator`.
+    pub fn set_home(&mut self, worker: &str, coordinator: &str) {
+        self.homes.insert(worker.to_owned(), coordinator.to_owned());
+    }
+
+    /// The coordinator holding `worker`, with its URL, when that coordinator is still registered.
+    pub fn home_of(&self, worker: &str) -> Option<&Entry> {
+        self.homes.get(worker).and_then(|c| self.entries.get(c))
+    }
+
+    /// Removes every coordinator silent for `expire_after`; returns their ids.
+    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
+        let expired: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| now.saturating_duration_since(e.last_seen) >= self.thresholds.expire_after)
+            .map(|e| e.id.clone())
+            .collect();
+        for id in &expired {
+            self.remove(id);
+        }
+        expired
+    }
+
+    /// Where a service request for `service` may go, in the order to try: fresh coordinators
+    /// whose inventory has an active worker for it, rotated by `turn` (round-robin); then those
+    /// whose inventory is not known yet (loaded from the file after a router restart); then, as
+    /// a last resort, those marked unreachable.
+    pub fn candidates_for_service(&self, service: &str, now: Instant, turn: usize) -> Vec<&Entry> {
+        let offering = |e: &&Entry| e.services.get(service).copied().unwrap_or(0) > 0;
+        let mut out = self.rotated(now, turn, offering);
+        let unknown = self.rotated(now, turn, |e| !e.inventory_known);
+        let at = out.iter().position(|e| e.unreachable).unwrap_or(out.len());
+        for (i, e) in unknown.into_iter().filter(|e| !e.unreachable).enumerate() {
+            out.insert(at + i, e);
+        }
+        out
+    }
+
+    /// Where a worker registration may go, in the order to try: fresh coordinators with the
+    /// fewest workers first (ties broken round-robin by `turn`), unreachable ones last.
+    pub fn candidates_for_worker(&self, now: Instant, turn: usize) -> Vec<&Entry> {
+        let mut all = self.rotated(now, turn, |_| true);
+        // Stable sort keeps the rotation among equals.
+        all.sort_by_key(|e| (e.unreachable, e.workers.len()));
+        all
+    }
+
+    fn rotated(&self, now: Instant, turn: usize, keep: impl Fn(&&Entry) -> bool) -> Vec<&Entry> {
+        let mut healthy: Vec<&Entry> = Vec::new();
+        let mut unreachable: Vec<&Entry> = Vec::new();
+        for e in self.entries.values().filter(&keep) {
+            match self.status(e, now) {
+                CoordinatorStatus::Healthy => healthy.push(e),
+                CoordinatorStatus::Unreachable => unreachable.push(e),
+                CoordinatorStatus::Stale => {}
+            }
+        }
+        if !healthy.is_empty() {
+            let n = healthy.len();
+            healthy.rotate_left(turn % n);
+        }
+        healthy.extend(unreachable);
+        healthy
+    }
+
+    /// Worker status as shown in the topology: a stale coordinator's workers are stale too.
+    pub fn worker_status(&self, e: &Entry, w: &WorkerSummary, now: Instant) -> WorkerStatus {
+        if self.status(e, now) == CoordinatorStatus::Stale {
+            WorkerStatus::Stale
+        } else {
+            w.status
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rma_proto::WorkerType;
+
+    const T: Thresholds = Thresholds {
+        stale_after: Duration::from_secs(300),
+        expire_after: Duration::from_secs(600),
+    };
+
+    fn entry(id: &str, now: Instant, services: &[&str]) -> Entry {
+        Entry {
+            id: id.into(),
+            url: format!("http://{id}"),
+            location: None,
+            registered_at: SystemTime::UNIX_EPOCH,
+            last_seen: now,
+            last_seen_wall: SystemTime::UNIX_EPOCH,
+            services: services.iter().map(|s| ((*s).to_owned(), 1)).collect(),
+            workers: vec![],
+            load: 0.0,
+            active_requests: 0,
+            unreachable: false,
+            inventory_known: true,
+        }
+    }
+
+    fn ids(v: Vec<&Entry>) -> Vec<&str> {
+        v.into_iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn stale_then_expired() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &["echo"]));
+        let e = r.get("a").expect("a").clone();
+        assert_eq!(
+            r.status(&e, t0 + Duration::from_secs(299)),
+            CoordinatorStatus::Healthy
+        );
+        assert_eq!(
+            r.status(&e, t0 + Duration::from_secs(300)),
+            CoordinatorStatus::Stale
+        );
+        assert!(
+            r.candidates_for_service("echo", t0 + Duration::from_secs(300), 0)
+                .is_empty()
+        );
+        assert!(r.sweep(t0 + Duration::from_secs(599)).is_empty());
+        assert_eq!(r.sweep(t0 + Duration::from_secs(600)), ["a"]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn heartbeat_refreshes_and_unknown_is_refused() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &[]));
+        let later = t0 + Duration::from_secs(299);
+        let hb = CoordinatorHeartbeat {
+            coordinator_id: "a".into(),
+            ..Default::default()
+        };
+        assert!(r.heartbeat(hb.clone(), later, SystemTime::now()));
+        let e = r.get("a").expect("a").clone();
+        assert_eq!(
+            r.status(&e, t0 + Duration::from_secs(400)),
+            CoordinatorStatus::Healthy
+        );
+        let unknown = CoordinatorHeartbeat {
+            coordinator_id: "b".into(),
+            ..hb
+        };
+        assert!(!r.heartbeat(unknown, later, SystemTime::now()));
+    }
+
+    #[test]
+    fn service_candidates_rotate_and_skip_those_without_the_service() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &["echo"]));
+        r.upsert(entry("b", t0, &["ocr"]));
+        r.upsert(entry("c", t0, &["echo", "ocr"]));
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "c"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 1)), ["c", "a"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 2)), ["a", "c"]);
+        assert!(r.candidates_for_service("store", t0, 0).is_empty());
+    }
+
+    #[test]
+    fn coordinators_loaded_from_the_file_are_tried_before_their_first_heartbeat() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &["echo"]));
+        let mut loaded = entry("b", t0, &[]);
+        loaded.inventory_known = false;
+        r.upsert(loaded);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
+        assert_eq!(ids(r.candidates_for_service("ocr", t0, 0)), ["b"]);
+    }
+
+    #[test]
+    fn unreachable_ones_go_last_until_they_beat_again() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &["echo"]));
+        r.upsert(entry("b", t0, &["echo"]));
+        r.mark_unreachable("a");
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["b", "a"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 1)), ["b", "a"]);
+        let hb = CoordinatorHeartbeat {
+            coordinator_id: "a".into(),
+            services: [("echo".to_owned(), 1)].into(),
+            ..Default::default()
+        };
+        r.heartbeat(hb, t0, SystemTime::now());
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
+    }
+
+    #[test]
+    fn workers_go_to_the_emptiest_coordinator_and_homes_follow_heartbeats() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &[]));
+        r.upsert(entry("b", t0, &[]));
+        let w = |id: &str| WorkerSummary {
+            id: id.into(),
+            worker_type: WorkerType::Cpu,
+            services: vec![],
+            status: WorkerStatus::Active,
+            active_requests: 0,
+            load: 0.0,
+        };
+        let hb = CoordinatorHeartbeat {
+            coordinator_id: "a".into(),
+            workers: vec![w("w1"), w("w2")],
+            ..Default::default()
+        };
+        r.heartbeat(hb, t0, SystemTime::now());
+        assert_eq!(ids(r.candidates_for_worker(t0, 0)), ["b", "a"]);
+        assert_eq!(r.home_of("w1").map(|e| e.id.as_str()), Some("a"));
+        r.set_home("w3", "b");
+        assert_eq!(r.home_of("w3").map(|e| e.id.as_str()), Some("b"));
+        r.remove("b");
+        assert!(r.home_of("w3").is_none());
+        // A later heartbeat that no longer lists w2 forgets where it was.
+        let hb = CoordinatorHeartbeat {
+            coordinator_id: "a".into(),
+            workers: vec![w("w1")],
+            ..Default::default()
+        };
+        r.heartbeat(hb, t0, SystemTime::now());
+        assert!(r.home_of("w2").is_none());
+    }
+}

@@ -1,0 +1,225 @@
+//! The services a worker runs, behind one [`Service`] trait, and the [`Registry`] that names them.
+//!
+//! A service sees a request as method, sub-path, query, content type and body bytes, and answers
+//! with a status, content type and body, whether the request came down the link or over HTTP.
+//! Errors are typed ([`ServiceError`]) and map to the HTTP statuses of the contract.
+#![deny(clippy::unwrap_used)]
+
+mod echo;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use echo::Echo;
+
+/// A boxed future, so services can be stored as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One call of a service.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceRequest {
+    /// HTTP method (`POST` for most).
+    pub method: String,
+    /// Sub-path after `/api/service/{type}`: empty or starting with `/`.
+    pub path: String,
+    /// Query string without `?`.
+    pub query: String,
+    /// Content-Type the client sent.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+    /// End-to-end request id, for logs.
+    pub request_id: Option<String>,
+}
+
+impl ServiceRequest {
+    /// The value of query parameter `name`, percent-decoding not applied (our parameters are plain).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+/// A service's answer.
+#[derive(Debug, Clone)]
+pub struct ServiceResponse {
+    /// HTTP status, 200 for most.
+    pub status: u16,
+    /// Content-Type of the body.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl ServiceResponse {
+    /// 200 with a body.
+    pub fn ok(content_type: Option<String>, body: Bytes) -> Self {
+        ServiceResponse {
+            status: 200,
+            content_type,
+            body,
+        }
+    }
+
+    /// 200 with a JSON body.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self::ok(
+            Some("application/json".into()),
+            Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        )
+    }
+}
+
+/// Why a service refused or failed a request. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// 400: the input is malformed.
+    #[error("{0}")]
+    BadInput(String),
+    /// 404: no such sub-resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the method is not supported by this service.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 413: the input is over a limit (bytes, pixels, pages).
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: the input is not of a type this service reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 502: a backend the service depends on failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// 500: the service itself failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::BadInput(_) => 400,
+            ServiceError::NotFound(_) => 404,
+            ServiceError::MethodNotAllowed(_) => 405,
+            ServiceError::TooLarge(_) => 413,
+            ServiceError::UnsupportedMediaType(_) => 415,
+            ServiceError::Upstream(_) => 502,
+            ServiceError::Internal(_) => 500,
+        }
+    }
+
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        use rma_proto::error_code as c;
+        match self {
+            ServiceError::BadInput(_) => c::BAD_REQUEST,
+            ServiceError::NotFound(_) => c::NOT_FOUND,
+            ServiceError::MethodNotAllowed(_) => c::METHOD_NOT_ALLOWED,
+            ServiceError::TooLarge(_) => c::PAYLOAD_TOO_LARGE,
+            ServiceError::UnsupportedMediaType(_) => c::UNSUPPORTED_MEDIA_TYPE,
+            ServiceError::Upstream(_) => c::UPSTREAM_FAILED,
+            ServiceError::Internal(_) => c::INTERNAL,
+        }
+    }
+
+    /// The error as the response a client sees: `{error, message}` with its status.
+    pub fn into_response(self) -> ServiceResponse {
+        let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        ServiceResponse {
+            status: self.status(),
+            ..ServiceResponse::json(&body)
+        }
+    }
+}
+
+/// A document service. Implementations are cheap to share (`Arc`) and safe to call concurrently.
+pub trait Service: Send + Sync + 'static {
+    /// The service type, as in `/api/service/{type}`.
+    fn name(&self) -> &'static str;
+
+    /// Runs one request.
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>>;
+}
+
+/// The services one worker hosts, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    services: BTreeMap<&'static str, Arc<dyn Service>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every service this build implements, configured with defaults.
+    pub fn with_defaults() -> Self {
+        let mut r = Self::new();
+        r.add(Arc::new(Echo));
+        r
+    }
+
+    /// Adds (or replaces) a service under its name.
+    pub fn add(&mut self, service: Arc<dyn Service>) {
+        self.services.insert(service.name(), service);
+    }
+
+    /// The service named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Service>> {
+        self.services.get(name)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.services.keys().map(|k| (*k).to_owned()).collect()
+    }
+
+    /// Runs `req` on the service `name`, turning every failure into an error response.
+    pub async fn dispatch(&self, name: &str, req: ServiceRequest) -> ServiceResponse {
+        match self.get(name) {
+            None => {
+                ServiceError::NotFound(format!("this worker does not run the {name:?} service"))
+                    .into_response()
+            }
+            Some(s) => match s.call(req).await {
+                Ok(resp) => resp,
+                Err(e) => e.into_response(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        let r = ServiceRequest {
+            query: "a=1&delay_ms=250&flag".into(),
+            ..Default::default()
+        };
+        assert_eq!(r.query_param("delay_ms"), Some("250"));
+        assert_eq!(r.query_param("flag"), Some(""));
+        assert_eq!(r.query_param("b"), None);
+    }
+
+    #[tokio::test]
+    async fn unknown_service_is_a_404_body() {
+        let resp = Registry::with_defaults()
+            .dispatch("teleport", ServiceRequest::default())
+            .await;
+        assert_eq!(resp.status, 404);
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+        assert_eq!(v["error"], "not_found");
+    }
+}

@@ -1,0 +1,247 @@
+//! Test support: in-process federations on port 0, `eventually` waits, tracing set-up.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let cluster = rma_testkit::Cluster::start(2, 3).await;
+//! let resp = cluster.client().call_service("echo", "", "text/plain", "hi".into()).await;
+//! # }
+//! ```
+#![deny(clippy::unwrap_used)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rma_client::Client;
+use rma_coordinator::{CoordinatorConfig, CoordinatorHandle};
+use rma_proto::Capabilities;
+use rma_router::{RouterConfig, RouterHandle};
+use rma_worker::{WorkerConfig, WorkerHandle};
+use tokio::net::TcpListener;
+
+/// How long [`eventually`] waits by default.
+pub const EVENTUALLY: Duration = Duration::from_secs(15);
+
+/// Installs a test tracing subscriber once (honours `RUST_LOG`).
+pub fn init_tracing() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most [`EVENTUALLY`]; panics
+/// naming `what` when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(what, EVENTUALLY, check).await
+}
+
+/// [`eventually`] with another limit.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A listener on 127.0.0.1, port 0.
+pub async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Router settings for tests around a registry file.
+pub fn router_config(db: PathBuf) -> RouterConfig {
+    RouterConfig::new(db)
+}
+
+/// Coordinator settings for tests: fast heartbeats so the router learns inventory quickly.
+pub fn coordinator_config(id: &str, router_url: Option<String>) -> CoordinatorConfig {
+    let mut c = CoordinatorConfig::new(id);
+    c.router_url = router_url;
+    c.router_heartbeat_interval = Duration::from_millis(200);
+    c
+}
+
+/// Worker settings for tests: plain CPU capabilities (no probe), fast heartbeats.
+pub fn worker_config(url: &str, id: &str, data_dir: PathBuf) -> WorkerConfig {
+    let mut w = WorkerConfig::new(url, id);
+    w.capabilities = Some(Capabilities {
+        cpu_cores: 2,
+        memory_bytes: 1 << 30,
+        hostname: Some(id.to_owned()),
+        ..Default::default()
+    });
+    w.heartbeat_interval = Duration::from_millis(500);
+    w.data_dir = data_dir;
+    w
+}
+
+/// A federation in this process: one router, coordinators, workers, all on loopback.
+pub struct Cluster {
+    /// Holds the registry file and data dirs.
+    pub dir: tempfile::TempDir,
+    /// The router; `None` after [`Cluster::stop_router`].
+    pub router: Option<RouterHandle>,
+    /// The router's URL (stable across restarts of it).
+    pub router_url: String,
+    router_addr: std::net::SocketAddr,
+    /// Coordinators by index; `None` once killed.
+    pub coordinators: Vec<Option<CoordinatorHandle>>,
+    /// Workers by index; `None` once killed.
+    pub workers: Vec<Option<WorkerHandle>>,
+}
+
+impl Cluster {
+    /// Starts a router, `coordinators` coordinators registered at it, and `workers` workers
+    /// registered through it; returns once every worker is linked and the router routes echo
+    /// to every coordinator that holds a worker.
+    pub async fn start(coordinators: usize, workers: usize) -> Cluster {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = listener().await;
+        let router_addr = l.local_addr().expect("addr");
+        let router = rma_router::spawn(router_config(dir.path().join("router.db")), l)
+            .expect("router starts");
+        let router_url = router.url();
+        let mut cluster = Cluster {
+            dir,
+            router: Some(router),
+            router_url,
+            router_addr,
+            coordinators: Vec::new(),
+            workers: Vec::new(),
+        };
+        for i in 0..coordinators {
+            cluster.add_coordinator(&format!("coord-{i}")).await;
+        }
+        for i in 0..workers {
+            cluster.add_worker(&format!("worker-{i}")).await;
+        }
+        cluster.wait_linked().await;
+        cluster
+    }
+
+    /// Starts another coordinator registered at the router; waits until the router lists it.
+    pub async fn add_coordinator(&mut self, id: &str) -> usize {
+        let c = rma_coordinator::spawn(
+            coordinator_config(id, Some(self.router_url.clone())),
+            listener().await,
+        )
+        .expect("coordinator starts");
+        self.coordinators.push(Some(c));
+        let client = self.client();
+        let id2 = id.to_owned();
+        eventually(&format!("router lists {id}"), || {
+            let client = client.clone();
+            let id = id2.clone();
+            async move {
+                let list = client.coordinators().await.ok()?;
+                list.iter().any(|c| c.coordinator_id == id).then_some(())
+            }
+        })
+        .await;
+        self.coordinators.len() - 1
+    }
+
+    /// Starts another worker registering through the router.
+    pub fn add_worker(&mut self, id: &str) -> impl Future<Output = usize> + '_ {
+        let cfg = worker_config(&self.router_url, id, self.dir.path().join(id));
+        async move {
+            self.workers.push(Some(rma_worker::spawn(cfg)));
+            self.workers.len() - 1
+        }
+    }
+
+    /// Waits until every live worker's link is up and the router's topology shows them active.
+    pub async fn wait_linked(&self) {
+        let expected = self.workers.iter().flatten().count();
+        for (i, w) in self.workers.iter().enumerate() {
+            if let Some(w) = w {
+                let mut rx = w.watch();
+                eventually(&format!("worker {i} linked"), || {
+                    let linked = rx.borrow_and_update().linked;
+                    async move { linked.then_some(()) }
+                })
+                .await;
+            }
+        }
+        let client = self.client();
+        eventually(
+            &format!("router topology shows {expected} active workers"),
+            || {
+                let client = client.clone();
+                async move {
+                    let t = client.topology().await.ok()?;
+                    let active = t
+                        .workers
+                        .iter()
+                        .filter(|w| w.status == rma_proto::api::WorkerStatus::Active)
+                        .count();
+                    (active == expected).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// A client of the router.
+    pub fn client(&self) -> Client {
+        Client::new(&self.router_url).expect("router client")
+    }
+
+    /// A client of coordinator `i`.
+    pub fn coordinator_client(&self, i: usize) -> Client {
+        let c = self.coordinators[i].as_ref().expect("coordinator alive");
+        Client::new(&c.url()).expect("coordinator client")
+    }
+
+    /// Stops coordinator `i` as a crash would.
+    pub fn kill_coordinator(&mut self, i: usize) {
+        self.coordinators[i] = None;
+    }
+
+    /// Stops worker `i` as a crash would: its link closes.
+    pub fn kill_worker(&mut self, i: usize) {
+        self.workers[i] = None;
+    }
+
+    /// Stops the router (its registry file stays).
+    pub fn stop_router(&mut self) {
+        self.router = None;
+    }
+
+    /// Starts the router again on the same address and registry file.
+    pub async fn restart_router(&mut self) {
+        self.router = None;
+        let l = eventually("router port free again", || async {
+            TcpListener::bind(self.router_addr).await.ok()
+        })
+        .await;
+        let r = rma_router::spawn(router_config(self.dir.path().join("router.db")), l)
+            .expect("router restarts");
+        self.router = Some(r);
+    }
+}

@@ -1,0 +1,118 @@
+//! The rma universal worker: detects what its machine can do ([`probe`]), registers, keeps its
+//! link to a coordinator and runs the services it is assigned ([`agent`]).
+//!
+//! [`spawn`] starts one; the returned [`WorkerHandle`] reports the agent's status and stops the
+//! worker when dropped (its link closes, as if the machine vanished).
+#![deny(clippy::unwrap_used)]
+
+pub mod agent;
+pub mod probe;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use agent::AgentStatus;
+use rma_proto::{Capabilities, WorkerType};
+use rma_services::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything a worker needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// A router or a coordinator.
+    pub coordinator_url: String,
+    /// Stable id.
+    pub worker_id: String,
+    /// `WORKER_TYPE` when not `auto`.
+    pub worker_type: Option<WorkerType>,
+    /// A URL this worker can also be called at.
+    pub tunnel_url: Option<String>,
+    /// How often to heartbeat [30 s].
+    pub heartbeat_interval: Duration,
+    /// Where services keep their files.
+    pub data_dir: PathBuf,
+    /// Largest message accepted on the link [50 MB].
+    pub max_body_bytes: usize,
+    /// Skip the probe and report these (tests, and `rma up`'s simulated workers).
+    pub capabilities: Option<Capabilities>,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker named `worker_id` registering at `coordinator_url`.
+    pub fn new(coordinator_url: impl Into<String>, worker_id: impl Into<String>) -> Self {
+        WorkerConfig {
+            coordinator_url: coordinator_url.into(),
+            worker_id: worker_id.into(),
+            worker_type: None,
+            tunnel_url: None,
+            heartbeat_interval: Duration::from_secs(30),
+            data_dir: PathBuf::from("./rma-data"),
+            max_body_bytes: 50 * 1024 * 1024,
+            capabilities: None,
+        }
+    }
+}
+
+/// `worker-{hostname}`, the default worker id: stable across restarts of the same machine.
+pub fn default_worker_id() -> String {
+    format!(
+        "worker-{}",
+        rma_proto::ids::sanitize(&probe::hostname().unwrap_or_else(|| "unknown".into()))
+    )
+}
+
+/// Load average over one minute divided by cores (0.0 idle, 1.0 every core busy).
+pub fn load_per_core() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    sysinfo::System::load_average().map_or(0.0, |l| l.one / cores)
+}
+
+/// A running worker. Dropping it stops it at once.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    status: watch::Receiver<AgentStatus>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// The agent's status now.
+    pub fn status(&self) -> AgentStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver to wait for status changes.
+    pub fn watch(&self) -> watch::Receiver<AgentStatus> {
+        self.status.clone()
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a worker: probes (unless capabilities are given), then runs the agent.
+pub fn spawn(config: WorkerConfig) -> WorkerHandle {
+    spawn_with(config, Registry::with_defaults())
+}
+
+/// Starts a worker hosting `services`.
+pub fn spawn_with(config: WorkerConfig, services: Registry) -> WorkerHandle {
+    let (tx, rx) = watch::channel(AgentStatus::default());
+    let task = tokio::spawn(async move {
+        let caps = match config.capabilities.clone() {
+            Some(c) => c,
+            None => {
+                let dir = config.data_dir.clone();
+                tokio::task::spawn_blocking(move || probe::probe(&dir, false))
+                    .await
+                    .unwrap_or_default()
+            }
+        };
+        agent::run(config, caps, Arc::new(services), tx).await;
+    });
+    WorkerHandle { status: rx, task }
+}
