@@ -1,1 +1,471 @@
-fn main() {}
+//! `rma`: one binary, one subcommand per role. The roles are libraries; this file only parses
+//! flags, sets up logging, starts them and waits for Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rma_proto::WorkerType;
+use tokio::net::TcpListener;
+
+/// rma: a federated worker system that reads debt-advice documents on volunteered machines.
+#[derive(Debug, Parser)]
+#[command(name = "rma", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the edge router: the public entry point, registry of coordinators, request routing.
+    Router(RouterArgs),
+    /// Run an edge coordinator: registry of workers, assignment, dispatch.
+    Coordinator(CoordinatorArgs),
+    /// Run a universal worker: detect this machine's capabilities, register, serve.
+    Worker(WorkerArgs),
+    /// Run a whole federation on loopback in one process: router, coordinator and workers.
+    Up(UpArgs),
+    /// Print what this machine's worker would detect and the services it would be assigned.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RouterArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RMA_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// SQLite file of the coordinator registry (created when missing).
+    #[arg(long, env = "RMA_ROUTER_DB", default_value = "./rma-router.db")]
+    db: PathBuf,
+    /// Seconds without a heartbeat before a coordinator is stale (out of routing); it is
+    /// removed after twice this.
+    #[arg(long, env = "RMA_STALE_AFTER", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    stale_after: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RMA_MAX_BODY", default_value_t = 50 * 1024 * 1024)]
+    max_body: usize,
+}
+
+#[derive(Debug, Args)]
+struct CoordinatorArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RMA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The router to register at (e.g. http://127.0.0.1:8787). Without it the coordinator runs
+    /// standalone and workers register with it directly.
+    #[arg(long, env = "RMA_ROUTER_URL")]
+    router_url: Option<String>,
+    /// The URL the router and workers should use to reach this coordinator
+    /// [default: http://{listen}, with 0.0.0.0 read as 127.0.0.1].
+    #[arg(long, env = "RMA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Coordinator id, stable across restarts [default: coord-{hostname}-{port}].
+    #[arg(long, env = "RMA_COORDINATOR_ID")]
+    id: Option<String>,
+    /// Free text shown in the admin API, e.g. "Leeds office".
+    #[arg(long, env = "RMA_LOCATION")]
+    location: Option<String>,
+    /// Seconds without a heartbeat before a worker is stale; it is removed after twice this.
+    #[arg(long, env = "RMA_WORKER_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
+    worker_timeout: u64,
+    /// Seconds a service request may take before the client gets 504.
+    #[arg(long, env = "RMA_REQUEST_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: u64,
+    /// Seconds between heartbeats to the router (sent at once, too, when workers come or go).
+    #[arg(long, env = "RMA_ROUTER_HEARTBEAT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    router_heartbeat: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RMA_MAX_BODY", default_value_t = 50 * 1024 * 1024)]
+    max_body: usize,
+}
+
+/// `WORKER_TYPE` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TypeArg {
+    /// Detect every capability.
+    Auto,
+    /// Force gpu.
+    Gpu,
+    /// Force edge.
+    Edge,
+    /// Force storage.
+    Storage,
+    /// Force cpu only.
+    Cpu,
+}
+
+impl TypeArg {
+    fn forced(self) -> Option<WorkerType> {
+        match self {
+            TypeArg::Auto => None,
+            TypeArg::Gpu => Some(WorkerType::Gpu),
+            TypeArg::Edge => Some(WorkerType::Edge),
+            TypeArg::Storage => Some(WorkerType::Storage),
+            TypeArg::Cpu => Some(WorkerType::Cpu),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// The router (or a coordinator) to register at.
+    #[arg(long, env = "COORDINATOR_URL")]
+    coordinator_url: String,
+    /// Worker id, stable across restarts [default: worker-{hostname}].
+    #[arg(long, env = "WORKER_ID")]
+    worker_id: Option<String>,
+    /// Force a worker type instead of detecting capabilities.
+    #[arg(
+        long,
+        env = "WORKER_TYPE",
+        value_enum,
+        default_value = "auto",
+        ignore_case = true
+    )]
+    worker_type: TypeArg,
+    /// A URL this worker can also be reached at (e.g. a Cloudflare tunnel).
+    #[arg(long, env = "TUNNEL_URL")]
+    tunnel_url: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "RMA_HEARTBEAT_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_interval: u64,
+    /// Where services keep their files; its free space decides the storage capability.
+    #[arg(long, env = "RMA_DATA_DIR", default_value = "./rma-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Address of the router (and the web UI).
+    #[arg(long, env = "RMA_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Workers to start.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Where the router's registry and the workers' files live.
+    #[arg(long, env = "RMA_DATA_DIR", default_value = "./rma-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The data directory whose free space counts.
+    #[arg(long, env = "RMA_DATA_DIR", default_value = "./rma-data")]
+    data_dir: PathBuf,
+    /// Apply a forced worker type, as `rma worker` would.
+    #[arg(
+        long,
+        env = "WORKER_TYPE",
+        value_enum,
+        default_value = "auto",
+        ignore_case = true
+    )]
+    worker_type: TypeArg,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                _ => {
+                    // One line: clap's first paragraph names the flag and the problem.
+                    let text = e.render().to_string();
+                    let para: Vec<&str> = text
+                        .lines()
+                        .take_while(|l| !l.trim().is_empty())
+                        .map(str::trim)
+                        .collect();
+                    eprintln!("{} (see rma --help)", para.join(" "));
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Router(a) => router(a).await,
+        Command::Coordinator(a) => coordinator(a).await,
+        Command::Worker(a) => worker(a).await,
+        Command::Up(a) => up(a).await,
+        Command::Probe(a) => probe(a).await,
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn router_config(db: PathBuf, stale_after: u64, max_body: usize) -> rma_router::RouterConfig {
+    let mut c = rma_router::RouterConfig::with_stale_after(db, Duration::from_secs(stale_after));
+    c.max_body_bytes = max_body;
+    c
+}
+
+async fn router(a: RouterArgs) -> Result<()> {
+    let handle = rma_router::spawn(
+        router_config(a.db.clone(), a.stale_after, a.max_body),
+        bind(a.listen).await?,
+    )
+    .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
+    eprintln!("rma router listening on {}", handle.url());
+    stop_signal().await;
+    eprintln!("rma router stopping");
+    Ok(())
+}
+
+fn coordinator_config(a: &CoordinatorArgs) -> rma_coordinator::CoordinatorConfig {
+    let id = a.id.clone().unwrap_or_else(|| {
+        let host = rma_worker::probe::hostname().unwrap_or_else(|| "unknown".into());
+        format!(
+            "coord-{}-{}",
+            rma_proto::ids::sanitize(&host),
+            a.listen.port()
+        )
+    });
+    let mut c = rma_coordinator::CoordinatorConfig::new(id)
+        .with_worker_timeout(Duration::from_secs(a.worker_timeout));
+    c.router_url = a.router_url.clone();
+    c.public_url = a.public_url.clone();
+    c.location = a.location.clone();
+    c.request_timeout = Duration::from_secs(a.request_timeout);
+    c.router_heartbeat_interval = Duration::from_secs(a.router_heartbeat);
+    c.max_body_bytes = a.max_body;
+    c
+}
+
+async fn coordinator(a: CoordinatorArgs) -> Result<()> {
+    if let Some(id) = &a.id {
+        rma_proto::ids::validate(id).context("--id")?;
+    }
+    let cfg = coordinator_config(&a);
+    let handle = rma_coordinator::spawn(cfg.clone(), bind(a.listen).await?)
+        .context("cannot start the coordinator")?;
+    eprintln!("rma coordinator {} listening on {}", cfg.id, handle.url());
+    stop_signal().await;
+    eprintln!("rma coordinator stopping");
+    rma_coordinator::deregister(&cfg, Duration::from_secs(3)).await;
+    Ok(())
+}
+
+fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
+    rma_client::Client::new(&a.coordinator_url)
+        .map_err(|e| anyhow::anyhow!("--coordinator-url: {e}"))?;
+    let id = a.worker_id.unwrap_or_else(rma_worker::default_worker_id);
+    rma_proto::ids::validate(&id).context("--worker-id")?;
+    let mut c = rma_worker::WorkerConfig::new(a.coordinator_url, id);
+    c.worker_type = a.worker_type.forced();
+    c.tunnel_url = a.tunnel_url;
+    c.heartbeat_interval = Duration::from_secs(a.heartbeat_interval);
+    c.data_dir = a.data_dir;
+    Ok(c)
+}
+
+async fn worker(a: WorkerArgs) -> Result<()> {
+    let cfg = worker_config(a)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    eprintln!(
+        "rma worker {} registering at {}",
+        cfg.worker_id, cfg.coordinator_url
+    );
+    let handle = rma_worker::spawn(cfg);
+    let mut status = handle.watch();
+    loop {
+        tokio::select! {
+            changed = status.changed() => {
+                if changed.is_err() { anyhow::bail!("the worker stopped"); }
+                let s = status.borrow_and_update().clone();
+                if s.linked {
+                    eprintln!("linked to coordinator {}; serving {}", s.coordinator_id.unwrap_or_default(), s.assigned_services.join(", "));
+                }
+            }
+            _ = stop_signal() => break,
+        }
+    }
+    eprintln!("rma worker stopping");
+    Ok(())
+}
+
+async fn up(a: UpArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("cannot create data dir {}", a.data_dir.display()))?;
+    let router = rma_router::spawn(
+        router_config(a.data_dir.join("router.db"), 300, 50 * 1024 * 1024),
+        bind(a.listen).await?,
+    )
+    .context("cannot start the router")?;
+    let mut ccfg = rma_coordinator::CoordinatorConfig::new("coord-local");
+    ccfg.router_url = Some(router.url());
+    ccfg.router_heartbeat_interval = Duration::from_secs(2);
+    let coordinator = rma_coordinator::spawn(ccfg.clone(), bind("127.0.0.1:0".parse()?).await?)
+        .context("cannot start the coordinator")?;
+    let dir = a.data_dir.clone();
+    let caps = tokio::task::spawn_blocking(move || rma_worker::probe::probe(&dir, false)).await?;
+    let mut workers = Vec::new();
+    for i in 1..=a.workers {
+        let mut w = rma_worker::WorkerConfig::new(router.url(), format!("local-{i}"));
+        w.data_dir = a.data_dir.join(format!("worker-{i}"));
+        w.capabilities = Some(caps.clone());
+        w.heartbeat_interval = Duration::from_secs(10);
+        std::fs::create_dir_all(&w.data_dir)?;
+        workers.push(rma_worker::spawn(w));
+    }
+    for w in &workers {
+        let mut rx = w.watch();
+        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|s| s.linked))
+            .await
+            .context("workers did not link within 30 s")??;
+    }
+    println!(
+        "rma is up: router {} · coordinator {} · {} workers",
+        router.url(),
+        coordinator.url(),
+        workers.len()
+    );
+    println!(
+        "open {}/api/topology (health: {}/health) · Ctrl-C stops",
+        router.url(),
+        router.url()
+    );
+    stop_signal().await;
+    eprintln!("rma stopping");
+    drop(workers);
+    rma_coordinator::deregister(&ccfg, Duration::from_secs(2)).await;
+    drop(coordinator);
+    drop(router);
+    Ok(())
+}
+
+async fn probe(a: ProbeArgs) -> Result<()> {
+    let dir = a.data_dir.clone();
+    let caps = tokio::task::spawn_blocking(move || rma_worker::probe::probe(&dir, false)).await?;
+    let implemented = rma_services_names();
+    let assignment =
+        rma_proto::capability::assign(&caps, a.worker_type.forced(), Some(&implemented));
+    let planned = rma_proto::capability::assign(&caps, a.worker_type.forced(), None);
+    if a.json {
+        let v = serde_json::json!({
+            "worker_id": rma_worker::default_worker_id(),
+            "capabilities": caps,
+            "worker_type": assignment.worker_type,
+            "detected": assignment.capabilities,
+            "assigned_services": assignment.services,
+            "services_by_capability": planned.services,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    println!("worker id     {}", rma_worker::default_worker_id());
+    if caps.gpus.is_empty() {
+        println!("gpu           none (no NVIDIA GPU via NVML or nvidia-smi)");
+    }
+    for g in &caps.gpus {
+        println!(
+            "gpu           {} · {} MiB (via {})",
+            g.name, g.memory_mib, g.source
+        );
+    }
+    println!("cpu           {} cores", caps.cpu_cores);
+    println!("memory        {:.1} GiB", gib(caps.memory_bytes));
+    println!(
+        "disk          {:.1} GiB free of {:.1} GiB at {} (storage needs > 100 GB)",
+        gib(caps.disk_free_bytes),
+        gib(caps.disk_total_bytes),
+        a.data_dir.display()
+    );
+    println!(
+        "public addr   {}",
+        caps.public_address
+            .as_deref()
+            .unwrap_or("none (behind NAT: the worker dials out, no port needed)")
+    );
+    let names: Vec<&str> = assignment.capabilities.iter().map(|c| c.as_str()).collect();
+    println!("capabilities  {}", names.join(", "));
+    println!("worker type   {}", assignment.worker_type);
+    println!("services      {}", assignment.services.join(", "));
+    let missing: Vec<&String> = planned
+        .services
+        .iter()
+        .filter(|s| !assignment.services.contains(s))
+        .collect();
+    if !missing.is_empty() {
+        let m: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        println!("not in this build yet: {}", m.join(", "));
+    }
+    Ok(())
+}
+
+/// The services this build's workers implement.
+fn rma_services_names() -> Vec<String> {
+    rma_services::Registry::with_defaults().names()
+}

@@ -1,0 +1,279 @@
+//! Every error case of the contract answers JSON `{error, message}` with the right status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Method;
+use rma_client::{Client, RawResponse};
+use rma_testkit::{Cluster, eventually};
+
+fn assert_error(r: &RawResponse, status: u16, code: &str) {
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "body: {:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "JSON content type, got {:?}",
+        r.header("content-type")
+    );
+    let v = r.json().expect("a JSON body");
+    assert_eq!(v["error"], code, "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message: {v}"
+    );
+}
+
+async fn post_json(c: &Client, path: &str, body: &str) -> RawResponse {
+    c.raw(
+        Method::POST,
+        path,
+        Some("application/json"),
+        Bytes::from(body.to_owned()),
+        &[],
+    )
+    .await
+    .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_rejects_bad_input_with_json_errors() {
+    let c = Cluster::start(1, 1).await;
+    let r = c.client();
+    assert_error(
+        &post_json(&r, "api/edge/register", "{not json").await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(&r, "api/edge/register", "{}").await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(&r, "api/edge/register", r#"{"url":"ftp://x"}"#).await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(&r, "api/edge/register", r#"{"url":"no scheme"}"#).await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(
+            &r,
+            "api/edge/register",
+            r#"{"coordinator_id":"../x","url":"http://a"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(&r, "api/edge/register", r#"{"url":42}"#).await,
+        400,
+        "bad_request",
+    );
+    let no_type = r
+        .raw(
+            Method::POST,
+            "api/edge/register",
+            None,
+            Bytes::from_static(b"{}"),
+            &[],
+        )
+        .await
+        .expect("answer");
+    assert_error(&no_type, 415, "unsupported_media_type");
+    assert_error(
+        &post_json(&r, "api/edge/heartbeat", r#"{"coordinator_id":"ghost"}"#).await,
+        404,
+        "not_found",
+    );
+    let del = r
+        .raw(Method::DELETE, "api/edge/ghost", None, Bytes::new(), &[])
+        .await
+        .expect("answer");
+    assert_error(&del, 404, "not_found");
+    assert_error(
+        &post_json(&r, "api/worker/heartbeat", r#"{"worker_id":"ghost"}"#).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &post_json(&r, "api/worker/register", r#"{"worker_id":""}"#).await,
+        400,
+        "bad_request",
+    );
+    let unknown = r
+        .raw(Method::GET, "api/nowhere", None, Bytes::new(), &[])
+        .await
+        .expect("answer");
+    assert_error(&unknown, 404, "not_found");
+    let wrong = r
+        .raw(Method::GET, "api/edge/register", None, Bytes::new(), &[])
+        .await
+        .expect("answer");
+    assert_error(&wrong, 405, "method_not_allowed");
+    let bad_name = r
+        .call_service("Bad%20Name", "", "text/plain", Bytes::new())
+        .await
+        .expect("answer");
+    assert_error(&bad_name, 400, "bad_request");
+    // No worker offers "store" in this build: 503, naming the service.
+    let none = r
+        .call_service("store", "", "text/plain", Bytes::new())
+        .await
+        .expect("answer");
+    assert_error(&none, 503, "no_worker");
+    // The echo service's own input errors pass through.
+    let bad_delay = r
+        .call_service("echo", "delay_ms=soon", "text/plain", Bytes::new())
+        .await
+        .expect("answer");
+    assert_error(&bad_delay, 400, "bad_request");
+    assert!(bad_delay.header("x-rma-worker").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_rejects_bad_input_with_json_errors() {
+    let c = Cluster::start(1, 1).await;
+    let co = c.coordinator_client(0);
+    assert_error(
+        &post_json(&co, "api/worker/register", "[1,2").await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(&co, "api/worker/register", r#"{"worker_id":"a b"}"#).await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(
+            &co,
+            "api/worker/register",
+            r#"{"worker_id":"w","tunnel_url":"gopher://x"}"#,
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post_json(&co, "api/worker/heartbeat", r#"{"worker_id":"ghost"}"#).await,
+        404,
+        "not_found",
+    );
+    let none = co
+        .call_service("ocr", "", "image/png", Bytes::new())
+        .await
+        .expect("answer");
+    assert_error(&none, 503, "no_worker");
+    assert_eq!(none.header("x-rma-coordinator"), Some("coord-0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_are_413_at_router_and_coordinator() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.max_body_bytes = 1024;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let r = Client::new(&router.url()).expect("client");
+    let big = Bytes::from(vec![0u8; 1025]);
+    assert_error(
+        &r.call_service("echo", "", "application/octet-stream", big.clone())
+            .await
+            .expect("answer"),
+        413,
+        "payload_too_large",
+    );
+
+    let mut cc = rma_testkit::coordinator_config("small", None);
+    cc.max_body_bytes = 1024;
+    let coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    let co = Client::new(&coord.url()).expect("client");
+    assert_error(
+        &co.call_service("echo", "", "application/octet-stream", big)
+            .await
+            .expect("answer"),
+        413,
+        "payload_too_large",
+    );
+    // Exactly at the limit is fine as far as the limit goes (then: no worker).
+    let at = co
+        .call_service(
+            "echo",
+            "",
+            "application/octet-stream",
+            Bytes::from(vec![0u8; 1024]),
+        )
+        .await
+        .expect("answer");
+    assert_error(&at, 503, "no_worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_coordinators_the_router_is_degraded_and_says_503() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = rma_router::spawn(
+        rma_testkit::router_config(dir.path().join("r.db")),
+        rma_testkit::listener().await,
+    )
+    .expect("router");
+    let r = Client::new(&router.url()).expect("client");
+    let (status, health) = r.health().await.expect("health");
+    assert_eq!(status, 503);
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["coordinators"], 0);
+    assert_error(
+        &r.call_service("echo", "", "text/plain", Bytes::new())
+            .await
+            .expect("answer"),
+        503,
+        "no_coordinator",
+    );
+    assert_error(
+        &post_json(&r, "api/worker/register", r#"{"worker_id":"w1"}"#).await,
+        503,
+        "no_coordinator",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_slower_than_the_request_timeout_gives_504() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cc = rma_testkit::coordinator_config("slow", None);
+    cc.request_timeout = Duration::from_millis(300);
+    let coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    let w = rma_worker::spawn(rma_testkit::worker_config(
+        &coord.url(),
+        "w-slow",
+        dir.path().to_path_buf(),
+    ));
+    let mut rx = w.watch();
+    eventually("linked", || {
+        let linked = rx.borrow_and_update().linked;
+        async move { linked.then_some(()) }
+    })
+    .await;
+    let co = Client::new(&coord.url()).expect("client");
+    let r = co
+        .call_service("echo", "delay_ms=3000", "text/plain", Bytes::new())
+        .await
+        .expect("answer");
+    assert_error(&r, 504, "timeout");
+    // The link survives a timeout: the next request is served.
+    let r = co
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"ok"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200);
+}

@@ -1,0 +1,312 @@
+//! The federation end to end: registration, routing, heartbeats, failure, restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rma_client::Client;
+use rma_proto::api::{WorkerHeartbeat, WorkerRegister, WorkerStatus};
+use rma_testkit::{Cluster, eventually, eventually_within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_end_to_end_names_coordinator_and_worker() {
+    let c = Cluster::start(1, 2).await;
+    let body = Bytes::from(vec![7u8; 1024]);
+    let resp = c
+        .client()
+        .raw(
+            reqwest::Method::POST,
+            "api/service/echo",
+            Some("application/x-test"),
+            body.clone(),
+            &[("x-request-id", "req-42")],
+        )
+        .await
+        .expect("echo answers");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, body);
+    assert_eq!(resp.header("content-type"), Some("application/x-test"));
+    assert_eq!(resp.header("x-rma-coordinator"), Some("coord-0"));
+    let worker = resp.header("x-rma-worker").expect("worker named");
+    assert!(worker == "worker-0" || worker == "worker-1", "{worker}");
+    assert_eq!(
+        resp.header("x-request-id"),
+        Some("req-42"),
+        "the client's id is kept"
+    );
+
+    // Without a client id one is minted, and sub-paths and queries pass through.
+    let resp = c
+        .client()
+        .call_service(
+            "echo",
+            "delay_ms=10",
+            "text/plain",
+            Bytes::from_static(b"hi"),
+        )
+        .await
+        .expect("echo");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-request-id").map(str::len), Some(36));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_through_the_router_spreads_workers_and_both_coordinators_get_work() {
+    let c = Cluster::start(2, 4).await;
+    let topology = c.client().topology().await.expect("topology");
+    assert_eq!(topology.coordinators.len(), 2);
+    assert_eq!(topology.workers.len(), 4);
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for w in &topology.workers {
+        *per.entry(w.coordinator.clone()).or_default() += 1;
+        assert_eq!(w.status, WorkerStatus::Active);
+        assert!(w.services.contains(&"echo".to_owned()));
+    }
+    assert_eq!(
+        per.values().copied().collect::<Vec<_>>(),
+        [2, 2],
+        "fewest-workers placement: {per:?}"
+    );
+
+    let mut coordinators = BTreeSet::new();
+    let mut workers = BTreeSet::new();
+    for i in 0..20 {
+        let resp = c
+            .client()
+            .call_service("echo", "", "text/plain", Bytes::from(format!("n{i}")))
+            .await
+            .expect("echo");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, Bytes::from(format!("n{i}")));
+        coordinators.insert(
+            resp.header("x-rma-coordinator")
+                .expect("coordinator")
+                .to_owned(),
+        );
+        workers.insert(resp.header("x-rma-worker").expect("worker").to_owned());
+    }
+    assert_eq!(
+        coordinators.len(),
+        2,
+        "both coordinators served: {coordinators:?}"
+    );
+    assert_eq!(workers.len(), 4, "every worker served: {workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_heartbeat_through_the_router_reaches_its_own_coordinator() {
+    let c = Cluster::start(2, 0).await;
+    let router = c.client();
+    let mut homes = BTreeMap::new();
+    for id in ["hb-a", "hb-b", "hb-c", "hb-d"] {
+        let reg = router
+            .register_worker(&WorkerRegister {
+                worker_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("registered");
+        homes.insert(id, reg.coordinator_id);
+    }
+    let used: BTreeSet<&String> = homes.values().collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "registrations went to both coordinators: {homes:?}"
+    );
+
+    for (i, (id, home)) in homes.iter().enumerate() {
+        let load = 0.1 + i as f64 / 10.0;
+        router
+            .worker_heartbeat(&WorkerHeartbeat {
+                worker_id: (*id).into(),
+                status: "ok".into(),
+                current_load: load,
+                active_requests: 0,
+            })
+            .await
+            .expect("heartbeat accepted");
+        // The coordinator holding the worker saw this heartbeat's load; the other never heard of it.
+        for (ci, coord) in c.coordinators.iter().enumerate() {
+            let cid = format!("coord-{ci}");
+            let url = coord.as_ref().expect("alive").url();
+            let listed: Vec<serde_json::Value> = reqwest::get(format!("{url}/api/workers"))
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            let me = listed.iter().find(|w| w["id"] == *id);
+            if cid == *home {
+                let me = me.expect("home coordinator holds the worker");
+                assert!((me["load"].as_f64().expect("load") - load).abs() < 1e-9);
+            } else {
+                assert!(me.is_none(), "{id} must not be at {cid}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_out_of_rotation_within_a_second_and_requests_keep_succeeding() {
+    let mut c = Cluster::start(1, 3).await;
+    let coordinator = c.coordinator_client(0);
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, ok, failed, stop) = (c.client(), ok.clone(), failed.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            loop {
+                let call = client.call_service("echo", "delay_ms=50", "text/plain", Bytes::from_static(b"x"));
+                tokio::select! {
+                    r = call => match r {
+                        Ok(r) if r.status == 200 => { ok.fetch_add(1, Ordering::Relaxed); }
+                        Ok(r) => { failed.fetch_add(1, Ordering::Relaxed); eprintln!("failed: {} {:?}", r.status, r.body); }
+                        Err(e) => { failed.fetch_add(1, Ordering::Relaxed); eprintln!("failed: {e}"); }
+                    },
+                    _ = stop.notified() => return,
+                }
+            }
+        }));
+    }
+    eventually("load is flowing", || {
+        let n = ok.load(Ordering::Relaxed);
+        async move { (n >= 20).then_some(()) }
+    })
+    .await;
+
+    let killed_at = Instant::now();
+    c.kill_worker(0);
+    eventually_within(
+        "worker-0 out of rotation at the coordinator",
+        Duration::from_secs(1),
+        || {
+            let coordinator = coordinator.clone();
+            async move {
+                let (_, h) = coordinator.health().await.ok()?;
+                (h["workers"]["active"] == 2).then_some(())
+            }
+        },
+    )
+    .await;
+    let detected = killed_at.elapsed();
+    eprintln!("killed worker out of rotation after {detected:?}");
+
+    let before = ok.load(Ordering::Relaxed);
+    eventually("requests keep succeeding on the others", || {
+        let n = ok.load(Ordering::Relaxed);
+        async move { (n >= before + 40).then_some(()) }
+    })
+    .await;
+    stop.notify_waiters();
+    for t in load {
+        t.abort();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request failed (in-flight ones were retried)"
+    );
+
+    // Every answer after the kill came from the survivors.
+    for _ in 0..10 {
+        let r = c
+            .client()
+            .call_service("echo", "", "text/plain", Bytes::new())
+            .await
+            .expect("echo");
+        assert_ne!(r.header("x-rma-worker"), Some("worker-0"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_router_keeps_its_registry_and_routing_resumes() {
+    let mut c = Cluster::start(1, 1).await;
+    let before = c.client().coordinators().await.expect("list");
+    c.stop_router();
+    assert!(c.client().coordinators().await.is_err(), "router is down");
+    c.restart_router().await;
+    // Straight after the restart, before any heartbeat could re-register it, the file has it.
+    let after = c.client().coordinators().await.expect("list");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].coordinator_id, before[0].coordinator_id);
+    assert_eq!(after[0].registered_at, before[0].registered_at);
+    assert_eq!(after[0].url, before[0].url);
+    let client = c.client();
+    eventually("echo routed after the restart", || {
+        let client = client.clone();
+        async move {
+            let r = client
+                .call_service("echo", "", "text/plain", Bytes::from_static(b"back"))
+                .await
+                .ok()?;
+            (r.status == 200 && r.body == Bytes::from_static(b"back")).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_registration_survives_a_router_restart_without_heartbeats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    let l = rma_testkit::listener().await;
+    let addr = l.local_addr().expect("addr");
+    let router = rma_router::spawn(rma_testkit::router_config(db.clone()), l).expect("router");
+    let client = Client::new(&router.url()).expect("client");
+    let reg = client
+        .register_coordinator(&rma_proto::api::CoordinatorRegister {
+            coordinator_id: Some("durable-1".into()),
+            url: Some("http://127.0.0.1:9".into()),
+            location: Some("Leeds".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("registered");
+    assert_eq!(reg.status, "registered");
+    assert_eq!(reg.role, "edge_coordinator");
+    drop(router);
+    let l = eventually("port free", || async {
+        tokio::net::TcpListener::bind(addr).await.ok()
+    })
+    .await;
+    let _router = rma_router::spawn(rma_testkit::router_config(db), l).expect("router again");
+    let list = client.coordinators().await.expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].coordinator_id, "durable-1");
+    assert_eq!(list[0].location.as_deref(), Some("Leeds"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_can_register_straight_at_a_standalone_coordinator() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coord = rma_coordinator::spawn(
+        rma_testkit::coordinator_config("solo", None),
+        rma_testkit::listener().await,
+    )
+    .expect("coordinator");
+    let w = rma_worker::spawn(rma_testkit::worker_config(
+        &coord.url(),
+        "w-solo",
+        dir.path().to_path_buf(),
+    ));
+    let mut rx = w.watch();
+    eventually("linked", || {
+        let linked = rx.borrow_and_update().linked;
+        async move { linked.then_some(()) }
+    })
+    .await;
+    let client = Client::new(&coord.url()).expect("client");
+    let r = client
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"direct"))
+        .await
+        .expect("echo");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-rma-worker"), Some("w-solo"));
+    assert_eq!(w.status().coordinator_id.as_deref(), Some("solo"));
+}

@@ -1,0 +1,5 @@
+//! Integration tests: real routers, coordinators and workers on loopback sockets, port 0.
+//! One test binary with a module per area.
+
+mod errors;
+mod federation;
