@@ -344,7 +344,7 @@ impl Backoff {
     }
 
     /// The next wait: uniform in [cap/2, cap] where cap doubles from 250 ms to 10 s.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let cap_ms = (250u64 << self.attempt.min(6)).min(10_000);
         self.attempt = self.attempt.saturating_add(1);
         Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))
@@ -361,21 +361,22 @@ impl Default for Backoff {
 mod tests {
     use super::*;
 
+    #[test]
     fn backoff_grows_to_its_cap_with_jitter() {
         let mut b = Backoff::new();
-        let first = b.next();
+        let first = b.next_delay();
         assert!(first >= Duration::from_millis(125) && first <= Duration::from_millis(250));
         for _ in 0..20 {
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d <= Duration::from_secs(10));
         }
-        let d = b.next();
+        let d = b.next_delay();
         assert!(
             d >= Duration::from_secs(5),
             "capped at 10 s with jitter down to half: {d:?}"
         );
         b.reset();
-        assert!(b.next() <= Duration::from_millis(250));
+        assert!(b.next_delay() <= Duration::from_millis(250));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub async fn run(state: AppState, router: Client) {
                 backoff.reset();
             }
             Err(e) => {
-                let wait = backoff.next();
+                let wait = backoff.next_delay();
                 tracing::warn!(router = %router.base(), error = %e, retry_in_ms = wait.as_millis() as u64, "could not register at the router");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rma_client::{Backoff, Client};
 use rma_proto::Capabilities;
@@ -70,7 +69,7 @@ pub async fn run(
         let reg = match client.register_worker(&req).await {
             Ok(r) => r,
             Err(e) => {
-                let wait = backoff.next();
+                let wait = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "registration failed");
                 tokio::time::sleep(wait).await;
                 continue;
@@ -97,7 +96,7 @@ pub async fn run(
         if started.elapsed() > Duration::from_secs(30) {
             backoff.reset();
         }
-        let wait = backoff.next();
+        let wait = backoff.next_delay();
         match end {
             SessionEnd::Reregister(why) => {
                 tracing::info!(reason = %why, retry_in_ms = wait.as_millis() as u64, "registering again")
@@ -239,7 +238,7 @@ async fn session(
                                 path,
                                 query,
                                 content_type,
-                                body: Bytes::from(frame).slice(range),
+                                body: frame.slice(range),
                                 request_id,
                             };
                             let services = services.clone();

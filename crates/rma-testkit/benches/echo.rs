@@ -1,0 +1,138 @@
+//! Echo load: 1 KB bodies through router → coordinator → worker, and straight to the
+//! coordinator, at several concurrency levels. Prints throughput and p50/p99 latency as a
+//! Markdown table. The federation runs in this process on loopback (router, one coordinator,
+//! two workers), so the load generator shares the machine's cores with it, as it would on a
+//! volunteer's box.
+//!
+//! `cargo bench -p rma-testkit --bench echo -- [--seconds N] [--levels 1,8,32]`
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rma_client::Client;
+use rma_testkit::Cluster;
+
+struct Args {
+    seconds: u64,
+    levels: Vec<usize>,
+    workers: usize,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        seconds: 5,
+        levels: vec![1, 8, 32, 128],
+        workers: 2,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.seconds),
+            "--workers" => a.workers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.workers),
+            "--levels" => {
+                if let Some(v) = it.next() {
+                    a.levels = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                }
+            }
+            _ => {} // cargo bench passes --bench; ignore what we do not know
+        }
+    }
+    a
+}
+
+struct Outcome {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn run(client: &Client, concurrency: usize, seconds: u64) -> Outcome {
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match client.call_service("echo", "", "application/octet-stream", body.clone()).await {
+                    Ok(r) if r.status == 200 && r.body.len() == 1024 => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            latencies.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Outcome {
+        requests: latencies.len(),
+        errors,
+        elapsed,
+        latencies,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let cluster = Cluster::start(1, args.workers).await;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        let via_router = Client::with_http(&cluster.router_url, http.clone()).expect("router client");
+        let direct = Client::with_http(
+            &cluster.coordinators[0].as_ref().expect("coordinator").url(),
+            http,
+        )
+        .expect("coordinator client");
+        // Warm up connections and the JIT-free paths alike.
+        let _ = run(&via_router, 8, 1).await;
+        println!(
+            "echo, 1 KB bodies, {} workers, {} s per row, {} cores",
+            args.workers,
+            args.seconds,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        println!();
+        println!("| path | concurrency | requests | errors | req/s | p50 ms | p99 ms |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for &c in &args.levels {
+            for (name, client) in [("router → coordinator → worker", &via_router), ("coordinator → worker", &direct)] {
+                let o = run(client, c, args.seconds).await;
+                println!(
+                    "| {name} | {c} | {} | {} | {:.0} | {:.2} | {:.2} |",
+                    o.requests,
+                    o.errors,
+                    o.requests as f64 / o.elapsed.as_secs_f64(),
+                    pct(&o.latencies, 0.50),
+                    pct(&o.latencies, 0.99)
+                );
+            }
+        }
+    });
+}

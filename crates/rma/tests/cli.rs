@@ -1,0 +1,206 @@
+//! The real `rma` binary as separate processes: flags, exit codes, `rma up`, and a federation
+//! of three processes on loopback.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const RMA: &str = env!("CARGO_BIN_EXE_rma");
+
+/// Kills the child when the test ends, however it ends.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn rma(args: &[&str]) -> Command {
+    // Our reqwest is built without a default TLS provider; the library installs ring.
+    rma_client::install_crypto_provider();
+    let mut c = Command::new(RMA);
+    c.args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("COORDINATOR_URL")
+        .env_remove("WORKER_TYPE")
+        .env_remove("WORKER_ID")
+        .env_remove("RMA_LISTEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Spawns and waits for a line containing `marker` on stdout or stderr; returns the process
+/// and the first `http://` URL in that line.
+async fn start(args: &[&str], marker: &str) -> (Proc, String) {
+    let mut child = rma(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rma");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for stream in [Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(stderr)] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    let wait = async {
+        while let Some(line) = rx.recv().await {
+            if line.contains(marker) {
+                return line;
+            }
+        }
+        panic!("rma {args:?} exited before printing {marker:?}");
+    };
+    let line = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("rma {args:?} did not print {marker:?} within 30 s"));
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(|w| w.trim_end_matches(['/', ',']).to_owned())
+        .unwrap_or_default();
+    (Proc(child), url)
+}
+
+#[tokio::test]
+async fn bad_flag_values_are_one_line_and_exit_2() {
+    for args in [
+        vec!["router", "--listen", "nope"],
+        vec!["up", "--workers", "0"],
+        vec!["worker", "--coordinator-url", "http://x", "--worker-type", "banana"],
+        vec!["coordinator", "--worker-timeout", "soon"],
+        vec!["worker"],
+        vec!["teleport"],
+    ] {
+        let out = rma(&args).output().await.expect("run rma");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+    // A URL that parses as a flag but is not usable is also a one-line error (exit 1).
+    let out = rma(&["worker", "--coordinator-url", "not a url"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
+}
+
+#[tokio::test]
+async fn help_explains_every_subcommand_and_its_environment() {
+    let out = rma(&["--help"]).output().await.expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["router", "coordinator", "worker", "up", "probe"] {
+        assert!(text.contains(sub), "{sub} in --help");
+    }
+    for (sub, env) in [
+        ("router", "RMA_ROUTER_DB"),
+        ("coordinator", "RMA_ROUTER_URL"),
+        ("coordinator", "RMA_PUBLIC_URL"),
+        ("coordinator", "RMA_COORDINATOR_ID"),
+        ("worker", "COORDINATOR_URL"),
+        ("worker", "WORKER_TYPE"),
+        ("worker", "WORKER_ID"),
+        ("worker", "TUNNEL_URL"),
+    ] {
+        let out = rma(&[sub, "--help"]).output().await.expect("run");
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(env), "{sub} --help names {env}");
+    }
+}
+
+#[tokio::test]
+async fn probe_prints_capabilities_and_services_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = rma(&["probe", "--json", "--data-dir", dir.path().to_str().expect("utf-8")])
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v["capabilities"]["cpu_cores"].as_u64().expect("cores") >= 1);
+    assert!(v["capabilities"]["disk_total_bytes"].as_u64().expect("disk") > 0);
+    assert!(v["detected"].as_array().expect("detected").contains(&"cpu".into()));
+    assert!(v["assigned_services"].as_array().expect("services").contains(&"echo".into()));
+    let forced = rma(&["probe", "--json", "--worker-type", "storage"]).output().await.expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&forced.stdout).expect("JSON");
+    assert_eq!(v["worker_type"], "storage");
+}
+
+#[tokio::test]
+async fn rma_up_serves_echo_through_its_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let (mut up, url) = start(&["up", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", data], "rma is up").await;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{url}/api/service/echo"))
+        .header("content-type", "text/plain")
+        .body("hello from the CLI test")
+        .send()
+        .await
+        .expect("echo");
+    assert_eq!(resp.status(), 200);
+    let worker = resp.headers().get("x-rma-worker").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(worker.starts_with("local-"), "{worker}");
+    assert_eq!(resp.text().await.expect("body"), "hello from the CLI test");
+    let health: serde_json::Value = http.get(format!("{url}/health")).send().await.expect("health").json().await.expect("json");
+    assert_eq!(health["status"], "healthy");
+    assert!(dir.path().join("router.db").exists(), "the registry lives in the data dir");
+
+    // Ctrl-C (SIGINT) stops it cleanly.
+    let pid = up.0.id().expect("pid");
+    let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let status = tokio::time::timeout(Duration::from_secs(10), up.0.wait()).await.expect("exits").expect("status");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn router_coordinator_and_worker_as_separate_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    let (_router, router_url) = start(
+        &["router", "--listen", "127.0.0.1:0", "--db", db.to_str().expect("utf-8")],
+        "listening",
+    )
+    .await;
+    let (_coord, coord_url) = start(
+        &["coordinator", "--listen", "127.0.0.1:0", "--router-url", &router_url, "--id", "proc-coord", "--router-heartbeat", "1"],
+        "listening",
+    )
+    .await;
+    assert!(coord_url.starts_with("http://127.0.0.1:"));
+    let mut worker = rma(&["worker", "--heartbeat-interval", "1"])
+        .env("COORDINATOR_URL", &router_url)
+        .env("WORKER_ID", "proc-worker")
+        .env("RMA_DATA_DIR", dir.path().join("w"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let resp = loop {
+        let r = http.post(format!("{router_url}/api/service/echo")).body("through three processes").send().await;
+        if let Ok(r) = r
+            && r.status() == 200
+        {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "echo never succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resp.headers().get("x-rma-coordinator").and_then(|v| v.to_str().ok()), Some("proc-coord"));
+    assert_eq!(resp.headers().get("x-rma-worker").and_then(|v| v.to_str().ok()), Some("proc-worker"));
+    assert_eq!(resp.text().await.expect("body"), "through three processes");
+    let _ = worker.start_kill();
+}
