@@ -1,0 +1,33 @@
+# Sourced by scripts/up and scripts/test: installs what rma needs from Debian's packages when
+# it is missing. Nothing else is downloaded by hand.
+
+# Debian packages needed to build and run rma. The Rust toolchain itself comes with the machine.
+RMA_APT_PACKAGES=(pkg-config)
+
+ensure_apt() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "==> installing Debian packages: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_toolchain() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 || {
+    echo "error: cargo is not on PATH; install Rust (https://rustup.rs) first" >&2
+    exit 1
+  }
+}
+
+ensure_deps() {
+  ensure_toolchain
+  ensure_apt "${RMA_APT_PACKAGES[@]}"
+}
