@@ -231,7 +231,12 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
-    async fn call(app: &axum::Router, method: &str, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -240,23 +245,41 @@ mod tests {
             .expect("request");
         let resp = app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test(start_paused = true)]
     async fn workers_without_heartbeats_go_stale_at_the_timeout_and_are_removed_later() {
         let (_stop, shutdown) = Shutdown::new();
-        let state = AppState::new(CoordinatorConfig::new("c"), "http://127.0.0.1:1".into(), shutdown);
+        let state = AppState::new(
+            CoordinatorConfig::new("c"),
+            "http://127.0.0.1:1".into(),
+            shutdown,
+        );
         let app = app(state.clone());
-        let (s, v) = call(&app, "POST", "/api/worker/register", r#"{"worker_id":"w1","capabilities":{"cpu_cores":4}}"#).await;
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/worker/register",
+            r#"{"worker_id":"w1","capabilities":{"cpu_cores":4}}"#,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["worker_type"], "cpu");
         assert_eq!(v["heartbeat_interval_s"], 30);
         assert_eq!(v["coordinator_url"], "http://127.0.0.1:1");
         // Registered, but without a link it cannot be sent work: stale until it dials in.
         let (_, v) = call(&app, "GET", "/health", "").await;
-        assert_eq!(v["workers"], serde_json::json!({"total": 1, "active": 0, "stale": 1}));
+        assert_eq!(
+            v["workers"],
+            serde_json::json!({"total": 1, "active": 0, "stale": 1})
+        );
         let link = link::LinkHandle::detached();
         state.workers().attach_link("w1", link, Instant::now());
         let (_, v) = call(&app, "GET", "/health", "").await;
@@ -266,7 +289,13 @@ mod tests {
         // Heartbeats every 30 s keep it active well past 90 s.
         for _ in 0..4 {
             tokio::time::advance(Duration::from_secs(30)).await;
-            let (s, _) = call(&app, "POST", "/api/worker/heartbeat", r#"{"worker_id":"w1","current_load":0.25}"#).await;
+            let (s, _) = call(
+                &app,
+                "POST",
+                "/api/worker/heartbeat",
+                r#"{"worker_id":"w1","current_load":0.25}"#,
+            )
+            .await;
             assert_eq!(s, StatusCode::OK);
         }
         let (_, v) = call(&app, "GET", "/health", "").await;
@@ -275,17 +304,32 @@ mod tests {
         // Silent for 90 s: stale, out of rotation.
         tokio::time::advance(Duration::from_secs(90)).await;
         let (_, v) = call(&app, "GET", "/health", "").await;
-        assert_eq!(v["workers"], serde_json::json!({"total": 1, "active": 0, "stale": 1}));
+        assert_eq!(
+            v["workers"],
+            serde_json::json!({"total": 1, "active": 0, "stale": 1})
+        );
         let (s, v) = call(&app, "POST", "/api/service/echo", "x").await;
-        assert_eq!((s, v["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("no_worker")));
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("no_worker"))
+        );
         let mut last = Default::default();
         assert!(state.sweep_once(&mut last).is_empty());
 
         // Silent for 180 s: removed; its next heartbeat is a 404, so it registers again.
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(state.sweep_once(&mut last), ["w1"]);
-        let (s, v) = call(&app, "POST", "/api/worker/heartbeat", r#"{"worker_id":"w1"}"#).await;
-        assert_eq!((s, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/worker/heartbeat",
+            r#"{"worker_id":"w1"}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
         let (_, v) = call(&app, "GET", "/health", "").await;
         assert_eq!(v["workers"]["total"], 0);
     }
@@ -293,7 +337,11 @@ mod tests {
     #[tokio::test]
     async fn assignment_follows_capabilities_and_forced_type() {
         let (_stop, shutdown) = Shutdown::new();
-        let state = AppState::new(CoordinatorConfig::new("c"), "http://127.0.0.1:1".into(), shutdown);
+        let state = AppState::new(
+            CoordinatorConfig::new("c"),
+            "http://127.0.0.1:1".into(),
+            shutdown,
+        );
         let app = app(state);
         let (_, v) = call(
             &app,
@@ -303,11 +351,22 @@ mod tests {
         )
         .await;
         assert_eq!(v["worker_type"], "gpu");
-        let services: Vec<&str> = v["assigned_services"].as_array().expect("array").iter().filter_map(|s| s.as_str()).collect();
+        let services: Vec<&str> = v["assigned_services"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|s| s.as_str())
+            .collect();
         for s in ["ocr", "enhance", "store", "cache", "echo"] {
             assert!(services.contains(&s), "{s} in {services:?}");
         }
-        let (_, v) = call(&app, "POST", "/api/worker/register", r#"{"worker_id":"forced","worker_type":"storage","services":["echo","store"]}"#).await;
+        let (_, v) = call(
+            &app,
+            "POST",
+            "/api/worker/register",
+            r#"{"worker_id":"forced","worker_type":"storage","services":["echo","store"]}"#,
+        )
+        .await;
         assert_eq!(v["worker_type"], "storage");
         assert_eq!(v["assigned_services"], serde_json::json!(["echo", "store"]));
     }

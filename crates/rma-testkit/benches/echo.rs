@@ -60,7 +60,10 @@ async fn run(client: &Client, concurrency: usize, seconds: u64) -> Outcome {
             let mut errors = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match client.call_service("echo", "", "application/octet-stream", body.clone()).await {
+                match client
+                    .call_service("echo", "", "application/octet-stream", body.clone())
+                    .await
+                {
                     Ok(r) if r.status == 200 && r.body.len() == 1024 => lat.push(t.elapsed()),
                     _ => errors += 1,
                 }
@@ -104,7 +107,8 @@ fn main() {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client");
-        let via_router = Client::with_http(&cluster.router_url, http.clone()).expect("router client");
+        let via_router =
+            Client::with_http(&cluster.router_url, http.clone()).expect("router client");
         let direct = Client::with_http(
             &cluster.coordinators[0].as_ref().expect("coordinator").url(),
             http,
@@ -122,7 +126,10 @@ fn main() {
         println!("| path | concurrency | requests | errors | req/s | p50 ms | p99 ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for &c in &args.levels {
-            for (name, client) in [("router → coordinator → worker", &via_router), ("coordinator → worker", &direct)] {
+            for (name, client) in [
+                ("router → coordinator → worker", &via_router),
+                ("coordinator → worker", &direct),
+            ] {
                 let o = run(client, c, args.seconds).await;
                 println!(
                     "| {name} | {c} | {} | {} | {:.0} | {:.2} | {:.2} |",

@@ -43,7 +43,10 @@ async fn start(args: &[&str], marker: &str) -> (Proc, String) {
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    for stream in [Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(stderr)] {
+    for stream in [
+        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(stderr),
+    ] {
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
@@ -76,7 +79,13 @@ async fn bad_flag_values_are_one_line_and_exit_2() {
     for args in [
         vec!["router", "--listen", "nope"],
         vec!["up", "--workers", "0"],
-        vec!["worker", "--coordinator-url", "http://x", "--worker-type", "banana"],
+        vec![
+            "worker",
+            "--coordinator-url",
+            "http://x",
+            "--worker-type",
+            "banana",
+        ],
         vec!["coordinator", "--worker-timeout", "soon"],
         vec!["worker"],
         vec!["teleport"],
@@ -84,13 +93,26 @@ async fn bad_flag_values_are_one_line_and_exit_2() {
         let out = rma(&args).output().await.expect("run rma");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {err:?}"
+        );
         assert!(err.starts_with("error: "), "{err}");
     }
     // A URL that parses as a flag but is not usable is also a one-line error (exit 1).
-    let out = rma(&["worker", "--coordinator-url", "not a url"]).output().await.expect("run");
+    let out = rma(&["worker", "--coordinator-url", "not a url"])
+        .output()
+        .await
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -113,24 +135,50 @@ async fn help_explains_every_subcommand_and_its_environment() {
     ] {
         let out = rma(&[sub, "--help"]).output().await.expect("run");
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).contains(env), "{sub} --help names {env}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(env),
+            "{sub} --help names {env}"
+        );
     }
 }
 
 #[tokio::test]
 async fn probe_prints_capabilities_and_services_as_json() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = rma(&["probe", "--json", "--data-dir", dir.path().to_str().expect("utf-8")])
-        .output()
-        .await
-        .expect("run");
+    let out = rma(&[
+        "probe",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().expect("utf-8"),
+    ])
+    .output()
+    .await
+    .expect("run");
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(v["capabilities"]["cpu_cores"].as_u64().expect("cores") >= 1);
-    assert!(v["capabilities"]["disk_total_bytes"].as_u64().expect("disk") > 0);
-    assert!(v["detected"].as_array().expect("detected").contains(&"cpu".into()));
-    assert!(v["assigned_services"].as_array().expect("services").contains(&"echo".into()));
-    let forced = rma(&["probe", "--json", "--worker-type", "storage"]).output().await.expect("run");
+    assert!(
+        v["capabilities"]["disk_total_bytes"]
+            .as_u64()
+            .expect("disk")
+            > 0
+    );
+    assert!(
+        v["detected"]
+            .as_array()
+            .expect("detected")
+            .contains(&"cpu".into())
+    );
+    assert!(
+        v["assigned_services"]
+            .as_array()
+            .expect("services")
+            .contains(&"echo".into())
+    );
+    let forced = rma(&["probe", "--json", "--worker-type", "storage"])
+        .output()
+        .await
+        .expect("run");
     let v: serde_json::Value = serde_json::from_slice(&forced.stdout).expect("JSON");
     assert_eq!(v["worker_type"], "storage");
 }
@@ -139,7 +187,19 @@ async fn probe_prints_capabilities_and_services_as_json() {
 async fn rma_up_serves_echo_through_its_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8");
-    let (mut up, url) = start(&["up", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", data], "rma is up").await;
+    let (mut up, url) = start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--data-dir",
+            data,
+        ],
+        "rma is up",
+    )
+    .await;
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let http = reqwest::Client::new();
     let resp = http
@@ -150,17 +210,37 @@ async fn rma_up_serves_echo_through_its_workers() {
         .await
         .expect("echo");
     assert_eq!(resp.status(), 200);
-    let worker = resp.headers().get("x-rma-worker").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let worker = resp
+        .headers()
+        .get("x-rma-worker")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     assert!(worker.starts_with("local-"), "{worker}");
     assert_eq!(resp.text().await.expect("body"), "hello from the CLI test");
-    let health: serde_json::Value = http.get(format!("{url}/health")).send().await.expect("health").json().await.expect("json");
+    let health: serde_json::Value = http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(health["status"], "healthy");
-    assert!(dir.path().join("router.db").exists(), "the registry lives in the data dir");
+    assert!(
+        dir.path().join("router.db").exists(),
+        "the registry lives in the data dir"
+    );
 
     // Ctrl-C (SIGINT) stops it cleanly.
     let pid = up.0.id().expect("pid");
-    let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
-    let status = tokio::time::timeout(Duration::from_secs(10), up.0.wait()).await.expect("exits").expect("status");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), up.0.wait())
+        .await
+        .expect("exits")
+        .expect("status");
     assert!(status.success(), "{status:?}");
 }
 
@@ -169,12 +249,28 @@ async fn router_coordinator_and_worker_as_separate_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("r.db");
     let (_router, router_url) = start(
-        &["router", "--listen", "127.0.0.1:0", "--db", db.to_str().expect("utf-8")],
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().expect("utf-8"),
+        ],
         "listening",
     )
     .await;
     let (_coord, coord_url) = start(
-        &["coordinator", "--listen", "127.0.0.1:0", "--router-url", &router_url, "--id", "proc-coord", "--router-heartbeat", "1"],
+        &[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--router-url",
+            &router_url,
+            "--id",
+            "proc-coord",
+            "--router-heartbeat",
+            "1",
+        ],
         "listening",
     )
     .await;
@@ -190,17 +286,34 @@ async fn router_coordinator_and_worker_as_separate_processes() {
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let resp = loop {
-        let r = http.post(format!("{router_url}/api/service/echo")).body("through three processes").send().await;
+        let r = http
+            .post(format!("{router_url}/api/service/echo"))
+            .body("through three processes")
+            .send()
+            .await;
         if let Ok(r) = r
             && r.status() == 200
         {
             break r;
         }
-        assert!(tokio::time::Instant::now() < deadline, "echo never succeeded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "echo never succeeded"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(resp.headers().get("x-rma-coordinator").and_then(|v| v.to_str().ok()), Some("proc-coord"));
-    assert_eq!(resp.headers().get("x-rma-worker").and_then(|v| v.to_str().ok()), Some("proc-worker"));
+    assert_eq!(
+        resp.headers()
+            .get("x-rma-coordinator")
+            .and_then(|v| v.to_str().ok()),
+        Some("proc-coord")
+    );
+    assert_eq!(
+        resp.headers()
+            .get("x-rma-worker")
+            .and_then(|v| v.to_str().ok()),
+        Some("proc-worker")
+    );
     assert_eq!(resp.text().await.expect("body"), "through three processes");
     let _ = worker.start_kill();
 }

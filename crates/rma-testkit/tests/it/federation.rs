@@ -310,3 +310,67 @@ async fn a_worker_can_register_straight_at_a_standalone_coordinator() {
     assert_eq!(r.header("x-rma-worker"), Some("w-solo"));
     assert_eq!(w.status().coordinator_id.as_deref(), Some("solo"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_forgotten_by_the_router_registers_again() {
+    let c = Cluster::start(1, 1).await;
+    let router = c.client();
+    router
+        .deregister_coordinator("coord-0")
+        .await
+        .expect("deregistered");
+    assert!(router.coordinators().await.expect("list").is_empty());
+    // Its next heartbeat gets 404, and it registers again, workers and all.
+    eventually("coord-0 registered again and routable", || {
+        let router = router.clone();
+        async move {
+            let r = router
+                .call_service("echo", "", "text/plain", Bytes::from_static(b"again"))
+                .await
+                .ok()?;
+            (r.status == 200 && r.header("x-rma-coordinator") == Some("coord-0")).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_gets_its_workers_back() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = rma_testkit::listener().await;
+    let addr = l.local_addr().expect("addr");
+    let coord = rma_coordinator::spawn(rma_testkit::coordinator_config("phoenix", None), l)
+        .expect("coordinator");
+    let w = rma_worker::spawn(rma_testkit::worker_config(
+        &coord.url(),
+        "w-phoenix",
+        dir.path().to_path_buf(),
+    ));
+    let mut rx = w.watch();
+    eventually("first link", || {
+        let s = rx.borrow_and_update().clone();
+        async move { (s.linked && s.registrations == 1).then_some(()) }
+    })
+    .await;
+    drop(coord);
+    let l = eventually("port free", || async {
+        tokio::net::TcpListener::bind(addr).await.ok()
+    })
+    .await;
+    let coord = rma_coordinator::spawn(rma_testkit::coordinator_config("phoenix", None), l)
+        .expect("coordinator again");
+    // The new process knows no workers; the worker's link dropped, so it registers and dials again.
+    eventually("worker back at the restarted coordinator", || {
+        let s = rx.borrow_and_update().clone();
+        async move { (s.linked && s.registrations >= 2).then_some(()) }
+    })
+    .await;
+    let client = Client::new(&coord.url()).expect("client");
+    let r = client
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"risen"))
+        .await
+        .expect("echo");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-rma-worker"), Some("w-phoenix"));
+}
