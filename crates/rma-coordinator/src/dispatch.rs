@@ -148,7 +148,7 @@ pub async fn dispatch(state: &AppState, call: Call) -> Result<(Reply, String, u3
                 )
             }));
         };
-        match link.call(call.clone(), cfg.request_timeout).await {
+        match link.call(call.clone(), cfg.request_timeout, None).await {
             Ok(reply) => return Ok((reply, worker, attempt)),
             Err(LinkError::Closed) => {
                 tracing::warn!(%worker, service = %call.service, attempt, "link dropped mid-request; retrying on another worker");

@@ -66,9 +66,13 @@ pub struct LinkHandle {
     inner: Arc<LinkInner>,
 }
 
+/// Called with (done, total) as a worker reports progress on a call.
+pub type ProgressFn = std::sync::Arc<dyn Fn(u32, u32) + Send + Sync>;
+
 struct LinkInner {
     tx: mpsc::Sender<Message>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    progress: Mutex<HashMap<u64, ProgressFn>>,
     next_id: AtomicU64,
     closed: AtomicBool,
     closed_notify: Notify,
@@ -98,6 +102,7 @@ impl LinkHandle {
             inner: Arc::new(LinkInner {
                 tx,
                 pending: Mutex::new(HashMap::new()),
+                progress: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 closed_notify: Notify::new(),
@@ -147,14 +152,36 @@ impl LinkHandle {
         notified.await;
     }
 
-    /// Sends a call and waits for its answer up to `timeout`.
-    pub async fn call(&self, call: Call, timeout: Duration) -> Result<Reply, LinkError> {
+    fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ProgressFn>> {
+        self.inner
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a call and waits for its answer up to `timeout`; `progress` hears the worker's
+    /// progress reports meanwhile.
+    pub async fn call(
+        &self,
+        call: Call,
+        timeout: Duration,
+        progress: Option<ProgressFn>,
+    ) -> Result<Reply, LinkError> {
         if self.is_closed() {
             return Err(LinkError::Closed);
         }
         self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight(&self.inner.in_flight);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = progress {
+            self.progress_map().insert(id, p);
+        }
+        let result = self.call_inner(id, call, timeout).await;
+        self.progress_map().remove(&id);
+        result
+    }
+
+    async fn call_inner(&self, id: u64, call: Call, timeout: Duration) -> Result<Reply, LinkError> {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, tx);
         // The link may have closed between the check above and the insert.
@@ -315,6 +342,12 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                     match link::decode(&frame) {
                         Ok((LinkMessage::Response { id, status, content_type }, range)) => {
                             link.complete(id, Reply { status, content_type, body: frame.slice(range) });
+                        }
+                        Ok((LinkMessage::Progress { id, done, total }, _)) => {
+                            let f = link.progress_map().get(&id).cloned();
+                            if let Some(f) = f {
+                                f(done, total);
+                            }
                         }
                         Ok((LinkMessage::Goodbye { reason }, _)) => break format!("worker said goodbye: {reason}"),
                         Ok((other, _)) => tracing::debug!(worker = %worker_id, ?other, "unexpected link message"),

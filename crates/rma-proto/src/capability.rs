@@ -42,7 +42,7 @@ pub struct Capabilities {
     pub public_address: Option<String>,
     /// The machine's hostname.
     pub hostname: Option<String>,
-    /// Whether an OpenAI-compatible backend is configured (enables `ai` on GPU machines).
+    /// Whether an OpenAI-compatible backend is configured (enables `ai`).
     pub ai_backend: bool,
 }
 
@@ -80,7 +80,7 @@ impl WorkerType {
     }
 
     /// The services this capability brings (DESIGN.md's table). `ai` is added separately,
-    /// only where a backend is configured.
+    /// wherever a backend is configured.
     pub fn services(self) -> &'static [&'static str] {
         match self {
             WorkerType::Gpu => &[service::OCR, service::ENHANCE],
@@ -167,7 +167,9 @@ pub fn assign(
         .iter()
         .flat_map(|c| c.services().iter().map(|s| (*s).to_owned()))
         .collect();
-    if capabilities.contains(&WorkerType::Gpu) && caps.ai_backend {
+    // `ai` follows the configuration, not the GPU: a CPU box may point at a model server
+    // elsewhere on its network, and a GPU box without one cannot serve it.
+    if caps.ai_backend {
         services.push(service::AI.to_owned());
     }
     if let Some(offered) = offered {
@@ -242,21 +244,19 @@ mod tests {
     }
 
     #[test]
-    fn ai_only_with_gpu_and_backend() {
+    fn ai_only_with_a_backend() {
+        let has_ai = |c: &Capabilities| assign(c, None, None).services.contains(&"ai".to_owned());
         let mut caps = Capabilities {
-            ai_backend: true,
+            gpus: vec![gpu()],
             ..Default::default()
         };
+        assert!(!has_ai(&caps));
+        caps.ai_backend = true;
+        assert!(has_ai(&caps));
+        caps.gpus.clear();
         assert!(
-            !assign(&caps, None, None)
-                .services
-                .contains(&"ai".to_owned())
-        );
-        caps.gpus.push(gpu());
-        assert!(
-            assign(&caps, None, None)
-                .services
-                .contains(&"ai".to_owned())
+            has_ai(&caps),
+            "a CPU box pointing at a model server offers ai too"
         );
     }
 

@@ -77,6 +77,15 @@ pub enum LinkMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         content_type: Option<String>,
     },
+    /// Worker → coordinator: progress of `Request { id }` (pages done of total).
+    Progress {
+        /// The request's id.
+        id: u64,
+        /// Units done.
+        done: u32,
+        /// Units in all.
+        total: u32,
+    },
     /// Either side, before closing on purpose.
     Goodbye {
         /// In words.

@@ -5,16 +5,83 @@
 //! Errors are typed ([`ServiceError`]) and map to the HTTP statuses of the contract.
 #![deny(clippy::unwrap_used)]
 
+pub mod ai;
+pub mod cache;
 mod echo;
+pub mod engine;
+pub mod enhance;
+pub mod extract;
+pub mod media;
+pub mod ocr;
+pub mod pdf;
+pub mod pdf_text;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 pub use echo::Echo;
+
+/// Reports progress of a long request (pages done of total); a no-op unless the caller set one.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<dyn Fn(u32, u32) + Send + Sync>>);
+
+impl Progress {
+    /// Calls `f(done, total)` on each report.
+    pub fn new(f: impl Fn(u32, u32) + Send + Sync + 'static) -> Self {
+        Progress(Some(Arc::new(f)))
+    }
+
+    /// Reports `done` of `total`.
+    pub fn report(&self, done: u32, total: u32) {
+        if let Some(f) = &self.0 {
+            f(done, total);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(on)"
+        } else {
+            "Progress(off)"
+        })
+    }
+}
+
+/// Refuses anything but POST (and PUT) for services that take a document.
+pub fn require_post(req: &ServiceRequest) -> Result<(), ServiceError> {
+    if matches!(req.method.as_str(), "POST" | "PUT") && req.path.is_empty() {
+        Ok(())
+    } else if !req.path.is_empty() {
+        Err(ServiceError::NotFound(format!(
+            "this service has no sub-resource {}",
+            req.path
+        )))
+    } else {
+        Err(ServiceError::MethodNotAllowed(format!(
+            "send the document with POST, not {}",
+            req.method
+        )))
+    }
+}
+
+/// How a worker's services are set up.
+#[derive(Debug, Clone)]
+pub struct ServicesConfig {
+    /// Where `store` and `cache` keep their files.
+    pub data_dir: PathBuf,
+    /// OCR engines (threads) [cores].
+    pub ocr_threads: usize,
+    /// An OpenAI-compatible backend for `ai`.
+    pub ai_backend: Option<String>,
+}
 
 /// A boxed future, so services can be stored as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -34,6 +101,8 @@ pub struct ServiceRequest {
     pub body: Bytes,
     /// End-to-end request id, for logs.
     pub request_id: Option<String>,
+    /// Where to report progress of long work.
+    pub progress: Progress,
 }
 
 impl ServiceRequest {
@@ -161,11 +230,49 @@ impl Registry {
         Self::default()
     }
 
-    /// Every service this build implements, configured with defaults.
-    pub fn with_defaults() -> Self {
+    /// Only `echo`: for tests and benchmarks of the federation itself.
+    pub fn echo_only() -> Self {
         let mut r = Self::new();
         r.add(Arc::new(Echo));
         r
+    }
+
+    /// Every service this build implements, set up for one worker. `ai` only with a backend.
+    pub fn for_worker(cfg: &ServicesConfig) -> Result<Self, ServiceError> {
+        let pool = engine::OcrPool::new(cfg.ocr_threads);
+        let ocr = ocr::Ocr::new(pool);
+        let pdf = pdf_text::PdfText::new(Some(ocr.clone()));
+        let mut r = Self::echo_only();
+        r.add(Arc::new(ocr.clone()));
+        r.add(Arc::new(pdf.clone()));
+        r.add(Arc::new(enhance::Enhance));
+        r.add(Arc::new(extract::Extract::new(Some(ocr), Some(pdf))));
+        r.add(Arc::new(store::Store::new(cfg.data_dir.join("store"))));
+        r.add(Arc::new(cache::Cache::new(cfg.data_dir.join("cache"))));
+        if let Some(url) = &cfg.ai_backend {
+            r.add(Arc::new(ai::Ai::new(url)?));
+        }
+        Ok(r)
+    }
+
+    /// The names of every service this build can run (`ai` included), without starting any.
+    pub fn implemented() -> Vec<String> {
+        use rma_proto::service as s;
+        let mut v: Vec<String> = [
+            s::AI,
+            s::CACHE,
+            s::ECHO,
+            s::ENHANCE,
+            s::EXTRACT,
+            s::OCR,
+            s::PDF_TEXT,
+            s::STORE,
+        ]
+        .iter()
+        .map(|x| (*x).to_owned())
+        .collect();
+        v.sort();
+        v
     }
 
     /// Adds (or replaces) a service under its name.
@@ -215,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_service_is_a_404_body() {
-        let resp = Registry::with_defaults()
+        let resp = Registry::echo_only()
             .dispatch("teleport", ServiceRequest::default())
             .await;
         assert_eq!(resp.status, 404);

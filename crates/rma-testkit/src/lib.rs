@@ -96,6 +96,7 @@ pub fn worker_config(url: &str, id: &str, data_dir: PathBuf) -> WorkerConfig {
     });
     w.heartbeat_interval = Duration::from_millis(500);
     w.data_dir = data_dir;
+    w.ocr_threads = 1;
     w
 }
 
@@ -170,7 +171,8 @@ impl Cluster {
     pub fn add_worker(&mut self, id: &str) -> impl Future<Output = usize> + '_ {
         let cfg = worker_config(&self.router_url, id, self.dir.path().join(id));
         async move {
-            self.workers.push(Some(rma_worker::spawn(cfg)));
+            self.workers
+                .push(Some(rma_worker::spawn(cfg).expect("worker services start")));
             self.workers.len() - 1
         }
     }

@@ -12,7 +12,7 @@ use rma_client::{Backoff, Client};
 use rma_proto::Capabilities;
 use rma_proto::api::{WorkerHeartbeat, WorkerRegister};
 use rma_proto::link::{self, LinkMessage, PROTOCOL_VERSION};
-use rma_services::{Registry, ServiceRequest};
+use rma_services::{Progress, Registry, ServiceRequest};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -233,6 +233,7 @@ async fn session(
                     last_heard = Instant::now();
                     match link::decode(&frame) {
                         Ok((LinkMessage::Request { id, service, method, path, query, content_type, request_id }, range)) => {
+                            let progress_tx = tx.clone();
                             let req = ServiceRequest {
                                 method,
                                 path,
@@ -240,6 +241,11 @@ async fn session(
                                 content_type,
                                 body: frame.slice(range),
                                 request_id,
+                                progress: Progress::new(move |done, total| {
+                                    // Progress is advisory: a full queue drops a report.
+                                    let msg = LinkMessage::Progress { id, done, total };
+                                    let _ = progress_tx.try_send(Message::Binary(link::encode(&msg, &[]).into()));
+                                }),
                             };
                             let services = services.clone();
                             let tx = tx.clone();

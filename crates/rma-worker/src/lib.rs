@@ -37,6 +37,10 @@ pub struct WorkerConfig {
     pub max_body_bytes: usize,
     /// Skip the probe and report these (tests, and `rma up`'s simulated workers).
     pub capabilities: Option<Capabilities>,
+    /// An OpenAI-compatible backend for the `ai` service.
+    pub ai_backend: Option<String>,
+    /// OCR engines to run [cores].
+    pub ocr_threads: usize,
 }
 
 impl WorkerConfig {
@@ -51,6 +55,8 @@ impl WorkerConfig {
             data_dir: PathBuf::from("./rma-data"),
             max_body_bytes: 50 * 1024 * 1024,
             capabilities: None,
+            ai_backend: None,
+            ocr_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -94,24 +100,32 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Starts a worker: probes (unless capabilities are given), then runs the agent.
-pub fn spawn(config: WorkerConfig) -> WorkerHandle {
-    spawn_with(config, Registry::with_defaults())
+/// Starts a worker with every service this build implements: probes (unless capabilities are
+/// given), then runs the agent.
+pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, rma_services::ServiceError> {
+    let services = Registry::for_worker(&rma_services::ServicesConfig {
+        data_dir: config.data_dir.clone(),
+        ocr_threads: config.ocr_threads,
+        ai_backend: config.ai_backend.clone(),
+    })?;
+    Ok(spawn_with(config, services))
 }
 
 /// Starts a worker hosting `services`.
 pub fn spawn_with(config: WorkerConfig, services: Registry) -> WorkerHandle {
     let (tx, rx) = watch::channel(AgentStatus::default());
     let task = tokio::spawn(async move {
-        let caps = match config.capabilities.clone() {
+        let ai = config.ai_backend.is_some();
+        let mut caps = match config.capabilities.clone() {
             Some(c) => c,
             None => {
                 let dir = config.data_dir.clone();
-                tokio::task::spawn_blocking(move || probe::probe(&dir, false))
+                tokio::task::spawn_blocking(move || probe::probe(&dir, ai))
                     .await
                     .unwrap_or_default()
             }
         };
+        caps.ai_backend = ai;
         agent::run(config, caps, Arc::new(services), tx).await;
     });
     WorkerHandle { status: rx, task }

@@ -136,6 +136,12 @@ struct WorkerArgs {
     /// Where services keep their files; its free space decides the storage capability.
     #[arg(long, env = "RMA_DATA_DIR", default_value = "./rma-data")]
     data_dir: PathBuf,
+    /// An OpenAI-compatible backend (e.g. http://127.0.0.1:11434 for Ollama); enables `ai`.
+    #[arg(long, env = "RMA_AI_BACKEND")]
+    ai_backend: Option<String>,
+    /// OCR engines to run in parallel [default: one per core].
+    #[arg(long, env = "RMA_OCR_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    ocr_threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +332,10 @@ fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
     c.tunnel_url = a.tunnel_url;
     c.heartbeat_interval = Duration::from_secs(a.heartbeat_interval);
     c.data_dir = a.data_dir;
+    c.ai_backend = a.ai_backend;
+    if let Some(n) = a.ocr_threads {
+        c.ocr_threads = n.into();
+    }
     Ok(c)
 }
 
@@ -337,7 +347,7 @@ async fn worker(a: WorkerArgs) -> Result<()> {
         "rma worker {} registering at {}",
         cfg.worker_id, cfg.coordinator_url
     );
-    let handle = rma_worker::spawn(cfg);
+    let handle = rma_worker::spawn(cfg).context("cannot start the worker's services")?;
     let mut status = handle.watch();
     loop {
         tokio::select! {
@@ -371,13 +381,20 @@ async fn up(a: UpArgs) -> Result<()> {
     let dir = a.data_dir.clone();
     let caps = tokio::task::spawn_blocking(move || rma_worker::probe::probe(&dir, false)).await?;
     let mut workers = Vec::new();
+    // The machine's cores are shared by every local worker.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for i in 1..=a.workers {
         let mut w = rma_worker::WorkerConfig::new(router.url(), format!("local-{i}"));
         w.data_dir = a.data_dir.join(format!("worker-{i}"));
         w.capabilities = Some(caps.clone());
         w.heartbeat_interval = Duration::from_secs(10);
+        w.ocr_threads = (cores / usize::from(a.workers)).max(1);
+        // The first worker keeps documents and the result cache, so the whole pipeline runs.
+        if i == 1 {
+            w.worker_type = Some(WorkerType::Storage);
+        }
         std::fs::create_dir_all(&w.data_dir)?;
-        workers.push(rma_worker::spawn(w));
+        workers.push(rma_worker::spawn(w).context("cannot start a worker's services")?);
     }
     for w in &workers {
         let mut rx = w.watch();
@@ -467,5 +484,5 @@ async fn probe(a: ProbeArgs) -> Result<()> {
 
 /// The services this build's workers implement.
 fn rma_services_names() -> Vec<String> {
-    rma_services::Registry::with_defaults().names()
+    rma_services::Registry::implemented()
 }

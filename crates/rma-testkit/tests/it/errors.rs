@@ -257,7 +257,8 @@ async fn a_worker_slower_than_the_request_timeout_gives_504() {
         &coord.url(),
         "w-slow",
         dir.path().to_path_buf(),
-    ));
+    ))
+    .expect("worker");
     let mut rx = w.watch();
     eventually("linked", || {
         let linked = rx.borrow_and_update().linked;

@@ -294,7 +294,8 @@ async fn a_worker_can_register_straight_at_a_standalone_coordinator() {
         &coord.url(),
         "w-solo",
         dir.path().to_path_buf(),
-    ));
+    ))
+    .expect("worker");
     let mut rx = w.watch();
     eventually("linked", || {
         let linked = rx.borrow_and_update().linked;
@@ -346,7 +347,8 @@ async fn a_restarted_coordinator_gets_its_workers_back() {
         &coord.url(),
         "w-phoenix",
         dir.path().to_path_buf(),
-    ));
+    ))
+    .expect("worker");
     let mut rx = w.watch();
     eventually("first link", || {
         let s = rx.borrow_and_update().clone();

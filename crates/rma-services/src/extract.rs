@@ -1,0 +1,778 @@
+//! `extract`: facts from UK debt-advice letters. Text in (or a document, read first through
+//! `pdf-text` / `ocr` on this worker); JSON out: money amounts, dates, reference and account
+//! numbers, sort codes, National Insurance numbers, the sender (creditor) and the letter type
+//! with the evidence for it. Rule-based: every fact carries the line it came from, so an adviser
+//! can check it.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::media::{self, Kind};
+use crate::ocr::{Ocr, OcrOptions};
+use crate::pdf_text::PdfText;
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse};
+
+/// Most text `extract` reads (2 MB).
+pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
+
+/// A money amount.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Amount {
+    /// Normalised: digits, a dot, two decimals ("1312.15"); negative with a leading '-'.
+    pub value: String,
+    /// As printed.
+    pub text: String,
+    /// Always GBP for now.
+    pub currency: &'static str,
+    /// The line it was on.
+    pub line: String,
+}
+
+/// A date.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Date {
+    /// ISO 8601 (`YYYY-MM-DD`).
+    pub date: String,
+    /// As printed.
+    pub text: String,
+    /// The line it was on.
+    pub line: String,
+}
+
+/// A labelled reference or account number.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Reference {
+    /// The number as printed.
+    pub value: String,
+    /// The label before it ("Account number", "Our reference").
+    pub label: String,
+    /// The line it was on.
+    pub line: String,
+}
+
+/// The sender or creditor.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sender {
+    /// Its name.
+    pub name: String,
+    /// Why we think so.
+    pub evidence: String,
+}
+
+/// Everything found in one letter.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Facts {
+    /// `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
+    /// `utility` or `other`.
+    pub letter_type: &'static str,
+    /// The phrases that decided the type.
+    pub letter_type_evidence: Vec<String>,
+    /// The sender.
+    pub sender: Option<Sender>,
+    /// The original creditor, when a debt was sold or passed on.
+    pub original_creditor: Option<String>,
+    /// Money amounts, in order of appearance, without repeats.
+    pub amounts: Vec<Amount>,
+    /// Dates, in order of appearance, without repeats.
+    pub dates: Vec<Date>,
+    /// Reference and account numbers.
+    pub references: Vec<Reference>,
+    /// Sort codes (`NN-NN-NN`).
+    pub sort_codes: Vec<String>,
+    /// National Insurance numbers (`QQ123456C`).
+    pub national_insurance_numbers: Vec<String>,
+}
+
+fn re(pattern: &str) -> Regex {
+    // The patterns are literals in this file; a bad one is a bug caught by the tests.
+    Regex::new(pattern).unwrap_or_else(|e| panic!("bad built-in pattern {pattern}: {e}"))
+}
+
+static POUNDS: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(-)?£\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?)"));
+static GBP_AFTER: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b((?:\d{1,3}(?:,\d{3})+|\d+)\.\d{2})\s?GBP\b"));
+static GBP_BEFORE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\bGBP\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{2})?)\b"));
+
+/// Money amounts in a line. "£1.2k" and "£3m" are not amounts: an adviser needs pounds and pence.
+pub fn amounts_in(line: &str) -> Vec<(usize, Amount)> {
+    let mut out = Vec::new();
+    for c in POUNDS.captures_iter(line) {
+        let (Some(all), Some(num)) = (c.get(0), c.get(2)) else {
+            continue;
+        };
+        let rest = &line[all.end()..];
+        let next = rest.chars().next();
+        // A letter straight after (k, m, bn, p) or one decimal digit makes it not money.
+        if next.is_some_and(|ch| ch.is_alphanumeric()) {
+            continue;
+        }
+        let n = num.as_str();
+        if n.contains('.') && n.rsplit('.').next().is_some_and(|d| d.len() != 2) {
+            continue;
+        }
+        let neg = c.get(1).is_some();
+        out.push((all.start(), amount(n, neg, all.as_str(), line)));
+    }
+    for r in [&*GBP_AFTER, &*GBP_BEFORE] {
+        for c in r.captures_iter(line) {
+            let (Some(all), Some(num)) = (c.get(0), c.get(1)) else {
+                continue;
+            };
+            out.push((all.start(), amount(num.as_str(), false, all.as_str(), line)));
+        }
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+fn amount(num: &str, negative: bool, text: &str, line: &str) -> Amount {
+    let plain = num.replace(',', "");
+    let value = match plain.split_once('.') {
+        Some((p, d)) => format!("{p}.{d:0<2}"),
+        None => format!("{plain}.00"),
+    };
+    Amount {
+        value: if negative { format!("-{value}") } else { value },
+        text: text.trim().to_owned(),
+        currency: "GBP",
+        line: line.trim().to_owned(),
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+static DATE_NUMERIC: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b"));
+static DATE_DAY_MONTH: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+(\d{4})\b",
+    )
+});
+static DATE_MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b",
+    )
+});
+
+fn days_in(month: u32, year: i32) -> u32 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn iso(day: u32, month: u32, year: i32) -> Option<String> {
+    ((1..=12).contains(&month)
+        && (1900..=2200).contains(&year)
+        && day >= 1
+        && day <= days_in(month, year))
+    .then(|| format!("{year:04}-{month:02}-{day:02}"))
+}
+
+fn month_of(name: &str) -> Option<u32> {
+    let l = name.to_ascii_lowercase();
+    MONTHS
+        .iter()
+        .position(|m| l.starts_with(m))
+        .map(|i| i as u32 + 1)
+}
+
+/// Dates in a line: UK day-first numbers (`03/02/2026` is 3 February), written-out months
+/// (`9th May 2026`, `14 Mar 2026`, `March 14, 2026`). Impossible dates are ignored.
+pub fn dates_in(line: &str) -> Vec<(usize, Date)> {
+    let mut out = Vec::new();
+    let mut push = |at: usize, text: &str, d: Option<String>| {
+        if let Some(date) = d {
+            out.push((
+                at,
+                Date {
+                    date,
+                    text: text.to_owned(),
+                    line: line.trim().to_owned(),
+                },
+            ));
+        }
+    };
+    for c in DATE_NUMERIC.captures_iter(line) {
+        let (Some(all), Some(d), Some(m), Some(y)) = (c.get(0), c.get(1), c.get(2), c.get(3))
+        else {
+            continue;
+        };
+        let year: i32 = match y.as_str().parse::<i32>() {
+            Ok(v) if y.as_str().len() == 2 => 2000 + v,
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let (Ok(day), Ok(month)) = (d.as_str().parse(), m.as_str().parse()) else {
+            continue;
+        };
+        push(all.start(), all.as_str(), iso(day, month, year));
+    }
+    for c in DATE_DAY_MONTH.captures_iter(line) {
+        let (Some(all), Some(d), Some(m), Some(y)) = (c.get(0), c.get(1), c.get(2), c.get(3))
+        else {
+            continue;
+        };
+        let (Ok(day), Some(month), Ok(year)) =
+            (d.as_str().parse(), month_of(m.as_str()), y.as_str().parse())
+        else {
+            continue;
+        };
+        push(all.start(), all.as_str(), iso(day, month, year));
+    }
+    for c in DATE_MONTH_DAY.captures_iter(line) {
+        let (Some(all), Some(m), Some(d), Some(y)) = (c.get(0), c.get(1), c.get(2), c.get(3))
+        else {
+            continue;
+        };
+        let (Ok(day), Some(month), Ok(year)) =
+            (d.as_str().parse(), month_of(m.as_str()), y.as_str().parse())
+        else {
+            continue;
+        };
+        push(all.start(), all.as_str(), iso(day, month, year));
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b((?:our|your|customer|payment|lowell|account|agreement|policy|claim|case|invoice|membership|client)\s+(?:reference|ref\.?|number|no\.?)|account\s+(?:reference|ref\.?)|customer\s+account|reference(?:\s+number)?|ref\.?|account)\b\s*(?:number|no\.?)?\s*[:#]?\s*([A-Z0-9][A-Z0-9/\-]{3,24})\b",
+    )
+});
+static SORT_CODE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)sort\s*code[:\s]*(\d{2})[\s-](\d{2})[\s-](\d{2})\b"));
+static NINO: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])\s?(\d{2})\s?(\d{2})\s?(\d{2})\s?([A-D])\b")
+});
+static ORIGINAL_CREDITOR: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)original\s+creditor\s*[:\-]?\s*(.+)$"));
+static CLAIMANT: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\s*claimant\s*[:\-]\s*(.+)$"));
+static ORG_SUFFIX: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(ltd|limited|plc|llp|council|bank|building society|energy|water|department|hmrc|revenue|services|finance|financial|group|solicitors|court|agency)\b",
+    )
+});
+
+/// Organisations seen on debt-advice letters, for finding the sender in the text.
+const KNOWN_SENDERS: [&str; 46] = [
+    "Department for Work and Pensions",
+    "DWP",
+    "HM Revenue & Customs",
+    "HMRC",
+    "Barclays",
+    "HSBC",
+    "Lloyds",
+    "NatWest",
+    "Santander",
+    "Nationwide",
+    "Halifax",
+    "Monzo",
+    "Starling",
+    "TSB",
+    "Virgin Money",
+    "Lowell",
+    "Cabot",
+    "Intrum",
+    "PRA Group",
+    "Moorcroft",
+    "Arrow Global",
+    "Link Financial",
+    "Hoist",
+    "Capquest",
+    "Wescot",
+    "BW Legal",
+    "Overdales",
+    "British Gas",
+    "Octopus Energy",
+    "EDF",
+    "E.ON",
+    "OVO",
+    "Scottish Power",
+    "Thames Water",
+    "Severn Trent",
+    "Yorkshire Water",
+    "United Utilities",
+    "Vanquis",
+    "Capital One",
+    "Very",
+    "Littlewoods",
+    "Klarna",
+    "Vodafone",
+    "Virgin Media",
+    "Sky",
+    "BT",
+];
+
+const DEBT_COLLECTORS: [&str; 11] = [
+    "lowell",
+    "cabot",
+    "intrum",
+    "pra group",
+    "moorcroft",
+    "arrow global",
+    "link financial",
+    "hoist",
+    "capquest",
+    "wescot",
+    "bw legal",
+];
+const UTILITIES: [&str; 12] = [
+    "british gas",
+    "octopus energy",
+    "edf",
+    "e.on",
+    "ovo",
+    "scottish power",
+    "thames water",
+    "severn trent",
+    "yorkshire water",
+    "united utilities",
+    "anglian water",
+    "southern water",
+];
+
+/// (type, phrase, weight). Phrases are matched case-insensitively on word boundaries.
+const TYPE_RULES: &[(&str, &str, u32)] = &[
+    ("council_tax", "council tax", 4),
+    ("council_tax", "liability order", 2),
+    ("council_tax", "magistrates", 1),
+    ("council_tax", "instalment", 1),
+    ("council_tax", "council", 1),
+    ("universal_credit", "universal credit", 4),
+    ("universal_credit", "department for work and pensions", 2),
+    ("universal_credit", "dwp", 2),
+    ("universal_credit", "mandatory reconsideration", 2),
+    ("universal_credit", "jobcentre", 1),
+    ("universal_credit", "overpayment", 1),
+    ("bank_statement", "statement of account", 4),
+    ("bank_statement", "balance brought forward", 2),
+    ("bank_statement", "balance carried forward", 2),
+    ("bank_statement", "statement date", 1),
+    ("bank_statement", "paid out", 1),
+    ("bank_statement", "paid in", 1),
+    ("bank_statement", "overdraft", 1),
+    ("debt_collection", "notice of assignment", 4),
+    ("debt_collection", "debt collection", 2),
+    ("debt_collection", "debt collector", 2),
+    ("debt_collection", "has been sold", 2),
+    ("debt_collection", "default notice", 2),
+    ("debt_collection", "outstanding balance", 1),
+    ("debt_collection", "original creditor", 2),
+    ("county_court", "county court", 4),
+    ("county_court", "claim form", 3),
+    ("county_court", "ccj", 2),
+    ("county_court", "judgment", 2),
+    ("county_court", "claimant", 1),
+    ("county_court", "defendant", 1),
+    ("county_court", "money claim", 2),
+    ("utility", "prepayment meter", 3),
+    ("utility", "electricity", 2),
+    ("utility", "gas", 1),
+    ("utility", "energy", 1),
+    ("utility", "water bill", 2),
+    ("utility", "meter", 1),
+];
+
+fn contains_word(haystack_lower: &str, needle: &str) -> bool {
+    haystack_lower.match_indices(needle).any(|(i, _)| {
+        let before = haystack_lower[..i].chars().next_back();
+        let after = haystack_lower[i + needle.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+/// Classifies a letter; returns its type and the phrases that decided it.
+pub fn classify(text: &str) -> (&'static str, Vec<String>) {
+    let lower = text.to_lowercase();
+    let mut scores: Vec<(&'static str, u32, Vec<String>)> = Vec::new();
+    let mut add = |kind: &'static str, phrase: &str, w: u32| match scores
+        .iter_mut()
+        .find(|(k, _, _)| *k == kind)
+    {
+        Some(e) => {
+            e.1 += w;
+            e.2.push(phrase.to_owned());
+        }
+        None => scores.push((kind, w, vec![phrase.to_owned()])),
+    };
+    for (kind, phrase, w) in TYPE_RULES {
+        if contains_word(&lower, phrase) {
+            add(kind, phrase, *w);
+        }
+    }
+    for name in DEBT_COLLECTORS {
+        if contains_word(&lower, name) {
+            add("debt_collection", name, 2);
+        }
+    }
+    for name in UTILITIES {
+        if contains_word(&lower, name) {
+            add("utility", name, 3);
+        }
+    }
+    scores.sort_by_key(|s| std::cmp::Reverse(s.1));
+    match scores.into_iter().next() {
+        Some((kind, score, evidence)) if score >= 3 => (kind, evidence),
+        _ => ("other", Vec::new()),
+    }
+}
+
+fn sender(lines: &[&str]) -> Option<Sender> {
+    for l in lines {
+        if let Some(c) = CLAIMANT.captures(l)
+            && let Some(name) = c.get(1)
+        {
+            return Some(Sender {
+                name: name.as_str().trim().to_owned(),
+                evidence: format!("claimant: {}", l.trim()),
+            });
+        }
+    }
+    // The letterhead: the first line that reads like an organisation.
+    for l in lines.iter().take(4) {
+        let t = l.trim();
+        if !t.is_empty()
+            && t.len() <= 80
+            && ORG_SUFFIX.is_match(t)
+            && !t.to_lowercase().starts_with("in the ")
+            && amounts_in(t).is_empty()
+        {
+            return Some(Sender {
+                name: t.to_owned(),
+                evidence: "letterhead".to_owned(),
+            });
+        }
+    }
+    let text = lines.join("\n");
+    let lower = text.to_lowercase();
+    KNOWN_SENDERS
+        .iter()
+        .filter_map(|name| {
+            let l = name.to_lowercase();
+            lower
+                .find(&l)
+                .filter(|_| contains_word(&lower, &l))
+                .map(|at| (at, *name))
+        })
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, name)| Sender {
+            name: name.to_owned(),
+            evidence: "named in the letter".to_owned(),
+        })
+}
+
+/// Extracts every fact from a letter's text.
+pub fn extract(text: &str) -> Facts {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut amounts: Vec<Amount> = Vec::new();
+    let mut dates: Vec<Date> = Vec::new();
+    let mut references: Vec<Reference> = Vec::new();
+    let mut sort_codes: Vec<String> = Vec::new();
+    let mut ninos: Vec<String> = Vec::new();
+    let mut original_creditor = None;
+    for line in &lines {
+        let mut sort_spans = Vec::new();
+        for c in SORT_CODE.captures_iter(line) {
+            if let (Some(a), Some(b), Some(d), Some(all)) = (c.get(1), c.get(2), c.get(3), c.get(0))
+            {
+                let code = format!("{}-{}-{}", a.as_str(), b.as_str(), d.as_str());
+                sort_spans.push(all.range());
+                if !sort_codes.contains(&code) {
+                    sort_codes.push(code);
+                }
+            }
+        }
+        for (_, a) in amounts_in(line) {
+            if !amounts.iter().any(|x| x.value == a.value) {
+                amounts.push(a);
+            }
+        }
+        for (at, d) in dates_in(line) {
+            if sort_spans.iter().any(|s| s.contains(&at)) {
+                continue;
+            }
+            if !dates.iter().any(|x| x.date == d.date) {
+                dates.push(d);
+            }
+        }
+        for c in NINO.captures_iter(line) {
+            let n: String = (1..=5)
+                .filter_map(|i| c.get(i))
+                .map(|m| m.as_str())
+                .collect();
+            if !ninos.contains(&n) {
+                ninos.push(n);
+            }
+        }
+        for c in REFERENCE.captures_iter(line) {
+            let (Some(label), Some(value)) = (c.get(1), c.get(2)) else {
+                continue;
+            };
+            let v = value.as_str().trim_end_matches(['-', '/']);
+            let in_sort_code = sort_spans.iter().any(|s| s.contains(&value.start()));
+            if v.chars().any(|ch| ch.is_ascii_digit())
+                && !in_sort_code
+                && !dates_in(v).iter().any(|_| true)
+                && !references.iter().any(|r| r.value == v)
+            {
+                references.push(Reference {
+                    value: v.to_owned(),
+                    label: label.as_str().trim().to_owned(),
+                    line: line.trim().to_owned(),
+                });
+            }
+        }
+        if original_creditor.is_none()
+            && let Some(c) = ORIGINAL_CREDITOR.captures(line)
+            && let Some(m) = c.get(1)
+        {
+            original_creditor = Some(m.as_str().trim().to_owned());
+        }
+    }
+    let (letter_type, letter_type_evidence) = classify(text);
+    Facts {
+        letter_type,
+        letter_type_evidence,
+        sender: sender(&lines),
+        original_creditor,
+        amounts,
+        dates,
+        references,
+        sort_codes,
+        national_insurance_numbers: ninos,
+    }
+}
+
+/// The `extract` service.
+#[derive(Debug, Clone)]
+pub struct Extract {
+    ocr: Option<Ocr>,
+    pdf: Option<PdfText>,
+}
+
+impl Extract {
+    /// Reads documents with `ocr` and `pdf` when given.
+    pub fn new(ocr: Option<Ocr>, pdf: Option<PdfText>) -> Self {
+        Extract { ocr, pdf }
+    }
+
+    async fn text_of(&self, req: &ServiceRequest) -> Result<(String, &'static str), ServiceError> {
+        let essence = media::essence(req.content_type.as_deref());
+        match essence.as_deref() {
+            Some(t) if t.starts_with("text/") => {
+                if req.body.len() > MAX_TEXT_BYTES {
+                    return Err(ServiceError::TooLarge(format!(
+                        "text over {MAX_TEXT_BYTES} bytes"
+                    )));
+                }
+                let text = std::str::from_utf8(&req.body)
+                    .map_err(|_| ServiceError::BadInput("the text is not UTF-8".into()))?;
+                Ok((text.to_owned(), "text"))
+            }
+            Some("application/json") => {
+                let v: serde_json::Value = serde_json::from_slice(&req.body)
+                    .map_err(|e| ServiceError::BadInput(format!("invalid JSON: {e}")))?;
+                let text = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
+                    ServiceError::BadInput(
+                        "JSON input needs a \"text\" field (the output of ocr or pdf-text works)"
+                            .into(),
+                    )
+                })?;
+                Ok((text.to_owned(), "json"))
+            }
+            _ => {
+                let kind = media::identify(
+                    req.content_type.as_deref(),
+                    &req.body,
+                    &[Kind::Png, Kind::Jpeg, Kind::Tiff, Kind::Webp, Kind::Pdf],
+                )?;
+                if kind == Kind::Pdf {
+                    let pdf = self.pdf.as_ref().ok_or_else(|| {
+                        ServiceError::UnsupportedMediaType(
+                            "this worker cannot read PDFs; send text".into(),
+                        )
+                    })?;
+                    let v = pdf.read(req).await?;
+                    Ok((
+                        v["text"].as_str().unwrap_or_default().to_owned(),
+                        "pdf-text",
+                    ))
+                } else {
+                    let ocr = self.ocr.as_ref().ok_or_else(|| {
+                        ServiceError::UnsupportedMediaType(
+                            "this worker cannot read images; send text".into(),
+                        )
+                    })?;
+                    let opts = OcrOptions::from_request(req, ocr.languages())?;
+                    let page = ocr.image(kind, &req.body, &opts).await?;
+                    Ok((page.text, "ocr"))
+                }
+            }
+        }
+    }
+}
+
+impl Service for Extract {
+    fn name(&self) -> &'static str {
+        rma_proto::service::EXTRACT
+    }
+
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+        Box::pin(async move {
+            crate::require_post(&req)?;
+            let (text, source) = self.text_of(&req).await?;
+            let facts = extract(&text);
+            let mut v =
+                serde_json::to_value(&facts).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            v["text_source"] = json!(source);
+            if source != "text" && source != "json" {
+                v["text"] = json!(text);
+            }
+            Ok(ServiceResponse::json(&v))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rma_fixtures::letters;
+
+    fn values(a: &[Amount]) -> Vec<&str> {
+        a.iter().map(|x| x.value.as_str()).collect()
+    }
+
+    #[test]
+    fn money_amounts() {
+        let f = |s: &str| {
+            amounts_in(s)
+                .into_iter()
+                .map(|(_, a)| a.value)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(f("You owe £1,234.56 now"), ["1234.56"]);
+        assert_eq!(f("pay 1234.56 GBP or GBP 10"), ["1234.56", "10.00"]);
+        assert_eq!(f("a £1.2k bonus, £3m fund, £5bn"), Vec::<String>::new());
+        assert_eq!(f("fee £80 and £ 12.5"), ["80.00"]);
+        assert_eq!(f("Balance -£145.20"), ["-145.20"]);
+        assert_eq!(f("£0.99"), ["0.99"]);
+    }
+
+    #[test]
+    fn uk_dates() {
+        let f = |s: &str| {
+            dates_in(s)
+                .into_iter()
+                .map(|(_, d)| d.date)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(f("Date: 03/02/2026"), ["2026-02-03"], "day first");
+        assert_eq!(
+            f("by 9th May 2026 or 1st of June 2026"),
+            ["2026-05-09", "2026-06-01"]
+        );
+        assert_eq!(
+            f("14 Sept 2026, March 4, 2026"),
+            ["2026-09-14", "2026-03-04"]
+        );
+        assert_eq!(
+            f("31/02/2026 and 29/02/2024"),
+            ["2024-02-29"],
+            "impossible dates ignored"
+        );
+        assert_eq!(f("12.06.25"), ["2025-06-12"]);
+        assert!(f("on 01 Sep").is_empty(), "no year, no date");
+    }
+
+    #[test]
+    fn references_sort_codes_and_ni_numbers() {
+        let f = extract(
+            "Account number: 12345678\nSort code: 12-34-56\nYour ref DM/99/12\nNI number JT 47 31 92 B\nRoom 101",
+        );
+        let refs: Vec<&str> = f.references.iter().map(|r| r.value.as_str()).collect();
+        assert_eq!(refs, ["12345678", "DM/99/12"]);
+        assert_eq!(f.sort_codes, ["12-34-56"]);
+        assert_eq!(f.national_insurance_numbers, ["JT473192B"]);
+        assert!(
+            f.dates.is_empty(),
+            "a sort code is not a date: {:?}",
+            f.dates
+        );
+    }
+
+    #[test]
+    fn every_fixture_letter_is_read_right() {
+        for l in letters::ALL {
+            let f = extract(l.text);
+            assert_eq!(
+                f.letter_type, l.letter_type,
+                "{}: evidence {:?}",
+                l.name, f.letter_type_evidence
+            );
+            assert!(!f.letter_type_evidence.is_empty());
+            for a in l.amounts {
+                assert!(
+                    values(&f.amounts).contains(a),
+                    "{}: amount {a} in {:?}",
+                    l.name,
+                    values(&f.amounts)
+                );
+            }
+            let dates: Vec<&str> = f.dates.iter().map(|d| d.date.as_str()).collect();
+            for d in l.dates {
+                assert!(dates.contains(d), "{}: date {d} in {dates:?}", l.name);
+            }
+            let refs: Vec<&str> = f.references.iter().map(|r| r.value.as_str()).collect();
+            for r in l.references {
+                assert!(refs.contains(r), "{}: reference {r} in {refs:?}", l.name);
+            }
+            assert_eq!(f.sort_codes, l.sort_codes, "{}", l.name);
+            assert_eq!(
+                f.sender.as_ref().map(|s| s.name.as_str()),
+                Some(l.sender),
+                "{}",
+                l.name
+            );
+        }
+        let dc = extract(letters::DEBT_COLLECTION.text);
+        assert_eq!(dc.original_creditor.as_deref(), Some("Very Catalogue"));
+    }
+
+    #[test]
+    fn letters_written_differently_are_still_classified() {
+        let cases = [
+            (
+                "Dear tenant, your Council Tax bill for Band C is overdue. Liability order hearing.",
+                "council_tax",
+            ),
+            (
+                "Jobcentre Plus: your Universal Credit payment will be reduced.",
+                "universal_credit",
+            ),
+            (
+                "Intrum UK Ltd. We are a debt collector acting for Vodafone. Outstanding balance £120.00",
+                "debt_collection",
+            ),
+            (
+                "Claim Form (CPR Part 7). County Court Money Claims Centre. Defendant: A N Other",
+                "county_court",
+            ),
+            ("Thames Water: your water bill is overdue", "utility"),
+            ("Happy birthday from Aunt May", "other"),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(classify(text).0, kind, "{text}");
+        }
+    }
+}

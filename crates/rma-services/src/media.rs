@@ -1,0 +1,244 @@
+//! What a document really is, read from its first bytes (never from the header alone), and the
+//! limits that keep a small file from becoming a huge job.
+
+use crate::ServiceError;
+
+/// Largest image accepted, in pixels (60 megapixels: an A4 page at 600 dpi is 35 MP).
+pub const MAX_PIXELS: u64 = 60_000_000;
+
+/// Most PDF pages accepted.
+pub const MAX_PDF_PAGES: u32 = 200;
+
+/// Document kinds the services read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// PNG.
+    Png,
+    /// JPEG.
+    Jpeg,
+    /// TIFF.
+    Tiff,
+    /// WebP.
+    Webp,
+    /// PDF.
+    Pdf,
+}
+
+impl Kind {
+    /// The media type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Kind::Png => "image/png",
+            Kind::Jpeg => "image/jpeg",
+            Kind::Tiff => "image/tiff",
+            Kind::Webp => "image/webp",
+            Kind::Pdf => "application/pdf",
+        }
+    }
+
+    /// Whether it is an image.
+    pub fn is_image(self) -> bool {
+        self != Kind::Pdf
+    }
+}
+
+/// Reads the kind from magic bytes.
+pub fn sniff(bytes: &[u8]) -> Option<Kind> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(Kind::Png)
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some(Kind::Jpeg)
+    } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        Some(Kind::Tiff)
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some(Kind::Webp)
+    } else if bytes
+        .get(..1024)
+        .unwrap_or(bytes)
+        .windows(5)
+        .any(|w| w == b"%PDF-")
+    {
+        // The PDF header may follow a little junk; readers accept it in the first 1 KB.
+        Some(Kind::Pdf)
+    } else {
+        None
+    }
+}
+
+/// The media type of a Content-Type header, lowercased, without parameters.
+pub fn essence(content_type: Option<&str>) -> Option<String> {
+    content_type
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| !c.is_empty())
+}
+
+/// Whether a declared type says "I don't know": absent, octet-stream, or a browser's guess.
+fn is_generic(essence: &str) -> bool {
+    matches!(
+        essence,
+        "application/octet-stream" | "binary/octet-stream" | "application/x-www-form-urlencoded"
+    )
+}
+
+/// Identifies a document for a service that reads `accepted` kinds. The bytes decide; a
+/// declared type that names another kind is a 415, so a file that is not what it claims is
+/// refused rather than misread.
+pub fn identify(
+    content_type: Option<&str>,
+    body: &[u8],
+    accepted: &[Kind],
+) -> Result<Kind, ServiceError> {
+    if body.is_empty() {
+        return Err(ServiceError::BadInput(
+            "the request body is empty; send a document".into(),
+        ));
+    }
+    let declared = essence(content_type);
+    let kind = sniff(body).ok_or_else(|| {
+        ServiceError::UnsupportedMediaType(format!(
+            "the document is not a PNG, JPEG, TIFF, WebP image or a PDF (declared {})",
+            declared.as_deref().unwrap_or("nothing")
+        ))
+    })?;
+    if let Some(d) = declared.as_deref()
+        && !is_generic(d)
+        && d != kind.mime()
+        && !(kind == Kind::Jpeg && d == "image/jpg")
+    {
+        return Err(ServiceError::UnsupportedMediaType(format!(
+            "the document says it is {d} but its bytes are {}",
+            kind.mime()
+        )));
+    }
+    if !accepted.contains(&kind) {
+        return Err(ServiceError::UnsupportedMediaType(format!(
+            "this service does not read {}",
+            kind.mime()
+        )));
+    }
+    Ok(kind)
+}
+
+/// Refuses images over [`MAX_PIXELS`] before decoding them (decompression bombs), from the
+/// dimensions in the header.
+pub fn check_pixels(body: &[u8]) -> Result<(u32, u32), ServiceError> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(body))
+        .with_guessed_format()
+        .map_err(|e| ServiceError::BadInput(format!("unreadable image: {e}")))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| ServiceError::BadInput(format!("unreadable image header: {e}")))?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(ServiceError::TooLarge(format!(
+            "the image is {w}×{h} pixels, over the limit of {} megapixels",
+            MAX_PIXELS / 1_000_000
+        )));
+    }
+    Ok((w, h))
+}
+
+/// Decodes an image with the pixel limit enforced by the decoder too.
+pub fn decode(body: &[u8]) -> Result<image::DynamicImage, ServiceError> {
+    check_pixels(body)?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(body))
+        .with_guessed_format()
+        .map_err(|e| ServiceError::BadInput(format!("unreadable image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 4 + (64 << 20));
+    reader.limits(limits);
+    reader
+        .decode()
+        .map_err(|e| ServiceError::BadInput(format!("the image could not be decoded: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_bytes_decide() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some(Kind::Png));
+        assert_eq!(sniff(&[0xff, 0xd8, 0xff, 0xe0]), Some(Kind::Jpeg));
+        assert_eq!(sniff(b"II*\0...."), Some(Kind::Tiff));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Kind::Webp));
+        assert_eq!(sniff(b"%PDF-1.7\n"), Some(Kind::Pdf));
+        assert_eq!(sniff(b"hello"), None);
+    }
+
+    #[test]
+    fn a_document_that_lies_about_its_type_is_415() {
+        let pdf = b"%PDF-1.4 ...";
+        assert_eq!(
+            identify(Some("application/pdf"), pdf, &[Kind::Pdf]).expect("ok"),
+            Kind::Pdf
+        );
+        assert_eq!(identify(None, pdf, &[Kind::Pdf]).expect("ok"), Kind::Pdf);
+        assert_eq!(
+            identify(Some("application/octet-stream"), pdf, &[Kind::Pdf]).expect("ok"),
+            Kind::Pdf
+        );
+        assert_eq!(
+            identify(Some("image/png"), pdf, &[Kind::Pdf])
+                .expect_err("lie")
+                .status(),
+            415
+        );
+        assert_eq!(
+            identify(Some("application/pdf"), b"just text", &[Kind::Pdf])
+                .expect_err("x")
+                .status(),
+            415
+        );
+        assert_eq!(
+            identify(Some("application/pdf"), pdf, &[Kind::Png])
+                .expect_err("x")
+                .status(),
+            415
+        );
+        assert_eq!(
+            identify(None, b"", &[Kind::Png]).expect_err("x").status(),
+            400
+        );
+    }
+
+    /// CRC-32 (IEEE), as PNG chunks use.
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_413_before_decoding() {
+        // A valid PNG header claiming 100 000 × 100 000 pixels.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let crc = crc32(&png[12..29]);
+        png.extend_from_slice(&crc.to_be_bytes());
+        // A few bytes of compressed data follow, as in a real bomb (which would hold megabytes
+        // that inflate to gigabytes).
+        let idat: &[u8] = b"IDATx\x9c\x03\x00\x00\x00\x00\x01";
+        png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
+        png.extend_from_slice(idat);
+        png.extend_from_slice(&crc32(idat).to_be_bytes());
+        let err = check_pixels(&png).expect_err("bomb");
+        assert_eq!(err.status(), 413, "{err}");
+    }
+}

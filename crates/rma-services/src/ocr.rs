@@ -1,0 +1,168 @@
+//! `ocr`: image (PNG, JPEG, TIFF, WebP) or PDF in; text, per-page text, mean confidence and, with
+//! `?boxes=true`, word boxes out. `?lang=eng+fra` picks installed languages (English by default).
+//! PDF pages are rendered at 300 dpi and read in parallel, as many at once as there are engines.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::engine::{OcrPool, PageText, check_lang};
+use crate::media::{self, Kind};
+use crate::pdf::PdfFile;
+use crate::{BoxFuture, Progress, Service, ServiceError, ServiceRequest, ServiceResponse};
+
+/// The `ocr` service.
+#[derive(Debug, Clone)]
+pub struct Ocr {
+    pool: OcrPool,
+    langs: Arc<Vec<String>>,
+}
+
+/// Options of one OCR call.
+#[derive(Debug, Clone)]
+pub struct OcrOptions {
+    /// Tesseract language(s).
+    pub lang: String,
+    /// Whether to return word boxes.
+    pub boxes: bool,
+}
+
+impl OcrOptions {
+    /// From `?lang=` and `?boxes=`.
+    pub fn from_request(req: &ServiceRequest, installed: &[String]) -> Result<Self, ServiceError> {
+        let lang = req
+            .query_param("lang")
+            .filter(|l| !l.is_empty())
+            .unwrap_or("eng")
+            .to_owned();
+        check_lang(&lang, installed)?;
+        let boxes = matches!(req.query_param("boxes"), Some("true" | "1" | "yes"));
+        Ok(OcrOptions { lang, boxes })
+    }
+}
+
+impl Ocr {
+    /// OCR over `pool`.
+    pub fn new(pool: OcrPool) -> Self {
+        Ocr {
+            pool,
+            langs: Arc::new(crate::engine::installed_languages()),
+        }
+    }
+
+    /// The languages this worker can read.
+    pub fn languages(&self) -> &[String] {
+        &self.langs
+    }
+
+    /// Reads one image (PNG/JPEG/TIFF/WebP bytes) after checking its size.
+    pub async fn image(
+        &self,
+        kind: Kind,
+        body: &[u8],
+        opts: &OcrOptions,
+    ) -> Result<PageText, ServiceError> {
+        media::check_pixels(body)?;
+        let bytes = if kind == Kind::Webp {
+            // Leptonica may lack WebP; hand it a PNG.
+            let body = body.to_vec();
+            tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ServiceError> {
+                let img = media::decode(&body)?;
+                let mut png = std::io::Cursor::new(Vec::new());
+                img.write_to(&mut png, image::ImageFormat::Png)
+                    .map_err(|e| ServiceError::Internal(format!("encoding PNG: {e}")))?;
+                Ok(png.into_inner())
+            })
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??
+        } else {
+            body.to_vec()
+        };
+        self.pool.recognise(bytes, &opts.lang, opts.boxes).await
+    }
+
+    /// Renders and reads `pages` (1-based) of a PDF, in parallel; results in page order.
+    pub async fn pdf_pages(
+        &self,
+        pdf: &Arc<PdfFile>,
+        pages: &[u32],
+        opts: &OcrOptions,
+        progress: &Progress,
+    ) -> Result<Vec<PageText>, ServiceError> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.pool.threads() + 1));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, &n) in pages.iter().enumerate() {
+            let (pdf, pool, opts, limit) =
+                (pdf.clone(), self.pool.clone(), opts.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let png = pdf.render(n).await?;
+                let text = pool.recognise(png, &opts.lang, opts.boxes).await?;
+                Ok::<_, ServiceError>((i, text))
+            });
+        }
+        let mut out: Vec<Option<PageText>> = vec![None; pages.len()];
+        let mut done = 0;
+        while let Some(joined) = set.join_next().await {
+            let (i, text) =
+                joined.map_err(|e| ServiceError::Internal(format!("page task: {e}")))??;
+            out[i] = Some(text);
+            done += 1;
+            progress.report(done, pages.len() as u32);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+/// The JSON answer of `ocr`: full text, pages, mean confidence.
+pub fn ocr_json(pages: &[PageText], lang: &str) -> serde_json::Value {
+    let text = pages
+        .iter()
+        .map(|p| p.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let confidence = if pages.is_empty() {
+        0.0
+    } else {
+        pages.iter().map(|p| p.confidence).sum::<f32>() / pages.len() as f32
+    };
+    let pages: Vec<serde_json::Value> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v = json!({"page": i + 1, "text": p.text, "confidence": p.confidence});
+            if let Some(words) = &p.words {
+                v["words"] = json!(words);
+            }
+            v
+        })
+        .collect();
+    json!({"text": text, "pages": pages, "confidence": confidence, "lang": lang, "engine": "tesseract"})
+}
+
+impl Service for Ocr {
+    fn name(&self) -> &'static str {
+        rma_proto::service::OCR
+    }
+
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+        Box::pin(async move {
+            crate::require_post(&req)?;
+            let kind = media::identify(
+                req.content_type.as_deref(),
+                &req.body,
+                &[Kind::Png, Kind::Jpeg, Kind::Tiff, Kind::Webp, Kind::Pdf],
+            )?;
+            let opts = OcrOptions::from_request(&req, &self.langs)?;
+            let pages = if kind == Kind::Pdf {
+                let pdf = Arc::new(PdfFile::open(&req.body).await?);
+                let all: Vec<u32> = (1..=pdf.pages).collect();
+                req.progress.report(0, pdf.pages);
+                self.pdf_pages(&pdf, &all, &opts, &req.progress).await?
+            } else {
+                vec![self.image(kind, &req.body, &opts).await?]
+            };
+            Ok(ServiceResponse::json(&ocr_json(&pages, &opts.lang)))
+        })
+    }
+}
