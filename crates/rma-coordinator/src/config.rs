@@ -31,6 +31,12 @@ pub struct CoordinatorConfig {
     pub link_ping_misses: u32,
     /// Workers tried for one request when links drop under it [3].
     pub max_attempts: u32,
+    /// The SQLite file of async jobs; in memory (lost on restart) when `None`.
+    pub jobs_db: Option<std::path::PathBuf>,
+    /// How long finished jobs are kept [7 days].
+    pub job_retention: Duration,
+    /// Jobs run at once [8].
+    pub max_concurrent_jobs: usize,
 }
 
 impl CoordinatorConfig {
@@ -50,6 +56,9 @@ impl CoordinatorConfig {
             link_ping_interval: Duration::from_secs(1),
             link_ping_misses: 5,
             max_attempts: 3,
+            jobs_db: None,
+            job_retention: Duration::from_secs(7 * 24 * 3600),
+            max_concurrent_jobs: 8,
         }
     }
 

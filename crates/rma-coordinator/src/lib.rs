@@ -10,9 +10,12 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod dispatch;
+pub mod jobs;
 pub mod link;
+pub mod pipeline;
 pub mod liveness;
 pub mod registrar;
 pub mod registry;
@@ -41,6 +44,9 @@ pub enum SpawnError {
     /// The public URL is not an http(s) URL.
     #[error("public URL {0:?} is not an absolute http(s) URL")]
     PublicUrl(String),
+    /// The jobs file could not be opened.
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobsError),
 }
 
 /// Shared state of the coordinator's handlers and tasks.
@@ -56,6 +62,7 @@ struct Inner {
     inventory: Notify,
     active_requests: AtomicU32,
     shutdown: Shutdown,
+    jobs: jobs::Jobs,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -68,13 +75,14 @@ impl Drop for ActiveRequest {
 }
 
 impl AppState {
-    /// State for a coordinator reachable at `public_url`.
-    pub fn new(config: CoordinatorConfig, public_url: String, shutdown: Shutdown) -> Self {
+    /// State for a coordinator reachable at `public_url`; opens its jobs file.
+    pub fn new(config: CoordinatorConfig, public_url: String, shutdown: Shutdown) -> Result<Self, SpawnError> {
+        let jobs = jobs::Jobs::open(config.jobs_db.as_deref(), &config.id, config.job_retention)?;
         let workers = Workers::new(Thresholds {
             timeout: config.worker_timeout,
             expire_after: config.worker_expire_after,
         });
-        AppState {
+        Ok(AppState {
             inner: Arc::new(Inner {
                 config,
                 public_url,
@@ -82,8 +90,14 @@ impl AppState {
                 inventory: Notify::new(),
                 active_requests: AtomicU32::new(0),
                 shutdown,
+                jobs,
             }),
-        }
+        })
+    }
+
+    /// The job store.
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.inner.jobs
     }
 
     /// The configuration.
@@ -109,6 +123,8 @@ impl AppState {
     /// Says the inventory changed: the registrar heartbeats the router at once.
     pub fn inventory_changed(&self) {
         self.inner.inventory.notify_one();
+        // New workers may take queued jobs.
+        self.inner.jobs.wake();
     }
 
     async fn inventory_notified(&self) {
@@ -175,9 +191,10 @@ pub fn spawn(
         .map(rma_client::Client::new)
         .transpose()?;
     let (stop, shutdown) = Shutdown::new();
-    let state = AppState::new(config, public_url, shutdown.clone());
+    let state = AppState::new(config, public_url, shutdown.clone())?;
     let mut handle = rma_http::serve(listener, app(state.clone()), stop)?;
     handle.adopt(tokio::spawn(liveness_loop(state.clone(), shutdown)));
+    handle.adopt(tokio::spawn(jobs::runner(state.clone())));
     if let Some(router) = router {
         handle.adopt(tokio::spawn(registrar::run(state.clone(), router)));
     }
@@ -261,7 +278,8 @@ mod tests {
             CoordinatorConfig::new("c"),
             "http://127.0.0.1:1".into(),
             shutdown,
-        );
+       )
+        .expect("state");
         let app = app(state.clone());
         let (s, v) = call(
             &app,
@@ -341,7 +359,8 @@ mod tests {
             CoordinatorConfig::new("c"),
             "http://127.0.0.1:1".into(),
             shutdown,
-        );
+       )
+        .expect("state");
         let app = app(state);
         let (_, v) = call(
             &app,

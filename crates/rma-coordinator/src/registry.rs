@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::SystemTime;
 
 use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
-use rma_proto::{Capabilities, WorkerType};
+use rma_proto::{Capabilities, WorkerType, service};
 use tokio::time::Instant;
 
 use crate::link::LinkHandle;
@@ -209,7 +209,8 @@ impl Workers {
             .collect()
     }
 
-    /// Service → number of active workers offering it.
+    /// Service → number of active workers offering it. `process` (run by the coordinator
+    /// itself) counts as offered when OCR, PDF text and extraction all are.
     pub fn inventory(&self, now: Instant) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for w in self
@@ -220,6 +221,15 @@ impl Workers {
             for s in &w.services {
                 *out.entry(s.clone()).or_insert(0) += 1;
             }
+        }
+        let needed = [service::OCR, service::PDF_TEXT, service::EXTRACT];
+        if let Some(n) = needed
+            .iter()
+            .map(|s| out.get(*s).copied().unwrap_or(0))
+            .min()
+            .filter(|n| *n > 0)
+        {
+            out.insert(crate::dispatch::PROCESS.to_owned(), n);
         }
         out
     }

@@ -8,3 +8,5 @@ pub const WORKER: &str = "x-rma-worker";
 pub const REQUEST_ID: &str = "x-request-id";
 /// How many workers or coordinators were tried before the answer (1 when the first one answered).
 pub const ATTEMPTS: &str = "x-rma-attempts";
+/// `hit` when a cached result answered, `miss` when the cache was asked and a worker answered.
+pub const CACHE: &str = "x-rma-cache";

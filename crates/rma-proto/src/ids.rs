@@ -56,6 +56,18 @@ pub fn sanitize(text: &str) -> String {
     }
 }
 
+/// A job id for a job held by `coordinator`: `{coordinator}-j{16 hex}`.
+pub fn job_id(coordinator: &str, random: u64) -> String {
+    format!("{coordinator}-j{random:016x}")
+}
+
+/// Which coordinator holds a job, read from its id; `None` when it is not a job id.
+pub fn job_coordinator(job_id: &str) -> Option<&str> {
+    let (coord, tail) = job_id.rsplit_once("-j")?;
+    (tail.len() == 16 && tail.bytes().all(|b| b.is_ascii_hexdigit()) && validate(coord).is_ok())
+        .then_some(coord)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +79,17 @@ mod tests {
         assert!(matches!(validate("a/b"), Err(IdError::BadChar(_))));
         assert!(matches!(validate("a b"), Err(IdError::BadChar(_))));
         assert_eq!(validate(&"x".repeat(129)), Err(IdError::TooLong));
+    }
+
+    #[test]
+    fn job_ids_name_their_coordinator() {
+        let id = job_id("coord-a", 0xdead_beef);
+        assert_eq!(id, "coord-a-j00000000deadbeef");
+        assert_eq!(job_coordinator(&id), Some("coord-a"));
+        assert_eq!(job_coordinator("c-j1-j0123456789abcdef"), Some("c-j1"));
+        assert_eq!(job_coordinator("c-jxyz"), None);
+        assert_eq!(job_coordinator("-j0123456789abcdef"), None);
+        assert_eq!(job_coordinator("a/b-j0123456789abcdef"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`service`]: the names of the services.
 //! - [`api`]: the JSON bodies of the HTTP contract (router and coordinator).
 //! - [`link`]: the messages of the worker ⇄ coordinator link and their framing.
+//! - [`media`]: document kinds from magic bytes.
 //! - [`headers`]: header names used across the federation.
 //! - [`error_code`]: the `error` field of every JSON error body.
 #![deny(clippy::unwrap_used)]
@@ -16,6 +17,7 @@ pub mod error_code;
 pub mod headers;
 pub mod ids;
 pub mod link;
+pub mod media;
 pub mod service;
 
 pub use api::ErrorBody;

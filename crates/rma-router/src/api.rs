@@ -32,6 +32,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/worker/heartbeat", post(worker_heartbeat))
         .route("/api/service/{service}", any(forward::service))
         .route("/api/service/{service}/{*rest}", any(forward::service_rest))
+        .route("/api/jobs/{id}", get(forward::job))
+        .route("/api/jobs/{id}/result", get(forward::job_result))
         .route("/api/admin/coordinators", get(coordinators))
         .route("/api/topology", get(topology))
         .route("/health", get(health))

@@ -17,7 +17,8 @@ use crate::AppState;
 const PASS_REQUEST: [&str; 3] = ["content-type", "accept", "prefer"];
 
 /// Response headers passed back to the client (besides ours).
-const PASS_RESPONSE: [&str; 5] = [
+const PASS_RESPONSE: [&str; 6] = [
+    headers::CACHE,
     "content-type",
     "location",
     headers::COORDINATOR,
@@ -184,6 +185,42 @@ async fn forward_inner(
     Err(ApiError::no_worker(format!(
         "no coordinator could serve {service_name:?}: tried {tried}, last: {last_failure}"
     )))
+}
+
+/// `GET /api/jobs/{id}`: asked of the coordinator that holds the job (named in its id).
+pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    job_at(state, id, "").await
+}
+
+/// `GET /api/jobs/{id}/result`.
+pub async fn job_result(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    job_at(state, id, "/result").await
+}
+
+async fn job_at(state: AppState, id: String, suffix: &str) -> Response {
+    let Some(coordinator) = rma_proto::ids::job_coordinator(&id) else {
+        return ApiError::bad_request(format!("{id:?} is not a job id")).into_response();
+    };
+    let url = state.registry().get(coordinator).map(|e| e.url.clone());
+    let Some(url) = url else {
+        return ApiError::not_found(format!(
+            "job {id} is held by coordinator {coordinator}, which is not registered now"
+        ))
+        .into_response();
+    };
+    match state
+        .http()
+        .get(format!("{url}/api/jobs/{id}{suffix}"))
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+    {
+        Ok(resp) => relay(resp, coordinator, 1).await,
+        Err(e) => {
+            state.registry().mark_unreachable(coordinator);
+            ApiError::upstream(format!("coordinator {coordinator} holding job {id} is unreachable: {e}")).into_response()
+        }
+    }
 }
 
 /// Turns the coordinator's answer into ours, with the headers that name who served it.

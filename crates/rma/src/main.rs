@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod submit;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rma_proto::WorkerType;
@@ -31,6 +33,8 @@ enum Command {
     Up(UpArgs),
     /// Print what this machine's worker would detect and the services it would be assigned.
     Probe(ProbeArgs),
+    /// Send documents to be read; show progress; print text and facts.
+    Submit(submit::SubmitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +85,12 @@ struct CoordinatorArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RMA_MAX_BODY", default_value_t = 50 * 1024 * 1024)]
     max_body: usize,
+    /// SQLite file of async jobs (they survive a restart).
+    #[arg(long, env = "RMA_JOBS_DB", default_value = "./rma-coordinator.db")]
+    jobs_db: PathBuf,
+    /// Days finished jobs and their results are kept.
+    #[arg(long, env = "RMA_JOB_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    job_retention_days: u64,
 }
 
 /// `WORKER_TYPE` values.
@@ -239,6 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Worker(a) => worker(a).await,
         Command::Up(a) => up(a).await,
         Command::Probe(a) => probe(a).await,
+        Command::Submit(a) => submit::run(a).await,
     }
 }
 
@@ -305,6 +316,8 @@ fn coordinator_config(a: &CoordinatorArgs) -> rma_coordinator::CoordinatorConfig
     c.request_timeout = Duration::from_secs(a.request_timeout);
     c.router_heartbeat_interval = Duration::from_secs(a.router_heartbeat);
     c.max_body_bytes = a.max_body;
+    c.jobs_db = Some(a.jobs_db.clone());
+    c.job_retention = Duration::from_secs(a.job_retention_days * 24 * 3600);
     c
 }
 
@@ -376,6 +389,7 @@ async fn up(a: UpArgs) -> Result<()> {
     let mut ccfg = rma_coordinator::CoordinatorConfig::new("coord-local");
     ccfg.router_url = Some(router.url());
     ccfg.router_heartbeat_interval = Duration::from_secs(2);
+    ccfg.jobs_db = Some(a.data_dir.join("coordinator-jobs.db"));
     let coordinator = rma_coordinator::spawn(ccfg.clone(), bind("127.0.0.1:0".parse()?).await?)
         .context("cannot start the coordinator")?;
     let dir = a.data_dir.clone();

@@ -170,7 +170,7 @@ async fn coordinator_rejects_bad_input_with_json_errors() {
         "not_found",
     );
     let none = co
-        .call_service("ocr", "", "image/png", Bytes::new())
+        .call_service("store", "", "image/png", Bytes::new())
         .await
         .expect("answer");
     assert_error(&none, 503, "no_worker");
