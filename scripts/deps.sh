@@ -2,7 +2,14 @@
 # it is missing. Nothing else is downloaded by hand.
 
 # Debian packages needed to build and run rma. The Rust toolchain itself comes with the machine.
-RMA_APT_PACKAGES=(pkg-config)
+# tesseract + leptonica (headers for the leptess bindings, clang for bindgen), the English
+# language data, poppler-utils (pdfinfo, pdftotext, pdftoppm) and the DejaVu font the tests
+# render letters with.
+RMA_APT_PACKAGES=(
+  pkg-config clang libclang-dev
+  libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
+  poppler-utils fonts-dejavu-core
+)
 
 ensure_apt() {
   local missing=() p

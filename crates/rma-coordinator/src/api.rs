@@ -30,6 +30,8 @@ pub fn app(state: AppState) -> Router {
             "/api/service/{service}/{*rest}",
             any(dispatch::service_rest),
         )
+        .route("/api/jobs/{id}", get(crate::jobs::get_job))
+        .route("/api/jobs/{id}/result", get(crate::jobs::get_result))
         .route("/health", get(health))
         .route("/metrics", get(rma_http::metrics_handler))
         .with_state(state);

@@ -11,7 +11,12 @@ use crate::link::{Call, ProgressFn};
 use rma_http::ApiError;
 
 /// Services whose answer depends only on their input and options.
-pub const CACHEABLE: [&str; 4] = [service::OCR, service::PDF_TEXT, service::ENHANCE, service::EXTRACT];
+pub const CACHEABLE: [&str; 4] = [
+    service::OCR,
+    service::PDF_TEXT,
+    service::ENHANCE,
+    service::EXTRACT,
+];
 
 /// The cache key of a call: BLAKE3 over a versioned, unambiguous encoding of the service, the
 /// sub-path, the query parameters (sorted, so their order does not matter), the content type
@@ -22,7 +27,13 @@ pub fn key(call: &Call) -> String {
     let body_hash = blake3::hash(&call.body);
     let ct = rma_proto::media::essence(call.content_type.as_deref()).unwrap_or_default();
     let mut h = blake3::Hasher::new();
-    for part in ["rma-cache-v1", &call.service, &call.path, &params.join("&"), &ct] {
+    for part in [
+        "rma-cache-v1",
+        &call.service,
+        &call.path,
+        &params.join("&"),
+        &ct,
+    ] {
         h.update(&(part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -39,7 +50,11 @@ fn has_cache(state: &AppState) -> bool {
 
 /// Dispatches `call`, through the cache when the service is cacheable and a cache worker exists.
 /// `?cache=false` skips the lookup (the fresh answer is still stored).
-pub async fn cached(state: &AppState, call: Call, progress: Option<ProgressFn>) -> Result<Served, ApiError> {
+pub async fn cached(
+    state: &AppState,
+    call: Call,
+    progress: Option<ProgressFn>,
+) -> Result<Served, ApiError> {
     let cacheable = call.method == "POST"
         && call.path.is_empty()
         && CACHEABLE.contains(&call.service.as_str())

@@ -48,13 +48,14 @@ pub async fn service(
 /// `ANY /api/service/{service}/{*rest}`.
 pub async fn service_rest(
     State(state): State<AppState>,
-    Path((service, rest)): Path<(String, String)>,
+    Path((service, _rest)): Path<(String, String)>,
     method: Method,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(state, service, format!("/{rest}"), method, uri, headers, body).await
+    let rest = rma_http::service_rest(&uri.0, &service);
+    handle(state, service, rest, method, uri, headers, body).await
 }
 
 /// Whether the client asked for an async answer (`Prefer: respond-async`).
@@ -79,22 +80,35 @@ async fn handle(
     let started = Instant::now();
     let rid = request_id(&headers);
     let _active = state.track_request();
-    let mut resp = match prepare(&state, &service_name, rest, method, &uri, &headers, body, &rid).await {
+    let mut resp = match prepare(
+        &state,
+        &service_name,
+        rest,
+        method,
+        &uri,
+        &headers,
+        body,
+        &rid,
+    )
+    .await
+    {
         Err(e) => e.into_response(),
-        Ok(call) if wants_async(&headers) => match state.jobs().submit(&call).await {
-            Ok(id) => {
-                let location = format!("/api/jobs/{id}");
-                let mut r = (
+        Ok(call) if wants_async(&headers) => {
+            match state.jobs().submit(&call).await {
+                Ok(id) => {
+                    let location = format!("/api/jobs/{id}");
+                    let mut r = (
                     StatusCode::ACCEPTED,
                     Json(serde_json::json!({"job_id": id, "state": "queued", "location": location})),
                 )
                     .into_response();
-                set_header(r.headers_mut(), "location", &location);
-                state.jobs().wake();
-                r
+                    set_header(r.headers_mut(), "location", &location);
+                    state.jobs().wake();
+                    r
+                }
+                Err(e) => e.into_response(),
             }
-            Err(e) => e.into_response(),
-        },
+        }
         Ok(call) => match execute(&state, call, None).await {
             Ok(served) => into_response(served),
             Err(e) => e.into_response(),
@@ -108,7 +122,8 @@ async fn handle(
         "other".to_owned()
     };
     metrics::counter!("rma_coordinator_service_requests_total", "service" => label.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
-    metrics::histogram!("rma_coordinator_service_request_seconds", "service" => label).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("rma_coordinator_service_request_seconds", "service" => label)
+        .record(started.elapsed().as_secs_f64());
     resp
 }
 
@@ -120,7 +135,11 @@ pub fn into_response(served: Served) -> Response {
         set_header(resp.headers_mut(), "content-type", &ct);
     }
     set_header(resp.headers_mut(), headers::WORKER, &served.worker);
-    set_header(resp.headers_mut(), headers::ATTEMPTS, &served.attempts.to_string());
+    set_header(
+        resp.headers_mut(),
+        headers::ATTEMPTS,
+        &served.attempts.to_string(),
+    );
     if let Some(c) = served.cache {
         set_header(resp.headers_mut(), headers::CACHE, c);
     }
@@ -160,7 +179,11 @@ async fn prepare(
 
 /// Runs a call the way a client asked for it: `process` through the pipeline, the rest through
 /// the cache and a worker.
-pub async fn execute(state: &AppState, call: Call, progress: Option<ProgressFn>) -> Result<Served, ApiError> {
+pub async fn execute(
+    state: &AppState,
+    call: Call,
+    progress: Option<ProgressFn>,
+) -> Result<Served, ApiError> {
     if call.service == PROCESS {
         crate::pipeline::run(state, call, progress).await
     } else {
@@ -170,7 +193,11 @@ pub async fn execute(state: &AppState, call: Call, progress: Option<ProgressFn>)
 
 /// Sends `call` to a worker; on a dropped link, to another. A `GET` answered 404 is asked of the
 /// next worker too; the last 404 is the answer when none has it.
-pub async fn dispatch(state: &AppState, call: &Call, progress: Option<ProgressFn>) -> Result<Served, ApiError> {
+pub async fn dispatch(
+    state: &AppState,
+    call: &Call,
+    progress: Option<ProgressFn>,
+) -> Result<Served, ApiError> {
     let cfg = state.config();
     let mut tried: HashSet<String> = HashSet::new();
     let mut lost = 0u32;
@@ -193,12 +220,27 @@ pub async fn dispatch(state: &AppState, call: &Call, progress: Option<ProgressFn
             }));
         };
         attempts += 1;
-        match link.call(call.clone(), cfg.request_timeout, progress.clone()).await {
+        match link
+            .call(call.clone(), cfg.request_timeout, progress.clone())
+            .await
+        {
             Ok(reply) if reply.status == 404 && call.method == "GET" && !call.path.is_empty() => {
                 tried.insert(worker.clone());
-                not_found = Some(Served { reply, worker, attempts, cache: None });
+                not_found = Some(Served {
+                    reply,
+                    worker,
+                    attempts,
+                    cache: None,
+                });
             }
-            Ok(reply) => return Ok(Served { reply, worker, attempts, cache: None }),
+            Ok(reply) => {
+                return Ok(Served {
+                    reply,
+                    worker,
+                    attempts,
+                    cache: None,
+                });
+            }
             Err(LinkError::Closed) => {
                 tracing::warn!(%worker, service = %call.service, attempts, "link dropped mid-request; retrying on another worker");
                 metrics::counter!("rma_coordinator_retries_total").increment(1);

@@ -46,7 +46,10 @@ fn now_ms() -> i64 {
 
 fn rfc3339(ms: Option<i64>) -> Value {
     match ms {
-        Some(ms) => json!(humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()),
+        Some(ms) => json!(
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+                .to_string()
+        ),
         None => Value::Null,
     }
 }
@@ -65,14 +68,20 @@ pub struct Jobs {
 
 impl std::fmt::Debug for Jobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jobs").field("coordinator_id", &self.coordinator_id).finish()
+        f.debug_struct("Jobs")
+            .field("coordinator_id", &self.coordinator_id)
+            .finish()
     }
 }
 
 impl Jobs {
     /// Opens the jobs file (in memory when `path` is `None`) and requeues jobs a previous process
     /// left running.
-    pub fn open(path: Option<&Path>, coordinator_id: &str, retention: Duration) -> Result<Jobs, JobsError> {
+    pub fn open(
+        path: Option<&Path>,
+        coordinator_id: &str,
+        retention: Duration,
+    ) -> Result<Jobs, JobsError> {
         let conn = match path {
             Some(p) => {
                 if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -118,9 +127,15 @@ impl Jobs {
             SCHEMA_VERSION => {}
             newer => return Err(JobsError::TooNew(newer)),
         }
-        let requeued = conn.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'", [])?;
+        let requeued = conn.execute(
+            "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
+            [],
+        )?;
         if requeued > 0 {
-            tracing::info!(requeued, "jobs left running by the last process are queued again");
+            tracing::info!(
+                requeued,
+                "jobs left running by the last process are queued again"
+            );
         }
         Ok(Jobs {
             conn: Mutex::new(conn),
@@ -156,7 +171,11 @@ impl Jobs {
 
     /// Queued jobs not already running here, oldest first.
     fn next_queued(&self, limit: usize) -> Vec<(String, Call)> {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let db = self.db();
         let Ok(mut stmt) = db.prepare(
             "SELECT id, service, method, path, query, content_type, request_id, input FROM jobs
@@ -180,13 +199,20 @@ impl Jobs {
             ))
         });
         match rows {
-            Ok(rows) => rows.flatten().filter(|(id, _)| !running.contains(id)).take(limit).collect(),
+            Ok(rows) => rows
+                .flatten()
+                .filter(|(id, _)| !running.contains(id))
+                .take(limit)
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
 
     fn mark_running(&self, id: &str) {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned());
         let _ = self.db().execute(
             "UPDATE jobs SET state = 'running', started_ms = ?2, runs = runs + 1 WHERE id = ?1",
             params![id, now_ms()],
@@ -194,7 +220,12 @@ impl Jobs {
     }
 
     fn finish(&self, id: &str, outcome: Result<crate::dispatch::Served, ApiError>) {
-        let (done, total) = self.progress.lock().unwrap_or_else(|p| p.into_inner()).remove(id).unwrap_or((1, 1));
+        let (done, total) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .unwrap_or((1, 1));
         let db = self.db();
         let r = match outcome {
             Ok(s) if s.reply.status < 400 => {
@@ -209,7 +240,12 @@ impl Jobs {
                 metrics::counter!("rma_coordinator_jobs_total", "state" => "failed").increment(1);
                 let message = serde_json::from_slice::<rma_proto::ErrorBody>(&s.reply.body)
                     .map(|b| b.message)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&s.reply.body).chars().take(300).collect());
+                    .unwrap_or_else(|_| {
+                        String::from_utf8_lossy(&s.reply.body)
+                            .chars()
+                            .take(300)
+                            .collect()
+                    });
                 db.execute(
                     "UPDATE jobs SET state = 'failed', done = ?2, total = ?3, worker = ?4, error = ?5, result_status = ?6, finished_ms = ?7 WHERE id = ?1",
                     params![id, done, total, s.worker, message, s.reply.status, now_ms()],
@@ -227,26 +263,43 @@ impl Jobs {
             tracing::error!(job = id, error = %e, "could not record the job's outcome");
         }
         drop(db);
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// Puts a job back in the queue (no worker could take it yet).
     fn requeue(&self, id: &str) {
-        let _ = self.db().execute("UPDATE jobs SET state = 'queued' WHERE id = ?1", params![id]);
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let _ = self.db().execute(
+            "UPDATE jobs SET state = 'queued' WHERE id = ?1",
+            params![id],
+        );
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// Deletes finished jobs older than the retention time; returns how many.
     pub fn expire(&self) -> usize {
         let cutoff = now_ms() - self.retention.as_millis() as i64;
         self.db()
-            .execute("DELETE FROM jobs WHERE state IN ('done', 'failed') AND finished_ms < ?1", params![cutoff])
+            .execute(
+                "DELETE FROM jobs WHERE state IN ('done', 'failed') AND finished_ms < ?1",
+                params![cutoff],
+            )
             .unwrap_or(0)
     }
 
     /// A job as the API shows it, or `None`.
     pub fn view(&self, id: &str) -> Result<Option<Value>, ApiError> {
-        let live = self.progress.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied();
+        let live = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied();
         let db = self.db();
         let row = db
             .query_row(
@@ -272,14 +325,30 @@ impl Jobs {
             )
             .optional()
             .map_err(|e| ApiError::internal(format!("reading the job: {e}")))?;
-        let Some((id, service, state, done, total, runs, worker, result, result_type, result_status, error, (created, started, finished))) = row else {
+        let Some((
+            id,
+            service,
+            state,
+            done,
+            total,
+            runs,
+            worker,
+            result,
+            result_type,
+            result_status,
+            error,
+            (created, started, finished),
+        )) = row
+        else {
             return Ok(None);
         };
         let (done, total) = match (state.as_str(), live) {
             ("running", Some(p)) => p,
             _ => (done, total),
         };
-        let is_json = result_type.as_deref().is_some_and(|t| t.starts_with("application/json"));
+        let is_json = result_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/json"));
         let result_value = match (&result, is_json) {
             (Some(bytes), true) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
             _ => Value::Null,
@@ -306,7 +375,10 @@ impl Jobs {
             v["steps"] = steps;
         }
         if result.is_some() {
-            v["result_url"] = json!(format!("/api/jobs/{}/result", v["id"].as_str().unwrap_or_default()));
+            v["result_url"] = json!(format!(
+                "/api/jobs/{}/result",
+                v["id"].as_str().unwrap_or_default()
+            ));
         }
         Ok(Some(v))
     }
@@ -317,7 +389,12 @@ impl Jobs {
             .query_row(
                 "SELECT result, result_type FROM jobs WHERE id = ?1 AND state = 'done'",
                 params![id],
-                |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, Option<String>>(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, Option<Vec<u8>>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
             )
             .optional()
             .map(|o| o.and_then(|(b, t)| b.map(|b| (b, t))))
@@ -325,7 +402,10 @@ impl Jobs {
     }
 
     fn set_progress(&self, id: &str, done: u32, total: u32) {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), (done, total));
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), (done, total));
     }
 }
 
@@ -341,7 +421,9 @@ pub async fn runner(state: AppState) {
         let free = limit.available_permits();
         if free > 0 {
             for (id, call) in state.jobs().next_queued(free) {
-                let Ok(permit) = limit.clone().try_acquire_owned() else { break };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    break;
+                };
                 state.jobs().mark_running(&id);
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -370,7 +452,8 @@ pub async fn runner(state: AppState) {
 async fn run_one(state: &AppState, id: &str, call: Call) {
     let jobs_state = state.clone();
     let job_id = id.to_owned();
-    let progress: ProgressFn = Arc::new(move |done, total| jobs_state.jobs().set_progress(&job_id, done, total));
+    let progress: ProgressFn =
+        Arc::new(move |done, total| jobs_state.jobs().set_progress(&job_id, done, total));
     state.jobs().set_progress(id, 0, 0);
     let outcome = execute(state, call, Some(progress)).await;
     match &outcome {
@@ -385,22 +468,29 @@ async fn run_one(state: &AppState, id: &str, call: Call) {
 }
 
 /// `GET /api/jobs/{id}`.
-pub async fn get_job(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_job(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
     check_id(&id)?;
-    state
-        .jobs()
-        .view(&id)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no job {id} here (finished jobs are kept for the retention time)")))
+    state.jobs().view(&id)?.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no job {id} here (finished jobs are kept for the retention time)"
+        ))
+    })
 }
 
 /// `GET /api/jobs/{id}/result`: the raw result (an enhanced PNG, say).
-pub async fn get_result(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+pub async fn get_result(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
     check_id(&id)?;
-    let (body, ct) = state
-        .jobs()
-        .result(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("job {id} has no result (unknown, not finished, or failed)")))?;
+    let (body, ct) = state.jobs().result(&id)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "job {id} has no result (unknown, not finished, or failed)"
+        ))
+    })?;
     let mut resp = body.into_response();
     if let Some(ct) = ct {
         rma_http::set_header(resp.headers_mut(), "content-type", &ct);
@@ -432,7 +522,9 @@ mod tests {
             request_id: None,
             body: Bytes::from_static(b"keep me"),
         };
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         let (a, b) = {
             let jobs = Jobs::open(Some(&path), "c1", Duration::from_secs(60)).expect("open");
             let a = rt.block_on(jobs.submit(&call)).expect("a");
@@ -441,10 +533,14 @@ mod tests {
             (a, b)
         };
         let jobs = Jobs::open(Some(&path), "c1", Duration::from_secs(60)).expect("reopen");
-        let queued: Vec<String> = jobs.next_queued(10).into_iter().map(|(id, c)| {
-            assert_eq!(&c.body[..], b"keep me", "the input is kept");
-            id
-        }).collect();
+        let queued: Vec<String> = jobs
+            .next_queued(10)
+            .into_iter()
+            .map(|(id, c)| {
+                assert_eq!(&c.body[..], b"keep me", "the input is kept");
+                id
+            })
+            .collect();
         assert_eq!(queued, [a.clone(), b]);
         assert_eq!(jobs.view(&a).expect("view").expect("exists")["runs"], 1);
     }

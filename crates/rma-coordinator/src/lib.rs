@@ -15,8 +15,8 @@ pub mod config;
 pub mod dispatch;
 pub mod jobs;
 pub mod link;
-pub mod pipeline;
 pub mod liveness;
+pub mod pipeline;
 pub mod registrar;
 pub mod registry;
 
@@ -76,7 +76,11 @@ impl Drop for ActiveRequest {
 
 impl AppState {
     /// State for a coordinator reachable at `public_url`; opens its jobs file.
-    pub fn new(config: CoordinatorConfig, public_url: String, shutdown: Shutdown) -> Result<Self, SpawnError> {
+    pub fn new(
+        config: CoordinatorConfig,
+        public_url: String,
+        shutdown: Shutdown,
+    ) -> Result<Self, SpawnError> {
         let jobs = jobs::Jobs::open(config.jobs_db.as_deref(), &config.id, config.job_retention)?;
         let workers = Workers::new(Thresholds {
             timeout: config.worker_timeout,
@@ -278,7 +282,7 @@ mod tests {
             CoordinatorConfig::new("c"),
             "http://127.0.0.1:1".into(),
             shutdown,
-       )
+        )
         .expect("state");
         let app = app(state.clone());
         let (s, v) = call(
@@ -359,7 +363,7 @@ mod tests {
             CoordinatorConfig::new("c"),
             "http://127.0.0.1:1".into(),
             shutdown,
-       )
+        )
         .expect("state");
         let app = app(state);
         let (_, v) = call(

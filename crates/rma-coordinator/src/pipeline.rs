@@ -25,7 +25,12 @@ struct Trace {
 
 impl Trace {
     fn add(&mut self, name: &str, served: &Served, started: StdInstant) {
-        self.steps.push(step_json(name, served, started.elapsed().as_millis(), &self.coordinator));
+        self.steps.push(step_json(
+            name,
+            served,
+            started.elapsed().as_millis(),
+            &self.coordinator,
+        ));
         if !self.workers.contains(&served.worker) {
             self.workers.push(served.worker.clone());
         }
@@ -52,7 +57,11 @@ fn offered(state: &AppState, name: &str) -> bool {
 }
 
 /// Runs the pipeline for `call` (its body is the document).
-pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> Result<Served, ApiError> {
+pub async fn run(
+    state: &AppState,
+    call: Call,
+    progress: Option<ProgressFn>,
+) -> Result<Served, ApiError> {
     if call.method != "POST" || !call.path.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -61,7 +70,9 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
         ));
     }
     if call.body.is_empty() {
-        return Err(ApiError::bad_request("the request body is empty; send a document"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; send a document",
+        ));
     }
     let kind = media::sniff(&call.body).ok_or_else(|| {
         ApiError::new(
@@ -81,7 +92,11 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
         }
     };
     report(0);
-    let mut trace = Trace { steps: Vec::new(), workers: Vec::new(), coordinator };
+    let mut trace = Trace {
+        steps: Vec::new(),
+        workers: Vec::new(),
+        coordinator,
+    };
     let mut stored = serde_json::Map::new();
     let sub = |service: &str, method: &str, ct: Option<String>, query: &str, body: Bytes| Call {
         service: service.to_owned(),
@@ -96,7 +111,18 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
 
     if storing {
         let t = StdInstant::now();
-        let s = run_step(state, "store original", sub(service::STORE, "POST", Some(kind.mime().into()), "", call.body.clone())).await?;
+        let s = run_step(
+            state,
+            "store original",
+            sub(
+                service::STORE,
+                "POST",
+                Some(kind.mime().into()),
+                "",
+                call.body.clone(),
+            ),
+        )
+        .await?;
         stored.insert("original".into(), json_of(&s.reply)?);
         trace.add("store", &s, t);
         done += 1;
@@ -106,7 +132,18 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
     let read: Value;
     if kind == Kind::Pdf {
         let t = StdInstant::now();
-        let s = run_step(state, "pdf-text", sub(service::PDF_TEXT, "POST", Some(kind.mime().into()), &ocr_query, call.body.clone())).await?;
+        let s = run_step(
+            state,
+            "pdf-text",
+            sub(
+                service::PDF_TEXT,
+                "POST",
+                Some(kind.mime().into()),
+                &ocr_query,
+                call.body.clone(),
+            ),
+        )
+        .await?;
         read = json_of(&s.reply)?;
         trace.add("pdf-text", &s, t);
         done += 1;
@@ -116,7 +153,18 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
         let mut image_type = kind.mime().to_owned();
         if enhancing {
             let t = StdInstant::now();
-            let s = run_step(state, "enhance", sub(service::ENHANCE, "POST", Some(image_type.clone()), "", image.clone())).await?;
+            let s = run_step(
+                state,
+                "enhance",
+                sub(
+                    service::ENHANCE,
+                    "POST",
+                    Some(image_type.clone()),
+                    "",
+                    image.clone(),
+                ),
+            )
+            .await?;
             image = s.reply.body.clone();
             image_type = "image/png".into();
             trace.add("enhance", &s, t);
@@ -124,7 +172,18 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
             report(done);
             if storing {
                 let t = StdInstant::now();
-                let st = run_step(state, "store enhanced", sub(service::STORE, "POST", Some(image_type.clone()), "", image.clone())).await?;
+                let st = run_step(
+                    state,
+                    "store enhanced",
+                    sub(
+                        service::STORE,
+                        "POST",
+                        Some(image_type.clone()),
+                        "",
+                        image.clone(),
+                    ),
+                )
+                .await?;
                 stored.insert("enhanced".into(), json_of(&st.reply)?);
                 trace.add("store", &st, t);
                 done += 1;
@@ -132,7 +191,12 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
             }
         }
         let t = StdInstant::now();
-        let s = run_step(state, "ocr", sub(service::OCR, "POST", Some(image_type), &ocr_query, image)).await?;
+        let s = run_step(
+            state,
+            "ocr",
+            sub(service::OCR, "POST", Some(image_type), &ocr_query, image),
+        )
+        .await?;
         read = json_of(&s.reply)?;
         trace.add("ocr", &s, t);
         done += 1;
@@ -141,7 +205,18 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
     let text = read["text"].as_str().unwrap_or_default().to_owned();
 
     let t = StdInstant::now();
-    let s = run_step(state, "extract", sub(service::EXTRACT, "POST", Some("text/plain; charset=utf-8".into()), "", Bytes::from(text.clone()))).await?;
+    let s = run_step(
+        state,
+        "extract",
+        sub(
+            service::EXTRACT,
+            "POST",
+            Some("text/plain; charset=utf-8".into()),
+            "",
+            Bytes::from(text.clone()),
+        ),
+    )
+    .await?;
     let facts = json_of(&s.reply)?;
     trace.add("extract", &s, t);
     done += 1;
@@ -161,7 +236,18 @@ pub async fn run(state: &AppState, call: Call, progress: Option<ProgressFn>) -> 
     if storing {
         let t = StdInstant::now();
         let body = Bytes::from(serde_json::to_vec(&result).unwrap_or_default());
-        let s = run_step(state, "store result", sub(service::STORE, "POST", Some("application/json".into()), "", body)).await?;
+        let s = run_step(
+            state,
+            "store result",
+            sub(
+                service::STORE,
+                "POST",
+                Some("application/json".into()),
+                "",
+                body,
+            ),
+        )
+        .await?;
         let saved = json_of(&s.reply)?;
         trace.add("store", &s, t);
         result["stored"]["result"] = saved;
@@ -201,19 +287,30 @@ async fn run_step(state: &AppState, name: &str, call: Call) -> Result<Served, Ap
     if served.reply.status >= 400 {
         let msg = serde_json::from_slice::<rma_proto::ErrorBody>(&served.reply.body)
             .map(|b| b.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&served.reply.body).chars().take(200).collect());
-        let status = axum::http::StatusCode::from_u16(served.reply.status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+            .unwrap_or_else(|_| {
+                String::from_utf8_lossy(&served.reply.body)
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
+        let status = axum::http::StatusCode::from_u16(served.reply.status)
+            .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
         let code = match served.reply.status {
             400 => rma_proto::error_code::BAD_REQUEST,
             413 => rma_proto::error_code::PAYLOAD_TOO_LARGE,
             415 => rma_proto::error_code::UNSUPPORTED_MEDIA_TYPE,
             _ => rma_proto::error_code::UPSTREAM_FAILED,
         };
-        return Err(ApiError::new(status, code, format!("step {name} failed on worker {}: {msg}", served.worker)));
+        return Err(ApiError::new(
+            status,
+            code,
+            format!("step {name} failed on worker {}: {msg}", served.worker),
+        ));
     }
     Ok(served)
 }
 
 fn json_of(reply: &Reply) -> Result<Value, ApiError> {
-    serde_json::from_slice(&reply.body).map_err(|e| ApiError::upstream(format!("a step answered something that is not JSON: {e}")))
+    serde_json::from_slice(&reply.body)
+        .map_err(|e| ApiError::upstream(format!("a step answered something that is not JSON: {e}")))
 }

@@ -108,8 +108,27 @@ pub fn jpeg(img: &GrayImage, quality: u8) -> Vec<u8> {
     out
 }
 
-/// A PDF whose pages carry a real text layer (Helvetica, 11 pt), one string per page.
+/// One page of a generated PDF.
+#[derive(Debug, Clone)]
+pub enum PdfPage<'a> {
+    /// A page with a real text layer (Helvetica, 11 pt).
+    Text(&'a str),
+    /// A scanned page: one JPEG image and no text at all.
+    Scan(&'a GrayImage),
+}
+
+/// A PDF whose pages carry a real text layer, one string per page.
 pub fn pdf_with_text(pages: &[&str]) -> Vec<u8> {
+    pdf(&pages.iter().map(|t| PdfPage::Text(t)).collect::<Vec<_>>())
+}
+
+/// A PDF of scanned pages.
+pub fn pdf_with_images(pages: &[GrayImage]) -> Vec<u8> {
+    pdf(&pages.iter().map(PdfPage::Scan).collect::<Vec<_>>())
+}
+
+/// A PDF of text and scanned pages in any mix.
+pub fn pdf(pages: &[PdfPage<'_>]) -> Vec<u8> {
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
     let font_id = doc.add_object(dictionary! {
@@ -118,105 +137,100 @@ pub fn pdf_with_text(pages: &[&str]) -> Vec<u8> {
         "BaseFont" => "Helvetica",
         "Encoding" => "WinAnsiEncoding",
     });
-    let resources_id = doc.add_object(dictionary! {
-        "Font" => dictionary! { "F1" => font_id },
-    });
     let mut kids = Vec::new();
-    for text in pages {
-        let mut ops = vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 11.into()]),
-            Operation::new("TL", vec![15.into()]),
-            Operation::new("Td", vec![56.into(), 780.into()]),
-        ];
-        for line in text.lines() {
-            // WinAnsi has £ at 0xA3; Latin-1 bytes match WinAnsi for it.
-            let bytes: Vec<u8> = line
-                .chars()
-                .map(|c| {
-                    if (c as u32) < 256 {
-                        c as u32 as u8
-                    } else {
-                        b'?'
-                    }
-                })
-                .collect();
-            ops.push(Operation::new(
-                "Tj",
-                vec![Object::String(bytes, lopdf::StringFormat::Literal)],
-            ));
-            ops.push(Operation::new("T*", vec![]));
-        }
-        ops.push(Operation::new("ET", vec![]));
-        let content = Content { operations: ops };
-        let content_id = doc.add_object(Stream::new(
-            dictionary! {},
-            content.encode().unwrap_or_default(),
-        ));
-        let page_id = doc.add_object(dictionary! {
-            "Type" => "Page",
-            "Parent" => pages_id,
-            "Contents" => content_id,
-            "Resources" => resources_id,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        });
-        kids.push(page_id.into());
-    }
-    finish(doc, pages_id, kids)
-}
-
-/// A PDF of scanned pages: each page is one JPEG image and no text at all.
-pub fn pdf_with_images(pages: &[GrayImage]) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let mut kids = Vec::new();
-    for img in pages {
-        let (w, h) = img.dimensions();
-        let mut image = Stream::new(
-            dictionary! {
-                "Type" => "XObject",
-                "Subtype" => "Image",
-                "Width" => w as i64,
-                "Height" => h as i64,
-                "ColorSpace" => "DeviceGray",
-                "BitsPerComponent" => 8,
-                "Filter" => "DCTDecode",
-            },
-            jpeg(img, 90),
-        );
-        image.allows_compression = false;
-        let image_id = doc.add_object(image);
-        // Fit the image to an A4 page width.
-        let page_w = 595.0_f32;
-        let page_h = page_w * h as f32 / w as f32;
-        let content = Content {
-            operations: vec![
-                Operation::new("q", vec![]),
-                Operation::new(
-                    "cm",
+    for page in pages {
+        let (content, resources, media_box) = match page {
+            PdfPage::Text(text) => {
+                let mut ops = vec![
+                    Operation::new("BT", vec![]),
+                    Operation::new("Tf", vec!["F1".into(), 11.into()]),
+                    Operation::new("TL", vec![15.into()]),
+                    Operation::new("Td", vec![56.into(), 780.into()]),
+                ];
+                for line in text.lines() {
+                    // WinAnsi matches Latin-1 for £ (0xA3).
+                    let bytes: Vec<u8> = line
+                        .chars()
+                        .map(|c| {
+                            if (c as u32) < 256 {
+                                c as u32 as u8
+                            } else {
+                                b'?'
+                            }
+                        })
+                        .collect();
+                    ops.push(Operation::new(
+                        "Tj",
+                        vec![Object::String(bytes, lopdf::StringFormat::Literal)],
+                    ));
+                    ops.push(Operation::new("T*", vec![]));
+                }
+                ops.push(Operation::new("ET", vec![]));
+                (
+                    Content { operations: ops },
+                    dictionary! { "Font" => dictionary! { "F1" => font_id } },
+                    vec![0.into(), 0.into(), 595.into(), 842.into()],
+                )
+            }
+            PdfPage::Scan(img) => {
+                let (w, h) = img.dimensions();
+                let mut image = Stream::new(
+                    dictionary! {
+                        "Type" => "XObject",
+                        "Subtype" => "Image",
+                        "Width" => w as i64,
+                        "Height" => h as i64,
+                        "ColorSpace" => "DeviceGray",
+                        "BitsPerComponent" => 8,
+                        "Filter" => "DCTDecode",
+                    },
+                    jpeg(img, 90),
+                );
+                image.allows_compression = false;
+                let image_id = doc.add_object(image);
+                // An A4-wide page at the image's aspect ratio.
+                let page_w = 595.0_f32;
+                let page_h = page_w * h as f32 / w as f32;
+                (
+                    Content {
+                        operations: vec![
+                            Operation::new("q", vec![]),
+                            Operation::new(
+                                "cm",
+                                vec![
+                                    page_w.into(),
+                                    0.into(),
+                                    0.into(),
+                                    page_h.into(),
+                                    0.into(),
+                                    0.into(),
+                                ],
+                            ),
+                            Operation::new("Do", vec!["Im1".into()]),
+                            Operation::new("Q", vec![]),
+                        ],
+                    },
+                    dictionary! { "XObject" => dictionary! { "Im1" => image_id } },
                     vec![
-                        page_w.into(),
                         0.into(),
                         0.into(),
-                        page_h.into(),
-                        0.into(),
-                        0.into(),
+                        Object::Real(page_w),
+                        Object::Real(page_h),
                     ],
-                ),
-                Operation::new("Do", vec!["Im1".into()]),
-                Operation::new("Q", vec![]),
-            ],
+                )
+            }
         };
         let content_id = doc.add_object(Stream::new(
             dictionary! {},
             content.encode().unwrap_or_default(),
         ));
+        let resources_id = doc.add_object(resources);
         let page_id = doc.add_object(dictionary! {
             "Type" => "Page",
             "Parent" => pages_id,
             "Contents" => content_id,
-            "Resources" => dictionary! { "XObject" => dictionary! { "Im1" => image_id } },
-            "MediaBox" => vec![0.into(), 0.into(), Object::Real(page_w), Object::Real(page_h)],
+            "Resources" => resources_id,
+            "MediaBox" => media_box,
         });
         kids.push(page_id.into());
     }

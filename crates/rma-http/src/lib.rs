@@ -58,6 +58,18 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The sub-path of a service request after `/api/service/{service}`, exactly as the client
+/// sent it (still percent-encoded): a decoded `%2F` must not turn into a path separator on the
+/// way to the worker. Empty when there is none.
+pub fn service_rest(uri: &axum::http::Uri, service: &str) -> String {
+    let prefix = format!("/api/service/{service}");
+    uri.path()
+        .strip_prefix(&prefix)
+        .filter(|r| r.starts_with('/'))
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Inserts a header when the value is a valid header value; ids we mint always are.
 pub fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {

@@ -60,7 +60,13 @@ pub fn sniff(bytes: &[u8]) -> Option<Kind> {
 /// The media type of a Content-Type header, lowercased, without parameters.
 pub fn essence(content_type: Option<&str>) -> Option<String> {
     content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|c| !c.is_empty())
 }
 
@@ -76,6 +82,9 @@ mod tests {
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Kind::Webp));
         assert_eq!(sniff(b"%PDF-1.7\n"), Some(Kind::Pdf));
         assert_eq!(sniff(b"hello"), None);
-        assert_eq!(essence(Some("Text/Plain; charset=utf-8")).as_deref(), Some("text/plain"));
+        assert_eq!(
+            essence(Some("Text/Plain; charset=utf-8")).as_deref(),
+            Some("text/plain")
+        );
     }
 }

@@ -41,22 +41,14 @@ pub async fn service(
 /// `ANY /api/service/{service}/{*rest}`, for services with sub-resources.
 pub async fn service_rest(
     State(state): State<AppState>,
-    Path((service, rest)): Path<(String, String)>,
+    Path((service, _rest)): Path<(String, String)>,
     method: Method,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    forward(
-        state,
-        service,
-        format!("/{rest}"),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
+    let rest = rma_http::service_rest(&uri.0, &service);
+    forward(state, service, rest, method, uri, headers, body).await
 }
 
 async fn forward(
@@ -218,7 +210,10 @@ async fn job_at(state: AppState, id: String, suffix: &str) -> Response {
         Ok(resp) => relay(resp, coordinator, 1).await,
         Err(e) => {
             state.registry().mark_unreachable(coordinator);
-            ApiError::upstream(format!("coordinator {coordinator} holding job {id} is unreachable: {e}")).into_response()
+            ApiError::upstream(format!(
+                "coordinator {coordinator} holding job {id} is unreachable: {e}"
+            ))
+            .into_response()
         }
     }
 }

@@ -169,7 +169,18 @@ impl Cluster {
 
     /// Starts another worker registering through the router.
     pub fn add_worker(&mut self, id: &str) -> impl Future<Output = usize> + '_ {
-        let cfg = worker_config(&self.router_url, id, self.dir.path().join(id));
+        self.add_worker_with(id, |_| {})
+    }
+
+    /// Starts another worker, its configuration adjusted by `adjust` (a forced type, an AI
+    /// backend…).
+    pub fn add_worker_with(
+        &mut self,
+        id: &str,
+        adjust: impl FnOnce(&mut WorkerConfig),
+    ) -> impl Future<Output = usize> + '_ {
+        let mut cfg = worker_config(&self.router_url, id, self.dir.path().join(id));
+        adjust(&mut cfg);
         async move {
             self.workers
                 .push(Some(rma_worker::spawn(cfg).expect("worker services start")));
@@ -209,9 +220,9 @@ impl Cluster {
         .await;
     }
 
-    /// A client of the router.
+    /// A client of the router (requests may take up to two minutes: OCR is slow work).
     pub fn client(&self) -> Client {
-        Client::new(&self.router_url).expect("router client")
+        Client::with_timeout(&self.router_url, Duration::from_secs(120)).expect("router client")
     }
 
     /// A client of coordinator `i`.

@@ -72,7 +72,12 @@ fn content_type(path: &Path, bytes: &[u8]) -> &'static str {
     if let Some(k) = rma_proto::media::sniff(bytes) {
         return k.mime();
     }
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("txt" | "text") => "text/plain; charset=utf-8",
         Some("json") => "application/json",
         _ => "application/octet-stream",
@@ -87,10 +92,16 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{spinner} {prefix:30!} [{bar:20}] {pos}/{len} {msg} ({elapsed})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    let query = a.lang.as_deref().map(|l| format!("lang={l}")).unwrap_or_default();
+    let style = ProgressStyle::with_template(
+        "{spinner} {prefix:30!} [{bar:20}] {pos}/{len} {msg} ({elapsed})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let query = a
+        .lang
+        .as_deref()
+        .map(|l| format!("lang={l}"))
+        .unwrap_or_default();
     let path = if query.is_empty() {
         format!("api/service/{}", a.service.name())
     } else {
@@ -108,7 +119,11 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
             Ok(_) => bar.set_message("queued"),
             Err(e) => bar.abandon_with_message(format!("failed: {e}")),
         }
-        jobs.push(Submitted { file: file.clone(), job, bar });
+        jobs.push(Submitted {
+            file: file.clone(),
+            job,
+            bar,
+        });
     }
 
     let mut outcomes: Vec<(PathBuf, Result<Value, String>)> = Vec::new();
@@ -159,7 +174,13 @@ async fn submit_one(client: &Client, path: &str, file: &Path) -> Result<String, 
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
     let ct = content_type(file, &bytes);
     let resp = client
-        .raw(reqwest::Method::POST, path, Some(ct), Bytes::from(bytes), &[("prefer", "respond-async")])
+        .raw(
+            reqwest::Method::POST,
+            path,
+            Some(ct),
+            Bytes::from(bytes),
+            &[("prefer", "respond-async")],
+        )
         .await
         .map_err(|e| format!("cannot submit it: {e}"))?;
     if resp.status.as_u16() != 202 {
@@ -171,22 +192,39 @@ async fn submit_one(client: &Client, path: &str, file: &Path) -> Result<String, 
         return Err(msg);
     }
     let v = resp.json().map_err(|e| format!("unexpected answer: {e}"))?;
-    v["job_id"].as_str().map(str::to_owned).ok_or_else(|| "the answer named no job".to_owned())
+    v["job_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the answer named no job".to_owned())
 }
 
 async fn wait(client: &Client, id: &str, bar: &ProgressBar) -> Result<Value, String> {
     let mut misses = 0;
     loop {
-        match client.raw(reqwest::Method::GET, &format!("api/jobs/{id}"), None, Bytes::new(), &[]).await {
+        match client
+            .raw(
+                reqwest::Method::GET,
+                &format!("api/jobs/{id}"),
+                None,
+                Bytes::new(),
+                &[],
+            )
+            .await
+        {
             Ok(r) if r.status.is_success() => {
                 misses = 0;
-                let v = r.json().map_err(|e| format!("unexpected job answer: {e}"))?;
+                let v = r
+                    .json()
+                    .map_err(|e| format!("unexpected job answer: {e}"))?;
                 let done = v["progress"]["done"].as_u64().unwrap_or(0);
                 let total = v["progress"]["total"].as_u64().unwrap_or(0).max(1);
                 bar.set_length(total);
                 bar.set_position(done.min(total));
                 let state = v["state"].as_str().unwrap_or("?").to_owned();
-                let who = v["worker"].as_str().map(|w| format!(" on {w}")).unwrap_or_default();
+                let who = v["worker"]
+                    .as_str()
+                    .map(|w| format!(" on {w}"))
+                    .unwrap_or_default();
                 match state.as_str() {
                     "done" => {
                         bar.finish_with_message(format!("done{who}"));
@@ -201,7 +239,11 @@ async fn wait(client: &Client, id: &str, bar: &ProgressBar) -> Result<Value, Str
                 }
             }
             Ok(r) => {
-                let msg = r.json().ok().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_default();
+                let msg = r
+                    .json()
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
                 return Err(format!("job {id}: HTTP {}: {msg}", r.status));
             }
             // The router or coordinator may be restarting: keep asking for a while.
@@ -217,7 +259,10 @@ async fn wait(client: &Client, id: &str, bar: &ProgressBar) -> Result<Value, Str
 }
 
 fn stem(file: &Path) -> String {
-    file.file_stem().and_then(|s| s.to_str()).unwrap_or("document").to_owned()
+    file.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("document")
+        .to_owned()
 }
 
 async fn write_out(client: &Client, dir: &Path, file: &Path, job: &Value) -> Result<()> {
@@ -226,14 +271,27 @@ async fn write_out(client: &Client, dir: &Path, file: &Path, job: &Value) -> Res
         // Not JSON (an enhanced image): fetch the raw result.
         let id = job["id"].as_str().unwrap_or_default();
         let raw = client
-            .raw(reqwest::Method::GET, &format!("api/jobs/{id}/result"), None, Bytes::new(), &[])
+            .raw(
+                reqwest::Method::GET,
+                &format!("api/jobs/{id}/result"),
+                None,
+                Bytes::new(),
+                &[],
+            )
             .await
             .map_err(|e| anyhow::anyhow!("fetching the result of {}: {e}", file.display()))?;
-        let ext = if raw.header("content-type") == Some("image/png") { "png" } else { "bin" };
+        let ext = if raw.header("content-type") == Some("image/png") {
+            "png"
+        } else {
+            "bin"
+        };
         std::fs::write(base.with_extension(ext), &raw.body)?;
         return Ok(());
     }
-    std::fs::write(base.with_extension("json"), serde_json::to_vec_pretty(&job["result"])?)?;
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_vec_pretty(&job["result"])?,
+    )?;
     if let Some(text) = job["result"]["text"].as_str() {
         std::fs::write(base.with_extension("txt"), text)?;
     }
@@ -242,12 +300,28 @@ async fn write_out(client: &Client, dir: &Path, file: &Path, job: &Value) -> Res
 
 fn print_text(file: &Path, job: &Value, client: &Client) {
     let r = &job["result"];
-    println!("== {} ({} on {})", file.display(), job["service"].as_str().unwrap_or("?"), job["worker"].as_str().unwrap_or("?"));
+    println!(
+        "== {} ({} on {})",
+        file.display(),
+        job["service"].as_str().unwrap_or("?"),
+        job["worker"].as_str().unwrap_or("?")
+    );
     if r.is_null() {
-        println!("result: {}{}", client.base(), job["result_url"].as_str().unwrap_or("").trim_start_matches('/'));
+        println!(
+            "result: {}{}",
+            client.base(),
+            job["result_url"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches('/')
+        );
         return;
     }
-    let facts = if r["facts"].is_object() { &r["facts"] } else { r };
+    let facts = if r["facts"].is_object() {
+        &r["facts"]
+    } else {
+        r
+    };
     if let Some(t) = facts["letter_type"].as_str() {
         println!("letter type  {t}");
         if let Some(s) = facts["sender"]["name"].as_str() {
@@ -256,7 +330,12 @@ fn print_text(file: &Path, job: &Value, client: &Client) {
         let list = |key: &str, field: &str| -> String {
             facts[key]
                 .as_array()
-                .map(|a| a.iter().filter_map(|x| x[field].as_str().or(x.as_str())).collect::<Vec<_>>().join(", "))
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x[field].as_str().or(x.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default()
         };
         println!("amounts      {}", list("amounts", "text"));
