@@ -54,6 +54,15 @@ fn rfc3339(ms: Option<i64>) -> Value {
     }
 }
 
+/// A finished job's raw answer.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// The answer's body.
+    pub body: Vec<u8>,
+    /// Its content type.
+    pub content_type: Option<String>,
+}
+
 /// The job store and its runner's bookkeeping.
 pub struct Jobs {
     conn: Mutex<Connection>,
@@ -384,7 +393,7 @@ impl Jobs {
     }
 
     /// A finished job's raw result and its content type.
-    pub fn result(&self, id: &str) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
+    pub fn result(&self, id: &str) -> Result<Option<JobResult>, ApiError> {
         self.db()
             .query_row(
                 "SELECT result, result_type FROM jobs WHERE id = ?1 AND state = 'done'",
@@ -397,7 +406,9 @@ impl Jobs {
                 },
             )
             .optional()
-            .map(|o| o.and_then(|(b, t)| b.map(|b| (b, t))))
+            .map(|o| {
+                o.and_then(|(body, content_type)| body.map(|body| JobResult { body, content_type }))
+            })
             .map_err(|e| ApiError::internal(format!("reading the job: {e}")))
     }
 
@@ -486,7 +497,10 @@ pub async fn get_result(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    let (body, ct) = state.jobs().result(&id)?.ok_or_else(|| {
+    let JobResult {
+        body,
+        content_type: ct,
+    } = state.jobs().result(&id)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "job {id} has no result (unknown, not finished, or failed)"
         ))

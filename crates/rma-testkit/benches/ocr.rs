@@ -59,20 +59,27 @@ fn cli(pages: &[Page], parallel: usize) -> Duration {
 async fn federation(pages: &[Page], workers: usize) -> Duration {
     let mut cluster = Cluster::start(1, 0).await;
     for i in 0..workers {
-        cluster.add_worker_with(&format!("ocr-{i}"), |w| w.ocr_threads = 1).await;
+        cluster
+            .add_worker_with(&format!("ocr-{i}"), |w| w.ocr_threads = 1)
+            .await;
     }
     cluster.wait_linked().await;
     let client = cluster.client();
     // Warm the engines (first use loads the language data), as a long-running worker would be.
     for _ in 0..workers * 2 {
-        let _ = client.call_service("ocr", "", "image/png", Bytes::from(pages[0].bytes.clone())).await;
+        let _ = client
+            .call_service("ocr", "", "image/png", Bytes::from(pages[0].bytes.clone()))
+            .await;
     }
     let started = Instant::now();
     let results: Vec<_> = futures_util::stream::iter(pages.iter())
         .map(|p| {
             let client = client.clone();
             async move {
-                let r = client.call_service("ocr", "", "image/png", Bytes::from(p.bytes.clone())).await.expect("ocr answered");
+                let r = client
+                    .call_service("ocr", "", "image/png", Bytes::from(p.bytes.clone()))
+                    .await
+                    .expect("ocr answered");
                 assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
                 let v = r.json().expect("json");
                 let acc = char_accuracy(p.text, v["text"].as_str().unwrap_or_default());
@@ -95,19 +102,44 @@ fn main() {
             let bytes = png(&render_page(l.text, 34.0).expect("render"));
             let path = dir.path().join(format!("page-{i}.png"));
             std::fs::write(&path, &bytes).expect("write page");
-            Page { path, bytes, text: l.text }
+            Page {
+                path,
+                bytes,
+                text: l.text,
+            }
         })
         .collect();
-    let version = Command::new("tesseract").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned()).unwrap_or_default();
-    println!("OCR of {n} generated letter pages (≈1500×1200 px, PNG), {version}, OMP_THREAD_LIMIT=1 everywhere, {} cores", std::thread::available_parallelism().map_or(1, |c| c.get()));
+    let version = Command::new("tesseract")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    println!(
+        "OCR of {n} generated letter pages (≈1500×1200 px, PNG), {version}, OMP_THREAD_LIMIT=1 everywhere, {} cores",
+        std::thread::available_parallelism().map_or(1, |c| c.get())
+    );
     println!();
-    println!("| how | engines / processes at once | seconds | pages/s | pages/s per core | vs CLI per core |");
+    println!(
+        "| how | engines / processes at once | seconds | pages/s | pages/s per core | vs CLI per core |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     let cli1 = cli(&pages, 1);
     let cli1_rate = n as f64 / cli1.as_secs_f64();
     let row = |name: &str, k: usize, d: Duration| {
         let rate = n as f64 / d.as_secs_f64();
-        println!("| {name} | {k} | {:.2} | {:.2} | {:.2} | {:.2}× |", d.as_secs_f64(), rate, rate / k as f64, (rate / k as f64) / cli1_rate);
+        println!(
+            "| {name} | {k} | {:.2} | {:.2} | {:.2} | {:.2}× |",
+            d.as_secs_f64(),
+            rate,
+            rate / k as f64,
+            (rate / k as f64) / cli1_rate
+        );
     };
     row("`tesseract` CLI, a process per page", 1, cli1);
     let cli2 = cli(&pages, 2);

@@ -324,35 +324,70 @@ async fn rma_submit_reads_letters_and_names_the_files_that_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (_up, url) = start(
-        &["up", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", data.to_str().expect("utf-8")],
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ],
         "rma is up",
     )
     .await;
     let letter = dir.path().join("council-tax.png");
-    std::fs::write(&letter, png(&render_page(letters::COUNCIL_TAX.text, 34.0).expect("render"))).expect("write");
+    std::fs::write(
+        &letter,
+        png(&render_page(letters::COUNCIL_TAX.text, 34.0).expect("render")),
+    )
+    .expect("write");
     let not_a_document = dir.path().join("notes.png");
     std::fs::write(&not_a_document, b"just some words, not an image").expect("write");
     let missing = dir.path().join("missing.pdf");
     let out_dir = dir.path().join("out");
 
     // One good file: text and facts, and the files under --out.
-    let out = rma(&["submit", "--router", &url, "--out", out_dir.to_str().expect("utf-8"), letter.to_str().expect("utf-8")])
-        .output()
-        .await
-        .expect("run submit");
+    let out = rma(&[
+        "submit",
+        "--router",
+        &url,
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+        letter.to_str().expect("utf-8"),
+    ])
+    .output()
+    .await
+    .expect("run submit");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("letter type  council_tax"), "{stdout}");
     assert!(stdout.contains("£187.45"), "{stdout}");
     assert!(stdout.contains("COUNCIL TAX REMINDER NOTICE"), "{stdout}");
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("council-tax.json")).expect("json written")).expect("JSON");
+    let saved: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out_dir.join("council-tax.json")).expect("json written"),
+    )
+    .expect("JSON");
     assert_eq!(saved["facts"]["letter_type"], "council_tax");
-    assert!(std::fs::read_to_string(out_dir.join("council-tax.txt")).expect("txt").contains("Leeds City Council"));
+    assert!(
+        std::fs::read_to_string(out_dir.join("council-tax.txt"))
+            .expect("txt")
+            .contains("Leeds City Council")
+    );
 
     // JSON output, and failures named with their reasons and a non-zero exit.
     let out = rma(&[
-        "submit", "--router", &url, "--json",
-        letter.to_str().expect("utf-8"), not_a_document.to_str().expect("utf-8"), missing.to_str().expect("utf-8"),
+        "submit",
+        "--router",
+        &url,
+        "--json",
+        letter.to_str().expect("utf-8"),
+        not_a_document.to_str().expect("utf-8"),
+        missing.to_str().expect("utf-8"),
     ])
     .output()
     .await
@@ -362,7 +397,13 @@ async fn rma_submit_reads_letters_and_names_the_files_that_failed() {
     assert_eq!(v[0]["job"]["state"], "done");
     assert_eq!(v[0]["job"]["result"]["facts"]["letter_type"], "council_tax");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("notes.png") && stderr.contains("not a PNG"), "{stderr}");
-    assert!(stderr.contains("missing.pdf") && stderr.contains("cannot read it"), "{stderr}");
+    assert!(
+        stderr.contains("notes.png") && stderr.contains("not a PNG"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("missing.pdf") && stderr.contains("cannot read it"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 of 3 file(s) failed"), "{stderr}");
 }

@@ -553,6 +553,30 @@ async fn jobs_report_progress_and_results_through_the_router() {
     assert!(worker == "worker-0" || worker == "storage-0", "{worker}");
     assert!(done["run_ms"].as_i64().is_some() && done["finished_at"].as_str().is_some());
 
+    // A job whose answer is not JSON (an enhanced image) is fetched from its result URL.
+    let photo = jpeg(&photograph(&scan, 1.0, 3), 80);
+    let r = c
+        .client()
+        .raw(Method::POST, "api/service/enhance", Some("image/jpeg"), photo.into(), &[("prefer", "respond-async")])
+        .await
+        .expect("submit");
+    let location = r.header("location").expect("location").to_owned();
+    let done = eventually("the enhance job finishes", || {
+        let client = client.clone();
+        let location = location.clone();
+        async move {
+            let v = client.raw(Method::GET, &location, None, Bytes::new(), &[]).await.ok()?.json().ok()?;
+            (v["state"] == "done").then_some(v)
+        }
+    })
+    .await;
+    assert!(done["result"].is_null(), "not JSON, so not inline");
+    let url = done["result_url"].as_str().expect("result url");
+    let png = c.client().raw(Method::GET, url, None, Bytes::new(), &[]).await.expect("result");
+    assert_eq!(png.status, 200);
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    assert!(png.body.starts_with(b"\x89PNG"));
+
     // A failing job says why; an unknown one is 404; a malformed id is 400.
     let r = c
         .client()
