@@ -60,6 +60,7 @@ async fn register(
         load: 0.0,
         reported_active: 0,
         link: None,
+        requests: Default::default(),
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);

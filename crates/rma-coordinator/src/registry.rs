@@ -35,6 +35,8 @@ pub struct WorkerEntry {
     pub reported_active: u32,
     /// Its live link, when it has one.
     pub link: Option<LinkHandle>,
+    /// Requests sent to it, for the topology's traffic figures.
+    pub requests: rma_http::RateWindow,
 }
 
 impl WorkerEntry {
@@ -94,6 +96,7 @@ impl Workers {
             if entry.link.is_none() {
                 entry.link = old.link.clone();
             }
+            entry.requests = old.requests.clone();
         }
         self.map.insert(entry.id.clone(), entry);
     }
@@ -171,9 +174,11 @@ impl Workers {
         }
         let start = self.turn % eligible.len();
         self.turn = self.turn.wrapping_add(1);
-        let w = eligible[start];
+        let id = eligible[start].id.clone();
+        let w = self.map.get_mut(&id)?;
+        w.requests.record(now);
         let link = w.link.clone()?;
-        Some((w.id.clone(), link))
+        Some((id, link))
     }
 
     /// Counts for `/health`.
@@ -205,6 +210,8 @@ impl Workers {
                 },
                 active_requests: w.in_flight(),
                 load: w.load,
+                requests_last_minute: w.requests.count(now),
+                last_seen: rma_http::rfc3339(rma_http::wall_of(w.last_seen)),
             })
             .collect()
     }
@@ -281,6 +288,7 @@ mod tests {
             load: 0.0,
             reported_active: 0,
             link: linked.then(LinkHandle::detached),
+            requests: Default::default(),
         }
     }
 

@@ -5,9 +5,21 @@
 
 mod error;
 mod server;
+mod window;
 
 pub use error::{ApiError, JsonBody};
 pub use server::{ServerHandle, Shutdown, serve};
+pub use window::RateWindow;
+
+/// Wall time as RFC 3339 with milliseconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The wall time of a monotonic instant in the past.
+pub fn wall_of(then: tokio::time::Instant) -> std::time::SystemTime {
+    std::time::SystemTime::now() - then.elapsed()
+}
 
 use axum::Router;
 use axum::body::Body;

@@ -67,6 +67,12 @@ pub struct WorkerSummary {
     pub active_requests: u32,
     /// Load the worker reported (0.0–1.0 per core, averaged).
     pub load: f64,
+    /// Requests sent to it over the last minute.
+    #[serde(default)]
+    pub requests_last_minute: u64,
+    /// Its last heartbeat, RFC 3339.
+    #[serde(default)]
+    pub last_seen: String,
 }
 
 /// `POST /api/edge/heartbeat`: a coordinator is alive; carries load and inventory.
@@ -250,6 +256,15 @@ pub struct TopologyCoordinator {
     pub load: f64,
     /// Health.
     pub status: CoordinatorStatus,
+    /// Requests the router sent it over the last minute.
+    #[serde(default)]
+    pub requests_last_minute: u64,
+    /// Its last heartbeat, RFC 3339.
+    #[serde(default)]
+    pub last_seen: String,
+    /// Free text from its registration.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 /// A worker in [`Topology`].
@@ -268,6 +283,15 @@ pub struct TopologyWorker {
     pub status: WorkerStatus,
     /// Load it reported.
     pub load: f64,
+    /// Requests in flight on it.
+    #[serde(default)]
+    pub active_requests: u32,
+    /// Requests sent to it over the last minute.
+    #[serde(default)]
+    pub requests_last_minute: u64,
+    /// Its last heartbeat, RFC 3339.
+    #[serde(default)]
+    pub last_seen: String,
 }
 
 /// `GET /api/topology`.
@@ -292,6 +316,8 @@ mod tests {
             status: WorkerStatus::Active,
             active_requests: 0,
             load: 0.0,
+            requests_last_minute: 0,
+            last_seen: String::new(),
         };
         let v = serde_json::to_value(&w).expect("serialise");
         assert_eq!(v["type"], "gpu");

@@ -36,6 +36,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}/result", get(forward::job_result))
         .route("/api/admin/coordinators", get(coordinators))
         .route("/api/topology", get(topology))
+        .route("/api/topology/ws", get(crate::ui::topology_ws))
+        .route("/", get(crate::ui::index))
+        .route("/assets/{*path}", get(crate::ui::assets))
+        .route("/{file}", get(crate::ui::file))
         .route("/health", get(health))
         .route("/metrics", get(rma_http::metrics_handler))
         .with_state(state);
@@ -107,10 +111,10 @@ async fn register_coordinator(
         .collect();
     let total = {
         let mut reg = state.registry();
-        let (services, workers, load) = match previous {
+        let (services, workers, load, requests) = match previous {
             // A re-registration keeps the inventory it already reported.
-            Some(p) if p.url == url => (p.services, p.workers, p.load),
-            _ => (services, Vec::new(), 0.0),
+            Some(p) if p.url == url => (p.services, p.workers, p.load, p.requests),
+            _ => (services, Vec::new(), 0.0, Default::default()),
         };
         reg.upsert(Entry {
             id: id.clone(),
@@ -125,6 +129,7 @@ async fn register_coordinator(
             active_requests: 0,
             unreachable: false,
             inventory_known: true,
+            requests,
         });
         reg.len()
     };
@@ -322,6 +327,9 @@ pub fn topology_of(state: &AppState) -> Topology {
             workers: e.workers.len(),
             load: e.load,
             status: reg.status(e, now),
+            requests_last_minute: e.requests.count(now),
+            last_seen: rfc3339(e.last_seen_wall),
+            location: e.location.clone(),
         });
         for w in &e.workers {
             t.workers.push(TopologyWorker {
@@ -331,6 +339,9 @@ pub fn topology_of(state: &AppState) -> Topology {
                 services: w.services.clone(),
                 status: reg.worker_status(e, w, now),
                 load: w.load,
+                active_requests: w.active_requests,
+                requests_last_minute: w.requests_last_minute,
+                last_seen: w.last_seen.clone(),
             });
         }
     }

@@ -171,7 +171,10 @@ async fn forward_inner(
                 tracing::warn!(coordinator = %cid, status = %resp.status(), request_id = rid, "coordinator could not serve; trying the next");
                 last_failure = format!("coordinator {cid} answered {}", resp.status());
             }
-            Ok(resp) => return Ok(relay(resp, &cid, attempt + 1).await),
+            Ok(resp) => {
+                state.registry().record_request(&cid, Instant::now());
+                return Ok(relay(resp, &cid, attempt + 1).await);
+            }
         }
     }
     Err(ApiError::no_worker(format!(

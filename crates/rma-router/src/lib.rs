@@ -15,6 +15,7 @@ pub mod config;
 pub mod forward;
 pub mod registry;
 pub mod store;
+pub mod ui;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +50,8 @@ pub struct AppState {
 }
 
 struct Inner {
+    topology: tokio::sync::watch::Sender<rma_proto::api::Topology>,
+    shutdown: Shutdown,
     config: RouterConfig,
     registry: Mutex<Registry>,
     store: Arc<Store>,
@@ -60,6 +63,11 @@ impl AppState {
     /// Opens the registry file and loads the coordinators it holds. Loaded coordinators count
     /// as just seen: they get one `stale_after` to send a heartbeat to this new router process.
     pub fn new(config: RouterConfig) -> Result<Self, SpawnError> {
+        Self::with_shutdown(config, Shutdown::new().1)
+    }
+
+    /// State whose long-lived connections (the topology WebSocket) end on `shutdown`.
+    pub fn with_shutdown(config: RouterConfig, shutdown: Shutdown) -> Result<Self, SpawnError> {
         rma_client::install_crypto_provider();
         if let Some(parent) = config
             .db_path
@@ -89,6 +97,7 @@ impl AppState {
                 active_requests: 0,
                 unreachable: false,
                 inventory_known: false,
+                requests: Default::default(),
             });
         }
         let http = reqwest::Client::builder()
@@ -98,12 +107,37 @@ impl AppState {
             .map_err(|e| SpawnError::Client(e.to_string()))?;
         Ok(AppState {
             inner: Arc::new(Inner {
+                topology: tokio::sync::watch::Sender::new(Default::default()),
+                shutdown,
                 config,
                 registry: Mutex::new(registry),
                 store: Arc::new(store),
                 http,
                 turn: AtomicUsize::new(0),
             }),
+        })
+    }
+
+    /// A receiver of the topology as it changes (fed by [`topology_loop`]).
+    pub fn topology_watch(&self) -> tokio::sync::watch::Receiver<rma_proto::api::Topology> {
+        self.inner.topology.subscribe()
+    }
+
+    /// The stop signal.
+    pub fn shutdown(&self) -> Shutdown {
+        self.inner.shutdown.clone()
+    }
+
+    /// Recomputes the topology and publishes it when it changed; returns whether it did.
+    pub fn publish_topology(&self) -> bool {
+        let t = api::topology_of(self);
+        self.inner.topology.send_if_modified(|old| {
+            if *old == t {
+                false
+            } else {
+                *old = t;
+                true
+            }
         })
     }
 
@@ -177,12 +211,26 @@ pub type RouterHandle = ServerHandle;
 
 /// Starts a router on `listener`: opens the registry, serves the API, runs expiry.
 pub fn spawn(config: RouterConfig, listener: TcpListener) -> Result<RouterHandle, SpawnError> {
-    let state = AppState::new(config)?;
     let (stop, shutdown) = Shutdown::new();
+    let state = AppState::with_shutdown(config, shutdown.clone())?;
     let mut handle = rma_http::serve(listener, app(state.clone()), stop)?;
-    handle.adopt(tokio::spawn(expiry_loop(state, shutdown)));
+    handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
+    handle.adopt(tokio::spawn(topology_loop(state, shutdown)));
     tracing::info!(addr = %handle.addr(), "router listening");
     Ok(handle)
+}
+
+/// Publishes topology changes to WebSocket subscribers, looking every 250 ms. Coordinators
+/// heartbeat at once when their workers come or go, so a vanished worker shows within a second.
+pub async fn topology_loop(state: AppState, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { state.publish_topology(); }
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
 /// Sweeps expired coordinators every `sweep_interval` until shutdown.

@@ -37,6 +37,8 @@ pub struct Entry {
     /// Whether `services` came from the coordinator itself (false right after the router
     /// restarted and loaded it from the file, until its first heartbeat).
     pub inventory_known: bool,
+    /// Requests the router sent it, for the topology's traffic figures.
+    pub requests: rma_http::RateWindow,
 }
 
 /// Freshness thresholds.
@@ -146,6 +148,13 @@ impl Registry {
         true
     }
 
+    /// Counts a request sent to a coordinator.
+    pub fn record_request(&mut self, id: &str, now: Instant) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.requests.record(now);
+        }
+    }
+
     /// Marks a coordinator unreachable after a failed connection.
     pub fn mark_unreachable(&mut self, id: &str) {
         if let Some(e) = self.entries.get_mut(id) {
@@ -253,6 +262,7 @@ mod tests {
             active_requests: 0,
             unreachable: false,
             inventory_known: true,
+            requests: Default::default(),
         }
     }
 

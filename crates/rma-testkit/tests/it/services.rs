@@ -557,7 +557,13 @@ async fn jobs_report_progress_and_results_through_the_router() {
     let photo = jpeg(&photograph(&scan, 1.0, 3), 80);
     let r = c
         .client()
-        .raw(Method::POST, "api/service/enhance", Some("image/jpeg"), photo.into(), &[("prefer", "respond-async")])
+        .raw(
+            Method::POST,
+            "api/service/enhance",
+            Some("image/jpeg"),
+            photo.into(),
+            &[("prefer", "respond-async")],
+        )
         .await
         .expect("submit");
     let location = r.header("location").expect("location").to_owned();
@@ -565,14 +571,23 @@ async fn jobs_report_progress_and_results_through_the_router() {
         let client = client.clone();
         let location = location.clone();
         async move {
-            let v = client.raw(Method::GET, &location, None, Bytes::new(), &[]).await.ok()?.json().ok()?;
+            let v = client
+                .raw(Method::GET, &location, None, Bytes::new(), &[])
+                .await
+                .ok()?
+                .json()
+                .ok()?;
             (v["state"] == "done").then_some(v)
         }
     })
     .await;
     assert!(done["result"].is_null(), "not JSON, so not inline");
     let url = done["result_url"].as_str().expect("result url");
-    let png = c.client().raw(Method::GET, url, None, Bytes::new(), &[]).await.expect("result");
+    let png = c
+        .client()
+        .raw(Method::GET, url, None, Bytes::new(), &[])
+        .await
+        .expect("result");
     assert_eq!(png.status, 200);
     assert_eq!(png.header("content-type"), Some("image/png"));
     assert!(png.body.starts_with(b"\x89PNG"));

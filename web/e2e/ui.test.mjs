@@ -1,0 +1,165 @@
+// End-to-end tests of the web UI in a real browser (Debian's Chromium, driven by
+// playwright-core) against a real `rma up`. Screenshots of each page go to web/e2e/artifacts/.
+//
+// Needs: target/debug/rma and target/debug/rma-fixture built (scripts/test does it), and
+// /usr/bin/chromium (scripts/deps.sh installs it).
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const RMA = process.env.RMA_BIN ?? path.join(ROOT, "target/debug/rma");
+const FIXTURE = process.env.RMA_FIXTURE_BIN ?? path.join(ROOT, "target/debug/rma-fixture");
+const ARTIFACTS = path.join(ROOT, "web/e2e/artifacts");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+let up, url, browser, dir;
+const extra = [];
+
+/** Starts a process and resolves with the first line matching `pattern` (and the process). */
+function start(args, pattern, env = {}) {
+  const child = spawn(RMA, args, { env: { ...process.env, RUST_LOG: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rma ${args.join(" ")} printed no ${pattern} in 60 s`)), 60_000);
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on("line", (line) => {
+        const m = line.match(pattern);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ child, match: m });
+        }
+      });
+    }
+    child.on("exit", (code) => reject(new Error(`rma ${args.join(" ")} exited with ${code}`)));
+  });
+}
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  dir = mkdtempSync(path.join(tmpdir(), "rma-e2e-"));
+  const started = await start(["up", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", path.join(dir, "data")], /rma is up: router (http:\/\/[0-9.:]+)/);
+  up = started.child;
+  url = started.match[1];
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const p of extra) p.kill("SIGKILL");
+  up?.kill("SIGINT");
+});
+
+async function openPage(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("requestfailed", (r) => {
+    // Nothing may be fetched from outside this router: the page works offline.
+    if (!r.url().startsWith(url)) errors.push(`external request ${r.url()}`);
+  });
+  await page.goto(url);
+  await page.locator("[data-testid=health].ok").waitFor({ timeout: 30_000 });
+  return { page, errors };
+}
+
+test("the page loads with nothing from outside and shows the federation ready", async () => {
+  const { page, errors } = await openPage();
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await page.reload();
+  await page.locator("[data-testid=health].ok").waitFor();
+  assert.match(await page.locator("[data-testid=health]").textContent(), /1 coordinator · 2 workers active/);
+  assert.deepEqual(requests.filter((u) => !u.startsWith(url.replace("http", "ws")) && !u.startsWith(url)), []);
+  await page.screenshot({ path: path.join(ARTIFACTS, "home.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+test("uploading a letter shows its type, amounts and text", async () => {
+  const letter = path.join(dir, "council-tax-photo.jpg");
+  execFileSync(FIXTURE, ["council-tax", letter, "--photo"]);
+  const { page, errors } = await openPage();
+  await page.setInputFiles("[data-testid=file-input]", letter);
+  const job = page.locator("[data-testid=job]").first();
+  await job.locator("text=council-tax-photo.jpg").waitFor();
+  await page.locator("[data-testid=job][data-state=done]").waitFor({ timeout: 90_000 });
+  const facts = page.locator("[data-testid=facts]");
+  await facts.waitFor();
+  assert.equal(await page.locator("[data-testid=letter-type]").textContent(), "Council tax");
+  const amounts = await page.locator("[data-testid=amounts]").textContent();
+  assert.match(amounts, /£187\.45/);
+  assert.match(amounts, /£1,312\.15/);
+  // The evidence is highlighted in the text.
+  assert.ok((await page.locator("pre.text mark.amount", { hasText: "£187.45" }).count()) >= 1);
+  // Original and cleaned-up image side by side; the cleaned one comes from the store.
+  await page.locator(".images img").nth(1).waitFor();
+  assert.equal(await page.locator(".images img").count(), 2);
+  const enhancedOk = await page.locator(".images img").nth(1).evaluate((img) => img.complete && img.naturalWidth > 0);
+  assert.ok(enhancedOk, "the enhanced image loaded");
+  await page.screenshot({ path: path.join(ARTIFACTS, "result.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+
+  // The same on a phone.
+  const phone = await openPage({ width: 390, height: 844 });
+  await phone.page.setInputFiles("[data-testid=file-input]", letter);
+  await phone.page.locator("[data-testid=facts]").waitFor({ timeout: 90_000 });
+  const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+  await phone.page.screenshot({ path: path.join(ARTIFACTS, "phone.png"), fullPage: true });
+});
+
+test("a file that is not a document fails in plain words with a retry button", async () => {
+  const bogus = path.join(dir, "notes.png");
+  writeFileSync(bogus, "just words, not an image");
+  const { page } = await openPage();
+  await page.setInputFiles("[data-testid=file-input]", bogus);
+  const err = page.locator("[data-testid=job-error]");
+  await err.waitFor({ timeout: 30_000 });
+  assert.match(await err.textContent(), /isn't a PDF or an image rma can read/);
+  assert.equal(await err.locator("button", { hasText: "Try again" }).count(), 1);
+  await page.screenshot({ path: path.join(ARTIFACTS, "failed.png"), fullPage: true });
+});
+
+test("the topology shows every node and loses a worker whose process stops", async () => {
+  const { page } = await openPage();
+  const nodes = page.locator("[data-testid=topology] g.node");
+  // router, coordinator, two workers
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=topology] g.node").length === 4);
+  assert.equal(await nodes.count(), 4);
+  assert.equal(await page.locator("g.node.coordinator").count(), 1);
+  assert.equal(await page.locator("g.node.storage").count(), 1, "rma up has one storage worker");
+
+  const worker = spawn(RMA, ["worker", "--coordinator-url", url, "--worker-id", "e2e-extra", "--data-dir", path.join(dir, "extra"), "--ocr-threads", "1"], {
+    env: { ...process.env, RUST_LOG: "warn" },
+    stdio: "ignore",
+  });
+  extra.push(worker);
+  const node = page.locator('g.node[data-id="w:e2e-extra"]');
+  await node.waitFor({ timeout: 30_000 });
+  await page.waitForFunction(() => !document.querySelector('g.node[data-id="w:e2e-extra"]')?.classList.contains("stale"), null, { timeout: 30_000 });
+  assert.equal(await nodes.count(), 5);
+  await page.locator('g.node[data-id="w:e2e-extra"]').hover();
+  assert.match(await page.locator("#tooltip").textContent(), /e2e-extra.*services:.*ocr/s);
+  await page.screenshot({ path: path.join(ARTIFACTS, "topology.png"), fullPage: true });
+
+  // The page is pushed the change: no reload.
+  const killed = Date.now();
+  worker.kill("SIGKILL");
+  await page.waitForFunction(() => {
+    const n = document.querySelector('g.node[data-id="w:e2e-extra"]');
+    return !n || n.classList.contains("stale");
+  }, null, { timeout: 10_000 });
+  const seconds = (Date.now() - killed) / 1000;
+  console.log(`# a killed worker turned grey on the page after ${seconds.toFixed(2)} s`);
+  assert.match(await page.locator("[data-testid=health]").textContent(), /1 stale/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "topology-worker-lost.png"), fullPage: true });
+});

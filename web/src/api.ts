@@ -1,0 +1,107 @@
+// The parts of the rma HTTP contract the page uses. Field names follow rma-proto.
+
+export type WorkerType = "gpu" | "storage" | "edge" | "cpu";
+export type Status = "healthy" | "unreachable" | "stale" | "active";
+
+export interface TopologyCoordinator {
+  id: string;
+  url: string;
+  workers: number;
+  load: number;
+  status: "healthy" | "unreachable" | "stale";
+  requests_last_minute: number;
+  last_seen: string;
+  location: string | null;
+}
+
+export interface TopologyWorker {
+  id: string;
+  type: WorkerType;
+  coordinator: string;
+  services: string[];
+  status: "active" | "stale";
+  load: number;
+  active_requests: number;
+  requests_last_minute: number;
+  last_seen: string;
+}
+
+export interface Topology {
+  coordinators: TopologyCoordinator[];
+  workers: TopologyWorker[];
+}
+
+export type JobState = "queued" | "running" | "done" | "failed";
+
+export interface Job {
+  id: string;
+  service: string;
+  state: JobState;
+  progress: { done: number; total: number };
+  coordinator: string;
+  worker: string | null;
+  error: string | null;
+  status: number | null;
+  result: any;
+  result_url?: string;
+  steps?: Step[];
+  run_ms: number | null;
+}
+
+export interface Step {
+  step: string;
+  worker: string;
+  coordinator: string;
+  status: number;
+  ms: number;
+  cache: string | null;
+}
+
+/** An error from the API, in words a person can act on. */
+export class ApiError extends Error {
+  constructor(public code: string, message: string, public status: number) {
+    super(message);
+  }
+}
+
+const PLAIN: Record<string, string> = {
+  unsupported_media_type: "This file isn't a PDF or an image rma can read (PDF, JPEG, PNG, TIFF or WebP).",
+  payload_too_large: "This file is too big. Try a smaller scan, or split the PDF.",
+  no_worker: "No computer that can do this is connected right now. It will start when one is.",
+  no_coordinator: "The service is starting up or offline. Try again in a minute.",
+  timeout: "Reading took too long and was stopped. Try again, or send fewer pages at once.",
+  upstream_failed: "A computer in the network failed while working on it. Try again.",
+};
+
+/** A friendly sentence for an error code, with the server's detail after it. */
+export function plainWords(code: string | undefined, message: string): string {
+  const lead = code ? PLAIN[code] : undefined;
+  return lead ? `${lead} (${message})` : message;
+}
+
+async function errorOf(r: Response): Promise<ApiError> {
+  try {
+    const body = await r.json();
+    return new ApiError(body.error ?? "error", plainWords(body.error, body.message ?? r.statusText), r.status);
+  } catch {
+    return new ApiError("error", `${r.status} ${r.statusText}`, r.status);
+  }
+}
+
+/** Sends a document as a job; returns the job id. */
+export async function submit(service: string, file: Blob): Promise<string> {
+  const r = await fetch(`/api/service/${service}`, {
+    method: "POST",
+    headers: { "content-type": file.type || "application/octet-stream", prefer: "respond-async" },
+    body: file,
+  });
+  if (r.status !== 202) throw await errorOf(r);
+  const body = await r.json();
+  return body.job_id as string;
+}
+
+export async function job(id: string): Promise<Job> {
+  const r = await fetch(`/api/jobs/${encodeURIComponent(id)}`);
+  if (!r.ok) throw await errorOf(r);
+  return r.json();
+}
