@@ -34,7 +34,21 @@ ensure_toolchain() {
   }
 }
 
+# Only the tests need a browser: Debian's Chromium, driven by playwright-core.
+RMA_TEST_APT_PACKAGES=(chromium)
+
+ensure_node() {
+  command -v npm >/dev/null 2>&1 || ensure_apt nodejs npm
+}
+
 ensure_deps() {
   ensure_toolchain
   ensure_apt "${RMA_APT_PACKAGES[@]}"
+  ensure_node
+}
+
+# Builds the web UI into web/dist, which the router embeds; run before cargo builds rma.
+build_ui() {
+  echo "==> building the web UI" >&2
+  (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 }

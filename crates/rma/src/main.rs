@@ -447,11 +447,7 @@ async fn up(a: UpArgs) -> Result<()> {
         coordinator.url(),
         workers.len()
     );
-    println!(
-        "open {}/api/topology (health: {}/health) · Ctrl-C stops",
-        router.url(),
-        router.url()
-    );
+    println!("open {}/ in a browser · Ctrl-C stops", router.url());
     println!(
         "read a letter: rma submit --router {} letter.pdf",
         router.url()
