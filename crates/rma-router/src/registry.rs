@@ -372,6 +372,8 @@ mod tests {
             status: WorkerStatus::Active,
             active_requests: 0,
             load: 0.0,
+            requests_last_minute: 0,
+            last_seen: String::new(),
         };
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),
