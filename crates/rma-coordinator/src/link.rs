@@ -75,6 +75,7 @@ struct LinkInner {
     progress: Mutex<HashMap<u64, ProgressFn>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    draining: AtomicBool,
     closed_notify: Notify,
     in_flight: AtomicU32,
 }
@@ -105,6 +106,7 @@ impl LinkHandle {
                 progress: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
                 closed_notify: Notify::new(),
                 in_flight: AtomicU32::new(0),
             }),
@@ -119,6 +121,11 @@ impl LinkHandle {
     /// Whether it has closed.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the worker said goodbye: it finishes what it has but takes nothing new.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
     }
 
     /// Whether two handles are the same link.
@@ -349,7 +356,17 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                                 f(done, total);
                             }
                         }
-                        Ok((LinkMessage::Goodbye { reason }, _)) => break format!("worker said goodbye: {reason}"),
+                        Ok((LinkMessage::Goodbye { reason }, _)) => {
+                            // Out of rotation at once; the link stays open for the answers to
+                            // the requests the worker is finishing.
+                            link.inner.draining.store(true, Ordering::Release);
+                            tracing::info!(worker = %worker_id, %reason, "worker is draining; out of rotation");
+                            state.inventory_changed();
+                            // The acknowledgement follows every request already queued for it, so
+                            // once the worker has it, nothing new is coming.
+                            let ack = LinkMessage::Goodbye { reason: "acknowledged".into() };
+                            let _ = link.inner.tx.send(Message::Binary(link::encode(&ack, &[]).into())).await;
+                        }
                         Ok((other, _)) => tracing::debug!(worker = %worker_id, ?other, "unexpected link message"),
                         Err(e) => tracing::warn!(worker = %worker_id, error = %e, "undecodable link frame"),
                     }

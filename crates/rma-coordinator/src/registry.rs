@@ -42,7 +42,9 @@ pub struct WorkerEntry {
 impl WorkerEntry {
     /// Whether the coordinator can send it work.
     pub fn reachable(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| !l.is_closed())
+        self.link
+            .as_ref()
+            .is_some_and(|l| !l.is_closed() && !l.is_draining())
     }
 
     /// Requests in flight on it, as the coordinator counts them.

@@ -128,6 +128,7 @@ async fn register_coordinator(
             load,
             active_requests: 0,
             unreachable: false,
+            ping_misses: 0,
             inventory_known: true,
             requests,
         });

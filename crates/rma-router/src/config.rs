@@ -18,6 +18,10 @@ pub struct RouterConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted [50 MB].
     pub max_body_bytes: usize,
+    /// How often every coordinator is pinged (`GET /health`) [2 s].
+    pub ping_interval: Duration,
+    /// Pings missed in a row before a coordinator is out of rotation [2].
+    pub ping_misses: u32,
 }
 
 impl RouterConfig {
@@ -36,6 +40,8 @@ impl RouterConfig {
                 .clamp(Duration::from_millis(50), Duration::from_secs(5)),
             request_timeout: Duration::from_secs(125),
             max_body_bytes: 50 * 1024 * 1024,
+            ping_interval: Duration::from_secs(2),
+            ping_misses: 2,
         }
     }
 }

@@ -80,6 +80,7 @@ impl AppState {
         let mut registry = Registry::new(Thresholds {
             stale_after: config.stale_after,
             expire_after: config.expire_after,
+            ping_misses_out: config.ping_misses.max(1),
         });
         let now = Instant::now();
         let wall = SystemTime::now();
@@ -96,6 +97,7 @@ impl AppState {
                 load: 0.0,
                 active_requests: 0,
                 unreachable: false,
+                ping_misses: 0,
                 inventory_known: false,
                 requests: Default::default(),
             });
@@ -215,9 +217,56 @@ pub fn spawn(config: RouterConfig, listener: TcpListener) -> Result<RouterHandle
     let state = AppState::with_shutdown(config, shutdown.clone())?;
     let mut handle = rma_http::serve(listener, app(state.clone()), stop)?;
     handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
-    handle.adopt(tokio::spawn(topology_loop(state, shutdown)));
+    handle.adopt(tokio::spawn(topology_loop(state.clone(), shutdown.clone())));
+    handle.adopt(tokio::spawn(ping_loop(state, shutdown)));
     tracing::info!(addr = %handle.addr(), "router listening");
     Ok(handle)
+}
+
+/// Pings every coordinator that is not stale (`GET /health`, timeout half the interval) every
+/// `ping_interval`; `ping_misses` misses in a row take it out of rotation, one answer brings it
+/// back. This notices a dead coordinator in seconds, long before its heartbeats go stale, and
+/// does not flap on one lost ping.
+pub async fn ping_loop(state: AppState, mut shutdown: Shutdown) {
+    let interval = state.config().ping_interval;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let targets: Vec<(String, String)> = {
+            let reg = state.registry();
+            let now = Instant::now();
+            reg.entries()
+                .filter(|e| reg.status(e, now) != rma_proto::api::CoordinatorStatus::Stale)
+                .map(|e| (e.id.clone(), e.url.clone()))
+                .collect()
+        };
+        let pings = targets.into_iter().map(|(id, url)| {
+            let http = state.http().clone();
+            async move {
+                let answered = http
+                    .get(format!("{url}/health"))
+                    .timeout(interval / 2)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                (id, answered)
+            }
+        });
+        for (id, answered) in futures_util::future::join_all(pings).await {
+            if state.registry().record_ping(&id, answered) {
+                if answered {
+                    tracing::info!(coordinator = %id, "coordinator answers pings again; back in rotation");
+                } else {
+                    tracing::warn!(coordinator = %id, "coordinator missed its pings; out of rotation");
+                }
+                metrics::counter!("rma_router_ping_transitions_total", "to" => if answered { "in" } else { "out" }).increment(1);
+            }
+        }
+    }
 }
 
 /// Publishes topology changes to WebSocket subscribers, looking every 250 ms. Coordinators

@@ -32,8 +32,11 @@ pub struct Entry {
     pub load: f64,
     /// Requests in flight there.
     pub active_requests: u32,
-    /// The last request the router sent failed to connect; cleared by its next heartbeat.
+    /// The last request the router sent failed to connect; cleared by its next heartbeat or a
+    /// successful ping.
     pub unreachable: bool,
+    /// Active pings missed in a row; cleared only by a ping that is answered.
+    pub ping_misses: u32,
     /// Whether `services` came from the coordinator itself (false right after the router
     /// restarted and loaded it from the file, until its first heartbeat).
     pub inventory_known: bool,
@@ -48,6 +51,8 @@ pub struct Thresholds {
     pub stale_after: Duration,
     /// Silent this long → removed.
     pub expire_after: Duration,
+    /// Pings missed in a row → out of rotation until one is answered.
+    pub ping_misses_out: u32,
 }
 
 /// All coordinators, and which coordinator holds which worker.
@@ -109,7 +114,7 @@ impl Registry {
     pub fn status(&self, e: &Entry, now: Instant) -> CoordinatorStatus {
         if now.saturating_duration_since(e.last_seen) >= self.thresholds.stale_after {
             CoordinatorStatus::Stale
-        } else if e.unreachable {
+        } else if self.is_unreachable(e) {
             CoordinatorStatus::Unreachable
         } else {
             CoordinatorStatus::Healthy
@@ -155,6 +160,27 @@ impl Registry {
         }
     }
 
+    /// Whether a coordinator is out of rotation for failing to answer.
+    pub fn is_unreachable(&self, e: &Entry) -> bool {
+        e.unreachable || e.ping_misses >= self.thresholds.ping_misses_out
+    }
+
+    /// Records the outcome of an active ping; returns whether the coordinator's status changed.
+    pub fn record_ping(&mut self, id: &str, answered: bool) -> bool {
+        let out = self.thresholds.ping_misses_out;
+        let Some(e) = self.entries.get_mut(id) else {
+            return false;
+        };
+        let before = e.unreachable || e.ping_misses >= out;
+        if answered {
+            e.ping_misses = 0;
+            e.unreachable = false;
+        } else {
+            e.ping_misses = e.ping_misses.saturating_add(1);
+        }
+        before != (e.unreachable || e.ping_misses >= out)
+    }
+
     /// Marks a coordinator unreachable after a failed connection.
     pub fn mark_unreachable(&mut self, id: &str) {
         if let Some(e) = self.entries.get_mut(id) {
@@ -194,8 +220,15 @@ impl Registry {
         let offering = |e: &&Entry| e.services.get(service).copied().unwrap_or(0) > 0;
         let mut out = self.rotated(now, turn, offering);
         let unknown = self.rotated(now, turn, |e| !e.inventory_known);
-        let at = out.iter().position(|e| e.unreachable).unwrap_or(out.len());
-        for (i, e) in unknown.into_iter().filter(|e| !e.unreachable).enumerate() {
+        let at = out
+            .iter()
+            .position(|e| self.is_unreachable(e))
+            .unwrap_or(out.len());
+        for (i, e) in unknown
+            .into_iter()
+            .filter(|e| !self.is_unreachable(e))
+            .enumerate()
+        {
             out.insert(at + i, e);
         }
         out
@@ -206,7 +239,7 @@ impl Registry {
     pub fn candidates_for_worker(&self, now: Instant, turn: usize) -> Vec<&Entry> {
         let mut all = self.rotated(now, turn, |_| true);
         // Stable sort keeps the rotation among equals.
-        all.sort_by_key(|e| (e.unreachable, e.workers.len()));
+        all.sort_by_key(|e| (self.is_unreachable(e), e.workers.len()));
         all
     }
 
@@ -246,6 +279,7 @@ mod tests {
     const T: Thresholds = Thresholds {
         stale_after: Duration::from_secs(300),
         expire_after: Duration::from_secs(600),
+        ping_misses_out: 2,
     };
 
     fn entry(id: &str, now: Instant, services: &[&str]) -> Entry {
@@ -261,6 +295,7 @@ mod tests {
             load: 0.0,
             active_requests: 0,
             unreachable: false,
+            ping_misses: 0,
             inventory_known: true,
             requests: Default::default(),
         }
@@ -339,6 +374,38 @@ mod tests {
         r.upsert(loaded);
         assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
         assert_eq!(ids(r.candidates_for_service("ocr", t0, 0)), ["b"]);
+    }
+
+    #[test]
+    fn missed_pings_take_a_coordinator_out_until_one_is_answered() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &["echo"]));
+        r.upsert(entry("b", t0, &["echo"]));
+        assert!(!r.record_ping("a", false), "one miss is not enough");
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
+        assert!(r.record_ping("a", false), "the second miss takes it out");
+        assert_eq!(
+            r.status(r.get("a").expect("a"), t0),
+            CoordinatorStatus::Unreachable
+        );
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["b", "a"]);
+        // A heartbeat (it can reach us) does not bring it back: we cannot reach it.
+        r.heartbeat(
+            CoordinatorHeartbeat {
+                coordinator_id: "a".into(),
+                services: [("echo".to_owned(), 1)].into(),
+                ..Default::default()
+            },
+            t0,
+            SystemTime::now(),
+        );
+        assert_eq!(
+            r.status(r.get("a").expect("a"), t0),
+            CoordinatorStatus::Unreachable
+        );
+        assert!(r.record_ping("a", true), "an answer brings it back");
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
     }
 
     #[test]

@@ -40,6 +40,8 @@ enum SessionEnd {
     Reregister(String),
     /// Connection lost or refused.
     Dropped(String),
+    /// Drained on request: in-flight work finished, goodbye said.
+    Drained,
 }
 
 /// Runs the agent until aborted.
@@ -48,6 +50,7 @@ pub async fn run(
     caps: Capabilities,
     services: Arc<Registry>,
     status: watch::Sender<AgentStatus>,
+    drain: watch::Receiver<bool>,
 ) {
     let client = match Client::new(&config.coordinator_url) {
         Ok(c) => c,
@@ -59,6 +62,9 @@ pub async fn run(
     let in_flight = Arc::new(AtomicU32::new(0));
     let mut backoff = Backoff::new();
     loop {
+        if *drain.borrow() {
+            return;
+        }
         let req = WorkerRegister {
             worker_id: config.worker_id.clone(),
             capabilities: caps.clone(),
@@ -88,7 +94,7 @@ pub async fn run(
             .unwrap_or_else(|| config.coordinator_url.clone());
         let started = Instant::now();
         let end = tokio::select! {
-            end = session(&config, &link_base, services.clone(), in_flight.clone(), &status) => end,
+            end = session(&config, &link_base, services.clone(), in_flight.clone(), &status, drain.clone()) => end,
             end = heartbeats(&client, &config, in_flight.clone()) => end,
         };
         status.send_modify(|s| s.linked = false);
@@ -103,6 +109,10 @@ pub async fn run(
             }
             SessionEnd::Dropped(why) => {
                 tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "link lost; reconnecting")
+            }
+            SessionEnd::Drained => {
+                tracing::info!("drained: in-flight work finished; goodbye");
+                return;
             }
         }
         tokio::time::sleep(wait).await;
@@ -156,6 +166,7 @@ async fn session(
     services: Arc<Registry>,
     in_flight: Arc<AtomicU32>,
     status: &watch::Sender<AgentStatus>,
+    mut drain: watch::Receiver<bool>,
 ) -> SessionEnd {
     rma_client::install_crypto_provider();
     let url = link_url(base);
@@ -226,6 +237,8 @@ async fn session(
     let mut watchdog = tokio::time::interval(ping_interval);
     let mut last_heard = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut draining = false;
+    let mut acknowledged = false;
     let end = loop {
         tokio::select! {
             msg = stream.next() => match msg {
@@ -258,6 +271,13 @@ async fn session(
                                 let _ = tx.send(Message::Binary(link::encode(&header, &resp.body).into())).await;
                             });
                         }
+                        Ok((LinkMessage::Goodbye { .. }, _)) if draining => {
+                            // The coordinator acknowledged: nothing new will come.
+                            acknowledged = true;
+                            if tasks.is_empty() {
+                                break SessionEnd::Drained;
+                            }
+                        }
                         Ok((LinkMessage::Goodbye { reason }, _)) => break SessionEnd::Dropped(format!("coordinator said goodbye: {reason}")),
                         Ok((other, _)) => tracing::debug!(?other, "unexpected link message"),
                         Err(e) => tracing::warn!(error = %e, "undecodable link frame"),
@@ -273,9 +293,27 @@ async fn session(
                 }
             }
             _ = &mut writer => break SessionEnd::Dropped("could not write to the link".into()),
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                if acknowledged && tasks.is_empty() {
+                    break SessionEnd::Drained;
+                }
+            }
+            changed = drain.changed(), if !draining => {
+                if changed.is_ok() && *drain.borrow() {
+                    // Say goodbye first: the coordinator stops sending work, and the requests
+                    // already here are finished before the link closes.
+                    draining = true;
+                    let bye = LinkMessage::Goodbye { reason: "draining".into() };
+                    let _ = tx.send(Message::Binary(link::encode(&bye, &[]).into())).await;
+                }
+            }
         }
     };
+    if matches!(end, SessionEnd::Drained) {
+        // Let the last answers and the goodbye reach the coordinator before closing.
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    }
     writer.abort();
     end
 }

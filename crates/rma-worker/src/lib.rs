@@ -79,6 +79,7 @@ pub fn load_per_core() -> f64 {
 #[derive(Debug)]
 pub struct WorkerHandle {
     status: watch::Receiver<AgentStatus>,
+    drain: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -91,6 +92,13 @@ impl WorkerHandle {
     /// A receiver to wait for status changes.
     pub fn watch(&self) -> watch::Receiver<AgentStatus> {
         self.status.clone()
+    }
+
+    /// Stops gracefully: takes no new requests, finishes the ones it has (for at most `grace`),
+    /// says goodbye to its coordinator, then stops. Returns whether it finished within `grace`.
+    pub async fn drain(mut self, grace: std::time::Duration) -> bool {
+        let _ = self.drain.send(true);
+        tokio::time::timeout(grace, &mut self.task).await.is_ok()
     }
 }
 
@@ -114,6 +122,7 @@ pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, rma_services::Service
 /// Starts a worker hosting `services`.
 pub fn spawn_with(config: WorkerConfig, services: Registry) -> WorkerHandle {
     let (tx, rx) = watch::channel(AgentStatus::default());
+    let (drain_tx, drain_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let ai = config.ai_backend.is_some();
         let mut caps = match config.capabilities.clone() {
@@ -126,7 +135,11 @@ pub fn spawn_with(config: WorkerConfig, services: Registry) -> WorkerHandle {
             }
         };
         caps.ai_backend = ai;
-        agent::run(config, caps, Arc::new(services), tx).await;
+        agent::run(config, caps, Arc::new(services), tx, drain_rx).await;
     });
-    WorkerHandle { status: rx, task }
+    WorkerHandle {
+        status: rx,
+        drain: drain_tx,
+        task,
+    }
 }

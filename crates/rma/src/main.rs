@@ -152,6 +152,9 @@ struct WorkerArgs {
     /// OCR engines to run in parallel [default: one per core].
     #[arg(long, env = "RMA_OCR_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     ocr_threads: Option<u16>,
+    /// On Ctrl-C or SIGTERM, seconds to finish the requests in hand before stopping.
+    #[arg(long, env = "RMA_DRAIN_GRACE", default_value_t = 30)]
+    drain_grace: u64,
 }
 
 #[derive(Debug, Args)]
@@ -378,6 +381,7 @@ fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
 }
 
 async fn worker(a: WorkerArgs) -> Result<()> {
+    let grace = Duration::from_secs(a.drain_grace);
     let cfg = worker_config(a)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
@@ -399,7 +403,15 @@ async fn worker(a: WorkerArgs) -> Result<()> {
             _ = stop_signal() => break,
         }
     }
-    eprintln!("rma worker stopping");
+    eprintln!(
+        "rma worker draining: finishing the requests in hand (up to {} s)",
+        grace.as_secs()
+    );
+    if handle.drain(grace).await {
+        eprintln!("rma worker stopped cleanly");
+    } else {
+        eprintln!("rma worker stopped: the grace period ended with requests still running");
+    }
     Ok(())
 }
 
@@ -453,8 +465,15 @@ async fn up(a: UpArgs) -> Result<()> {
         router.url()
     );
     stop_signal().await;
-    eprintln!("rma stopping");
-    drop(workers);
+    eprintln!("rma stopping: workers finish what they have (up to 10 s)");
+    let drains = workers
+        .into_iter()
+        .map(|w| w.drain(Duration::from_secs(10)));
+    for done in futures_util::future::join_all(drains).await {
+        if !done {
+            eprintln!("a worker still had requests running after 10 s");
+        }
+    }
     rma_coordinator::deregister(&ccfg, Duration::from_secs(2)).await;
     drop(coordinator);
     drop(router);

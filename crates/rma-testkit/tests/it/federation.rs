@@ -376,3 +376,69 @@ async fn a_restarted_coordinator_gets_its_workers_back() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-rma-worker"), Some("w-phoenix"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_finishes_its_requests_and_takes_no_new_ones() {
+    let mut c = Cluster::start(1, 2).await;
+    let coordinator = c.coordinator_client(0);
+    // A slow request lands on one of the two workers.
+    let client = c.client();
+    let slow = tokio::spawn(async move {
+        client
+            .call_service(
+                "echo",
+                "delay_ms=1500",
+                "text/plain",
+                Bytes::from_static(b"finish me"),
+            )
+            .await
+    });
+    let busy = eventually("the slow request is in flight", || {
+        let coordinator = coordinator.clone();
+        async move {
+            let workers: Vec<serde_json::Value> =
+                reqwest::get(coordinator.url("api/workers").ok()?)
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+            workers
+                .iter()
+                .find(|w| w["active_requests"] == 1)
+                .and_then(|w| w["id"].as_str().map(str::to_owned))
+        }
+    })
+    .await;
+    let index: usize = busy.trim_start_matches("worker-").parse().expect("index");
+    let handle = c.workers[index].take().expect("alive");
+    let drained = tokio::spawn(handle.drain(Duration::from_secs(10)));
+    // It leaves the rotation at once: new requests go to the other worker.
+    eventually("the draining worker is out of rotation", || {
+        let coordinator = coordinator.clone();
+        async move {
+            let (_, h) = coordinator.health().await.ok()?;
+            (h["workers"]["active"] == 1).then_some(())
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        let r = c
+            .client()
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"new"))
+            .await
+            .expect("echo");
+        assert_eq!(r.status, 200);
+        assert_ne!(r.header("x-rma-worker"), Some(busy.as_str()));
+    }
+    // The request it had is finished by it, not retried elsewhere.
+    let r = slow.await.expect("joined").expect("answered");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, Bytes::from_static(b"finish me"));
+    assert_eq!(r.header("x-rma-worker"), Some(busy.as_str()));
+    assert_eq!(r.header("x-rma-attempts"), Some("1"));
+    assert!(
+        drained.await.expect("joined"),
+        "drained within the grace period"
+    );
+}
