@@ -466,7 +466,14 @@ async fn run_one(state: &AppState, id: &str, call: Call) {
     let progress: ProgressFn =
         Arc::new(move |done, total| jobs_state.jobs().set_progress(&job_id, done, total));
     state.jobs().set_progress(id, 0, 0);
-    let outcome = execute(state, call, Some(progress)).await;
+    let mut outcome = execute(state, call.clone(), Some(progress)).await;
+    if matches!(&outcome, Err(e) if e.code == rma_proto::error_code::NO_WORKER) {
+        // No worker here for it (this coordinator restarted and its workers re-homed, say):
+        // ask the rest of the federation through the router.
+        if let Some(served) = through_router(state, &call).await {
+            outcome = Ok(served);
+        }
+    }
     match &outcome {
         // No worker for it yet (none registered, or all re-homing): keep it queued.
         Err(e) if e.code == rma_proto::error_code::NO_WORKER => {
@@ -476,6 +483,50 @@ async fn run_one(state: &AppState, id: &str, call: Call) {
         }
         _ => state.jobs().finish(id, outcome),
     }
+}
+
+/// Runs a job's call at another coordinator, through the router; `None` when there is no
+/// router or no coordinator could take it either (the job then stays queued).
+async fn through_router(state: &AppState, call: &Call) -> Option<crate::dispatch::Served> {
+    let router = state.config().router_url.as_deref()?;
+    let client = rma_client::Client::with_timeout(router, state.config().request_timeout).ok()?;
+    let path = match (call.path.is_empty(), call.query.is_empty()) {
+        (true, true) => format!("api/service/{}", call.service),
+        (true, false) => format!("api/service/{}?{}", call.service, call.query),
+        (false, true) => format!("api/service/{}{}", call.service, call.path),
+        (false, false) => format!("api/service/{}{}?{}", call.service, call.path, call.query),
+    };
+    let method = reqwest::Method::from_bytes(call.method.as_bytes()).ok()?;
+    let id = state.config().id.clone();
+    let resp = client
+        .raw(
+            method,
+            &path,
+            call.content_type.as_deref(),
+            call.body.clone(),
+            &[(rma_proto::headers::FORWARDED_BY, &id)],
+        )
+        .await
+        .ok()?;
+    if resp.status.as_u16() == 503 {
+        return None;
+    }
+    let worker = format!(
+        "{}@{}",
+        resp.header(rma_proto::headers::WORKER).unwrap_or("?"),
+        resp.header(rma_proto::headers::COORDINATOR).unwrap_or("?")
+    );
+    tracing::info!(service = %call.service, %worker, "job run elsewhere in the federation: no worker for it here");
+    Some(crate::dispatch::Served {
+        reply: crate::link::Reply {
+            status: resp.status.as_u16(),
+            content_type: resp.header("content-type").map(str::to_owned),
+            body: resp.body,
+        },
+        worker,
+        attempts: 1,
+        cache: None,
+    })
 }
 
 /// `GET /api/jobs/{id}`.

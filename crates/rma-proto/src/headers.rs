@@ -8,5 +8,8 @@ pub const WORKER: &str = "x-rma-worker";
 pub const REQUEST_ID: &str = "x-request-id";
 /// How many workers or coordinators were tried before the answer (1 when the first one answered).
 pub const ATTEMPTS: &str = "x-rma-attempts";
+/// Set by a coordinator that sends a job's request on through the router because it has no
+/// worker for it; names that coordinator.
+pub const FORWARDED_BY: &str = "x-rma-forwarded-by";
 /// `hit` when a cached result answered, `miss` when the cache was asked and a worker answered.
 pub const CACHE: &str = "x-rma-cache";

@@ -333,6 +333,11 @@ pub fn topology_of(state: &AppState) -> Topology {
             location: e.location.clone(),
         });
         for w in &e.workers {
+            // A worker that re-homed is listed by its new coordinator only, even while the old
+            // one's last report still names it.
+            if reg.home_of(&w.id).is_some_and(|home| home.id != e.id) {
+                continue;
+            }
             t.workers.push(TopologyWorker {
                 id: w.id.clone(),
                 worker_type: w.worker_type,

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::AppState;
 
 /// Request headers passed on to the coordinator.
-const PASS_REQUEST: [&str; 3] = ["content-type", "accept", "prefer"];
+const PASS_REQUEST: [&str; 4] = ["content-type", "accept", "prefer", headers::FORWARDED_BY];
 
 /// Response headers passed back to the client (besides ours).
 const PASS_RESPONSE: [&str; 6] = [
@@ -122,10 +122,15 @@ async fn forward_inner(
         )));
     }
     let body: Bytes = read_body(headers, body, state.config().max_body_bytes).await?;
+    let forwarded_by = headers
+        .get(headers::FORWARDED_BY)
+        .and_then(|v| v.to_str().ok());
     let candidates: Vec<(String, String)> = {
         let reg = state.registry();
         reg.candidates_for_service(service_name, Instant::now(), state.next_turn())
             .into_iter()
+            // A coordinator passing on a job it cannot run is not sent it back.
+            .filter(|e| Some(e.id.as_str()) != forwarded_by)
             .map(|e| (e.id.clone(), e.url.clone()))
             .collect()
     };

@@ -261,9 +261,10 @@ impl Registry {
         healthy
     }
 
-    /// Worker status as shown in the topology: a stale coordinator's workers are stale too.
+    /// Worker status as shown in the topology: the workers of a coordinator that is stale or
+    /// cannot be reached cannot be reached either.
     pub fn worker_status(&self, e: &Entry, w: &WorkerSummary, now: Instant) -> WorkerStatus {
-        if self.status(e, now) == CoordinatorStatus::Stale {
+        if self.status(e, now) != CoordinatorStatus::Healthy {
             WorkerStatus::Stale
         } else {
             w.status

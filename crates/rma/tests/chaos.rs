@@ -1,0 +1,742 @@
+//! Chaos tests: the real `rma` binary as separate processes on separate hosts — network
+//! namespaces joined by veth pairs to a bridge, made and torn down by this test — a router, two
+//! coordinators and four workers under a steady, bounded load of echo requests, while workers,
+//! coordinators and the router are killed, cut off and restarted. Every scenario prints its
+//! figures; `docs/reliability.md` records them.
+//!
+//! Needs root and `ip netns` (iproute2). Where namespaces cannot be made, the test says so on
+//! stderr and passes without running: it is skipped, not silently.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rma_client::Client;
+use serde_json::Value;
+
+const RMA: &str = env!("CARGO_BIN_EXE_rma");
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The test network: a hub namespace with a bridge, one namespace per host, and a veth from
+/// this (root) namespace to the bridge so the test can reach the router. Dropping it kills the
+/// processes and deletes every namespace and link it made, whatever happened.
+struct Net {
+    prefix: String,
+    subnet: u8,
+    hosts: Vec<String>,
+    procs: Vec<(String, Child)>,
+    dir: tempfile::TempDir,
+}
+
+impl Net {
+    fn new() -> Result<Net, String> {
+        let pid = std::process::id();
+        let prefix = format!("rc{}", pid % 100_000);
+        let subnet = 100 + (pid % 100) as u8;
+        let mut net = Net {
+            prefix,
+            subnet,
+            hosts: Vec::new(),
+            procs: Vec::new(),
+            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+        };
+        let hub = net.hub();
+        ip(&["netns", "add", &hub])?;
+        net.hosts.push(hub.clone());
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        let root_if = format!("{}r", net.prefix);
+        ip(&[
+            "link", "add", &root_if, "type", "veth", "peer", "name", "up0", "netns", &hub,
+        ])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.{}.0.1/24", net.subnet),
+            "dev",
+            &root_if,
+        ])?;
+        ip(&["link", "set", &root_if, "up"])?;
+        ip(&["-n", &hub, "link", "set", "up0", "master", "br0"])?;
+        ip(&["-n", &hub, "link", "set", "up0", "up"])?;
+        Ok(net)
+    }
+
+    fn hub(&self) -> String {
+        format!("{}-hub", self.prefix)
+    }
+
+    fn addr(&self, host: u8) -> String {
+        format!("10.{}.0.{host}", self.subnet)
+    }
+
+    /// Adds a host namespace at 10.S.0.`n`, plugged into the bridge at port `p{n}`.
+    fn host(&mut self, n: u8) -> Result<String, String> {
+        let ns = format!("{}-h{n}", self.prefix);
+        ip(&["netns", "add", &ns])?;
+        self.hosts.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        let port = format!("p{n}");
+        ip(&[
+            "-n",
+            &self.hub(),
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+        ])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", self.addr(n)),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &self.hub(), "link", "set", &port, "master", "br0"])?;
+        ip(&["-n", &self.hub(), "link", "set", &port, "up"])?;
+        Ok(ns)
+    }
+
+    /// Pulls host `n`'s cable at the switch (or plugs it back).
+    fn cable(&self, n: u8, connected: bool) {
+        let _ = ip(&[
+            "-n",
+            &self.hub(),
+            "link",
+            "set",
+            &format!("p{n}"),
+            if connected { "up" } else { "down" },
+        ]);
+    }
+
+    /// Starts `rma ARGS` on host `n`, named `name`.
+    fn start(&mut self, name: &str, n: u8, args: &[&str], env: &[(&str, String)]) {
+        let ns = format!("{}-h{n}", self.prefix);
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, RMA])
+            .args(args)
+            .env("RUST_LOG", "info,tower_http=warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn rma");
+        self.procs.push((name.to_owned(), child));
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self, name: &str) {
+        if let Some(i) = self.procs.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.procs.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn data(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = ip(&["link", "del", &format!("{}r", self.prefix)]);
+        for ns in self.hosts.iter().rev() {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        if std::thread::panicking() {
+            // Leave the logs where a person can read them.
+            let keep = self.dir.path().to_path_buf();
+            eprintln!("chaos: logs of the failed run are in {}", keep.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tempdir"),
+            ));
+        }
+    }
+}
+
+/// A steady, bounded load: `concurrency` loops of echo requests (1 KB, `delay_ms`), each
+/// recording its outcome, until stopped.
+struct Load {
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(router: &str, concurrency: usize, delay_ms: u64) -> Load {
+        let l = Load {
+            sent: Arc::default(),
+            failed: Arc::default(),
+            stop: Arc::default(),
+            tasks: Vec::new(),
+            failures: Arc::default(),
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let client = Client::with_timeout(router, Duration::from_secs(30)).expect("client");
+            let (sent, failed, stop, failures) = (
+                l.sent.clone(),
+                l.failed.clone(),
+                l.stop.clone(),
+                l.failures.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let body = Bytes::from(vec![b'x'; 1024]);
+                let q = format!("delay_ms={delay_ms}");
+                while !stop.load(Ordering::Relaxed) {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match client
+                        .call_service("echo", &q, "application/octet-stream", body.clone())
+                        .await
+                    {
+                        Ok(r) if r.status == 200 && r.body.len() == 1024 => {}
+                        Ok(r) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            failures.lock().expect("lock").push(format!(
+                                "{} {}",
+                                r.status,
+                                String::from_utf8_lossy(&r.body)
+                            ));
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            failures.lock().expect("lock").push(e.to_string());
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Load { tasks, ..l }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn stop(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let (s, f) = (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        let failures = self.failures.lock().expect("lock").clone();
+        (s, f, failures)
+    }
+}
+
+async fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return (v, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "chaos: timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn topology(router: &Client) -> Option<Value> {
+    let r = router
+        .raw(
+            reqwest::Method::GET,
+            "api/topology",
+            None,
+            Bytes::new(),
+            &[],
+        )
+        .await
+        .ok()?;
+    r.json().ok()
+}
+
+fn worker_row<'a>(t: &'a Value, id: &str) -> Option<&'a Value> {
+    t["workers"].as_array()?.iter().find(|w| w["id"] == id)
+}
+
+fn report(name: &str, lines: &[String]) {
+    println!("chaos {name}:");
+    for l in lines {
+        println!("  {l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos() {
+    let mut net = match Net::new() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!(
+                "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns`"
+            );
+            return;
+        }
+    };
+    rma_client::install_crypto_provider();
+    // Hosts: router .10, coordinators .11 and .12, workers .21–.24.
+    for n in [10, 11, 12, 21, 22, 23, 24] {
+        net.host(n).expect("host namespace");
+    }
+    let router_url = format!("http://{}:8787", net.addr(10));
+    let start_router = |net: &mut Net| {
+        let db = net.data("router.db");
+        let listen = format!("{}:8787", net.addr(10));
+        net.start(
+            "router",
+            10,
+            &[
+                "router",
+                "--listen",
+                &listen,
+                "--db",
+                &db,
+                "--stale-after",
+                "60",
+            ],
+            &[],
+        );
+    };
+    let start_coordinator = |net: &mut Net, id: &str, n: u8| {
+        let listen = format!("{}:8080", net.addr(n));
+        let public = format!("http://{listen}");
+        let db = net.data(&format!("{id}-jobs.db"));
+        let router = format!("http://{}:8787", net.addr(10));
+        net.start(
+            id,
+            n,
+            &[
+                "coordinator",
+                "--listen",
+                &listen,
+                "--public-url",
+                &public,
+                "--router-url",
+                &router,
+                "--id",
+                id,
+                "--router-heartbeat",
+                "2",
+                "--jobs-db",
+                &db,
+            ],
+            &[],
+        );
+    };
+    start_router(&mut net);
+    start_coordinator(&mut net, "coord-a", 11);
+    start_coordinator(&mut net, "coord-b", 12);
+    let router = Client::with_timeout(&router_url, Duration::from_secs(10)).expect("client");
+    wait_for("two coordinators", Duration::from_secs(30), async || {
+        let t = topology(&router).await?;
+        (t["coordinators"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    for (i, n) in [21u8, 22, 23, 24].iter().enumerate() {
+        let id = format!("w{}", i + 1);
+        let data = net.data(&id);
+        net.start(
+            &id,
+            *n,
+            &[
+                "worker",
+                "--heartbeat-interval",
+                "5",
+                "--ocr-threads",
+                "1",
+                "--data-dir",
+                &data,
+            ],
+            &[
+                ("COORDINATOR_URL", router_url.clone()),
+                ("WORKER_ID", id.clone()),
+            ],
+        );
+    }
+    wait_for("four active workers", Duration::from_secs(30), async || {
+        let t = topology(&router).await?;
+        let active = t["workers"]
+            .as_array()?
+            .iter()
+            .filter(|w| w["status"] == "active")
+            .count();
+        (active == 4).then_some(())
+    })
+    .await;
+
+    // 1. kill -9 one worker: no request fails.
+    let load = Load::start(&router_url, 8, 100);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (sent_before, _) = load.counts();
+    let killed = Instant::now();
+    net.kill("w1");
+    let (_, detect) = wait_for("w1 out of rotation", Duration::from_secs(10), async || {
+        let t = topology(&router).await?;
+        (worker_row(&t, "w1").is_none_or(|w| w["status"] != "active")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (sent, failed, failures) = load.stop().await;
+    report(
+        "1 kill -9 a worker",
+        &[
+            format!(
+                "requests sent {sent} ({} after the kill), failed {failed}",
+                sent - sent_before
+            ),
+            format!(
+                "out of rotation (seen at the router) after {:.2} s",
+                detect.as_secs_f64()
+            ),
+            format!(
+                "measured {:.1} s after the kill",
+                killed.elapsed().as_secs_f64()
+            ),
+        ],
+    );
+    assert_eq!(
+        failed, 0,
+        "no request may fail when a worker dies: {failures:?}"
+    );
+
+    // 3. cut one worker's network: out within the link's ping timeout, back after it heals.
+    let load = Load::start(&router_url, 8, 100);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cut = Instant::now();
+    net.cable(22, false);
+    let (_, out_after) = wait_for(
+        "w2 out of rotation after the cut",
+        Duration::from_secs(15),
+        async || {
+            let t = topology(&router).await?;
+            (worker_row(&t, "w2")?["status"] != "active").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    net.cable(22, true);
+    let healed = Instant::now();
+    let (_, back_after) = wait_for(
+        "w2 back after the cut heals",
+        Duration::from_secs(40),
+        async || {
+            let t = topology(&router).await?;
+            (worker_row(&t, "w2")?["status"] == "active").then_some(())
+        },
+    )
+    .await;
+    let (sent, failed, failures) = load.stop().await;
+    report(
+        "3 cut a worker's network",
+        &[
+            format!(
+                "requests sent {sent}, failed {failed} (requests on the cut worker wait for the ping timeout, then go to another)"
+            ),
+            format!(
+                "out of rotation {:.2} s after the cut (link ping timeout 5 s)",
+                out_after.as_secs_f64()
+            ),
+            format!(
+                "back in rotation {:.2} s after the cable was plugged back",
+                back_after.as_secs_f64()
+            ),
+            format!("cut lasted {:.1} s", (healed - cut).as_secs_f64()),
+        ],
+    );
+    assert_eq!(
+        failed, 0,
+        "a cut worker's requests go elsewhere: {failures:?}"
+    );
+
+    // 4. restart the router: the registry is intact and routing resumes.
+    let before = router.coordinators().await.expect("list");
+    let load = Load::start(&router_url, 4, 50);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, failed_before) = load.counts();
+    let down = Instant::now();
+    net.kill("router");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    start_router(&mut net);
+    let (after, _) = wait_for(
+        "the router answers again",
+        Duration::from_secs(20),
+        async || router.coordinators().await.ok(),
+    )
+    .await;
+    let listed_at_once = after.len();
+    let (_, resumed) = wait_for("routing resumes", Duration::from_secs(20), async || {
+        let r = router
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"back"))
+            .await
+            .ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    let outage = down.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (sent, failed, _) = load.stop().await;
+    report(
+        "4 restart the router",
+        &[
+            format!(
+                "coordinators in the registry before {}, straight after the restart {listed_at_once}",
+                before.len()
+            ),
+            format!(
+                "routing resumed {:.2} s after the new process answered; whole outage {:.1} s",
+                resumed.as_secs_f64(),
+                outage.as_secs_f64()
+            ),
+            format!(
+                "requests sent {sent}, failed {} (all while no router process was running)",
+                failed - failed_before
+            ),
+        ],
+    );
+    assert_eq!(listed_at_once, before.len());
+    for c in &before {
+        let again = after
+            .iter()
+            .find(|a| a.coordinator_id == c.coordinator_id)
+            .expect("still registered");
+        assert_eq!(again.registered_at, c.registered_at);
+    }
+
+    // 2. kill -9 a coordinator: at most the in-flight requests fail before the router notices,
+    // none after; its workers re-home within 10 s.
+    let t = topology(&router).await.expect("topology");
+    let victim_workers: Vec<String> = t["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| w["coordinator"] == "coord-a" && w["status"] == "active")
+        .filter_map(|w| w["id"].as_str().map(str::to_owned))
+        .collect();
+    let concurrency = 8;
+    let load = Load::start(&router_url, concurrency, 100);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = Instant::now();
+    net.kill("coord-a");
+    let (_, noticed) = wait_for(
+        "the router notices coord-a",
+        Duration::from_secs(15),
+        async || {
+            let t = topology(&router).await?;
+            let c = t["coordinators"]
+                .as_array()?
+                .iter()
+                .find(|c| c["id"] == "coord-a")?;
+            (c["status"] != "healthy").then_some(())
+        },
+    )
+    .await;
+    let (_, failed_until_noticed) = load.counts();
+    let (_, rehomed) = wait_for(
+        "coord-a's workers re-homed",
+        Duration::from_secs(20),
+        async || {
+            let t = topology(&router).await?;
+            victim_workers
+                .iter()
+                .all(|id| {
+                    worker_row(&t, id)
+                        .is_some_and(|w| w["coordinator"] == "coord-b" && w["status"] == "active")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let rehomed_at = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (sent, failed, failures) = load.stop().await;
+    report(
+        "2 kill -9 a coordinator",
+        &[
+            format!(
+                "requests sent {sent}, failed {failed}: {failed_until_noticed} before the router noticed (in flight at the kill: up to {concurrency}), {} after",
+                failed - failed_until_noticed
+            ),
+            format!(
+                "router noticed after {:.2} s (pings every 2 s, out after 2 misses; a refused connection marks it at once)",
+                noticed.as_secs_f64()
+            ),
+            format!(
+                "its workers {victim_workers:?} re-homed to coord-b {:.2} s after the kill",
+                rehomed_at.as_secs_f64()
+            ),
+        ],
+    );
+    let _ = rehomed;
+    assert!(failed_until_noticed <= concurrency as u64, "{failures:?}");
+    assert_eq!(
+        failed, failed_until_noticed,
+        "nothing fails once the router has noticed: {failures:?}"
+    );
+    assert!(
+        rehomed_at <= Duration::from_secs(10),
+        "re-homed within 10 s"
+    );
+
+    // 5. jobs: kill the coordinator holding queued jobs, restart it: every job finishes.
+    start_coordinator(&mut net, "coord-a", 11);
+    wait_for("coord-a back", Duration::from_secs(20), async || {
+        let t = topology(&router).await?;
+        let c = t["coordinators"]
+            .as_array()?
+            .iter()
+            .find(|c| c["id"] == "coord-a")?;
+        (c["status"] == "healthy").then_some(())
+    })
+    .await;
+    // coord-a has no workers now (they re-homed); jobs go to it directly, as a client of it would.
+    let coord_a = Client::with_timeout(
+        &format!("http://{}:8080", net.addr(11)),
+        Duration::from_secs(10),
+    )
+    .expect("client");
+    let mut jobs = Vec::new();
+    for i in 0..12 {
+        let r = coord_a
+            .raw(
+                reqwest::Method::POST,
+                "api/service/echo?delay_ms=300",
+                Some("text/plain"),
+                Bytes::from(format!("job {i}")),
+                &[("prefer", "respond-async")],
+            )
+            .await
+            .expect("submit");
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        jobs.push(
+            r.json().expect("json")["job_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let killed = Instant::now();
+    net.kill("coord-a");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    start_coordinator(&mut net, "coord-a", 11);
+    let (_, all_done) = wait_for("every job done", Duration::from_secs(60), async || {
+        for id in &jobs {
+            let r = router
+                .raw(
+                    reqwest::Method::GET,
+                    &format!("api/jobs/{id}"),
+                    None,
+                    Bytes::new(),
+                    &[],
+                )
+                .await
+                .ok()?;
+            let v = r.json().ok()?;
+            if v["state"] != "done" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let mut runs = 0;
+    for (i, id) in jobs.iter().enumerate() {
+        let v = router
+            .raw(
+                reqwest::Method::GET,
+                &format!("api/jobs/{id}/result"),
+                None,
+                Bytes::new(),
+                &[],
+            )
+            .await
+            .expect("result");
+        assert_eq!(
+            v.body,
+            Bytes::from(format!("job {i}")),
+            "job {i} has its own result"
+        );
+        let j = router
+            .raw(
+                reqwest::Method::GET,
+                &format!("api/jobs/{id}"),
+                None,
+                Bytes::new(),
+                &[],
+            )
+            .await
+            .expect("job")
+            .json()
+            .expect("json");
+        runs += j["runs"].as_u64().unwrap_or(0);
+    }
+    report(
+        "5 jobs through a coordinator crash",
+        &[
+            format!(
+                "{} jobs submitted to coord-a, coord-a killed with them queued or running, restarted 1 s later",
+                jobs.len()
+            ),
+            format!(
+                "all {} done {:.2} s after the kill ({runs} runs in all: jobs cut off mid-run ran again)",
+                jobs.len(),
+                killed.elapsed().as_secs_f64()
+            ),
+            format!(
+                "coord-a had no workers after its restart (they had re-homed), so it ran them through the router on coord-b's workers; done {:.2} s after restart",
+                all_done.as_secs_f64()
+            ),
+        ],
+    );
+}
