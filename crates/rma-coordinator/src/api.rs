@@ -61,6 +61,7 @@ async fn register(
         reported_active: 0,
         link: None,
         requests: Default::default(),
+        tunnel_down: false,
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);

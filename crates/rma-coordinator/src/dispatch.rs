@@ -205,7 +205,7 @@ pub async fn dispatch(
     let mut attempts = 0u32;
     loop {
         let picked = state.workers().pick(&call.service, &tried, Instant::now());
-        let Some((worker, link)) = picked else {
+        let Some((worker, route)) = picked else {
             if let Some(nf) = not_found {
                 return Ok(nf);
             }
@@ -220,10 +220,20 @@ pub async fn dispatch(
             }));
         };
         attempts += 1;
-        match link
-            .call(call.clone(), cfg.request_timeout, progress.clone())
-            .await
-        {
+        let outcome = match route {
+            crate::registry::Route::Link(link) => {
+                link.call(call.clone(), cfg.request_timeout, progress.clone())
+                    .await
+            }
+            crate::registry::Route::Http(url) => {
+                let r = crate::tunnel::call(state, &url, call).await;
+                if matches!(r, Err(LinkError::Closed)) {
+                    state.workers().mark_tunnel_down(&worker);
+                }
+                r
+            }
+        };
+        match outcome {
             Ok(reply) if reply.status == 404 && call.method == "GET" && !call.path.is_empty() => {
                 tried.insert(worker.clone());
                 not_found = Some(Served {

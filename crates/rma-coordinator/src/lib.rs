@@ -19,6 +19,7 @@ pub mod liveness;
 pub mod pipeline;
 pub mod registrar;
 pub mod registry;
+pub mod tunnel;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -37,14 +37,40 @@ pub struct WorkerEntry {
     pub link: Option<LinkHandle>,
     /// Requests sent to it, for the topology's traffic figures.
     pub requests: rma_http::RateWindow,
+    /// A call to its tunnel URL failed to connect; cleared by its next heartbeat.
+    pub tunnel_down: bool,
+}
+
+/// How work reaches a worker.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Down its link.
+    Link(LinkHandle),
+    /// Over HTTP to its tunnel URL.
+    Http(String),
 }
 
 impl WorkerEntry {
     /// Whether the coordinator can send it work.
     pub fn reachable(&self) -> bool {
+        self.link_up() || (self.tunnel_url.is_some() && !self.tunnel_down)
+    }
+
+    fn link_up(&self) -> bool {
         self.link
             .as_ref()
             .is_some_and(|l| !l.is_closed() && !l.is_draining())
+    }
+
+    /// How to send it work now: its link when that is up, else its tunnel URL.
+    pub fn route(&self) -> Option<Route> {
+        if self.link_up() {
+            self.link.clone().map(Route::Link)
+        } else if !self.tunnel_down {
+            self.tunnel_url.clone().map(Route::Http)
+        } else {
+            None
+        }
     }
 
     /// Requests in flight on it, as the coordinator counts them.
@@ -108,6 +134,7 @@ impl Workers {
         match self.map.get_mut(id) {
             Some(w) => {
                 w.last_seen = now;
+                w.tunnel_down = false;
                 w.load = load;
                 w.reported_active = active;
                 true
@@ -131,6 +158,13 @@ impl Workers {
         let w = self.map.get_mut(id)?;
         w.last_seen = now;
         Some(w.link.replace(link))
+    }
+
+    /// Takes a worker's tunnel out of use after a failed connection.
+    pub fn mark_tunnel_down(&mut self, id: &str) {
+        if let Some(w) = self.map.get_mut(id) {
+            w.tunnel_down = true;
+        }
     }
 
     /// Detaches `link` from its worker, unless a newer link replaced it already.
@@ -163,7 +197,7 @@ impl Workers {
         service: &str,
         exclude: &HashSet<String>,
         now: Instant,
-    ) -> Option<(String, LinkHandle)> {
+    ) -> Option<(String, Route)> {
         let eligible: Vec<&WorkerEntry> = self
             .map
             .values()
@@ -179,8 +213,8 @@ impl Workers {
         let id = eligible[start].id.clone();
         let w = self.map.get_mut(&id)?;
         w.requests.record(now);
-        let link = w.link.clone()?;
-        Some((id, link))
+        let route = w.route()?;
+        Some((id, route))
     }
 
     /// Counts for `/health`.
@@ -214,6 +248,7 @@ impl Workers {
                 load: w.load,
                 requests_last_minute: w.requests.count(now),
                 last_seen: rma_http::rfc3339(rma_http::wall_of(w.last_seen)),
+                tunnel_url: w.tunnel_url.clone(),
             })
             .collect()
     }
@@ -291,6 +326,7 @@ mod tests {
             reported_active: 0,
             link: linked.then(LinkHandle::detached),
             requests: Default::default(),
+            tunnel_down: false,
         }
     }
 

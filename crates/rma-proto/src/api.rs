@@ -73,6 +73,9 @@ pub struct WorkerSummary {
     /// Its last heartbeat, RFC 3339.
     #[serde(default)]
     pub last_seen: String,
+    /// The URL it can also be called at, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_url: Option<String>,
 }
 
 /// `POST /api/edge/heartbeat`: a coordinator is alive; carries load and inventory.
@@ -318,6 +321,7 @@ mod tests {
             load: 0.0,
             requests_last_minute: 0,
             last_seen: String::new(),
+            tunnel_url: None,
         };
         let v = serde_json::to_value(&w).expect("serialise");
         assert_eq!(v["type"], "gpu");

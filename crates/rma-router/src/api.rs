@@ -207,6 +207,8 @@ async fn register_worker(
     }
     let mut last = None;
     for (cid, url) in candidates {
+        // Placed here tentatively at once, so concurrent registrations see it.
+        state.registry().set_home(&req.worker_id, &cid);
         let target = format!("{url}/api/worker/register");
         match state.http().post(&target).json(&req).send().await {
             Ok(resp) => {

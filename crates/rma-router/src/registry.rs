@@ -238,8 +238,11 @@ impl Registry {
     /// fewest workers first (ties broken round-robin by `turn`), unreachable ones last.
     pub fn candidates_for_worker(&self, now: Instant, turn: usize) -> Vec<&Entry> {
         let mut all = self.rotated(now, turn, |_| true);
+        // Workers placed here since its last heartbeat count too, so registrations arriving
+        // together spread out instead of all seeing the same emptiest coordinator.
+        let homed = |id: &str| self.homes.values().filter(|c| c.as_str() == id).count();
         // Stable sort keeps the rotation among equals.
-        all.sort_by_key(|e| (self.is_unreachable(e), e.workers.len()));
+        all.sort_by_key(|e| (self.is_unreachable(e), e.workers.len().max(homed(&e.id))));
         all
     }
 
@@ -442,6 +445,7 @@ mod tests {
             load: 0.0,
             requests_last_minute: 0,
             last_seen: String::new(),
+            tunnel_url: None,
         };
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),

@@ -94,7 +94,8 @@ pub async fn run(
             .unwrap_or_else(|| config.coordinator_url.clone());
         let started = Instant::now();
         let end = tokio::select! {
-            end = session(&config, &link_base, services.clone(), in_flight.clone(), &status, drain.clone()) => end,
+            end = session(&config, &link_base, services.clone(), in_flight.clone(), &status, drain.clone()), if config.use_link => end,
+            _ = wait_drain(drain.clone()), if !config.use_link => SessionEnd::Drained,
             end = heartbeats(&client, &config, in_flight.clone()) => end,
         };
         status.send_modify(|s| s.linked = false);
@@ -117,6 +118,11 @@ pub async fn run(
         }
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Resolves when a drain is asked for.
+async fn wait_drain(mut drain: watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
 }
 
 /// Heartbeats every interval; ends when the coordinator (or router) no longer knows the worker.

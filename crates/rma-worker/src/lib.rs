@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod probe;
+pub mod tunnel;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,26 @@ pub struct WorkerConfig {
     pub ai_backend: Option<String>,
     /// OCR engines to run [cores].
     pub ocr_threads: usize,
+    /// Serve services over HTTP on this address too (tunnel mode).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Start `cloudflared` for the listener and use the URL it prints as `tunnel_url`.
+    pub use_tunnel: bool,
+    /// Keep a link to the coordinator [true]; without one, work comes only over `tunnel_url`.
+    pub use_link: bool,
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// A service could not be set up (a bad AI backend URL, say).
+    #[error(transparent)]
+    Services(#[from] rma_services::ServiceError),
+    /// The tunnel-mode listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    /// Tunnel mode was asked for but cannot work.
+    #[error("{0}")]
+    Tunnel(String),
 }
 
 impl WorkerConfig {
@@ -57,6 +78,9 @@ impl WorkerConfig {
             capabilities: None,
             ai_backend: None,
             ocr_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            listen: None,
+            use_tunnel: false,
+            use_link: true,
         }
     }
 }
@@ -110,17 +134,67 @@ impl Drop for WorkerHandle {
 
 /// Starts a worker with every service this build implements: probes (unless capabilities are
 /// given), then runs the agent.
-pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, rma_services::ServiceError> {
+pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, SpawnError> {
     let services = Registry::for_worker(&rma_services::ServicesConfig {
         data_dir: config.data_dir.clone(),
         ocr_threads: config.ocr_threads,
         ai_backend: config.ai_backend.clone(),
     })?;
-    Ok(spawn_with(config, services))
+    spawn_with(config, services)
 }
 
 /// Starts a worker hosting `services`.
-pub fn spawn_with(config: WorkerConfig, services: Registry) -> WorkerHandle {
+pub fn spawn_with(
+    mut config: WorkerConfig,
+    services: Registry,
+) -> Result<WorkerHandle, SpawnError> {
+    let services = Arc::new(services);
+    let cloudflared = if config.use_tunnel {
+        Some(tunnel::find_cloudflared().map_err(SpawnError::Tunnel)?)
+    } else {
+        None
+    };
+    if !config.use_link
+        && config.tunnel_url.is_none()
+        && cloudflared.is_none()
+        && config.listen.is_none()
+    {
+        return Err(SpawnError::Tunnel(
+            "a worker without a link needs a tunnel URL (TUNNEL_URL, --listen or USE_TUNNEL=true)"
+                .into(),
+        ));
+    }
+    // Tunnel mode: serve over HTTP too. With cloudflared and no address given, on loopback.
+    let listen = config.listen.or_else(|| {
+        cloudflared
+            .as_ref()
+            .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+    });
+    let mut server = None;
+    if let Some(addr) = listen {
+        let std_listener =
+            std::net::TcpListener::bind(addr).map_err(|e| SpawnError::Listen(addr, e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| SpawnError::Listen(addr, e))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| SpawnError::Listen(addr, e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| SpawnError::Listen(addr, e))?;
+        let (stop, _) = rma_http::Shutdown::new();
+        let handle = rma_http::serve(
+            listener,
+            tunnel::app(services.clone(), config.max_body_bytes),
+            stop,
+        )
+        .map_err(|e| SpawnError::Listen(addr, e))?;
+        tracing::info!(%local, "serving services over HTTP too (tunnel mode)");
+        if config.tunnel_url.is_none() && cloudflared.is_none() {
+            config.tunnel_url = Some(handle.url());
+        }
+        server = Some(handle);
+    }
     let (tx, rx) = watch::channel(AgentStatus::default());
     let (drain_tx, drain_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -135,11 +209,26 @@ pub fn spawn_with(config: WorkerConfig, services: Registry) -> WorkerHandle {
             }
         };
         caps.ai_backend = ai;
-        agent::run(config, caps, Arc::new(services), tx, drain_rx).await;
+        // Kept for the worker's life: the HTTP listener and the cloudflared process.
+        let _server = server;
+        let mut _tunnel = None;
+        if let (Some(binary), Some(local)) = (cloudflared, _server.as_ref().map(|s| s.url())) {
+            match tunnel::start_cloudflared(&binary, &local).await {
+                Ok((child, url)) => {
+                    tracing::info!(%url, "cloudflared tunnel up");
+                    config.tunnel_url = Some(url);
+                    _tunnel = Some(child);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "no tunnel; the worker is reachable over its link only")
+                }
+            }
+        }
+        agent::run(config, caps, services, tx, drain_rx).await;
     });
-    WorkerHandle {
+    Ok(WorkerHandle {
         status: rx,
         drain: drain_tx,
         task,
-    }
+    })
 }

@@ -152,6 +152,17 @@ struct WorkerArgs {
     /// OCR engines to run in parallel [default: one per core].
     #[arg(long, env = "RMA_OCR_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     ocr_threads: Option<u16>,
+    /// Tunnel mode: also serve the services over HTTP on this address (TUNNEL_URL should lead
+    /// to it; without TUNNEL_URL the worker registers http://{listen}).
+    #[arg(long, env = "RMA_WORKER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Start `cloudflared tunnel --url` for the worker's listener and register the public URL
+    /// it prints (needs cloudflared on the PATH).
+    #[arg(long, env = "USE_TUNNEL")]
+    use_tunnel: bool,
+    /// Keep no link to the coordinator: work comes only over the tunnel URL.
+    #[arg(long, env = "RMA_NO_LINK")]
+    no_link: bool,
     /// On Ctrl-C or SIGTERM, seconds to finish the requests in hand before stopping.
     #[arg(long, env = "RMA_DRAIN_GRACE", default_value_t = 30)]
     drain_grace: u64,
@@ -374,6 +385,15 @@ fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
     c.heartbeat_interval = Duration::from_secs(a.heartbeat_interval);
     c.data_dir = a.data_dir;
     c.ai_backend = a.ai_backend;
+    c.listen = a.listen;
+    c.use_tunnel = a.use_tunnel;
+    c.use_link = !a.no_link;
+    if let Some(t) = &c.tunnel_url {
+        match url::Url::parse(t) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => anyhow::bail!("--tunnel-url {t:?} is not an http(s) URL"),
+        }
+    }
     if let Some(n) = a.ocr_threads {
         c.ocr_threads = n.into();
     }
@@ -385,11 +405,9 @@ async fn worker(a: WorkerArgs) -> Result<()> {
     let cfg = worker_config(a)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
-    eprintln!(
-        "rma worker {} registering at {}",
-        cfg.worker_id, cfg.coordinator_url
-    );
-    let handle = rma_worker::spawn(cfg).context("cannot start the worker's services")?;
+    let (id, at) = (cfg.worker_id.clone(), cfg.coordinator_url.clone());
+    let handle = rma_worker::spawn(cfg).context("cannot start the worker")?;
+    eprintln!("rma worker {id} registering at {at}");
     let mut status = handle.watch();
     loop {
         tokio::select! {

@@ -259,7 +259,7 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         "listening",
     )
     .await;
-    let (_coord, coord_url) = start(
+    let (coord, coord_url) = start(
         &[
             "coordinator",
             "--listen",
@@ -315,7 +315,39 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         Some("proc-worker")
     );
     assert_eq!(resp.text().await.expect("body"), "through three processes");
-    let _ = worker.start_kill();
+
+    // SIGTERM: the worker drains and exits cleanly; the coordinator deregisters.
+    let term = |pid: u32| {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    };
+    term(worker.id().expect("pid"));
+    let status = tokio::time::timeout(Duration::from_secs(15), worker.wait())
+        .await
+        .expect("worker exits")
+        .expect("status");
+    assert!(status.success(), "{status:?}");
+    term(coord.0.id().expect("pid"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let list: serde_json::Value = http
+            .get(format!("{router_url}/api/admin/coordinators"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        if list.as_array().is_some_and(|a| a.is_empty()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the coordinator never deregistered: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -406,4 +438,91 @@ async fn rma_submit_reads_letters_and_names_the_files_that_failed() {
         "{stderr}"
     );
     assert!(stderr.contains("2 of 3 file(s) failed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn use_tunnel_needs_cloudflared_and_registers_the_url_it_prints() {
+    // Without cloudflared on the PATH: a clear one-line error.
+    let out = rma(&[
+        "worker",
+        "--coordinator-url",
+        "http://127.0.0.1:9",
+        "--use-tunnel",
+    ])
+    .env("PATH", "/nonexistent")
+    .output()
+    .await
+    .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cloudflared") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+
+    // With a stand-in that prints what cloudflared prints (the real one needs the internet).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("cloudflared");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'INF Requesting new quick Tunnel on trycloudflare.com...' >&2\necho 'INF |  https://quiet-test-tunnel.trycloudflare.com  |' >&2\nexec sleep 600\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let (_coord, coord_url) = start(
+        &[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--id",
+            "tunnel-test",
+            "--jobs-db",
+            dir.path().join("j.db").to_str().expect("utf-8"),
+        ],
+        "listening",
+    )
+    .await;
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _worker = Proc(
+        rma(&[
+            "worker",
+            "--coordinator-url",
+            &coord_url,
+            "--worker-id",
+            "tunnel-w",
+            "--use-tunnel",
+            "--data-dir",
+            dir.path().join("w").to_str().expect("utf-8"),
+        ])
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker"),
+    );
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let workers: serde_json::Value = http
+            .get(format!("{coord_url}/api/workers"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        if workers[0]["tunnel_url"] == "https://quiet-test-tunnel.trycloudflare.com" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tunnel URL was never registered: {workers}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -442,3 +442,45 @@ async fn a_draining_worker_finishes_its_requests_and_takes_no_new_ones() {
         "drained within the grace period"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_a_link_is_called_at_its_tunnel_url_and_dropped_when_it_dies() {
+    let mut c = Cluster::start(1, 1).await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    let i = c
+        .add_worker_with("tunnelled", |w| {
+            w.use_link = false;
+            w.listen = Some(addr);
+        })
+        .await;
+    let client = c.client();
+    // It is reached over HTTP at http://{listen}: some answers name it.
+    eventually("the tunnelled worker serves", || {
+        let client = client.clone();
+        async move {
+            let r = client
+                .call_service("echo", "", "text/plain", Bytes::from_static(b"via tunnel"))
+                .await
+                .ok()?;
+            (r.status == 200
+                && r.header("x-rma-worker") == Some("tunnelled")
+                && r.body == Bytes::from_static(b"via tunnel"))
+            .then_some(())
+        }
+    })
+    .await;
+    // When it dies, the next request to it fails to connect, goes to the other worker, and the
+    // tunnel is out of use: nothing fails.
+    c.kill_worker(i);
+    for _ in 0..10 {
+        let r = c
+            .client()
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"x"))
+            .await
+            .expect("echo");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-rma-worker"), Some("worker-0"));
+    }
+}

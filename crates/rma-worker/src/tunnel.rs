@@ -1,0 +1,174 @@
+//! Tunnel mode: the worker also serves its services over HTTP on a local listener, reachable at
+//! `TUNNEL_URL` (a named Cloudflare tunnel, or any URL that leads to the listener). With
+//! `USE_TUNNEL=true` it starts `cloudflared tunnel --url` for the listener itself and reads the
+//! public URL it prints. The coordinator uses the URL when the worker has no live link.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use rma_services::{Registry, ServiceRequest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The worker's HTTP app: `ANY /api/service/{type}[/{rest}]` and `GET /health`.
+pub fn app(services: Arc<Registry>, max_body: usize) -> Router {
+    let r = Router::new()
+        .route("/api/service/{service}", any(serve))
+        .route("/api/service/{service}/{*rest}", any(serve_rest))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .with_state((services, max_body));
+    rma_http::finish(r)
+}
+
+type St = State<(Arc<Registry>, usize)>;
+
+async fn serve(
+    state: St,
+    Path(service): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    run(state, service, method, uri, headers, body).await
+}
+
+async fn serve_rest(
+    state: St,
+    Path((service, _rest)): Path<(String, String)>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    run(state, service, method, uri, headers, body).await
+}
+
+async fn run(
+    State((services, max_body)): St,
+    service: String,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match rma_http::read_body(&headers, body, max_body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let req = ServiceRequest {
+        method: method.to_string(),
+        path: rma_http::service_rest(&uri, &service),
+        query: uri.query().unwrap_or_default().to_owned(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body,
+        request_id: headers
+            .get(rma_proto::headers::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        progress: Default::default(),
+    };
+    let resp = services.dispatch(&service, req).await;
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = (status, resp.body).into_response();
+    if let Some(ct) = resp.content_type {
+        rma_http::set_header(out.headers_mut(), "content-type", &ct);
+    }
+    out
+}
+
+/// `cloudflared` on the PATH, or why not.
+pub fn find_cloudflared() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("cloudflared"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "USE_TUNNEL=true needs cloudflared on the PATH (Cloudflare's tunnel client); install it, \
+             or run a tunnel yourself and set TUNNEL_URL"
+                .to_owned()
+        })
+}
+
+/// The public URL in a line `cloudflared` printed, if it has one.
+pub fn parse_tunnel_url(line: &str) -> Option<String> {
+    line.split(|c: char| c.is_whitespace() || c == '|')
+        .map(|t| {
+            t.trim_matches(|c: char| {
+                !c.is_ascii_alphanumeric() && c != ':' && c != '/' && c != '.' && c != '-'
+            })
+        })
+        .find(|t| t.starts_with("https://") && t.ends_with(".trycloudflare.com"))
+        .map(str::to_owned)
+}
+
+/// Starts `cloudflared tunnel --url {local}` and waits (up to 60 s) for the public URL it prints.
+/// The tunnel lives as long as the returned child.
+pub async fn start_cloudflared(
+    binary: &std::path::Path,
+    local: &str,
+) -> Result<(Child, String), String> {
+    let mut child = Command::new(binary)
+        .args(["tunnel", "--no-autoupdate", "--url", local])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start cloudflared: {e}"))?;
+    let stderr = child.stderr.take().ok_or("cloudflared has no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = parse_tunnel_url(&line) {
+                return Some(url);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(url)) => {
+            // Keep draining its output so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            Ok((child, url))
+        }
+        Ok(None) => Err("cloudflared exited without printing a tunnel URL".into()),
+        Err(_) => Err("cloudflared printed no tunnel URL within 60 s".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_quick_tunnel_url() {
+        let line = "2026-11-28T06:00:00Z INF |  https://bright-fox-42.trycloudflare.com                                    |";
+        assert_eq!(
+            parse_tunnel_url(line).as_deref(),
+            Some("https://bright-fox-42.trycloudflare.com")
+        );
+        assert_eq!(
+            parse_tunnel_url("INF Requesting new quick Tunnel on trycloudflare.com..."),
+            None
+        );
+        assert_eq!(
+            parse_tunnel_url("see https://developers.cloudflare.com/"),
+            None
+        );
+    }
+}
