@@ -52,6 +52,12 @@ struct RouterArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RMA_MAX_BODY", default_value_t = 50 * 1024 * 1024)]
     max_body: usize,
+    /// Seconds between active pings of every coordinator.
+    #[arg(long, env = "RMA_PING_INTERVAL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    ping_interval: u64,
+    /// Pings missed in a row before a coordinator is out of rotation (one answer brings it back).
+    #[arg(long, env = "RMA_PING_MISSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    ping_misses: u32,
 }
 
 #[derive(Debug, Args)]
