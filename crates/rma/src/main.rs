@@ -333,11 +333,11 @@ fn router_config(db: PathBuf, stale_after: u64, max_body: usize) -> rma_router::
 }
 
 async fn router(a: RouterArgs) -> Result<()> {
-    let handle = rma_router::spawn(
-        router_config(a.db.clone(), a.stale_after, a.max_body),
-        bind(a.listen).await?,
-    )
-    .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
+    let mut config = router_config(a.db.clone(), a.stale_after, a.max_body);
+    config.ping_interval = Duration::from_secs(a.ping_interval);
+    config.ping_misses = a.ping_misses;
+    let handle = rma_router::spawn(config, bind(a.listen).await?)
+        .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());
     stop_signal().await;
     eprintln!("rma router stopping");
