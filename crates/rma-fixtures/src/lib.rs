@@ -250,6 +250,38 @@ fn finish(mut doc: Document, pages_id: lopdf::ObjectId, kids: Vec<Object>) -> Ve
     out
 }
 
+/// A decompression bomb: a valid PNG of a few dozen bytes whose header claims `width` ×
+/// `height` pixels (a real one would carry megabytes that inflate to gigabytes).
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend_from_slice(&width.to_be_bytes());
+    png.extend_from_slice(&height.to_be_bytes());
+    png.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let crc = crc32(&png[12..29]);
+    png.extend_from_slice(&crc.to_be_bytes());
+    let idat: &[u8] = b"IDATx\x9c\x03\x00\x00\x00\x00\x01";
+    png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
+    png.extend_from_slice(idat);
+    png.extend_from_slice(&crc32(idat).to_be_bytes());
+    png
+}
+
+/// CRC-32 (IEEE), as PNG chunks use.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 /// Character accuracy of `got` against `expected`: 1 − edit distance / expected length, after
 /// collapsing whitespace runs to one space on both.
 pub fn char_accuracy(expected: &str, got: &str) -> f64 {

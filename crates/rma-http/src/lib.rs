@@ -5,6 +5,7 @@
 
 mod error;
 mod server;
+pub mod testing;
 mod window;
 
 pub use error::{ApiError, JsonBody};

@@ -22,6 +22,9 @@ pub struct RouterConfig {
     pub ping_interval: Duration,
     /// Pings missed in a row before a coordinator is out of rotation [2].
     pub ping_misses: u32,
+    /// When every coordinator offering a service failed a request, how long to keep trying
+    /// for another to offer it (a failover in progress) before answering 503 [5 s].
+    pub failover_wait: Duration,
 }
 
 impl RouterConfig {
@@ -42,6 +45,7 @@ impl RouterConfig {
             max_body_bytes: 50 * 1024 * 1024,
             ping_interval: Duration::from_secs(2),
             ping_misses: 2,
+            failover_wait: Duration::from_secs(5),
         }
     }
 }

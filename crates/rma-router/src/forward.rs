@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rma_http::{ApiError, read_body, request_id, set_header};
 use rma_proto::{headers, service};
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -125,65 +127,77 @@ async fn forward_inner(
     let forwarded_by = headers
         .get(headers::FORWARDED_BY)
         .and_then(|v| v.to_str().ok());
-    let candidates: Vec<(String, String)> = {
-        let reg = state.registry();
-        reg.candidates_for_service(service_name, Instant::now(), state.next_turn())
-            .into_iter()
-            // A coordinator passing on a job it cannot run is not sent it back.
-            .filter(|e| Some(e.id.as_str()) != forwarded_by)
-            .map(|e| (e.id.clone(), e.url.clone()))
-            .collect()
-    };
-    if candidates.is_empty() {
-        let any = state.registry().fresh_count(Instant::now()) > 0;
-        return Err(if any {
-            ApiError::no_worker(format!(
-                "no coordinator has an active worker offering the {service_name:?} service"
-            ))
-        } else {
-            ApiError::no_coordinator("no coordinator is registered and fresh")
-        });
-    }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let tried = candidates.len();
     let mut last_failure = String::new();
-    for (attempt, (cid, url)) in candidates.into_iter().enumerate() {
-        let target = format!("{url}/api/service/{service_name}{rest}{query}");
-        let mut req = state
-            .http()
-            .request(method.clone(), &target)
-            .timeout(state.config().request_timeout)
-            .header(headers::REQUEST_ID, rid)
-            .body(body.clone());
-        for name in PASS_REQUEST {
-            if let Some(v) = headers.get(name) {
-                req = req.header(name, v);
+    let mut tried = 0usize;
+    let deadline = Instant::now() + state.config().failover_wait;
+    loop {
+        let candidates: Vec<(String, String)> = {
+            let reg = state.registry();
+            reg.candidates_for_service(service_name, Instant::now(), state.next_turn())
+                .into_iter()
+                // A coordinator passing on a job it cannot run is not sent it back.
+                .filter(|e| Some(e.id.as_str()) != forwarded_by)
+                .map(|e| (e.id.clone(), e.url.clone()))
+                .collect()
+        };
+        if candidates.is_empty() && tried == 0 {
+            let any = state.registry().fresh_count(Instant::now()) > 0;
+            return Err(if any {
+                ApiError::no_worker(format!(
+                    "no coordinator has an active worker offering the {service_name:?} service"
+                ))
+            } else {
+                ApiError::no_coordinator("no coordinator is registered and fresh")
+            });
+        }
+        for (cid, url) in candidates {
+            tried += 1;
+            let target = format!("{url}/api/service/{service_name}{rest}{query}");
+            let mut req = state
+                .http()
+                .request(method.clone(), &target)
+                .timeout(state.config().request_timeout)
+                .header(headers::REQUEST_ID, rid)
+                .body(body.clone());
+            for name in PASS_REQUEST {
+                if let Some(v) = headers.get(name) {
+                    req = req.header(name, v);
+                }
+            }
+            match req.send().await {
+                Err(e) if e.is_timeout() => {
+                    return Err(ApiError::timeout(format!(
+                        "coordinator {cid} did not answer within {} s",
+                        state.config().request_timeout.as_secs()
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(coordinator = %cid, error = %e, request_id = rid, "coordinator unreachable; trying the next");
+                    state.registry().mark_unreachable(&cid);
+                    last_failure = format!("coordinator {cid} unreachable");
+                }
+                Ok(resp) if matches!(resp.status().as_u16(), 502 | 503) => {
+                    tracing::warn!(coordinator = %cid, status = %resp.status(), request_id = rid, "coordinator could not serve; trying the next");
+                    last_failure = format!("coordinator {cid} answered {}", resp.status());
+                }
+                Ok(resp) => {
+                    state.registry().record_request(&cid, Instant::now());
+                    return Ok(relay(resp, &cid, tried).await);
+                }
             }
         }
-        match req.send().await {
-            Err(e) if e.is_timeout() => {
-                return Err(ApiError::timeout(format!(
-                    "coordinator {cid} did not answer within {} s",
-                    state.config().request_timeout.as_secs()
-                )));
-            }
-            Err(e) => {
-                tracing::warn!(coordinator = %cid, error = %e, request_id = rid, "coordinator unreachable; trying the next");
-                state.registry().mark_unreachable(&cid);
-                last_failure = format!("coordinator {cid} unreachable");
-            }
-            Ok(resp) if matches!(resp.status().as_u16(), 502 | 503) => {
-                tracing::warn!(coordinator = %cid, status = %resp.status(), request_id = rid, "coordinator could not serve; trying the next");
-                last_failure = format!("coordinator {cid} answered {}", resp.status());
-            }
-            Ok(resp) => {
-                state.registry().record_request(&cid, Instant::now());
-                return Ok(relay(resp, &cid, attempt + 1).await);
-            }
+        // Every coordinator that offered the service failed. During a failover (a coordinator
+        // died, its workers are re-homing) another one will offer it within moments: wait for
+        // that, up to `failover_wait`, instead of failing the request.
+        if Instant::now() >= deadline {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(ApiError::no_worker(format!(
-        "no coordinator could serve {service_name:?}: tried {tried}, last: {last_failure}"
+        "no coordinator could serve {service_name:?}: tried {tried} time(s) over {} s, last: {last_failure}",
+        state.config().failover_wait.as_secs()
     )))
 }
 

@@ -299,32 +299,8 @@ mod tests {
     //! Expiry driven by paused Tokio time: the app is called in-process (no sockets), so
     //! advancing the clock is all it takes to make minutes pass.
     use super::*;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
-
-    async fn call(
-        app: &axum::Router,
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> (StatusCode, serde_json::Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_owned()))
-            .expect("request");
-        let resp = app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
-    }
+    use axum::http::StatusCode;
+    use rma_http::testing::call;
 
     #[tokio::test(start_paused = true)]
     async fn silent_coordinators_go_stale_then_are_removed_from_memory_and_file() {

@@ -241,8 +241,15 @@ impl Registry {
         // Workers placed here since its last heartbeat count too, so registrations arriving
         // together spread out instead of all seeing the same emptiest coordinator.
         let homed = |id: &str| self.homes.values().filter(|c| c.as_str() == id).count();
+        // Only active workers count: a coordinator still listing dead ones is not "full".
+        let active = |e: &Entry| {
+            e.workers
+                .iter()
+                .filter(|w| w.status == WorkerStatus::Active)
+                .count()
+        };
         // Stable sort keeps the rotation among equals.
-        all.sort_by_key(|e| (self.is_unreachable(e), e.workers.len().max(homed(&e.id))));
+        all.sort_by_key(|e| (self.is_unreachable(e), active(e).max(homed(&e.id))));
         all
     }
 

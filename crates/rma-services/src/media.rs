@@ -130,37 +130,9 @@ mod tests {
         );
     }
 
-    /// CRC-32 (IEEE), as PNG chunks use.
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
     #[test]
     fn a_decompression_bomb_is_413_before_decoding() {
-        // A valid PNG header claiming 100 000 × 100 000 pixels.
-        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-        png.extend_from_slice(&100_000u32.to_be_bytes());
-        png.extend_from_slice(&100_000u32.to_be_bytes());
-        png.extend_from_slice(&[8, 0, 0, 0, 0]);
-        let crc = crc32(&png[12..29]);
-        png.extend_from_slice(&crc.to_be_bytes());
-        // A few bytes of compressed data follow, as in a real bomb (which would hold megabytes
-        // that inflate to gigabytes).
-        let idat: &[u8] = b"IDATx\x9c\x03\x00\x00\x00\x00\x01";
-        png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
-        png.extend_from_slice(idat);
-        png.extend_from_slice(&crc32(idat).to_be_bytes());
+        let png = rma_fixtures::png_bomb(100_000, 100_000);
         let err = check_pixels(&png).expect_err("bomb");
         assert_eq!(err.status(), 413, "{err}");
     }

@@ -65,6 +65,16 @@ where
     }
 }
 
+/// Waits until a worker's link is up.
+pub async fn wait_linked_worker(w: &WorkerHandle) {
+    let mut rx = w.watch();
+    eventually("worker linked", || {
+        let linked = rx.borrow_and_update().linked;
+        async move { linked.then_some(()) }
+    })
+    .await;
+}
+
 /// A listener on 127.0.0.1, port 0.
 pub async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
@@ -191,15 +201,8 @@ impl Cluster {
     /// Waits until every live worker's link is up and the router's topology shows them active.
     pub async fn wait_linked(&self) {
         let expected = self.workers.iter().flatten().count();
-        for (i, w) in self.workers.iter().enumerate() {
-            if let Some(w) = w {
-                let mut rx = w.watch();
-                eventually(&format!("worker {i} linked"), || {
-                    let linked = rx.borrow_and_update().linked;
-                    async move { linked.then_some(()) }
-                })
-                .await;
-            }
+        for w in self.workers.iter().flatten() {
+            wait_linked_worker(w).await;
         }
         let client = self.client();
         eventually(

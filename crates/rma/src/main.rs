@@ -55,6 +55,10 @@ struct RouterArgs {
     /// Seconds between active pings of every coordinator.
     #[arg(long, env = "RMA_PING_INTERVAL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     ping_interval: u64,
+    /// Seconds to keep retrying a request when every coordinator offering its service failed
+    /// (a failover in progress) before answering 503.
+    #[arg(long, env = "RMA_FAILOVER_WAIT", default_value_t = 5)]
+    failover_wait: u64,
     /// Pings missed in a row before a coordinator is out of rotation (one answer brings it back).
     #[arg(long, env = "RMA_PING_MISSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     ping_misses: u32,
@@ -336,6 +340,7 @@ async fn router(a: RouterArgs) -> Result<()> {
     let mut config = router_config(a.db.clone(), a.stale_after, a.max_body);
     config.ping_interval = Duration::from_secs(a.ping_interval);
     config.ping_misses = a.ping_misses;
+    config.failover_wait = Duration::from_secs(a.failover_wait);
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());

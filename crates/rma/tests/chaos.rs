@@ -237,6 +237,8 @@ impl Load {
                                 r.status,
                                 String::from_utf8_lossy(&r.body)
                             ));
+                            // A client backs off after a failure rather than hammering.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         Err(e) => {
                             failed.fetch_add(1, Ordering::Relaxed);
@@ -556,35 +558,49 @@ async fn chaos() {
 
     // 2. kill -9 a coordinator: at most the in-flight requests fail before the router notices,
     // none after; its workers re-home within 10 s.
+    // The victim is the coordinator holding the most workers, so there is something to re-home.
     let t = topology(&router).await.expect("topology");
+    let count = |c: &str| {
+        t["workers"].as_array().map_or(0, |ws| {
+            ws.iter()
+                .filter(|w| w["coordinator"] == c && w["status"] == "active")
+                .count()
+        })
+    };
+    let (victim, other, victim_host) = if count("coord-a") >= count("coord-b") {
+        ("coord-a", "coord-b", 11u8)
+    } else {
+        ("coord-b", "coord-a", 12u8)
+    };
     let victim_workers: Vec<String> = t["workers"]
         .as_array()
         .expect("workers")
         .iter()
-        .filter(|w| w["coordinator"] == "coord-a" && w["status"] == "active")
+        .filter(|w| w["coordinator"] == victim && w["status"] == "active")
         .filter_map(|w| w["id"].as_str().map(str::to_owned))
         .collect();
+    assert!(!victim_workers.is_empty(), "the victim holds workers");
     let concurrency = 8;
     let load = Load::start(&router_url, concurrency, 100);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed = Instant::now();
-    net.kill("coord-a");
+    net.kill(victim);
     let (_, noticed) = wait_for(
-        "the router notices coord-a",
+        "the router notices the victim",
         Duration::from_secs(15),
         async || {
             let t = topology(&router).await?;
             let c = t["coordinators"]
                 .as_array()?
                 .iter()
-                .find(|c| c["id"] == "coord-a")?;
+                .find(|c| c["id"] == victim)?;
             (c["status"] != "healthy").then_some(())
         },
     )
     .await;
     let (_, failed_until_noticed) = load.counts();
     let (_, rehomed) = wait_for(
-        "coord-a's workers re-homed",
+        "the victim's workers re-homed",
         Duration::from_secs(20),
         async || {
             let t = topology(&router).await?;
@@ -592,7 +608,7 @@ async fn chaos() {
                 .iter()
                 .all(|id| {
                     worker_row(&t, id)
-                        .is_some_and(|w| w["coordinator"] == "coord-b" && w["status"] == "active")
+                        .is_some_and(|w| w["coordinator"] == other && w["status"] == "active")
                 })
                 .then_some(())
         },
@@ -613,7 +629,7 @@ async fn chaos() {
                 noticed.as_secs_f64()
             ),
             format!(
-                "its workers {victim_workers:?} re-homed to coord-b {:.2} s after the kill",
+                "its workers {victim_workers:?} re-homed to {other} {:.2} s after the kill",
                 rehomed_at.as_secs_f64()
             ),
         ],
@@ -630,25 +646,25 @@ async fn chaos() {
     );
 
     // 5. jobs: kill the coordinator holding queued jobs, restart it: every job finishes.
-    start_coordinator(&mut net, "coord-a", 11);
-    wait_for("coord-a back", Duration::from_secs(20), async || {
+    start_coordinator(&mut net, victim, victim_host);
+    wait_for("the victim back", Duration::from_secs(20), async || {
         let t = topology(&router).await?;
         let c = t["coordinators"]
             .as_array()?
             .iter()
-            .find(|c| c["id"] == "coord-a")?;
+            .find(|c| c["id"] == victim)?;
         (c["status"] == "healthy").then_some(())
     })
     .await;
-    // coord-a has no workers now (they re-homed); jobs go to it directly, as a client of it would.
-    let coord_a = Client::with_timeout(
-        &format!("http://{}:8080", net.addr(11)),
+    // the victim has no workers now (they re-homed); jobs go to it directly, as a client of it would.
+    let victim_client = Client::with_timeout(
+        &format!("http://{}:8080", net.addr(victim_host)),
         Duration::from_secs(10),
     )
     .expect("client");
     let mut jobs = Vec::new();
     for i in 0..12 {
-        let r = coord_a
+        let r = victim_client
             .raw(
                 reqwest::Method::POST,
                 "api/service/echo?delay_ms=300",
@@ -667,9 +683,9 @@ async fn chaos() {
         );
     }
     let killed = Instant::now();
-    net.kill("coord-a");
+    net.kill(victim);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    start_coordinator(&mut net, "coord-a", 11);
+    start_coordinator(&mut net, victim, victim_host);
     let (_, all_done) = wait_for("every job done", Duration::from_secs(60), async || {
         for id in &jobs {
             let r = router
@@ -725,7 +741,7 @@ async fn chaos() {
         "5 jobs through a coordinator crash",
         &[
             format!(
-                "{} jobs submitted to coord-a, coord-a killed with them queued or running, restarted 1 s later",
+                "{} jobs submitted to {victim}, which was killed with them queued or running and restarted 1 s later",
                 jobs.len()
             ),
             format!(
@@ -734,7 +750,7 @@ async fn chaos() {
                 killed.elapsed().as_secs_f64()
             ),
             format!(
-                "coord-a had no workers after its restart (they had re-homed), so it ran them through the router on coord-b's workers; done {:.2} s after restart",
+                "{victim} had no workers after its restart (they had re-homed), so it ran them through the router on {other}'s workers; done {:.2} s after restart",
                 all_done.as_secs_f64()
             ),
         ],

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::Method;
 use rma_client::{Client, RawResponse};
-use rma_testkit::{Cluster, eventually};
+use rma_testkit::Cluster;
 
 fn assert_error(r: &RawResponse, status: u16, code: &str) {
     assert_eq!(
@@ -259,12 +259,7 @@ async fn a_worker_slower_than_the_request_timeout_gives_504() {
         dir.path().to_path_buf(),
     ))
     .expect("worker");
-    let mut rx = w.watch();
-    eventually("linked", || {
-        let linked = rx.borrow_and_update().linked;
-        async move { linked.then_some(()) }
-    })
-    .await;
+    rma_testkit::wait_linked_worker(&w).await;
     let co = Client::new(&coord.url()).expect("client");
     let r = co
         .call_service("echo", "delay_ms=3000", "text/plain", Bytes::new())

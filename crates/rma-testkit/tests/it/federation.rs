@@ -296,12 +296,7 @@ async fn a_worker_can_register_straight_at_a_standalone_coordinator() {
         dir.path().to_path_buf(),
     ))
     .expect("worker");
-    let mut rx = w.watch();
-    eventually("linked", || {
-        let linked = rx.borrow_and_update().linked;
-        async move { linked.then_some(()) }
-    })
-    .await;
+    rma_testkit::wait_linked_worker(&w).await;
     let client = Client::new(&coord.url()).expect("client");
     let r = client
         .call_service("echo", "", "text/plain", Bytes::from_static(b"direct"))

@@ -23,6 +23,24 @@ fn json(r: &RawResponse) -> Value {
     r.json().expect("JSON")
 }
 
+/// Polls a job (through `client`, at its `location`) until it is in `state`; at most 60 s.
+async fn job_in_state(client: &Client, location: &str, state: &str) -> Value {
+    eventually_within(
+        &format!("job {location} {state}"),
+        Duration::from_secs(60),
+        || async move {
+            let v = client
+                .raw(Method::GET, location, None, Bytes::new(), &[])
+                .await
+                .ok()?
+                .json()
+                .ok()?;
+            (v["state"] == state).then_some(v)
+        },
+    )
+    .await
+}
+
 fn status_and_code(r: &RawResponse) -> (u16, String) {
     let code = r
         .json()
@@ -263,16 +281,7 @@ async fn documents_that_lie_or_are_too_big_are_refused() {
         .expect("answer");
     assert_eq!(status_and_code(&r), (415, "unsupported_media_type".into()));
     // A decompression bomb: a tiny file announcing 40 000 × 40 000 pixels.
-    let bomb = {
-        let img = image::GrayImage::new(1, 1);
-        let mut bytes = png(&img);
-        // Patch the IHDR size and its CRC.
-        bytes[16..20].copy_from_slice(&40_000u32.to_be_bytes());
-        bytes[20..24].copy_from_slice(&40_000u32.to_be_bytes());
-        let crc = crc32(&bytes[12..29]);
-        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-        bytes
-    };
+    let bomb = rma_fixtures::png_bomb(40_000, 40_000);
     let r = c
         .client()
         .call_service("ocr", "", "image/png", bomb.clone().into())
@@ -310,21 +319,6 @@ async fn documents_that_lie_or_are_too_big_are_refused() {
         .await
         .expect("answer");
     assert_eq!(status_and_code(&r), (400, "bad_request".into()));
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,20 +523,7 @@ async fn jobs_report_progress_and_results_through_the_router() {
         format!("/api/jobs/{}", v["job_id"].as_str().expect("id"))
     );
     let client = c.client();
-    let done = eventually_within("the job finishes", Duration::from_secs(60), || {
-        let client = client.clone();
-        let location = location.clone();
-        async move {
-            let v = client
-                .raw(Method::GET, &location, None, Bytes::new(), &[])
-                .await
-                .ok()?
-                .json()
-                .ok()?;
-            (v["state"] == "done").then_some(v)
-        }
-    })
-    .await;
+    let done = job_in_state(&client, &location, "done").await;
     assert_eq!(
         done["progress"],
         serde_json::json!({"done": 2, "total": 2}),
@@ -567,20 +548,7 @@ async fn jobs_report_progress_and_results_through_the_router() {
         .await
         .expect("submit");
     let location = r.header("location").expect("location").to_owned();
-    let done = eventually("the enhance job finishes", || {
-        let client = client.clone();
-        let location = location.clone();
-        async move {
-            let v = client
-                .raw(Method::GET, &location, None, Bytes::new(), &[])
-                .await
-                .ok()?
-                .json()
-                .ok()?;
-            (v["state"] == "done").then_some(v)
-        }
-    })
-    .await;
+    let done = job_in_state(&client, &location, "done").await;
     assert!(done["result"].is_null(), "not JSON, so not inline");
     let url = done["result_url"].as_str().expect("result url");
     let png = c
@@ -605,20 +573,7 @@ async fn jobs_report_progress_and_results_through_the_router() {
         .await
         .expect("submit");
     let location = r.header("location").expect("location").to_owned();
-    let failed = eventually("the bad job fails", || {
-        let client = client.clone();
-        let location = location.clone();
-        async move {
-            let v = client
-                .raw(Method::GET, &location, None, Bytes::new(), &[])
-                .await
-                .ok()?
-                .json()
-                .ok()?;
-            (v["state"] == "failed").then_some(v)
-        }
-    })
-    .await;
+    let failed = job_in_state(&client, &location, "failed").await;
     assert_eq!(failed["status"], 415);
     assert!(
         failed["error"]

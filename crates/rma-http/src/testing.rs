@@ -1,0 +1,33 @@
+//! Helpers for tests that drive a role's app in-process, without sockets (so paused Tokio time
+//! works).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+/// Sends one JSON request to `app` and returns the status and the JSON body (`Null` when the
+/// body is not JSON).
+pub async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let Ok(req) = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+    else {
+        return (StatusCode::BAD_REQUEST, serde_json::Value::Null);
+    };
+    let Ok(resp) = app.clone().oneshot(req).await;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
