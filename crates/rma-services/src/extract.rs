@@ -152,12 +152,12 @@ static DATE_NUMERIC: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b"));
 static DATE_DAY_MONTH: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+(\d{4})\b",
+        r"(?i)\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<m>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+(?P<y>\d{4})\b",
     )
 });
 static DATE_MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b",
+        r"(?i)\b(?P<m>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<y>\d{4})\b",
     )
 });
 
@@ -217,29 +217,21 @@ pub fn dates_in(line: &str) -> Vec<(usize, Date)> {
         };
         push(all.start(), all.as_str(), iso(day, month, year));
     }
-    for c in DATE_DAY_MONTH.captures_iter(line) {
-        let (Some(all), Some(d), Some(m), Some(y)) = (c.get(0), c.get(1), c.get(2), c.get(3))
-        else {
-            continue;
-        };
-        let (Ok(day), Some(month), Ok(year)) =
-            (d.as_str().parse(), month_of(m.as_str()), y.as_str().parse())
-        else {
-            continue;
-        };
-        push(all.start(), all.as_str(), iso(day, month, year));
-    }
-    for c in DATE_MONTH_DAY.captures_iter(line) {
-        let (Some(all), Some(m), Some(d), Some(y)) = (c.get(0), c.get(1), c.get(2), c.get(3))
-        else {
-            continue;
-        };
-        let (Ok(day), Some(month), Ok(year)) =
-            (d.as_str().parse(), month_of(m.as_str()), y.as_str().parse())
-        else {
-            continue;
-        };
-        push(all.start(), all.as_str(), iso(day, month, year));
+    // Written-out months, day first or month first: the patterns name their groups alike.
+    for pattern in [&*DATE_DAY_MONTH, &*DATE_MONTH_DAY] {
+        for c in pattern.captures_iter(line) {
+            let (Some(all), Some(d), Some(m), Some(y)) =
+                (c.get(0), c.name("d"), c.name("m"), c.name("y"))
+            else {
+                continue;
+            };
+            let (Ok(day), Some(month), Ok(year)) =
+                (d.as_str().parse(), month_of(m.as_str()), y.as_str().parse())
+            else {
+                continue;
+            };
+            push(all.start(), all.as_str(), iso(day, month, year));
+        }
     }
     out.sort_by_key(|(at, _)| *at);
     out
