@@ -44,6 +44,9 @@ pub struct Entry {
     pub requests: rma_http::RateWindow,
 }
 
+/// How long a placement made by the router outlives heartbeats that do not list the worker yet.
+const PLACEMENT_GRACE: Duration = Duration::from_secs(10);
+
 /// Freshness thresholds.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
@@ -61,6 +64,9 @@ pub struct Registry {
     entries: BTreeMap<String, Entry>,
     /// worker id → coordinator id: learned from proxied registrations and from heartbeats.
     homes: HashMap<String, String>,
+    /// When the router itself last placed each worker (proxied registration): a heartbeat
+    /// built before that registration reached the coordinator must not undo it.
+    placed: HashMap<String, Instant>,
     thresholds: Thresholds,
 }
 
@@ -70,6 +76,7 @@ impl Registry {
         Registry {
             entries: BTreeMap::new(),
             homes: HashMap::new(),
+            placed: HashMap::new(),
             thresholds,
         }
     }
@@ -142,8 +149,17 @@ impl Registry {
         e.load = hb.load;
         e.active_requests = hb.active_requests;
         let id = e.id.clone();
-        // The heartbeat is the truth about which workers this coordinator holds.
-        self.homes.retain(|_, c| *c != id);
+        // The heartbeat is the truth about which workers this coordinator holds, except for
+        // workers placed here in the last few seconds, which it may not know of yet.
+        let placed = &self.placed;
+        self.homes.retain(|w, c| {
+            *c != id
+                || placed
+                    .get(w)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < PLACEMENT_GRACE)
+        });
+        self.placed
+            .retain(|_, t| now.saturating_duration_since(*t) < PLACEMENT_GRACE);
         for w in &hb.workers {
             self.homes.insert(w.id.clone(), id.clone());
         }
@@ -191,6 +207,7 @@ impl Registry {
     /// Records that `worker` registered at `coordinator`.
     pub fn set_home(&mut self, worker: &str, coordinator: &str) {
         self.homes.insert(worker.to_owned(), coordinator.to_owned());
+        self.placed.insert(worker.to_owned(), Instant::now());
     }
 
     /// The coordinator holding `worker`, with its URL, when that coordinator is still registered.
@@ -373,6 +390,30 @@ mod tests {
         assert_eq!(ids(r.candidates_for_service("echo", t0, 1)), ["c", "a"]);
         assert_eq!(ids(r.candidates_for_service("echo", t0, 2)), ["a", "c"]);
         assert!(r.candidates_for_service("store", t0, 0).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_built_before_a_placement_does_not_undo_it() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        r.upsert(entry("a", t0, &[]));
+        r.set_home("w-new", "a");
+        let hb = CoordinatorHeartbeat {
+            coordinator_id: "a".into(),
+            ..Default::default()
+        };
+        r.heartbeat(hb.clone(), Instant::now(), SystemTime::now());
+        assert_eq!(
+            r.home_of("w-new").map(|e| e.id.as_str()),
+            Some("a"),
+            "kept within the grace"
+        );
+        tokio::time::advance(PLACEMENT_GRACE).await;
+        r.heartbeat(hb, Instant::now(), SystemTime::now());
+        assert!(
+            r.home_of("w-new").is_none(),
+            "a coordinator that never heard of it wins later"
+        );
     }
 
     #[test]
