@@ -129,6 +129,19 @@ test("a file that is not a document fails in plain words with a retry button", a
   await page.screenshot({ path: path.join(ARTIFACTS, "failed.png"), fullPage: true });
 });
 
+test("an HEIC photo this browser cannot open is refused in plain words before it is sent", async () => {
+  const heic = path.join(dir, "IMG_0001.HEIC");
+  writeFileSync(heic, Buffer.from("\0\0\0\x18ftypheic\0\0\0\0mif1heic", "binary"));
+  const { page } = await openPage();
+  const sent = [];
+  page.on("request", (r) => r.url().includes("/api/service/") && sent.push(r.url()));
+  await page.setInputFiles("[data-testid=file-input]", heic);
+  const err = page.locator("[data-testid=job-error]");
+  await err.waitFor({ timeout: 30_000 });
+  assert.match(await err.textContent(), /can't open HEIC photos/);
+  assert.deepEqual(sent, [], "nothing was uploaded");
+});
+
 test("the topology shows every node and loses a worker whose process stops", async () => {
   const { page } = await openPage();
   const nodes = page.locator("[data-testid=topology] g.node");
