@@ -46,10 +46,9 @@ fn now_ms() -> i64 {
 
 fn rfc3339(ms: Option<i64>) -> Value {
     match ms {
-        Some(ms) => json!(
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-                .to_string()
-        ),
+        Some(ms) => json!(rma_http::rfc3339(
+            UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+        )),
         None => Value::Null,
     }
 }

@@ -61,10 +61,6 @@ pub fn validate_url(raw: &str) -> Result<String, ApiError> {
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 async fn register_coordinator(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CoordinatorRegister>,
@@ -310,8 +306,8 @@ async fn coordinators(State(state): State<AppState>) -> Json<Vec<CoordinatorInfo
                 coordinator_id: e.id.clone(),
                 url: e.url.clone(),
                 location: e.location.clone(),
-                registered_at: rfc3339(e.registered_at),
-                last_seen: rfc3339(e.last_seen_wall),
+                registered_at: rma_http::rfc3339(e.registered_at),
+                last_seen: rma_http::rfc3339(e.last_seen_wall),
                 status: reg.status(e, now),
             })
             .collect(),
@@ -331,7 +327,7 @@ pub fn topology_of(state: &AppState) -> Topology {
             load: e.load,
             status: reg.status(e, now),
             requests_last_minute: e.requests.count(now),
-            last_seen: rfc3339(e.last_seen_wall),
+            last_seen: rma_http::rfc3339(e.last_seen_wall),
             location: e.location.clone(),
         });
         for w in &e.workers {
