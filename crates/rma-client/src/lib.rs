@@ -1,5 +1,7 @@
 //! A typed HTTP client for the rma contract, used by the CLI, the worker's agent, the
-//! coordinator's registrar and the tests. One [`Client`] per base URL (a router or a coordinator).
+//! coordinator's registrar, the router (towards coordinators) and the tests. One [`Client`] per
+//! base URL (a router or a coordinator); [`http_client`] builds the one kind of
+//! `reqwest::Client` every role uses.
 #![deny(clippy::unwrap_used)]
 
 use std::sync::Once;
@@ -11,7 +13,8 @@ use rma_proto::api::{
     Ack, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister, CoordinatorRegistered,
     Topology, WorkerHeartbeat, WorkerRegister, WorkerRegistered,
 };
-use rma_proto::{ErrorBody, error_code};
+use rma_proto::job::{self, JobAccepted, JobView};
+use rma_proto::{ErrorBody, ServiceCall, error_code, headers};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -21,7 +24,10 @@ pub use reqwest::StatusCode as HttpStatus;
 /// What a call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The base URL or a path joined to it is not a valid URL.
+    /// The base URL is not an absolute http(s) URL.
+    #[error(transparent)]
+    BaseUrl(#[from] rma_proto::urls::UrlError),
+    /// A path joined to the base URL is not a valid URL.
     #[error("invalid URL {url:?}: {source}")]
     Url {
         /// The text that failed.
@@ -45,6 +51,16 @@ pub enum ClientError {
         /// Its JSON body (or one made up from a non-JSON body).
         body: ErrorBody,
     },
+    /// A job did not finish within the time it was waited for.
+    #[error("job {id} is still {state} after {waited_s} s")]
+    StillRunning {
+        /// The job.
+        id: String,
+        /// Where it was last seen.
+        state: &'static str,
+        /// How long it was waited for.
+        waited_s: u64,
+    },
     /// The server answered 2xx with a body that is not what the contract says.
     #[error("unexpected answer from {url}: {message}")]
     Decode {
@@ -62,11 +78,6 @@ impl ClientError {
             ClientError::Api { status, .. } => Some(*status),
             _ => None,
         }
-    }
-
-    /// Whether the server never answered (connection refused, reset, timed out).
-    pub fn is_transport(&self) -> bool {
-        matches!(self, ClientError::Transport { .. })
     }
 }
 
@@ -96,10 +107,32 @@ impl RawResponse {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The body as JSON.
-    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+    /// The body as JSON of type `T` (a `serde_json::Value` in tests that look at any shape).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
+
+    /// The `message` of an error answer, or its status when the body is not `{error, message}`.
+    pub fn error_message(&self) -> String {
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| format!("HTTP {}", self.status))
+    }
+}
+
+/// The `reqwest::Client` of every role: rustls on ring, a 5 s connect timeout (at most
+/// `timeout`), idle connections kept 30 s, and requests given up after `timeout` when set
+/// (callers that forward long requests set a timeout per request instead).
+pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    let connect = Duration::from_secs(5);
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(timeout.map_or(connect, |t| connect.min(t)))
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build()
 }
 
 /// A client of one router or coordinator.
@@ -118,30 +151,16 @@ impl Client {
 
     /// A client whose requests give up after `timeout`.
     pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self, ClientError> {
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5).min(timeout))
-            .build()
-            .map_err(|e| ClientError::Transport {
-                url: base.to_owned(),
-                source: e,
-            })?;
+        let http = http_client(Some(timeout)).map_err(|e| ClientError::Transport {
+            url: base.to_owned(),
+            source: e,
+        })?;
         Self::with_http(base, http)
     }
 
     /// A client over an existing `reqwest::Client` (shares its connection pool).
     pub fn with_http(base: &str, http: reqwest::Client) -> Result<Self, ClientError> {
-        let mut base_url = Url::parse(base).map_err(|e| ClientError::Url {
-            url: base.to_owned(),
-            source: e,
-        })?;
-        if !matches!(base_url.scheme(), "http" | "https") {
-            return Err(ClientError::Url {
-                url: base.to_owned(),
-                source: url::ParseError::RelativeUrlWithoutBase,
-            });
-        }
+        let mut base_url: Url = rma_proto::urls::http_url("URL", base)?;
         if !base_url.path().ends_with('/') {
             let p = format!("{}/", base_url.path());
             base_url.set_path(&p);
@@ -302,13 +321,122 @@ impl Client {
         content_type: &str,
         body: Bytes,
     ) -> Result<RawResponse, ClientError> {
-        let path = if query.is_empty() {
-            format!("api/service/{service}")
-        } else {
-            format!("api/service/{service}?{query}")
-        };
+        let path = rma_proto::service::url_path(service, "", query);
         self.raw(Method::POST, &path, Some(content_type), body, &[])
             .await
+    }
+
+    /// Sends a [`ServiceCall`] (method, sub-path, query, content type, request id, body) with
+    /// `extra` headers; the answer as it came. How the router forwards a request and how a
+    /// coordinator runs a job elsewhere.
+    pub async fn send(
+        &self,
+        call: &ServiceCall,
+        extra: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
+        let method = Method::from_bytes(call.method.as_bytes()).map_err(|_| ClientError::Url {
+            url: call.method.clone(),
+            source: url::ParseError::InvalidDomainCharacter,
+        })?;
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        if let Some(id) = &call.request_id {
+            headers.push((headers::REQUEST_ID, id));
+        }
+        self.raw(
+            method,
+            &call.url_path(),
+            call.content_type.as_deref(),
+            call.body.clone(),
+            &headers,
+        )
+        .await
+    }
+
+    /// `POST /api/service/{service}` with `Prefer: respond-async`: the job it became.
+    pub async fn submit_job(
+        &self,
+        service: &str,
+        query: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<JobAccepted, ClientError> {
+        let path = rma_proto::service::url_path(service, "", query);
+        let raw = self
+            .raw(
+                Method::POST,
+                &path,
+                Some(content_type),
+                body,
+                &[("prefer", "respond-async")],
+            )
+            .await?;
+        if raw.status != StatusCode::ACCEPTED {
+            return Err(api_error(raw.status, &raw.body));
+        }
+        raw.json().map_err(|e| ClientError::Decode {
+            url: path,
+            message: e.to_string(),
+        })
+    }
+
+    /// `GET /api/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.call::<(), _>(Method::GET, &job::path(id), None).await
+    }
+
+    /// `GET /api/jobs/{id}/result`: a finished job's raw answer (an enhanced PNG, say).
+    pub async fn job_result(&self, id: &str) -> Result<RawResponse, ClientError> {
+        let raw = self
+            .raw(Method::GET, &job::result_path(id), None, Bytes::new(), &[])
+            .await?;
+        if !raw.status.is_success() {
+            return Err(api_error(raw.status, &raw.body));
+        }
+        Ok(raw)
+    }
+
+    /// Polls a job until it is done or failed, for at most `within`, calling `seen` with each
+    /// view. Up to 60 polls in a row may fail to connect (a router or coordinator restarting)
+    /// before the transport error is returned; an error answer (404: no such job) is returned
+    /// at once.
+    pub async fn wait(
+        &self,
+        id: &str,
+        within: Duration,
+        mut seen: impl FnMut(&JobView),
+    ) -> Result<JobView, ClientError> {
+        const POLL: Duration = Duration::from_millis(250);
+        const MISSES: u32 = 60;
+        let started = tokio::time::Instant::now();
+        let mut misses = 0;
+        let mut state = "queued";
+        loop {
+            match self.job(id).await {
+                Ok(view) => {
+                    misses = 0;
+                    seen(&view);
+                    if view.state.is_finished() {
+                        return Ok(view);
+                    }
+                    state = view.state.as_str();
+                }
+                Err(e @ ClientError::Transport { .. }) => {
+                    misses += 1;
+                    if misses > MISSES {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            if started.elapsed() >= within {
+                return Err(ClientError::StillRunning {
+                    id: id.to_owned(),
+                    state,
+                    waited_s: within.as_secs(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 }
 
@@ -316,17 +444,14 @@ impl Client {
 /// making one up from anything else.
 pub fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     let body = serde_json::from_slice::<ErrorBody>(body).unwrap_or_else(|_| ErrorBody {
-        error: if status.is_server_error() {
-            error_code::UPSTREAM_FAILED.to_owned()
-        } else {
-            error_code::BAD_REQUEST.to_owned()
-        },
+        error: error_code::for_status(status.as_u16()).to_owned(),
         message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     });
     ClientError::Api { status, body }
 }
 
-/// Exponential backoff with full jitter, 250 ms doubling to 10 s.
+/// Exponential backoff with "equal jitter": each wait is uniform between half and all of a cap
+/// that doubles from 250 ms to 10 s, so retries spread out but never come back at once.
 #[derive(Debug)]
 pub struct Backoff {
     attempt: u32,

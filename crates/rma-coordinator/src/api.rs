@@ -1,37 +1,40 @@
-//! The coordinator's HTTP API: worker registration and heartbeats, the link, service
-//! requests ([`crate::dispatch`]), health, metrics and a worker listing.
+//! The coordinator's HTTP API, the top layer: worker registration and heartbeats, the link
+//! upgrade, service requests (synchronous, or as jobs), job look-ups, health, metrics and a
+//! worker listing. Handlers only translate HTTP to calls of the layers below and back.
 
 use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::body::Body;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use rma_http::{ApiError, JsonBody};
+use rma_http::{ApiError, JsonBody, ServiceTarget, read_body, request_id, set_header};
 use rma_proto::api::{
     Ack, CoordinatorHealth, WorkerHeartbeat, WorkerRegister, WorkerRegistered, WorkerSummary,
 };
-use rma_proto::{capability, ids};
+use rma_proto::job::{JobAccepted, JobState, JobView};
+use rma_proto::{ServiceCall, capability, headers, ids};
 use tokio::time::Instant;
 
+use crate::AppState;
+use crate::dispatch::Served;
+use crate::execute::execute;
 use crate::registry::WorkerEntry;
-use crate::{AppState, dispatch, link};
 
 /// The coordinator's axum app over `state`.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     let r = Router::new()
         .route("/api/worker/register", post(register))
         .route("/api/worker/heartbeat", post(heartbeat))
         .route("/api/worker/link", get(link_upgrade))
         .route("/api/workers", get(workers))
-        .route("/api/service/{service}", any(dispatch::service))
-        .route(
-            "/api/service/{service}/{*rest}",
-            any(dispatch::service_rest),
-        )
-        .route("/api/jobs/{id}", get(crate::jobs::get_job))
-        .route("/api/jobs/{id}/result", get(crate::jobs::get_result))
+        .route("/api/service/{service}", any(service))
+        .route("/api/service/{service}/{*rest}", any(service))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}/result", get(job_result))
         .route("/health", get(health))
         .route("/metrics", get(rma_http::metrics_handler))
         .with_state(state);
@@ -44,15 +47,14 @@ async fn register(
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
     if let Some(t) = &req.tunnel_url {
-        rma_http_url(t)?;
+        rma_proto::urls::http_url("tunnel_url", t).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let assignment =
         capability::assign(&req.capabilities, req.worker_type, req.services.as_deref());
     let cfg = state.config();
-    state.workers().register(WorkerEntry {
+    state.registry().lock().register(WorkerEntry {
         id: req.worker_id.clone(),
         worker_type: assignment.worker_type,
-        capabilities: req.capabilities,
         services: assignment.services.clone(),
         tunnel_url: req.tunnel_url,
         registered_at: SystemTime::now(),
@@ -65,7 +67,7 @@ async fn register(
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);
-    state.inventory_changed();
+    state.registry().changed();
     Ok(Json(WorkerRegistered {
         status: "registered".into(),
         worker_id: req.worker_id,
@@ -77,15 +79,6 @@ async fn register(
     }))
 }
 
-fn rma_http_url(raw: &str) -> Result<(), ApiError> {
-    match url::Url::parse(raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-        _ => Err(ApiError::bad_request(format!(
-            "tunnel_url {raw:?} is not an absolute http(s) URL"
-        ))),
-    }
-}
-
 async fn heartbeat(
     State(state): State<AppState>,
     JsonBody(hb): JsonBody<WorkerHeartbeat>,
@@ -95,7 +88,7 @@ async fn heartbeat(
             "current_load must be a finite number",
         ));
     }
-    let known = state.workers().heartbeat(
+    let known = state.registry().lock().heartbeat(
         &hb.worker_id,
         hb.current_load,
         hb.active_requests,
@@ -115,15 +108,22 @@ async fn link_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Re
     let limit = state.config().max_body_bytes + 64 * 1024;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| link::serve(state, socket))
+        .on_upgrade(move |socket| {
+            crate::session::serve(
+                state.registry().clone(),
+                state.session_config(),
+                state.shutdown(),
+                socket,
+            )
+        })
 }
 
 async fn workers(State(state): State<AppState>) -> Json<Vec<WorkerSummary>> {
-    Json(state.workers().summaries(Instant::now()))
+    Json(state.registry().lock().summaries(Instant::now()))
 }
 
 async fn health(State(state): State<AppState>) -> Json<CoordinatorHealth> {
-    let counts = state.workers().counts(Instant::now());
+    let counts = state.registry().lock().counts(Instant::now());
     Json(CoordinatorHealth {
         status: if counts.active > 0 {
             "healthy"
@@ -134,4 +134,144 @@ async fn health(State(state): State<AppState>) -> Json<CoordinatorHealth> {
         coordinator: state.config().id.clone(),
         workers: counts,
     })
+}
+
+/// Whether the client asked for an async answer (`Prefer: respond-async`).
+fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// `ANY /api/service/{service}[/{*rest}]`: runs the call now, or stores it as a job.
+async fn service(
+    State(state): State<AppState>,
+    target: Result<ServiceTarget, ApiError>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let rid = request_id(&headers);
+    let _active = state.track_request();
+    let label = target
+        .as_ref()
+        .map_or_else(|_| "other".to_owned(), ServiceTarget::metric_label);
+    let mut resp = match call_of(&state, target, method, &headers, body, &rid).await {
+        Err(e) => e.into_response(),
+        Ok(call) if wants_async(&headers) => match state.jobs().submit(call).await {
+            Ok(id) => accepted(id),
+            Err(e) => e.into_response(),
+        },
+        Ok(call) => match execute(state.dispatcher(), call, None).await {
+            Ok(served) => into_response(served),
+            Err(e) => e.into_response(),
+        },
+    };
+    set_header(resp.headers_mut(), headers::COORDINATOR, &state.config().id);
+    set_header(resp.headers_mut(), headers::REQUEST_ID, &rid);
+    metrics::counter!("rma_coordinator_service_requests_total", "service" => label.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
+    metrics::histogram!("rma_coordinator_service_request_seconds", "service" => label)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn call_of(
+    state: &AppState,
+    target: Result<ServiceTarget, ApiError>,
+    method: Method,
+    headers: &HeaderMap,
+    body: Body,
+    rid: &str,
+) -> Result<ServiceCall, ApiError> {
+    let target = target?;
+    let body = read_body(headers, body, state.config().max_body_bytes).await?;
+    Ok(ServiceCall {
+        service: target.service,
+        method: method.to_string(),
+        path: target.rest,
+        query: target.query,
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        request_id: Some(rid.to_owned()),
+        body,
+    })
+}
+
+/// `202 Accepted` with `Location` for a stored job.
+fn accepted(id: String) -> Response {
+    let location = rma_proto::job::location(&id);
+    let mut r = (
+        StatusCode::ACCEPTED,
+        Json(JobAccepted {
+            job_id: id,
+            state: JobState::Queued,
+            location: location.clone(),
+        }),
+    )
+        .into_response();
+    set_header(r.headers_mut(), "location", &location);
+    r
+}
+
+/// An answer as an HTTP response, with the headers that name who served it.
+fn into_response(served: Served) -> Response {
+    let status = StatusCode::from_u16(served.reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = (status, served.reply.body).into_response();
+    if let Some(ct) = served.reply.content_type {
+        set_header(resp.headers_mut(), "content-type", &ct);
+    }
+    set_header(resp.headers_mut(), headers::WORKER, &served.worker);
+    set_header(
+        resp.headers_mut(),
+        headers::ATTEMPTS,
+        &served.attempts.to_string(),
+    );
+    if let Some(c) = served.cache {
+        set_header(resp.headers_mut(), headers::CACHE, c);
+    }
+    resp
+}
+
+/// `GET /api/jobs/{id}`.
+async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    check_job_id(&id)?;
+    state.jobs().view(&id).await?.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no job {id} here (finished jobs are kept for the retention time)"
+        ))
+    })
+}
+
+/// `GET /api/jobs/{id}/result`: the raw result (an enhanced PNG, say).
+async fn job_result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_job_id(&id)?;
+    let (body, content_type) = state.jobs().result(&id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "job {id} has no result (unknown, not finished, or failed)"
+        ))
+    })?;
+    let mut resp = body.into_response();
+    if let Some(ct) = content_type {
+        set_header(resp.headers_mut(), "content-type", &ct);
+    }
+    Ok(resp)
+}
+
+fn check_job_id(id: &str) -> Result<(), ApiError> {
+    if ids::job_coordinator(id).is_none() || ids::validate(id).is_err() {
+        return Err(ApiError::bad_request(format!("{id:?} is not a job id")));
+    }
+    Ok(())
 }

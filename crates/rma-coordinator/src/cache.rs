@@ -3,15 +3,14 @@
 //! a fresh answer it stores it there. A hit answers at once, marked `X-RMA-Cache: hit`.
 
 use bytes::Bytes;
-use rma_proto::service;
-
-use crate::AppState;
-use crate::dispatch::{Served, dispatch};
-use crate::link::{Call, ProgressFn};
 use rma_http::ApiError;
+use rma_proto::{ServiceCall, service};
+
+use crate::dispatch::{Dispatcher, Served};
+use crate::link::ProgressFn;
 
 /// Services whose answer depends only on their input and options.
-pub const CACHEABLE: [&str; 4] = [
+const CACHEABLE: [&str; 4] = [
     service::OCR,
     service::PDF_TEXT,
     service::ENHANCE,
@@ -21,7 +20,7 @@ pub const CACHEABLE: [&str; 4] = [
 /// The cache key of a call: BLAKE3 over a versioned, unambiguous encoding of the service, the
 /// sub-path, the query parameters (sorted, so their order does not matter), the content type
 /// and the hash of the body.
-pub fn key(call: &Call) -> String {
+fn key(call: &ServiceCall) -> String {
     let mut params: Vec<&str> = call.query.split('&').filter(|p| !p.is_empty()).collect();
     params.sort_unstable();
     let body_hash = blake3::hash(&call.body);
@@ -41,40 +40,31 @@ pub fn key(call: &Call) -> String {
     h.finalize().to_hex().to_string()
 }
 
-fn has_cache(state: &AppState) -> bool {
-    state
-        .workers()
-        .inventory(tokio::time::Instant::now())
-        .contains_key(service::CACHE)
-}
-
 /// Dispatches `call`, through the cache when the service is cacheable and a cache worker exists.
 /// `?cache=false` skips the lookup (the fresh answer is still stored).
-pub async fn cached(
-    state: &AppState,
-    call: Call,
+pub(crate) async fn cached(
+    d: &Dispatcher,
+    call: ServiceCall,
     progress: Option<ProgressFn>,
 ) -> Result<Served, ApiError> {
     let cacheable = call.method == "POST"
         && call.path.is_empty()
         && CACHEABLE.contains(&call.service.as_str())
-        && has_cache(state);
+        && d.registry.offers(service::CACHE);
     if !cacheable {
-        return dispatch(state, &call, progress).await;
+        return d.dispatch(&call, progress).await;
     }
     let k = key(&call);
     let skip_lookup = call.query.split('&').any(|p| p == "cache=false");
     if !skip_lookup {
-        let lookup = Call {
+        let lookup = ServiceCall {
             service: service::CACHE.to_owned(),
             method: "GET".into(),
             path: format!("/{k}"),
-            query: String::new(),
-            content_type: None,
             request_id: call.request_id.clone(),
-            body: Bytes::new(),
+            ..Default::default()
         };
-        match dispatch(state, &lookup, None).await {
+        match d.dispatch(&lookup, None).await {
             Ok(mut hit) if hit.reply.status == 200 => {
                 metrics::counter!("rma_coordinator_cache_total", "result" => "hit").increment(1);
                 hit.cache = Some("hit");
@@ -85,10 +75,10 @@ pub async fn cached(
         }
     }
     metrics::counter!("rma_coordinator_cache_total", "result" => "miss").increment(1);
-    let mut served = dispatch(state, &call, progress).await?;
+    let mut served = d.dispatch(&call, progress).await?;
     served.cache = Some("miss");
     if served.reply.status == 200 {
-        let fill = Call {
+        let fill = ServiceCall {
             service: service::CACHE.to_owned(),
             method: "PUT".into(),
             path: format!("/{k}"),
@@ -97,9 +87,9 @@ pub async fn cached(
             request_id: call.request_id.clone(),
             body: served.reply.body.clone(),
         };
-        let state = state.clone();
+        let d = d.clone();
         tokio::spawn(async move {
-            if let Err(e) = dispatch(&state, &fill, None).await {
+            if let Err(e) = d.dispatch(&fill, None).await {
                 tracing::debug!(error = %e, "could not fill the cache");
             }
         });
@@ -111,8 +101,8 @@ pub async fn cached(
 mod tests {
     use super::*;
 
-    fn call(query: &str, body: &'static [u8]) -> Call {
-        Call {
+    fn call(query: &str, body: &'static [u8]) -> ServiceCall {
+        ServiceCall {
             service: "ocr".into(),
             method: "POST".into(),
             path: String::new(),

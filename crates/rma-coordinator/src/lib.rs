@@ -1,37 +1,44 @@
 //! The rma edge coordinator: the registry of its workers, service assignment from
-//! capabilities, liveness, dispatch of service requests over each worker's link, and the
-//! registrar that keeps it known to the router.
+//! capabilities, liveness, dispatch of service requests over each worker's link, async jobs, and
+//! the registrar that keeps it known to the router.
 //!
-//! Layout: [`config`]; [`registry`] (workers, selection) and [`liveness`] (pure rules);
-//! [`link`] (the WebSocket each worker dials); [`dispatch`] (service requests, retries);
-//! [`registrar`] (router registration and heartbeats); [`api`] (routes).
+//! Layers, each using only those below it:
+//! - [`api`](crate) — HTTP handlers (`api.rs`), the link's socket glue (`session.rs`) and the
+//!   registrar (`registrar.rs`);
+//! - jobs — the job file (`jobs/store.rs`, SQLite on the blocking pool) and the runner
+//!   (`jobs/runner.rs`);
+//! - execution — `execute.rs` → `pipeline.rs` (`process`) → `cache.rs` → `dispatch.rs` (pick a
+//!   worker, retry by the forwarding policy) → `link.rs` (a call down a link) or `tunnel.rs`
+//!   (a call over HTTP);
+//! - state — `registry.rs` (workers, selection) and `liveness.rs` (pure rules).
 //!
 //! [`spawn`] runs it on a bound listener and returns a handle that stops it when dropped.
 #![deny(clippy::unwrap_used)]
 
-pub mod api;
-pub mod cache;
-pub mod config;
-pub mod dispatch;
-pub mod jobs;
-pub mod link;
-pub mod liveness;
-pub mod pipeline;
-pub mod registrar;
-pub mod registry;
-pub mod tunnel;
+mod api;
+mod cache;
+mod config;
+mod dispatch;
+mod execute;
+mod jobs;
+mod link;
+mod liveness;
+mod pipeline;
+mod registrar;
+mod registry;
+mod session;
+mod tunnel;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::app;
 pub use config::CoordinatorConfig;
-use registry::{Thresholds, Workers};
+use dispatch::Dispatcher;
+use jobs::Jobs;
+use registry::{Registry, Thresholds};
 use rma_http::{ServerHandle, Shutdown};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 /// Why a coordinator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,35 +46,37 @@ pub enum SpawnError {
     /// The listener is unusable.
     #[error("coordinator listener: {0}")]
     Io(#[from] std::io::Error),
-    /// The router URL is not a URL.
-    #[error("router URL: {0}")]
-    RouterUrl(#[from] rma_client::ClientError),
-    /// The public URL is not an http(s) URL.
-    #[error("public URL {0:?} is not an absolute http(s) URL")]
-    PublicUrl(String),
+    /// The router or public URL is not an http(s) URL.
+    #[error(transparent)]
+    Url(#[from] rma_proto::urls::UrlError),
+    /// The router client could not be built.
+    #[error("router client: {0}")]
+    Client(#[from] rma_client::ClientError),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
     /// The jobs file could not be opened.
     #[error(transparent)]
-    Jobs(#[from] jobs::JobsError),
+    Jobs(#[from] jobs::StoreError),
 }
 
 /// Shared state of the coordinator's handlers and tasks.
 #[derive(Clone)]
-pub struct AppState {
+struct AppState {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     config: CoordinatorConfig,
     public_url: String,
-    workers: Mutex<Workers>,
-    inventory: Notify,
+    dispatcher: Dispatcher,
+    jobs: Arc<Jobs>,
     active_requests: AtomicU32,
     shutdown: Shutdown,
-    jobs: jobs::Jobs,
 }
 
 /// Counts a request in flight for as long as it lives.
-pub struct ActiveRequest(Arc<Inner>);
+struct ActiveRequest(Arc<Inner>);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
@@ -77,67 +86,70 @@ impl Drop for ActiveRequest {
 
 impl AppState {
     /// State for a coordinator reachable at `public_url`; opens its jobs file.
-    pub fn new(
+    fn new(
         config: CoordinatorConfig,
         public_url: String,
         shutdown: Shutdown,
     ) -> Result<Self, SpawnError> {
-        let jobs = jobs::Jobs::open(config.jobs_db.as_deref(), &config.id, config.job_retention)?;
-        let workers = Workers::new(Thresholds {
+        let jobs = Jobs::open(config.jobs_db.as_deref(), &config.id, config.job_retention)?;
+        let registry = Registry::new(Thresholds {
             timeout: config.worker_timeout,
             expire_after: config.worker_expire_after,
         });
+        let dispatcher = Dispatcher {
+            registry,
+            coordinator_id: config.id.clone(),
+            timeout: config.request_timeout,
+            max_attempts: config.max_attempts,
+            http: rma_client::http_client(None)?,
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
                 public_url,
-                workers: Mutex::new(workers),
-                inventory: Notify::new(),
+                dispatcher,
+                jobs: Arc::new(jobs),
                 active_requests: AtomicU32::new(0),
                 shutdown,
-                jobs,
             }),
         })
     }
 
-    /// The job store.
-    pub fn jobs(&self) -> &jobs::Jobs {
+    fn jobs(&self) -> &Jobs {
         &self.inner.jobs
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &CoordinatorConfig {
+    fn config(&self) -> &CoordinatorConfig {
         &self.inner.config
     }
 
+    fn dispatcher(&self) -> &Dispatcher {
+        &self.inner.dispatcher
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.inner.dispatcher.registry
+    }
+
     /// The URL the router and workers reach this coordinator at.
-    pub fn public_url(&self) -> &str {
+    fn public_url(&self) -> &str {
         &self.inner.public_url
     }
 
-    /// The worker registry, locked. Never held across an await.
-    pub fn workers(&self) -> MutexGuard<'_, Workers> {
-        self.inner.workers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The stop signal.
-    pub fn shutdown(&self) -> Shutdown {
+    fn shutdown(&self) -> Shutdown {
         self.inner.shutdown.clone()
     }
 
-    /// Says the inventory changed: the registrar heartbeats the router at once.
-    pub fn inventory_changed(&self) {
-        self.inner.inventory.notify_one();
-        // New workers may take queued jobs.
-        self.inner.jobs.wake();
-    }
-
-    async fn inventory_notified(&self) {
-        self.inner.inventory.notified().await;
+    fn session_config(&self) -> session::SessionConfig {
+        session::SessionConfig {
+            coordinator_id: self.config().id.clone(),
+            ping_interval: self.config().link_ping_interval,
+            ping_misses: self.config().link_ping_misses,
+        }
     }
 
     /// Service requests in flight here.
-    pub fn active_requests(&self) -> u32 {
+    fn active_requests(&self) -> u32 {
         self.inner.active_requests.load(Ordering::Relaxed)
     }
 
@@ -145,61 +157,39 @@ impl AppState {
         self.inner.active_requests.fetch_add(1, Ordering::Relaxed);
         ActiveRequest(self.inner.clone())
     }
-
-    /// Removes expired workers (closing their links) and tells the router when who is active
-    /// changed. The liveness loop calls this; tests call it after advancing paused time.
-    pub fn sweep_once(&self, last: &mut std::collections::BTreeSet<(String, bool)>) -> Vec<String> {
-        let now = Instant::now();
-        let (expired, fingerprint) = {
-            let mut w = self.workers();
-            let expired = w.sweep(now);
-            (expired, w.fingerprint(now))
-        };
-        for w in &expired {
-            if let Some(l) = &w.link {
-                l.close();
-            }
-            tracing::info!(worker = %w.id, "worker expired and removed");
-        }
-        if fingerprint != *last {
-            *last = fingerprint;
-            self.inventory_changed();
-        }
-        expired.into_iter().map(|w| w.id).collect()
-    }
 }
 
 /// A running coordinator. Dropping it stops it without a goodbye, as a crash would (the router
-/// notices through expiry); [`shutdown`] says goodbye first.
+/// notices through expiry); [`deregister`] says goodbye.
 pub type CoordinatorHandle = ServerHandle;
 
-/// Starts a coordinator on `listener`: serves the API and the link, runs liveness, and when a
-/// router URL is configured, the registrar.
+/// Starts a coordinator on `listener`: serves the API and the link, runs liveness and the job
+/// runner, and when a router URL is configured, the registrar.
 pub fn spawn(
     config: CoordinatorConfig,
     listener: TcpListener,
 ) -> Result<CoordinatorHandle, SpawnError> {
     let addr = listener.local_addr()?;
     let public_url = match &config.public_url {
-        Some(u) => {
-            match url::Url::parse(u) {
-                Ok(p) if matches!(p.scheme(), "http" | "https") && p.host_str().is_some() => {}
-                _ => return Err(SpawnError::PublicUrl(u.clone())),
-            }
-            u.trim_end_matches('/').to_owned()
-        }
+        Some(u) => rma_proto::urls::base_url("public URL", u)?,
         None => derive_public_url(addr),
     };
     let router = config
         .router_url
         .as_deref()
-        .map(rma_client::Client::new)
+        .map(|u| rma_client::Client::with_timeout(u, config.request_timeout))
         .transpose()?;
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::new(config, public_url, shutdown.clone())?;
-    let mut handle = rma_http::serve(listener, app(state.clone()), stop)?;
-    handle.adopt(tokio::spawn(liveness_loop(state.clone(), shutdown)));
-    handle.adopt(tokio::spawn(jobs::runner(state.clone())));
+    let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
+    handle.adopt(tokio::spawn(liveness_loop(state.clone(), shutdown.clone())));
+    let runner = jobs::runner::Runner {
+        jobs: state.inner.jobs.clone(),
+        dispatcher: state.dispatcher().clone(),
+        router: router.clone(),
+        max_concurrent: state.config().max_concurrent_jobs,
+    };
+    handle.adopt(tokio::spawn(runner.run(shutdown)));
     if let Some(router) = router {
         handle.adopt(tokio::spawn(registrar::run(state.clone(), router)));
     }
@@ -220,7 +210,7 @@ pub async fn deregister(config: &CoordinatorConfig, grace: Duration) {
 }
 
 /// `http://{addr}`, with an unspecified address (0.0.0.0, ::) replaced by loopback.
-pub fn derive_public_url(addr: std::net::SocketAddr) -> String {
+fn derive_public_url(addr: std::net::SocketAddr) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -230,18 +220,16 @@ pub fn derive_public_url(addr: std::net::SocketAddr) -> String {
 }
 
 /// Sweeps workers every third of the worker timeout (at most every 5 s).
-async fn liveness_loop(state: AppState, mut shutdown: Shutdown) {
+async fn liveness_loop(state: AppState, shutdown: Shutdown) {
     let period = (state.config().worker_timeout / 3)
         .clamp(Duration::from_millis(20), Duration::from_secs(5));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = Default::default();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => { state.sweep_once(&mut last); }
-            _ = shutdown.wait() => return,
-        }
-    }
+    let last = std::sync::Mutex::new(Default::default());
+    rma_http::every(period, shutdown, || {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        state.registry().sweep_once(&mut last);
+        std::future::ready(())
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -261,7 +249,7 @@ mod tests {
             shutdown,
         )
         .expect("state");
-        let app = app(state.clone());
+        let app = api::app(state.clone());
         let (s, v) = call(
             &app,
             "POST",
@@ -280,7 +268,10 @@ mod tests {
             serde_json::json!({"total": 1, "active": 0, "stale": 1})
         );
         let link = link::LinkHandle::detached();
-        state.workers().attach_link("w1", link, Instant::now());
+        state
+            .registry()
+            .lock()
+            .attach_link("w1", link, tokio::time::Instant::now());
         let (_, v) = call(&app, "GET", "/health", "").await;
         assert_eq!(v["workers"]["active"], 1);
         assert_eq!(v["status"], "healthy");
@@ -313,11 +304,11 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, Some("no_worker"))
         );
         let mut last = Default::default();
-        assert!(state.sweep_once(&mut last).is_empty());
+        assert!(state.registry().sweep_once(&mut last).is_empty());
 
         // Silent for 180 s: removed; its next heartbeat is a 404, so it registers again.
         tokio::time::advance(Duration::from_secs(90)).await;
-        assert_eq!(state.sweep_once(&mut last), ["w1"]);
+        assert_eq!(state.registry().sweep_once(&mut last), ["w1"]);
         let (s, v) = call(
             &app,
             "POST",
@@ -342,7 +333,7 @@ mod tests {
             shutdown,
         )
         .expect("state");
-        let app = app(state);
+        let app = api::app(state);
         let (_, v) = call(
             &app,
             "POST",

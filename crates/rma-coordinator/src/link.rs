@@ -1,83 +1,64 @@
-//! The coordinator's end of the link: the WebSocket a worker dials at `GET /api/worker/link`.
+//! A handle on one worker's link: sends calls down it and matches the answers that the link's
+//! session ([`crate::session`]) hands back by id. Cheap to clone; the registry keeps one per
+//! linked worker.
 //!
-//! A [`LinkHandle`] sends requests down one link and matches answers by id. The session task
-//! reads answers, pings the worker, and takes the worker out of rotation the moment the link
-//! closes or falls silent: pending requests then fail with [`LinkError::Closed`] and dispatch
-//! retries them on another worker.
+//! When the link closes, every pending call fails with [`CallError::Lost`] and dispatch tries
+//! another worker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use rma_proto::link::{self, LinkMessage, PROTOCOL_VERSION};
+use rma_proto::{ServiceCall, ServiceReply, link};
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::time::Instant;
 
-use crate::AppState;
-
-/// One service call to send down a link.
-#[derive(Debug, Clone)]
-pub struct Call {
-    /// Service type.
-    pub service: String,
-    /// HTTP method.
-    pub method: String,
-    /// Sub-path after `/api/service/{type}`.
-    pub path: String,
-    /// Query string without `?`.
-    pub query: String,
-    /// Content-Type of the body.
-    pub content_type: Option<String>,
-    /// End-to-end request id.
-    pub request_id: Option<String>,
-    /// The body.
-    pub body: Bytes,
-}
-
-/// A worker's answer.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// Content-Type.
-    pub content_type: Option<String>,
-    /// Body.
-    pub body: Bytes,
-}
-
-/// Why a call down a link failed.
+/// Why a call to a worker (down its link or over its tunnel) failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
-    /// The link closed before the answer came; the request may go to another worker.
-    #[error("the worker's link closed")]
-    Closed,
+pub(crate) enum CallError {
+    /// The worker was lost before it answered (link closed, tunnel refused); the call may go to
+    /// another worker.
+    #[error("the worker was lost before it answered")]
+    Lost,
     /// No answer within the request timeout.
     #[error("the worker did not answer in time")]
     Timeout,
 }
 
-/// A handle on one live link. Cheap to clone.
-#[derive(Clone)]
-pub struct LinkHandle {
-    inner: Arc<LinkInner>,
+/// What the session's writer sends.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// One encoded link frame.
+    Frame(Bytes),
+    /// A WebSocket ping.
+    Ping,
+    /// Flush what is queued, close the socket, stop writing.
+    Close,
 }
 
 /// Called with (done, total) as a worker reports progress on a call.
-pub type ProgressFn = std::sync::Arc<dyn Fn(u32, u32) + Send + Sync>;
+pub(crate) type ProgressFn = Arc<dyn Fn(u32, u32) + Send + Sync>;
+
+/// A handle on one live link.
+#[derive(Clone)]
+pub(crate) struct LinkHandle {
+    inner: Arc<LinkInner>,
+}
 
 struct LinkInner {
-    tx: mpsc::Sender<Message>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
-    progress: Mutex<HashMap<u64, ProgressFn>>,
+    tx: mpsc::Sender<Outbound>,
+    pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     closed: AtomicBool,
     draining: AtomicBool,
     closed_notify: Notify,
     in_flight: AtomicU32,
+}
+
+struct Pending {
+    answer: oneshot::Sender<ServiceReply>,
+    progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for LinkHandle {
@@ -98,12 +79,12 @@ impl Drop for InFlight<'_> {
 }
 
 impl LinkHandle {
-    fn new(tx: mpsc::Sender<Message>) -> Self {
+    /// A handle whose frames go to `tx` (the session's writer).
+    pub(crate) fn new(tx: mpsc::Sender<Outbound>) -> Self {
         LinkHandle {
             inner: Arc::new(LinkInner {
                 tx,
                 pending: Mutex::new(HashMap::new()),
-                progress: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
@@ -114,36 +95,42 @@ impl LinkHandle {
     }
 
     /// A link with no socket behind it, open until closed: for tests of registry logic.
-    pub fn detached() -> Self {
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
         Self::new(mpsc::channel(1).0)
     }
 
     /// Whether it has closed.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
 
     /// Whether the worker said goodbye: it finishes what it has but takes nothing new.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::Acquire)
     }
 
+    /// Takes the worker out of rotation; answers to its calls still arrive.
+    pub(crate) fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
     /// Whether two handles are the same link.
-    pub fn same(&self, other: &LinkHandle) -> bool {
+    pub(crate) fn same(&self, other: &LinkHandle) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Calls in flight on this link.
-    pub fn in_flight(&self) -> u32 {
+    pub(crate) fn in_flight(&self) -> u32 {
         self.inner.in_flight.load(Ordering::Relaxed)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, Pending>> {
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes the link: its session ends and every pending call fails with `Closed`.
-    pub fn close(&self) {
+    /// Closes the link: its session ends and every pending call fails with `Lost`.
+    pub(crate) fn close(&self) {
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             self.inner.closed_notify.notify_waiters();
         }
@@ -151,7 +138,8 @@ impl LinkHandle {
         self.pending().clear();
     }
 
-    async fn closed(&self) {
+    /// Resolves once the link is closed.
+    pub(crate) async fn closed(&self) {
         let notified = self.inner.closed_notify.notified();
         if self.is_closed() {
             return;
@@ -159,237 +147,105 @@ impl LinkHandle {
         notified.await;
     }
 
-    fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ProgressFn>> {
-        self.inner
-            .progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Queues a frame for the writer (the session's own messages: welcome, goodbye).
+    pub(crate) async fn send_frame(&self, frame: Bytes) -> bool {
+        self.inner.tx.send(Outbound::Frame(frame)).await.is_ok()
+    }
+
+    /// Asks the writer to close the socket after what is already queued.
+    pub(crate) fn close_socket(&self) {
+        let _ = self.inner.tx.try_send(Outbound::Close);
+    }
+
+    /// Queues a ping unless the queue is full (then the link is busy with frames anyway).
+    pub(crate) fn try_ping(&self) {
+        let _ = self.inner.tx.try_send(Outbound::Ping);
     }
 
     /// Sends a call and waits for its answer up to `timeout`; `progress` hears the worker's
     /// progress reports meanwhile.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
-        call: Call,
+        call: &ServiceCall,
         timeout: Duration,
         progress: Option<ProgressFn>,
-    ) -> Result<Reply, LinkError> {
+    ) -> Result<ServiceReply, CallError> {
         if self.is_closed() {
-            return Err(LinkError::Closed);
+            return Err(CallError::Lost);
         }
         self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight(&self.inner.in_flight);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = progress {
-            self.progress_map().insert(id, p);
-        }
-        let result = self.call_inner(id, call, timeout).await;
-        self.progress_map().remove(&id);
-        result
-    }
-
-    async fn call_inner(&self, id: u64, call: Call, timeout: Duration) -> Result<Reply, LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.pending().insert(id, tx);
+        let (answer, rx) = oneshot::channel();
+        self.pending().insert(id, Pending { answer, progress });
         // The link may have closed between the check above and the insert.
         if self.is_closed() {
             self.pending().remove(&id);
-            return Err(LinkError::Closed);
+            return Err(CallError::Lost);
         }
-        let header = LinkMessage::Request {
-            id,
-            service: call.service,
-            method: call.method,
-            path: call.path,
-            query: call.query,
-            content_type: call.content_type,
-            request_id: call.request_id,
+        let frame = Bytes::from(link::encode_request(id, call));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = tokio::time::timeout_at(deadline, self.inner.tx.send(Outbound::Frame(frame)));
+        let outcome = match sent.await {
+            Ok(Ok(())) => match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(_)) => Err(CallError::Lost),
+                Err(_) => Err(CallError::Timeout),
+            },
+            Ok(Err(_)) => Err(CallError::Lost),
+            Err(_) => Err(CallError::Timeout),
         };
-        let frame = link::encode(&header, &call.body);
-        let sent =
-            tokio::time::timeout(timeout, self.inner.tx.send(Message::Binary(frame.into()))).await;
-        match sent {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                self.pending().remove(&id);
-                return Err(LinkError::Closed);
-            }
-            Err(_) => {
-                self.pending().remove(&id);
-                return Err(LinkError::Timeout);
-            }
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(LinkError::Closed),
-            Err(_) => {
-                self.pending().remove(&id);
-                Err(LinkError::Timeout)
-            }
-        }
+        self.pending().remove(&id);
+        outcome
     }
 
-    fn complete(&self, id: u64, reply: Reply) {
-        if let Some(tx) = self.pending().remove(&id) {
+    /// The session received the answer to call `id`.
+    pub(crate) fn complete(&self, id: u64, reply: ServiceReply) {
+        if let Some(p) = self.pending().remove(&id) {
             // The caller may have timed out and gone; nothing to do then.
-            let _ = tx.send(reply);
+            let _ = p.answer.send(reply);
+        }
+    }
+
+    /// The session received progress of call `id`.
+    pub(crate) fn progress(&self, id: u64, done: u32, total: u32) {
+        let f = self.pending().get(&id).and_then(|p| p.progress.clone());
+        if let Some(f) = f {
+            f(done, total);
         }
     }
 }
 
-fn reject(reason: &str, message: String) -> Message {
-    Message::Binary(
-        link::encode(
-            &LinkMessage::Reject {
-                reason: reason.into(),
-                message,
-            },
-            &[],
-        )
-        .into(),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Runs one link session until the socket closes, falls silent, or the coordinator stops.
-pub async fn serve(state: AppState, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let cfg = state.config().clone();
+    #[tokio::test]
+    async fn answers_are_matched_by_id_and_a_close_fails_pending_calls() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let link = LinkHandle::new(tx);
+        let l2 = link.clone();
+        let call = ServiceCall::post("echo", None, Bytes::from_static(b"hi"));
+        let c2 = call.clone();
+        let pending =
+            tokio::spawn(async move { l2.call(&c2, Duration::from_secs(5), None).await });
+        let Some(Outbound::Frame(frame)) = rx.recv().await else {
+            panic!("a frame")
+        };
+        let Ok(link::LinkMessage::Request { id, call: sent }) = link::decode_bytes(&frame) else {
+            panic!("a request")
+        };
+        assert_eq!(sent, call);
+        link.complete(id, ServiceReply::ok(None, Bytes::from_static(b"hi")));
+        let reply = pending.await.expect("task").expect("answered");
+        assert_eq!(&reply.body[..], b"hi");
 
-    // The worker speaks first.
-    let hello = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
-    let worker_id = match hello {
-        Ok(Some(Ok(Message::Binary(frame)))) => match link::decode(&frame) {
-            Ok((
-                LinkMessage::Hello {
-                    protocol_version,
-                    worker_id,
-                },
-                _,
-            )) => {
-                if protocol_version != PROTOCOL_VERSION {
-                    let _ = sink
-                        .send(reject(
-                            "protocol_version",
-                            format!("this coordinator speaks link protocol {PROTOCOL_VERSION}, the worker {protocol_version}; upgrade the older side"),
-                        ))
-                        .await;
-                    return;
-                }
-                worker_id
-            }
-            Ok((other, _)) => {
-                tracing::debug!(?other, "link opened without a hello");
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "undecodable link hello");
-                return;
-            }
-        },
-        _ => return,
-    };
-
-    let (tx, mut rx) = mpsc::channel::<Message>(256);
-    let link = LinkHandle::new(tx);
-    let attached = state
-        .workers()
-        .attach_link(&worker_id, link.clone(), Instant::now());
-    match attached {
-        None => {
-            let _ = sink
-                .send(reject(
-                    "unknown_worker",
-                    format!("worker {worker_id:?} is not registered here; register first"),
-                ))
-                .await;
-            return;
-        }
-        Some(Some(old)) => old.close(),
-        Some(None) => {}
-    }
-    let welcome = LinkMessage::Welcome {
-        protocol_version: PROTOCOL_VERSION,
-        coordinator_id: cfg.id.clone(),
-        ping_interval_ms: cfg.link_ping_interval.as_millis() as u64,
-    };
-    if sink
-        .send(Message::Binary(link::encode(&welcome, &[]).into()))
-        .await
-        .is_err()
-    {
-        state.workers().detach_link(&worker_id, &link);
+        let l3 = link.clone();
+        let pending =
+            tokio::spawn(async move { l3.call(&call, Duration::from_secs(5), None).await });
+        let _ = rx.recv().await;
         link.close();
-        return;
+        assert_eq!(pending.await.expect("task"), Err(CallError::Lost));
+        assert_eq!(link.in_flight(), 0);
     }
-    tracing::info!(worker = %worker_id, "link up");
-    metrics::gauge!("rma_coordinator_links").increment(1.0);
-    state.inventory_changed();
-
-    let writer_link = link.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if sink.send(msg).await.is_err() {
-                break;
-            }
-        }
-        writer_link.close();
-        let _ = sink.close().await;
-    });
-
-    let mut shutdown = state.shutdown();
-    let mut ping = tokio::time::interval(cfg.link_ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let silence_limit = cfg.link_ping_interval * cfg.link_ping_misses;
-    let mut last_heard = Instant::now();
-    let why = loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Binary(frame))) => {
-                    last_heard = Instant::now();
-                    match link::decode(&frame) {
-                        Ok((LinkMessage::Response { id, status, content_type }, range)) => {
-                            link.complete(id, Reply { status, content_type, body: frame.slice(range) });
-                        }
-                        Ok((LinkMessage::Progress { id, done, total }, _)) => {
-                            let f = link.progress_map().get(&id).cloned();
-                            if let Some(f) = f {
-                                f(done, total);
-                            }
-                        }
-                        Ok((LinkMessage::Goodbye { reason }, _)) => {
-                            // Out of rotation at once; the link stays open for the answers to
-                            // the requests the worker is finishing.
-                            link.inner.draining.store(true, Ordering::Release);
-                            tracing::info!(worker = %worker_id, %reason, "worker is draining; out of rotation");
-                            state.inventory_changed();
-                            // The acknowledgement follows every request already queued for it, so
-                            // once the worker has it, nothing new is coming.
-                            let ack = LinkMessage::Goodbye { reason: "acknowledged".into() };
-                            let _ = link.inner.tx.send(Message::Binary(link::encode(&ack, &[]).into())).await;
-                        }
-                        Ok((other, _)) => tracing::debug!(worker = %worker_id, ?other, "unexpected link message"),
-                        Err(e) => tracing::warn!(worker = %worker_id, error = %e, "undecodable link frame"),
-                    }
-                }
-                Some(Ok(Message::Pong(_) | Message::Ping(_) | Message::Text(_))) => last_heard = Instant::now(),
-                Some(Ok(Message::Close(_))) | None => break "link closed".to_owned(),
-                Some(Err(e)) => break format!("link error: {e}"),
-            },
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= silence_limit {
-                    break format!("link silent for {} ms", silence_limit.as_millis());
-                }
-                // A full queue means the link is busy with frames anyway; skip this ping.
-                let _ = link.inner.tx.try_send(Message::Ping(Bytes::new()));
-            }
-            _ = link.closed() => break "link replaced or closed".to_owned(),
-            _ = shutdown.wait() => break "coordinator shutting down".to_owned(),
-        }
-    };
-    link.close();
-    state.workers().detach_link(&worker_id, &link);
-    writer.abort();
-    metrics::gauge!("rma_coordinator_links").decrement(1.0);
-    tracing::info!(worker = %worker_id, reason = %why, "link down; worker out of rotation");
-    state.inventory_changed();
 }

@@ -10,8 +10,9 @@ use tokio::time::Instant;
 use crate::AppState;
 
 /// Runs until shutdown.
-pub async fn run(state: AppState, router: Client) {
+pub(crate) async fn run(state: AppState, router: Client) {
     let mut shutdown = state.shutdown();
+    let mut changes = state.registry().subscribe();
     let cfg = state.config().clone();
     let mut backoff = Backoff::new();
     loop {
@@ -22,7 +23,8 @@ pub async fn run(state: AppState, router: Client) {
             location: cfg.location.clone(),
             services: Some(
                 state
-                    .workers()
+                    .registry()
+                    .lock()
                     .inventory(Instant::now())
                     .into_keys()
                     .collect(),
@@ -52,7 +54,7 @@ pub async fn run(state: AppState, router: Client) {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = state.inventory_notified() => {}
+                _ = changes.changed() => {}
                 _ = shutdown.wait() => return,
             }
             match router.coordinator_heartbeat(&state.heartbeat()).await {
@@ -71,9 +73,9 @@ pub async fn run(state: AppState, router: Client) {
 
 impl AppState {
     /// The heartbeat the router gets now.
-    pub fn heartbeat(&self) -> CoordinatorHeartbeat {
+    fn heartbeat(&self) -> CoordinatorHeartbeat {
         let now = Instant::now();
-        let w = self.workers();
+        let w = self.registry().lock();
         CoordinatorHeartbeat {
             coordinator_id: self.config().id.clone(),
             active_requests: self.active_requests(),

@@ -1,12 +1,15 @@
 //! The coordinator's registry of workers: in memory, rebuilt when workers re-register.
 //!
-//! Selection and liveness here are plain functions of the registry and an explicit `now`.
+//! [`Workers`] is plain data: selection and liveness are functions of it and an explicit `now`.
+//! [`Registry`] shares it between handlers and tasks and tells them when who is active changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
-use rma_proto::{Capabilities, WorkerType, service};
+use rma_proto::{WorkerType, service};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::link::LinkHandle;
@@ -14,36 +17,34 @@ use crate::liveness::{Liveness, liveness};
 
 /// One registered worker.
 #[derive(Debug, Clone)]
-pub struct WorkerEntry {
+pub(crate) struct WorkerEntry {
     /// Id.
-    pub id: String,
+    pub(crate) id: String,
     /// Primary type.
-    pub worker_type: WorkerType,
-    /// What its probe found.
-    pub capabilities: Capabilities,
+    pub(crate) worker_type: WorkerType,
     /// Assigned services.
-    pub services: Vec<String>,
+    pub(crate) services: Vec<String>,
     /// A URL it can also be called at.
-    pub tunnel_url: Option<String>,
+    pub(crate) tunnel_url: Option<String>,
     /// First registration (wall clock).
-    pub registered_at: SystemTime,
+    pub(crate) registered_at: SystemTime,
     /// Last registration or heartbeat.
-    pub last_seen: Instant,
+    pub(crate) last_seen: Instant,
     /// Load it reported.
-    pub load: f64,
+    pub(crate) load: f64,
     /// Requests it reported running.
-    pub reported_active: u32,
+    pub(crate) reported_active: u32,
     /// Its live link, when it has one.
-    pub link: Option<LinkHandle>,
+    pub(crate) link: Option<LinkHandle>,
     /// Requests sent to it, for the topology's traffic figures.
-    pub requests: rma_http::RateWindow,
+    pub(crate) requests: rma_http::RateWindow,
     /// A call to its tunnel URL failed to connect; cleared by its next heartbeat.
-    pub tunnel_down: bool,
+    pub(crate) tunnel_down: bool,
 }
 
 /// How work reaches a worker.
 #[derive(Debug, Clone)]
-pub enum Route {
+pub(crate) enum Route {
     /// Down its link.
     Link(LinkHandle),
     /// Over HTTP to its tunnel URL.
@@ -52,7 +53,7 @@ pub enum Route {
 
 impl WorkerEntry {
     /// Whether the coordinator can send it work.
-    pub fn reachable(&self) -> bool {
+    pub(crate) fn reachable(&self) -> bool {
         self.link_up() || (self.tunnel_url.is_some() && !self.tunnel_down)
     }
 
@@ -63,7 +64,7 @@ impl WorkerEntry {
     }
 
     /// How to send it work now: its link when that is up, else its tunnel URL.
-    pub fn route(&self) -> Option<Route> {
+    pub(crate) fn route(&self) -> Option<Route> {
         if self.link_up() {
             self.link.clone().map(Route::Link)
         } else if !self.tunnel_down {
@@ -74,23 +75,84 @@ impl WorkerEntry {
     }
 
     /// Requests in flight on it, as the coordinator counts them.
-    pub fn in_flight(&self) -> u32 {
+    pub(crate) fn in_flight(&self) -> u32 {
         self.link.as_ref().map_or(0, LinkHandle::in_flight)
+    }
+}
+
+/// The registry shared by the coordinator's handlers and tasks. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Registry {
+    workers: Arc<Mutex<Workers>>,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub(crate) fn new(thresholds: Thresholds) -> Self {
+        Registry {
+            workers: Arc::new(Mutex::new(Workers::new(thresholds))),
+            changes: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// The workers, locked. Never held across an await.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Workers> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Says who is active (or with what) changed: the registrar heartbeats the router at once
+    /// and the job runner looks at its queue again.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that wakes on every [`Registry::changed`].
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether an active worker offers `service` now.
+    pub(crate) fn offers(&self, service: &str) -> bool {
+        self.lock().inventory(Instant::now()).contains_key(service)
+    }
+
+    /// Removes expired workers (closing their links) and calls [`Registry::changed`] when who
+    /// is active differs from `last`. The liveness loop calls this; tests call it after
+    /// advancing paused time.
+    pub(crate) fn sweep_once(&self, last: &mut BTreeSet<(String, bool)>) -> Vec<String> {
+        let now = Instant::now();
+        let (expired, fingerprint) = {
+            let mut w = self.lock();
+            let expired = w.sweep(now);
+            (expired, w.fingerprint(now))
+        };
+        for w in &expired {
+            if let Some(l) = &w.link {
+                l.close();
+            }
+            tracing::info!(worker = %w.id, "worker expired and removed");
+        }
+        if fingerprint != *last {
+            *last = fingerprint;
+            self.changed();
+        }
+        expired.into_iter().map(|w| w.id).collect()
     }
 }
 
 /// Liveness thresholds.
 #[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// Stale after this much silence.
-    pub timeout: std::time::Duration,
+    pub(crate) timeout: std::time::Duration,
     /// Removed after this much silence.
-    pub expire_after: std::time::Duration,
+    pub(crate) expire_after: std::time::Duration,
 }
 
 /// All workers.
 #[derive(Debug)]
-pub struct Workers {
+pub(crate) struct Workers {
     map: BTreeMap<String, WorkerEntry>,
     thresholds: Thresholds,
     turn: usize,
@@ -98,7 +160,7 @@ pub struct Workers {
 
 impl Workers {
     /// An empty registry.
-    pub fn new(thresholds: Thresholds) -> Self {
+    pub(crate) fn new(thresholds: Thresholds) -> Self {
         Workers {
             map: BTreeMap::new(),
             thresholds,
@@ -107,7 +169,7 @@ impl Workers {
     }
 
     /// One worker's liveness at `now`.
-    pub fn liveness(&self, w: &WorkerEntry, now: Instant) -> Liveness {
+    pub(crate) fn liveness(&self, w: &WorkerEntry, now: Instant) -> Liveness {
         liveness(
             w.last_seen,
             now,
@@ -118,7 +180,7 @@ impl Workers {
     }
 
     /// Adds or refreshes a registration; a re-registering worker keeps its live link.
-    pub fn register(&mut self, mut entry: WorkerEntry) {
+    pub(crate) fn register(&mut self, mut entry: WorkerEntry) {
         if let Some(old) = self.map.get(&entry.id) {
             entry.registered_at = old.registered_at;
             if entry.link.is_none() {
@@ -130,7 +192,7 @@ impl Workers {
     }
 
     /// Applies a heartbeat; false when the worker is unknown.
-    pub fn heartbeat(&mut self, id: &str, load: f64, active: u32, now: Instant) -> bool {
+    pub(crate) fn heartbeat(&mut self, id: &str, load: f64, active: u32, now: Instant) -> bool {
         match self.map.get_mut(id) {
             Some(w) => {
                 w.last_seen = now;
@@ -144,12 +206,12 @@ impl Workers {
     }
 
     /// One worker.
-    pub fn get(&self, id: &str) -> Option<&WorkerEntry> {
+    pub(crate) fn get(&self, id: &str) -> Option<&WorkerEntry> {
         self.map.get(id)
     }
 
     /// Attaches a link; returns the one it replaces, for the caller to close.
-    pub fn attach_link(
+    pub(crate) fn attach_link(
         &mut self,
         id: &str,
         link: LinkHandle,
@@ -161,14 +223,14 @@ impl Workers {
     }
 
     /// Takes a worker's tunnel out of use after a failed connection.
-    pub fn mark_tunnel_down(&mut self, id: &str) {
+    pub(crate) fn mark_tunnel_down(&mut self, id: &str) {
         if let Some(w) = self.map.get_mut(id) {
             w.tunnel_down = true;
         }
     }
 
     /// Detaches `link` from its worker, unless a newer link replaced it already.
-    pub fn detach_link(&mut self, id: &str, link: &LinkHandle) {
+    pub(crate) fn detach_link(&mut self, id: &str, link: &LinkHandle) {
         if let Some(w) = self.map.get_mut(id)
             && w.link.as_ref().is_some_and(|l| l.same(link))
         {
@@ -177,7 +239,7 @@ impl Workers {
     }
 
     /// Removes expired workers; returns them (their links are for the caller to close).
-    pub fn sweep(&mut self, now: Instant) -> Vec<WorkerEntry> {
+    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<WorkerEntry> {
         let expired: Vec<String> = self
             .map
             .values()
@@ -192,7 +254,7 @@ impl Workers {
 
     /// Picks an active worker offering `service`, not in `exclude`, round-robin. Returns its id
     /// and link.
-    pub fn pick(
+    pub(crate) fn pick(
         &mut self,
         service: &str,
         exclude: &HashSet<String>,
@@ -218,7 +280,7 @@ impl Workers {
     }
 
     /// Counts for `/health`.
-    pub fn counts(&self, now: Instant) -> WorkerCounts {
+    pub(crate) fn counts(&self, now: Instant) -> WorkerCounts {
         let active = self
             .map
             .values()
@@ -232,7 +294,7 @@ impl Workers {
     }
 
     /// Every worker as reported to the router.
-    pub fn summaries(&self, now: Instant) -> Vec<WorkerSummary> {
+    pub(crate) fn summaries(&self, now: Instant) -> Vec<WorkerSummary> {
         self.map
             .values()
             .map(|w| WorkerSummary {
@@ -255,7 +317,7 @@ impl Workers {
 
     /// Service → number of active workers offering it. `process` (run by the coordinator
     /// itself) counts as offered when OCR, PDF text and extraction all are.
-    pub fn inventory(&self, now: Instant) -> BTreeMap<String, u32> {
+    pub(crate) fn inventory(&self, now: Instant) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for w in self
             .map
@@ -273,14 +335,14 @@ impl Workers {
             .min()
             .filter(|n| *n > 0)
         {
-            out.insert(crate::dispatch::PROCESS.to_owned(), n);
+            out.insert(service::PROCESS.to_owned(), n);
         }
         out
     }
 
     /// A fingerprint of what the router needs to know (who is active with what), to send a
     /// heartbeat early when it changes.
-    pub fn fingerprint(&self, now: Instant) -> BTreeSet<(String, bool)> {
+    pub(crate) fn fingerprint(&self, now: Instant) -> BTreeSet<(String, bool)> {
         self.map
             .values()
             .map(|w| (w.id.clone(), self.liveness(w, now) == Liveness::Active))
@@ -288,7 +350,7 @@ impl Workers {
     }
 
     /// Mean reported load of active workers.
-    pub fn mean_load(&self, now: Instant) -> f64 {
+    pub(crate) fn mean_load(&self, now: Instant) -> f64 {
         let loads: Vec<f64> = self
             .map
             .values()
@@ -317,7 +379,6 @@ mod tests {
         WorkerEntry {
             id: id.into(),
             worker_type: WorkerType::Cpu,
-            capabilities: Capabilities::default(),
             services: services.iter().map(|s| (*s).to_owned()).collect(),
             tunnel_url: None,
             registered_at: SystemTime::UNIX_EPOCH,

@@ -1,65 +1,35 @@
 //! Calls to workers over HTTP, at the URL they registered as `tunnel_url` (a Cloudflare tunnel,
-//! say). Used when a worker has no live link. A connection that fails is treated like a dropped
-//! link: the request goes to another worker and the tunnel is out of use until the next heartbeat.
+//! say), used when a worker has no live link. A connection that fails counts as a lost worker:
+//! the request goes to another and the tunnel is out of use until the worker's next heartbeat.
 
-use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::AppState;
-use crate::link::{Call, LinkError, Reply};
+use rma_client::{Client, ClientError};
+use rma_proto::{ServiceCall, ServiceReply};
 
-fn http() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        rma_client::install_crypto_provider();
-        reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap_or_default()
-    })
-}
+use crate::link::CallError;
 
-/// Sends `call` to the worker at `base`.
-pub async fn call(state: &AppState, base: &str, call: &Call) -> Result<Reply, LinkError> {
-    let mut url = format!(
-        "{}/api/service/{}{}",
-        base.trim_end_matches('/'),
-        call.service,
-        call.path
-    );
-    if !call.query.is_empty() {
-        url.push('?');
-        url.push_str(&call.query);
-    }
-    let method =
-        reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|_| LinkError::Closed)?;
-    let mut req = http()
-        .request(method, &url)
-        .timeout(state.config().request_timeout)
-        .body(call.body.clone());
-    if let Some(ct) = &call.content_type {
-        req = req.header(reqwest::header::CONTENT_TYPE, ct);
-    }
-    if let Some(id) = &call.request_id {
-        req = req.header(rma_proto::headers::REQUEST_ID, id);
-    }
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) if e.is_timeout() => return Err(LinkError::Timeout),
-        Err(e) => {
-            tracing::warn!(url = %base, error = %e, "worker's tunnel URL unreachable");
-            return Err(LinkError::Closed);
+/// Sends `call` to the worker at `base`, giving up after `timeout`.
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    call: &ServiceCall,
+    timeout: Duration,
+) -> Result<ServiceReply, CallError> {
+    let client = Client::with_http(base, http.clone()).map_err(|_| CallError::Lost)?;
+    match tokio::time::timeout(timeout, client.send(call, &[])).await {
+        Err(_) => Err(CallError::Timeout),
+        Ok(Err(ClientError::Transport { source, .. })) if source.is_timeout() => {
+            Err(CallError::Timeout)
         }
-    };
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp.bytes().await.map_err(|_| LinkError::Closed)?;
-    Ok(Reply {
-        status,
-        content_type,
-        body,
-    })
+        Ok(Err(e)) => {
+            tracing::warn!(url = %base, error = %e, "worker's tunnel URL unreachable");
+            Err(CallError::Lost)
+        }
+        Ok(Ok(resp)) => Ok(ServiceReply {
+            status: resp.status.as_u16(),
+            content_type: resp.header("content-type").map(str::to_owned),
+            body: resp.body,
+        }),
+    }
 }

@@ -1,15 +1,23 @@
-//! Shared HTTP plumbing of the rma roles: JSON errors mapped in one place, body limits,
-//! request ids, the Prometheus endpoint, and serving on a bound listener with a handle that
+//! The edge kit every rma role shares: JSON errors mapped in one place ([`ApiError`]), body
+//! limits, request ids, the service-request target ([`ServiceTarget`]), the forwarding policy
+//! of both hops ([`forwarding`]), periodic background loops ([`every`]), versioned SQLite files
+//! ([`sqlite`]), the Prometheus endpoint, and serving on a bound listener with a handle that
 //! stops the server when dropped.
 #![deny(clippy::unwrap_used)]
 
 mod error;
+pub mod forwarding;
+mod periodic;
 mod server;
+pub mod sqlite;
+mod target;
 pub mod testing;
 mod window;
 
 pub use error::{ApiError, JsonBody};
+pub use periodic::every;
 pub use server::{ServerHandle, Shutdown, serve};
+pub use target::ServiceTarget;
 pub use window::RateWindow;
 
 /// Wall time as RFC 3339 with milliseconds.
@@ -71,18 +79,6 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// The sub-path of a service request after `/api/service/{service}`, exactly as the client
-/// sent it (still percent-encoded): a decoded `%2F` must not turn into a path separator on the
-/// way to the worker. Empty when there is none.
-pub fn service_rest(uri: &axum::http::Uri, service: &str) -> String {
-    let prefix = format!("/api/service/{service}");
-    uri.path()
-        .strip_prefix(&prefix)
-        .filter(|r| r.starts_with('/'))
-        .unwrap_or("")
-        .to_owned()
-}
-
 /// Inserts a header when the value is a valid header value; ids we mint always are.
 pub fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -91,7 +87,8 @@ pub fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// The process-wide Prometheus recorder, installed on first use. All roles of one process
-/// (as in `rma up`) share it; their series carry a `role` label.
+/// (as in `rma up`) share it; their series are told apart by their names' prefixes
+/// (`rma_router_…`, `rma_coordinator_…`).
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {

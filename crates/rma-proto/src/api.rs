@@ -8,6 +8,7 @@ use crate::capability::{Capabilities, WorkerType};
 
 /// Every error answer: `{error, message}`. `error` is one of [`crate::error_code`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ErrorBody {
     /// Machine-readable code.
     pub error: String,
@@ -53,6 +54,7 @@ pub struct CoordinatorRegistered {
 /// One worker as a coordinator reports it to the router (heartbeats) and the router shows it
 /// in the topology.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct WorkerSummary {
     /// Worker id.
     pub id: String,
@@ -116,6 +118,7 @@ impl Ack {
 /// Router view of a coordinator's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CoordinatorStatus {
     /// Fresh and answering.
     Healthy,
@@ -127,6 +130,7 @@ pub enum CoordinatorStatus {
 
 /// `GET /api/admin/coordinators`: one row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CoordinatorInfo {
     /// Id.
     pub coordinator_id: String,
@@ -205,6 +209,7 @@ fn default_ok() -> String {
 /// Coordinator view of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum WorkerStatus {
     /// Heartbeats fresh and reachable (link up, or a tunnel URL).
     Active,
@@ -214,6 +219,7 @@ pub enum WorkerStatus {
 
 /// `GET /health` at the router.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RouterHealth {
     /// `healthy` when at least one coordinator is fresh, else `degraded`.
     pub status: String,
@@ -225,6 +231,7 @@ pub struct RouterHealth {
 
 /// Worker counts in [`CoordinatorHealth`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct WorkerCounts {
     /// All registered.
     pub total: usize,
@@ -236,6 +243,7 @@ pub struct WorkerCounts {
 
 /// `GET /health` at a coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CoordinatorHealth {
     /// `healthy` when at least one worker is active, else `degraded` (still HTTP 200: the
     /// coordinator itself is up).
@@ -248,6 +256,7 @@ pub struct CoordinatorHealth {
 
 /// A coordinator in [`Topology`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TopologyCoordinator {
     /// Id.
     pub id: String,
@@ -272,6 +281,7 @@ pub struct TopologyCoordinator {
 
 /// A worker in [`Topology`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TopologyWorker {
     /// Id.
     pub id: String,
@@ -299,6 +309,7 @@ pub struct TopologyWorker {
 
 /// `GET /api/topology`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Topology {
     /// Every registered coordinator.
     pub coordinators: Vec<TopologyCoordinator>,

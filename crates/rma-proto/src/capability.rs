@@ -49,6 +49,7 @@ pub struct Capabilities {
 /// The kinds of worker, one per capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum WorkerType {
     /// Has an NVIDIA GPU.
     Gpu,

@@ -20,6 +20,19 @@ pub const PDF_TEXT: &str = "pdf-text";
 pub const EXTRACT: &str = "extract";
 /// Returns its input; for tests and benchmarks.
 pub const ECHO: &str = "echo";
+/// The document pipeline, run by the coordinator itself: store, enhance, OCR or PDF text,
+/// extract, store.
+pub const PROCESS: &str = "process";
+
+/// The path of a service request relative to a role's base URL, without a leading slash:
+/// `api/service/{service}{rest}[?{query}]`. `rest` is empty or starts with `/`.
+pub fn url_path(service: &str, rest: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("api/service/{service}{rest}")
+    } else {
+        format!("api/service/{service}{rest}?{query}")
+    }
+}
 
 /// Checks that a service type from a URL is a plain name: 1–64 of `[a-z0-9-]`.
 pub fn is_valid_name(name: &str) -> bool {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
 
 /// The `ai` service.
 #[derive(Debug, Clone)]
@@ -48,12 +48,12 @@ impl Service for Ai {
         rma_proto::service::AI
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
-            let path = if req.path.is_empty() {
+            let path = if req.call.path.is_empty() {
                 "/v1/chat/completions"
             } else {
-                req.path.as_str()
+                req.call.path.as_str()
             };
             if !ALLOWED.contains(&path) {
                 return Err(ServiceError::NotFound(format!(
@@ -61,13 +61,13 @@ impl Service for Ai {
                     ALLOWED.join(", ")
                 )));
             }
-            let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            let method = reqwest::Method::from_bytes(req.call.method.as_bytes())
                 .map_err(|_| ServiceError::BadInput("bad method".into()))?;
             let mut r = self
                 .http
                 .request(method, format!("{}{path}", self.backend))
-                .body(req.body.clone());
-            if let Some(ct) = &req.content_type {
+                .body(req.call.body.clone());
+            if let Some(ct) = &req.call.content_type {
                 r = r.header(reqwest::header::CONTENT_TYPE, ct);
             }
             let resp = r.send().await.map_err(|e| {
@@ -83,7 +83,7 @@ impl Service for Ai {
                 .bytes()
                 .await
                 .map_err(|e| ServiceError::Upstream(format!("the AI backend broke off: {e}")))?;
-            Ok(ServiceResponse {
+            Ok(ServiceReply {
                 status,
                 content_type: ct,
                 body,

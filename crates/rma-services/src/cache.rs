@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::store::{check_hash, write_atomic};
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse, media};
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply, media};
 
 /// The `cache` service over a directory.
 #[derive(Debug, Clone)]
@@ -29,18 +29,18 @@ impl Service for Cache {
         rma_proto::service::CACHE
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
-            let key = req.path.trim_start_matches('/');
+            let key = req.call.path.trim_start_matches('/');
             check_hash(key)?;
             let path = self.entry(key);
-            match req.method.as_str() {
+            match req.call.method.as_str() {
                 "GET" => match tokio::fs::read(&path).await {
                     Ok(body) => {
                         let ct = tokio::fs::read_to_string(path.with_extension("type"))
                             .await
                             .unwrap_or_else(|_| "application/octet-stream".to_owned());
-                        Ok(ServiceResponse::ok(Some(ct), body.into()))
+                        Ok(ServiceReply::ok(Some(ct), body.into()))
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(
                         ServiceError::NotFound(format!("no cached result for {key}")),
@@ -48,12 +48,15 @@ impl Service for Cache {
                     Err(e) => Err(ServiceError::Internal(format!("reading cache entry: {e}"))),
                 },
                 "PUT" => {
-                    let ct = media::essence(req.content_type.as_deref())
+                    let ct = media::essence(req.call.content_type.as_deref())
                         .unwrap_or_else(|| "application/octet-stream".to_owned());
                     write_atomic(&path.with_extension("type"), ct.as_bytes()).await?;
-                    write_atomic(&path, &req.body).await?;
-                    Ok(ServiceResponse::json(
-                        &serde_json::json!({"key": key, "size": req.body.len()}),
+                    write_atomic(&path, &req.call.body).await?;
+                    Ok(ServiceReply::json(
+                        &rma_proto::results::CacheStored {
+                            key: key.to_owned(),
+                            size: req.call.body.len() as u64,
+                        },
                     ))
                 }
                 m => Err(ServiceError::MethodNotAllowed(format!(
@@ -67,6 +70,7 @@ impl Service for Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rma_proto::ServiceCall;
     use bytes::Bytes;
 
     #[tokio::test]
@@ -74,13 +78,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = Cache::new(dir.path());
         let key = "ab".repeat(32);
-        let req = |method: &str, body: &'static [u8]| ServiceRequest {
+        let req = |method: &str, body: &'static [u8]| ServiceRequest::from(ServiceCall {
             method: method.into(),
             path: format!("/{key}"),
             content_type: Some("application/json".into()),
             body: Bytes::from_static(body),
             ..Default::default()
-        };
+        });
         assert_eq!(
             c.call(req("GET", b"")).await.expect_err("miss").status(),
             404
@@ -89,11 +93,11 @@ mod tests {
         let hit = c.call(req("GET", b"")).await.expect("hit");
         assert_eq!(&hit.body[..], b"{\"text\":\"hi\"}");
         assert_eq!(hit.content_type.as_deref(), Some("application/json"));
-        let bad = ServiceRequest {
+        let bad = ServiceRequest::from(ServiceCall {
             method: "GET".into(),
             path: "/../x".into(),
             ..Default::default()
-        };
+        });
         assert_eq!(c.call(bad).await.expect_err("bad key").status(), 400);
     }
 }

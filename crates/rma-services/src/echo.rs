@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
 
 /// Longest delay `echo` accepts: ten minutes.
 pub const MAX_DELAY_MS: u64 = 600_000;
@@ -17,9 +17,9 @@ impl Service for Echo {
         rma_proto::service::ECHO
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
-            if let Some(raw) = req.query_param("delay_ms") {
+            if let Some(raw) = req.call.query_param("delay_ms") {
                 let ms: u64 = raw.parse().map_err(|_| {
                     ServiceError::BadInput(format!(
                         "delay_ms must be a whole number of milliseconds, not {raw:?}"
@@ -32,7 +32,7 @@ impl Service for Echo {
                 }
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            Ok(ServiceResponse::ok(req.content_type, req.body))
+            Ok(ServiceReply::ok(req.call.content_type, req.call.body))
         })
     }
 }
@@ -40,16 +40,17 @@ impl Service for Echo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rma_proto::ServiceCall;
     use bytes::Bytes;
 
     #[tokio::test(start_paused = true)]
     async fn echoes_body_and_type_after_the_delay() {
-        let req = ServiceRequest {
+        let req = ServiceRequest::from(ServiceCall {
             query: "delay_ms=1500".into(),
             content_type: Some("image/png".into()),
             body: Bytes::from_static(b"\x89PNG"),
             ..Default::default()
-        };
+        });
         let start = tokio::time::Instant::now();
         let resp = Echo.call(req).await.expect("echo");
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
@@ -59,16 +60,16 @@ mod tests {
 
     #[tokio::test]
     async fn bad_delay_is_bad_input() {
-        let req = ServiceRequest {
+        let req = ServiceRequest::from(ServiceCall {
             query: "delay_ms=soon".into(),
             ..Default::default()
-        };
+        });
         let err = Echo.call(req).await.expect_err("refused");
         assert_eq!(err.status(), 400);
-        let req = ServiceRequest {
+        let req = ServiceRequest::from(ServiceCall {
             query: format!("delay_ms={}", MAX_DELAY_MS + 1),
             ..Default::default()
-        };
+        });
         assert_eq!(Echo.call(req).await.expect_err("refused").status(), 400);
     }
 }

@@ -6,37 +6,20 @@ use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::ServiceError;
 
-/// One recognised word.
-#[derive(Debug, Clone, Serialize)]
-pub struct Word {
-    /// The word.
-    pub text: String,
-    /// Tesseract's confidence, 0–100.
-    pub confidence: f32,
-    /// Left edge in pixels.
-    pub x: u32,
-    /// Top edge in pixels.
-    pub y: u32,
-    /// Width in pixels.
-    pub w: u32,
-    /// Height in pixels.
-    pub h: u32,
-}
+pub use rma_proto::results::Word;
 
 /// The result of one page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PageText {
     /// The text, lines separated by `\n`.
     pub text: String,
     /// Mean word confidence, 0–100.
     pub confidence: f32,
     /// Word boxes, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<Word>>,
 }
 

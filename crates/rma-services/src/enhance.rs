@@ -14,7 +14,7 @@ use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_c
 use imageproc::morphology::{Mask, grayscale_close};
 
 use crate::media::{self, Kind};
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
 
 /// Largest skew corrected, in degrees.
 pub const MAX_SKEW_DEG: f32 = 8.0;
@@ -167,17 +167,17 @@ impl Service for Enhance {
         rma_proto::service::ENHANCE
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
             crate::require_post(&req)?;
             media::identify(
-                req.content_type.as_deref(),
-                &req.body,
+                req.call.content_type.as_deref(),
+                &req.call.body,
                 &[Kind::Png, Kind::Jpeg, Kind::Tiff, Kind::Webp],
             )?;
             let binarise =
-                req.query_param("binarize").or(req.query_param("binarise")) != Some("false");
-            let body = req.body.clone();
+                req.call.query_param("binarize").or(req.call.query_param("binarise")) != Some("false");
+            let body = req.call.body.clone();
             let (png, report) = tokio::task::spawn_blocking(move || enhance_bytes(&body, binarise))
                 .await
                 .map_err(|e| ServiceError::Internal(format!("enhance task: {e}")))??;
@@ -186,7 +186,7 @@ impl Service for Enhance {
                 threshold = report.threshold,
                 "enhanced"
             );
-            Ok(ServiceResponse::ok(Some("image/png".into()), png.into()))
+            Ok(ServiceReply::ok(Some("image/png".into()), png.into()))
         })
     }
 }

@@ -7,84 +7,17 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::Serialize;
-use serde_json::json;
 
 use crate::media::{self, Kind};
 use crate::ocr::{Ocr, OcrOptions};
 use crate::pdf_text::PdfText;
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
 
 /// Most text `extract` reads (2 MB).
 pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
 
-/// A money amount.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Amount {
-    /// Normalised: digits, a dot, two decimals ("1312.15"); negative with a leading '-'.
-    pub value: String,
-    /// As printed.
-    pub text: String,
-    /// Always GBP for now.
-    pub currency: &'static str,
-    /// The line it was on.
-    pub line: String,
-}
-
-/// A date.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Date {
-    /// ISO 8601 (`YYYY-MM-DD`).
-    pub date: String,
-    /// As printed.
-    pub text: String,
-    /// The line it was on.
-    pub line: String,
-}
-
-/// A labelled reference or account number.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Reference {
-    /// The number as printed.
-    pub value: String,
-    /// The label before it ("Account number", "Our reference").
-    pub label: String,
-    /// The line it was on.
-    pub line: String,
-}
-
-/// The sender or creditor.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Sender {
-    /// Its name.
-    pub name: String,
-    /// Why we think so.
-    pub evidence: String,
-}
-
-/// Everything found in one letter.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Facts {
-    /// `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
-    /// `utility` or `other`.
-    pub letter_type: &'static str,
-    /// The phrases that decided the type.
-    pub letter_type_evidence: Vec<String>,
-    /// The sender.
-    pub sender: Option<Sender>,
-    /// The original creditor, when a debt was sold or passed on.
-    pub original_creditor: Option<String>,
-    /// Money amounts, in order of appearance, without repeats.
-    pub amounts: Vec<Amount>,
-    /// Dates, in order of appearance, without repeats.
-    pub dates: Vec<Date>,
-    /// Reference and account numbers.
-    pub references: Vec<Reference>,
-    /// Sort codes (`NN-NN-NN`).
-    pub sort_codes: Vec<String>,
-    /// National Insurance numbers (`QQ123456C`).
-    pub national_insurance_numbers: Vec<String>,
-}
+pub use rma_proto::results::{Amount, Date, Facts, Reference, Sender};
+use rma_proto::results::{ExtractResult, TextSource};
 
 fn re(pattern: &str) -> Regex {
     // The patterns are literals in this file; a bad one is a bug caught by the tests.
@@ -139,7 +72,7 @@ fn amount(num: &str, negative: bool, text: &str, line: &str) -> Amount {
     Amount {
         value: if negative { format!("-{value}") } else { value },
         text: text.trim().to_owned(),
-        currency: "GBP",
+        currency: "GBP".into(),
         line: line.trim().to_owned(),
     }
 }
@@ -534,7 +467,7 @@ pub fn extract(text: &str) -> Facts {
     }
     let (letter_type, letter_type_evidence) = classify(text);
     Facts {
-        letter_type,
+        letter_type: letter_type.to_owned(),
         letter_type_evidence,
         sender: sender(&lines),
         original_creditor,
@@ -559,21 +492,21 @@ impl Extract {
         Extract { ocr, pdf }
     }
 
-    async fn text_of(&self, req: &ServiceRequest) -> Result<(String, &'static str), ServiceError> {
-        let essence = media::essence(req.content_type.as_deref());
+    async fn text_of(&self, req: &ServiceRequest) -> Result<(String, TextSource), ServiceError> {
+        let essence = media::essence(req.call.content_type.as_deref());
         match essence.as_deref() {
             Some(t) if t.starts_with("text/") => {
-                if req.body.len() > MAX_TEXT_BYTES {
+                if req.call.body.len() > MAX_TEXT_BYTES {
                     return Err(ServiceError::TooLarge(format!(
                         "text over {MAX_TEXT_BYTES} bytes"
                     )));
                 }
-                let text = std::str::from_utf8(&req.body)
+                let text = std::str::from_utf8(&req.call.body)
                     .map_err(|_| ServiceError::BadInput("the text is not UTF-8".into()))?;
-                Ok((text.to_owned(), "text"))
+                Ok((text.to_owned(), TextSource::Text))
             }
             Some("application/json") => {
-                let v: serde_json::Value = serde_json::from_slice(&req.body)
+                let v: serde_json::Value = serde_json::from_slice(&req.call.body)
                     .map_err(|e| ServiceError::BadInput(format!("invalid JSON: {e}")))?;
                 let text = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
                     ServiceError::BadInput(
@@ -581,12 +514,12 @@ impl Extract {
                             .into(),
                     )
                 })?;
-                Ok((text.to_owned(), "json"))
+                Ok((text.to_owned(), TextSource::Json))
             }
             _ => {
                 let kind = media::identify(
-                    req.content_type.as_deref(),
-                    &req.body,
+                    req.call.content_type.as_deref(),
+                    &req.call.body,
                     &[Kind::Png, Kind::Jpeg, Kind::Tiff, Kind::Webp, Kind::Pdf],
                 )?;
                 if kind == Kind::Pdf {
@@ -595,11 +528,7 @@ impl Extract {
                             "this worker cannot read PDFs; send text".into(),
                         )
                     })?;
-                    let v = pdf.read(req).await?;
-                    Ok((
-                        v["text"].as_str().unwrap_or_default().to_owned(),
-                        "pdf-text",
-                    ))
+                    Ok((pdf.read(req).await?.text, TextSource::PdfText))
                 } else {
                     let ocr = self.ocr.as_ref().ok_or_else(|| {
                         ServiceError::UnsupportedMediaType(
@@ -607,8 +536,8 @@ impl Extract {
                         )
                     })?;
                     let opts = OcrOptions::from_request(req, ocr.languages())?;
-                    let page = ocr.image(kind, &req.body, &opts).await?;
-                    Ok((page.text, "ocr"))
+                    let page = ocr.image(kind, &req.call.body, &opts).await?;
+                    Ok((page.text, TextSource::Ocr))
                 }
             }
         }
@@ -620,18 +549,17 @@ impl Service for Extract {
         rma_proto::service::EXTRACT
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
             crate::require_post(&req)?;
             let (text, source) = self.text_of(&req).await?;
             let facts = extract(&text);
-            let mut v =
-                serde_json::to_value(&facts).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            v["text_source"] = json!(source);
-            if source != "text" && source != "json" {
-                v["text"] = json!(text);
-            }
-            Ok(ServiceResponse::json(&v))
+            let read_here = matches!(source, TextSource::PdfText | TextSource::Ocr);
+            Ok(ServiceReply::json(&ExtractResult {
+                facts,
+                text_source: source,
+                text: read_here.then_some(text),
+            }))
         })
     }
 }

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+pub use rma_proto::{ServiceCall, ServiceReply};
 
 pub use echo::Echo;
 
@@ -57,17 +58,17 @@ impl std::fmt::Debug for Progress {
 
 /// Refuses anything but POST (and PUT) for services that take a document.
 pub fn require_post(req: &ServiceRequest) -> Result<(), ServiceError> {
-    if matches!(req.method.as_str(), "POST" | "PUT") && req.path.is_empty() {
+    if matches!(req.call.method.as_str(), "POST" | "PUT") && req.call.path.is_empty() {
         Ok(())
-    } else if !req.path.is_empty() {
+    } else if !req.call.path.is_empty() {
         Err(ServiceError::NotFound(format!(
             "this service has no sub-resource {}",
-            req.path
+            req.call.path
         )))
     } else {
         Err(ServiceError::MethodNotAllowed(format!(
             "send the document with POST, not {}",
-            req.method
+            req.call.method
         )))
     }
 }
@@ -86,62 +87,22 @@ pub struct ServicesConfig {
 /// A boxed future, so services can be stored as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One call of a service.
+/// One call of a service as a service sees it: the call (the same [`ServiceCall`] on every hop)
+/// and where to report progress of long work.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceRequest {
-    /// HTTP method (`POST` for most).
-    pub method: String,
-    /// Sub-path after `/api/service/{type}`: empty or starting with `/`.
-    pub path: String,
-    /// Query string without `?`.
-    pub query: String,
-    /// Content-Type the client sent.
-    pub content_type: Option<String>,
-    /// The body.
-    pub body: Bytes,
-    /// End-to-end request id, for logs.
-    pub request_id: Option<String>,
+    /// The call.
+    pub call: ServiceCall,
     /// Where to report progress of long work.
     pub progress: Progress,
 }
 
-impl ServiceRequest {
-    /// The value of query parameter `name`, percent-decoding not applied (our parameters are plain).
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then_some(v)
-        })
-    }
-}
-
-/// A service's answer.
-#[derive(Debug, Clone)]
-pub struct ServiceResponse {
-    /// HTTP status, 200 for most.
-    pub status: u16,
-    /// Content-Type of the body.
-    pub content_type: Option<String>,
-    /// The body.
-    pub body: Bytes,
-}
-
-impl ServiceResponse {
-    /// 200 with a body.
-    pub fn ok(content_type: Option<String>, body: Bytes) -> Self {
-        ServiceResponse {
-            status: 200,
-            content_type,
-            body,
+impl From<ServiceCall> for ServiceRequest {
+    fn from(call: ServiceCall) -> Self {
+        ServiceRequest {
+            call,
+            progress: Progress::default(),
         }
-    }
-
-    /// 200 with a JSON body.
-    pub fn json(value: &serde_json::Value) -> Self {
-        Self::ok(
-            Some("application/json".into()),
-            Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-        )
     }
 }
 
@@ -200,11 +161,11 @@ impl ServiceError {
     }
 
     /// The error as the response a client sees: `{error, message}` with its status.
-    pub fn into_response(self) -> ServiceResponse {
+    pub fn into_reply(self) -> ServiceReply {
         let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
-        ServiceResponse {
+        ServiceReply {
             status: self.status(),
-            ..ServiceResponse::json(&body)
+            ..ServiceReply::json(&body)
         }
     }
 }
@@ -215,7 +176,7 @@ pub trait Service: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Runs one request.
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>>;
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>>;
 }
 
 /// The services one worker hosts, by name.
@@ -290,16 +251,17 @@ impl Registry {
         self.services.keys().map(|k| (*k).to_owned()).collect()
     }
 
-    /// Runs `req` on the service `name`, turning every failure into an error response.
-    pub async fn dispatch(&self, name: &str, req: ServiceRequest) -> ServiceResponse {
-        match self.get(name) {
+    /// Runs `req` on the service it names, turning every failure into an error reply.
+    pub async fn dispatch(&self, req: ServiceRequest) -> ServiceReply {
+        let name = req.call.service.clone();
+        match self.get(&name) {
             None => {
                 ServiceError::NotFound(format!("this worker does not run the {name:?} service"))
-                    .into_response()
+                    .into_reply()
             }
             Some(s) => match s.call(req).await {
                 Ok(resp) => resp,
-                Err(e) => e.into_response(),
+                Err(e) => e.into_reply(),
             },
         }
     }
@@ -309,21 +271,13 @@ impl Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn query_params() {
-        let r = ServiceRequest {
-            query: "a=1&delay_ms=250&flag".into(),
-            ..Default::default()
-        };
-        assert_eq!(r.query_param("delay_ms"), Some("250"));
-        assert_eq!(r.query_param("flag"), Some(""));
-        assert_eq!(r.query_param("b"), None);
-    }
-
     #[tokio::test]
     async fn unknown_service_is_a_404_body() {
         let resp = Registry::echo_only()
-            .dispatch("teleport", ServiceRequest::default())
+            .dispatch(ServiceRequest::from(ServiceCall {
+                service: "teleport".into(),
+                ..Default::default()
+            }))
             .await;
         assert_eq!(resp.status, 404);
         let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+
+use rma_proto::results::{OcrResult, Page};
 
 use crate::engine::{OcrPool, PageText, check_lang};
 use crate::media::{self, Kind};
 use crate::pdf::PdfFile;
-use crate::{BoxFuture, Progress, Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::{BoxFuture, Progress, Service, ServiceError, ServiceRequest, ServiceReply};
 
 /// The `ocr` service.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ impl OcrOptions {
             .unwrap_or("eng")
             .to_owned();
         check_lang(&lang, installed)?;
-        let boxes = matches!(req.query_param("boxes"), Some("true" | "1" | "yes"));
+        let boxes = matches!(req.call.query_param("boxes"), Some("true" | "1" | "yes"));
         Ok(OcrOptions { lang, boxes })
     }
 }
@@ -114,8 +115,8 @@ impl Ocr {
     }
 }
 
-/// The JSON answer of `ocr`: full text, pages, mean confidence.
-pub fn ocr_json(pages: &[PageText], lang: &str) -> serde_json::Value {
+/// The answer of `ocr`: full text, pages, mean confidence.
+pub fn ocr_result(pages: Vec<PageText>, lang: &str) -> OcrResult {
     let text = pages
         .iter()
         .map(|p| p.text.as_str())
@@ -126,18 +127,24 @@ pub fn ocr_json(pages: &[PageText], lang: &str) -> serde_json::Value {
     } else {
         pages.iter().map(|p| p.confidence).sum::<f32>() / pages.len() as f32
     };
-    let pages: Vec<serde_json::Value> = pages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut v = json!({"page": i + 1, "text": p.text, "confidence": p.confidence});
-            if let Some(words) = &p.words {
-                v["words"] = json!(words);
-            }
-            v
+    let pages = pages
+        .into_iter()
+        .zip(1..)
+        .map(|(p, page)| Page {
+            page,
+            text: p.text,
+            confidence: Some(p.confidence),
+            source: None,
+            words: p.words,
         })
         .collect();
-    json!({"text": text, "pages": pages, "confidence": confidence, "lang": lang, "engine": "tesseract"})
+    OcrResult {
+        text,
+        pages,
+        confidence,
+        lang: lang.to_owned(),
+        engine: "tesseract".into(),
+    }
 }
 
 impl Service for Ocr {
@@ -145,24 +152,24 @@ impl Service for Ocr {
         rma_proto::service::OCR
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
             crate::require_post(&req)?;
             let kind = media::identify(
-                req.content_type.as_deref(),
-                &req.body,
+                req.call.content_type.as_deref(),
+                &req.call.body,
                 &[Kind::Png, Kind::Jpeg, Kind::Tiff, Kind::Webp, Kind::Pdf],
             )?;
             let opts = OcrOptions::from_request(&req, &self.langs)?;
             let pages = if kind == Kind::Pdf {
-                let pdf = Arc::new(PdfFile::open(&req.body).await?);
+                let pdf = Arc::new(PdfFile::open(&req.call.body).await?);
                 let all: Vec<u32> = (1..=pdf.pages).collect();
                 req.progress.report(0, pdf.pages);
                 self.pdf_pages(&pdf, &all, &opts, &req.progress).await?
             } else {
-                vec![self.image(kind, &req.body, &opts).await?]
+                vec![self.image(kind, &req.call.body, &opts).await?]
             };
-            Ok(ServiceResponse::json(&ocr_json(&pages, &opts.lang)))
+            Ok(ServiceReply::json(&ocr_result(pages, &opts.lang)))
         })
     }
 }

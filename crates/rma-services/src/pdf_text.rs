@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+
+use rma_proto::results::{Page, PageSource, PdfTextResult};
 
 use crate::media::{self, Kind};
 use crate::ocr::{Ocr, OcrOptions};
 use crate::pdf::PdfFile;
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
 
 /// A page with fewer letters and digits than this has no usable text layer.
 const MIN_TEXT_CHARS: usize = 8;
@@ -26,9 +27,9 @@ impl PdfText {
     }
 
     /// Reads a PDF: text layer, OCR for pages without one. Returns the JSON answer.
-    pub async fn read(&self, req: &ServiceRequest) -> Result<serde_json::Value, ServiceError> {
-        media::identify(req.content_type.as_deref(), &req.body, &[Kind::Pdf])?;
-        let pdf = Arc::new(PdfFile::open(&req.body).await?);
+    pub async fn read(&self, req: &ServiceRequest) -> Result<PdfTextResult, ServiceError> {
+        media::identify(req.call.content_type.as_deref(), &req.call.body, &[Kind::Pdf])?;
+        let pdf = Arc::new(PdfFile::open(&req.call.body).await?);
         let mut texts = pdf.text().await?;
         let empty: Vec<u32> = texts
             .iter()
@@ -36,7 +37,7 @@ impl PdfText {
             .filter(|(_, t)| t.chars().filter(|c| c.is_alphanumeric()).count() < MIN_TEXT_CHARS)
             .map(|(i, _)| i as u32 + 1)
             .collect();
-        let want_ocr = req.query_param("ocr") != Some("false");
+        let want_ocr = req.call.query_param("ocr") != Some("false");
         let mut confidence = vec![None; texts.len()];
         let mut ocr_pages = Vec::new();
         if let (Some(ocr), true, false) = (&self.ocr, want_ocr, empty.is_empty()) {
@@ -49,23 +50,25 @@ impl PdfText {
             }
             ocr_pages = empty.clone();
         }
-        let pages: Vec<serde_json::Value> = texts
+        let pages = texts
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let n = i as u32 + 1;
+            .zip(confidence)
+            .zip(1..)
+            .map(|((t, confidence), n)| {
                 let source = if ocr_pages.contains(&n) {
-                    "ocr"
+                    PageSource::Ocr
                 } else if empty.contains(&n) {
-                    "none"
+                    PageSource::None
                 } else {
-                    "text"
+                    PageSource::Text
                 };
-                let mut v = json!({"page": n, "text": t, "source": source});
-                if let Some(c) = confidence[i] {
-                    v["confidence"] = json!(c);
+                Page {
+                    page: n,
+                    text: t.clone(),
+                    confidence,
+                    source: Some(source),
+                    words: None,
                 }
-                v
             })
             .collect();
         let without: Vec<u32> = empty
@@ -73,13 +76,13 @@ impl PdfText {
             .copied()
             .filter(|n| !ocr_pages.contains(n))
             .collect();
-        Ok(json!({
-            "text": texts.join("\n\n"),
-            "page_count": pdf.pages,
-            "pages": pages,
-            "ocr_pages": ocr_pages,
-            "pages_without_text": without,
-        }))
+        Ok(PdfTextResult {
+            text: texts.join("\n\n"),
+            page_count: pdf.pages,
+            pages,
+            ocr_pages,
+            pages_without_text: without,
+        })
     }
 }
 
@@ -88,10 +91,10 @@ impl Service for PdfText {
         rma_proto::service::PDF_TEXT
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
             crate::require_post(&req)?;
-            Ok(ServiceResponse::json(&self.read(&req).await?))
+            Ok(ServiceReply::json(&self.read(&req).await?))
         })
     }
 }

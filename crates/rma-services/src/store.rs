@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceResponse, media};
+use rma_proto::results::StoredObject;
+
+use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply, media};
 
 /// Checks a hash from a URL: exactly 64 lowercase hex digits.
 pub fn check_hash(h: &str) -> Result<(), ServiceError> {
@@ -78,7 +79,7 @@ impl Store {
         &self,
         body: &[u8],
         content_type: Option<&str>,
-    ) -> Result<serde_json::Value, ServiceError> {
+    ) -> Result<StoredObject, ServiceError> {
         if body.is_empty() {
             return Err(ServiceError::BadInput(
                 "nothing to store: the body is empty".into(),
@@ -95,9 +96,12 @@ impl Store {
             write_atomic(&path.with_extension("type"), content_type.as_bytes()).await?;
             write_atomic(&path, body).await?;
         }
-        Ok(
-            json!({"hash": hash, "size": body.len(), "content_type": content_type, "created": created}),
-        )
+        Ok(StoredObject {
+            hash,
+            size: body.len() as u64,
+            content_type,
+            created,
+        })
     }
 
     /// Reads an object back, with its content type.
@@ -125,16 +129,16 @@ impl Service for Store {
         rma_proto::service::STORE
     }
 
-    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceResponse, ServiceError>> {
+    fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
-            let sub = req.path.trim_start_matches('/');
-            match (req.method.as_str(), sub) {
-                ("POST" | "PUT", "") => Ok(ServiceResponse::json(
-                    &self.put(&req.body, req.content_type.as_deref()).await?,
+            let sub = req.call.path.trim_start_matches('/');
+            match (req.call.method.as_str(), sub) {
+                ("POST" | "PUT", "") => Ok(ServiceReply::json(
+                    &self.put(&req.call.body, req.call.content_type.as_deref()).await?,
                 )),
                 ("GET", h) if !h.is_empty() && !h.contains('/') => {
                     let (body, ct) = self.get(h).await?;
-                    Ok(ServiceResponse::ok(Some(ct), body.into()))
+                    Ok(ServiceReply::ok(Some(ct), body.into()))
                 }
                 ("GET", h) if h.contains('/') => {
                     Err(ServiceError::BadInput("a store path is one hash".into()))

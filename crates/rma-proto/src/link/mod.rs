@@ -8,9 +8,14 @@
 //!
 //! The session opens with [`LinkMessage::Hello`] from the worker carrying
 //! [`PROTOCOL_VERSION`]; the coordinator answers [`LinkMessage::Welcome`] or
-//! [`LinkMessage::Reject`] and closes.
+//! [`LinkMessage::Reject`] and closes. What happens after that — pings, silence, drain — is the
+//! [`session`] state machine, the same one at both ends.
+
+pub mod session;
 
 use serde::{Deserialize, Serialize};
+
+use crate::call::{ServiceCall, ServiceReply};
 
 /// Version of this protocol; a coordinator rejects a hello with another one.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -35,9 +40,12 @@ pub enum LinkMessage {
         protocol_version: u32,
         /// Who accepted.
         coordinator_id: String,
-        /// How often the coordinator pings; the worker reconnects after several silent intervals.
+        /// How often the coordinator pings.
         #[serde(default)]
         ping_interval_ms: u64,
+        /// Silent intervals after which either end gives the link up (0: the default, 5).
+        #[serde(default)]
+        ping_misses: u32,
     },
     /// Coordinator → worker: the link is refused; the coordinator closes after it.
     Reject {
@@ -46,36 +54,21 @@ pub enum LinkMessage {
         /// In words.
         message: String,
     },
-    /// Coordinator → worker: run a service; the body is the request body.
+    /// Coordinator → worker: run a service; the frame's body is the call's body.
     Request {
         /// Correlates the response; unique per link.
         id: u64,
-        /// Service type.
-        service: String,
-        /// HTTP method of the original request.
-        method: String,
-        /// The sub-path after `/api/service/{type}`, empty or starting with `/`.
-        #[serde(default)]
-        path: String,
-        /// The query string without `?`, empty when none.
-        #[serde(default)]
-        query: String,
-        /// Content-Type of the body.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        content_type: Option<String>,
-        /// End-to-end request id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        request_id: Option<String>,
+        /// The call, without its body.
+        #[serde(flatten)]
+        call: ServiceCall,
     },
-    /// Worker → coordinator: the answer to `Request { id }`; the body is the response body.
+    /// Worker → coordinator: the answer to `Request { id }`; the frame's body is the reply's.
     Response {
         /// The request's id.
         id: u64,
-        /// HTTP status the service answered with.
-        status: u16,
-        /// Content-Type of the body.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        content_type: Option<String>,
+        /// The reply, without its body.
+        #[serde(flatten)]
+        reply: ServiceReply,
     },
     /// Worker → coordinator: progress of `Request { id }` (pages done of total).
     Progress {
@@ -118,6 +111,39 @@ pub fn encode(msg: &LinkMessage, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Encodes a request: the call in the header, its body after it.
+pub fn encode_request(id: u64, call: &ServiceCall) -> Vec<u8> {
+    encode(
+        &LinkMessage::Request {
+            id,
+            call: call.clone(),
+        },
+        &call.body,
+    )
+}
+
+/// Encodes a response: the reply in the header, its body after it.
+pub fn encode_response(id: u64, reply: &ServiceReply) -> Vec<u8> {
+    encode(
+        &LinkMessage::Response {
+            id,
+            reply: reply.clone(),
+        },
+        &reply.body,
+    )
+}
+
+/// Decodes a frame whose body is then attached to the call or reply it carries.
+pub fn decode_bytes(frame: &bytes::Bytes) -> Result<LinkMessage, FrameError> {
+    let (mut msg, range) = decode(frame)?;
+    match &mut msg {
+        LinkMessage::Request { call, .. } => call.body = frame.slice(range),
+        LinkMessage::Response { reply, .. } => reply.body = frame.slice(range),
+        _ => {}
+    }
+    Ok(msg)
+}
+
 /// Decodes a frame into its message and the byte range of its body within `frame`.
 pub fn decode(frame: &[u8]) -> Result<(LinkMessage, std::ops::Range<usize>), FrameError> {
     let len_bytes: [u8; 4] = frame
@@ -141,20 +167,37 @@ mod tests {
 
     #[test]
     fn frames_round_trip_with_binary_bodies() {
-        let msg = LinkMessage::Request {
-            id: 7,
+        let call = ServiceCall {
             service: "echo".into(),
             method: "POST".into(),
             path: "/x".into(),
             query: "delay_ms=5".into(),
             content_type: Some("application/octet-stream".into()),
             request_id: Some("r-1".into()),
+            body: bytes::Bytes::from_static(&[0u8, 159, 146, 150, 255]),
         };
-        let body = [0u8, 159, 146, 150, 255];
-        let frame = encode(&msg, &body);
-        let (back, range) = decode(&frame).expect("decodes");
-        assert_eq!(back, msg);
-        assert_eq!(&frame[range], &body);
+        let frame = bytes::Bytes::from(encode_request(7, &call));
+        let back = decode_bytes(&frame).expect("decodes");
+        assert_eq!(back, LinkMessage::Request { id: 7, call: call.clone() });
+        // The wire keeps the flat shape of protocol 1.
+        let (_, range) = decode(&frame).expect("decodes");
+        let header: serde_json::Value =
+            serde_json::from_slice(&frame[4..range.start]).expect("json header");
+        assert_eq!(header["type"], "request");
+        assert_eq!(header["service"], "echo");
+        assert_eq!(header["query"], "delay_ms=5");
+        assert!(header.get("body").is_none());
+
+        let reply = ServiceReply {
+            status: 201,
+            content_type: None,
+            body: bytes::Bytes::from_static(b"done"),
+        };
+        let frame = bytes::Bytes::from(encode_response(7, &reply));
+        assert_eq!(
+            decode_bytes(&frame).expect("decodes"),
+            LinkMessage::Response { id: 7, reply }
+        );
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! Async jobs. `Prefer: respond-async` on a service request stores the call as a job
+//! ([`store`], SQLite) and answers `202` with `Location: /api/jobs/{id}`; the [`runner`] works
+//! the queue. Jobs and their inputs live in the file, so a coordinator restart loses none: jobs
+//! that were queued or running run again after it. Finished jobs are kept for the retention
+//! time [7 days].
+//!
+//! A job id is `{coordinator_id}-j{16 hex}`, so the router knows which coordinator to ask.
+
+pub(crate) mod runner;
+mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use rma_http::ApiError;
+use rma_proto::ServiceCall;
+use rma_proto::job::{JobProgress, JobState, JobView};
+use rma_proto::results::ServiceResult;
+use tokio::sync::Notify;
+
+pub(crate) use store::StoreError;
+use store::{Finished, JobRow, JobStore, now_ms};
+
+/// The jobs of one coordinator: the file, and what the runner knows beyond it.
+pub(crate) struct Jobs {
+    store: JobStore,
+    coordinator_id: String,
+    retention: Duration,
+    /// Live progress of running jobs (not written to the file on every page).
+    progress: Mutex<HashMap<String, (u32, u32)>>,
+    /// Jobs being run by this process.
+    running: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("coordinator_id", &self.coordinator_id)
+            .finish()
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    rma_http::rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+impl Jobs {
+    /// Opens the job file (in memory when `path` is `None`).
+    pub(crate) fn open(
+        path: Option<&Path>,
+        coordinator_id: &str,
+        retention: Duration,
+    ) -> Result<Jobs, StoreError> {
+        Ok(Jobs {
+            store: JobStore::open(path)?,
+            coordinator_id: coordinator_id.to_owned(),
+            retention,
+            progress: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Wakes the runner.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stores a call as a queued job and wakes the runner; returns the job id.
+    pub(crate) async fn submit(&self, call: ServiceCall) -> Result<String, ApiError> {
+        let id = rma_proto::ids::job_id(&self.coordinator_id, rand::random::<u64>());
+        self.store
+            .insert(&id, call)
+            .await
+            .map_err(|e| ApiError::internal(format!("could not store the job: {e}")))?;
+        metrics::counter!("rma_coordinator_jobs_submitted_total").increment(1);
+        self.wake();
+        Ok(id)
+    }
+
+    fn live(&self, id: &str) -> Option<(u32, u32)> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    fn set_progress(&self, id: &str, done: u32, total: u32) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), (done, total));
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A job as the API shows it, or `None`.
+    pub(crate) async fn view(&self, id: &str) -> Result<Option<JobView>, ApiError> {
+        let row = self
+            .store
+            .get(id)
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the job: {e}")))?;
+        Ok(row.map(|row| self.render(row)))
+    }
+
+    fn render(&self, row: JobRow) -> JobView {
+        let (done, total) = match (row.state, self.live(&row.id)) {
+            (JobState::Running, Some(p)) => p,
+            _ => (row.done, row.total),
+        };
+        let is_json = row
+            .result_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/json"));
+        let result: Option<ServiceResult> = match (&row.result, is_json) {
+            (Some(bytes), true) => serde_json::from_slice(bytes).ok(),
+            _ => None,
+        };
+        let steps = match &result {
+            Some(ServiceResult::Process(p)) => Some(p.steps.clone()),
+            _ => None,
+        };
+        let end = row.finished_ms.unwrap_or_else(now_ms);
+        JobView {
+            result_url: row
+                .result
+                .is_some()
+                .then(|| format!("/{}", rma_proto::job::result_path(&row.id))),
+            id: row.id,
+            service: row.service,
+            state: row.state,
+            progress: JobProgress { done, total },
+            coordinator: self.coordinator_id.clone(),
+            worker: row.worker,
+            runs: row.runs,
+            created_at: rfc3339(row.created_ms),
+            started_at: row.started_ms.map(rfc3339),
+            finished_at: row.finished_ms.map(rfc3339),
+            queued_ms: row.started_ms.map(|s| s - row.created_ms),
+            run_ms: row.started_ms.map(|s| end - s),
+            error: row.error,
+            error_code: row.error_code,
+            status: row.result_status,
+            result,
+            steps,
+        }
+    }
+
+    /// A finished job's raw result and its content type.
+    pub(crate) async fn result(&self, id: &str) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
+        self.store
+            .result(id)
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the job: {e}")))
+    }
+}

@@ -1,0 +1,201 @@
+//! The job runner: takes queued jobs, up to `max_concurrent_jobs` at once, runs them through
+//! [`crate::execute`] like synchronous requests and writes how they ended. A job whose service
+//! no worker here offers is asked of the rest of the federation through the router, and failing
+//! that stays queued until workers change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rma_client::Client;
+use rma_http::{ApiError, Shutdown};
+use rma_proto::{ErrorBody, ServiceCall, ServiceReply, error_code, headers};
+use tokio::sync::Semaphore;
+
+use super::{Finished, Jobs};
+use crate::dispatch::{Dispatcher, Served};
+use crate::execute::execute;
+use crate::link::ProgressFn;
+
+/// What the runner needs.
+pub(crate) struct Runner {
+    /// The jobs.
+    pub(crate) jobs: Arc<Jobs>,
+    /// Where they run.
+    pub(crate) dispatcher: Dispatcher,
+    /// The router, to run jobs elsewhere when no worker here can.
+    pub(crate) router: Option<Client>,
+    /// Jobs run at once.
+    pub(crate) max_concurrent: usize,
+}
+
+impl Runner {
+    /// Works the queue until shutdown.
+    pub(crate) async fn run(self, mut shutdown: Shutdown) {
+        let this = Arc::new(self);
+        let limit = Arc::new(Semaphore::new(this.max_concurrent.max(1)));
+        let mut changes = this.dispatcher.registry.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expiry = tokio::time::Instant::now();
+        loop {
+            let free = limit.available_permits();
+            if free > 0 {
+                let exclude = this.jobs.running().clone();
+                let queued = match this.jobs.store.queued(free, exclude).await {
+                    Ok(q) => q,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not read the job queue");
+                        Vec::new()
+                    }
+                };
+                for (id, call) in queued {
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        break;
+                    };
+                    this.jobs.running().insert(id.clone());
+                    if let Err(e) = this.jobs.store.mark_running(&id).await {
+                        tracing::error!(job = %id, error = %e, "could not mark the job running");
+                    }
+                    let this = this.clone();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        this.run_one(&id, call).await;
+                        this.jobs.running().remove(&id);
+                        // A slot is free: look at the queue again.
+                        this.jobs.wake();
+                    });
+                }
+            }
+            if last_expiry.elapsed() > Duration::from_secs(3600) {
+                last_expiry = tokio::time::Instant::now();
+                let cutoff = super::now_ms() - this.jobs.retention.as_millis() as i64;
+                match this.jobs.store.expire(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "finished jobs past retention deleted"),
+                    Err(e) => tracing::error!(error = %e, "could not delete old jobs"),
+                }
+            }
+            tokio::select! {
+                _ = this.jobs.wake.notified() => {}
+                _ = changes.changed() => {}
+                _ = tick.tick() => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    async fn run_one(&self, id: &str, call: ServiceCall) {
+        let jobs = self.jobs.clone();
+        let job_id = id.to_owned();
+        let progress: ProgressFn =
+            Arc::new(move |done, total| jobs.set_progress(&job_id, done, total));
+        self.jobs.set_progress(id, 0, 0);
+        let mut outcome = execute(&self.dispatcher, call.clone(), Some(progress)).await;
+        if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER) {
+            // No worker here for it (this coordinator restarted and its workers re-homed, say):
+            // ask the rest of the federation through the router.
+            if let Some(served) = self.through_router(&call).await {
+                outcome = Ok(served);
+            }
+        }
+        let last = self
+            .jobs
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let written = match outcome {
+            // No worker for it yet (none registered, or all re-homing): keep it queued.
+            Err(e) if e.code == error_code::NO_WORKER => {
+                tracing::info!(job = id, "no worker for the job yet; it stays queued");
+                let r = self.jobs.store.requeue(id).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                r
+            }
+            outcome => {
+                let (state, how) = finished(outcome);
+                metrics::counter!("rma_coordinator_jobs_total", "state" => state).increment(1);
+                self.jobs
+                    .store
+                    .finish(id, last.unwrap_or((1, 1)), how)
+                    .await
+            }
+        };
+        if let Err(e) = written {
+            tracing::error!(job = id, error = %e, "could not record the job's outcome");
+        }
+    }
+
+    /// Runs a job's call at another coordinator, through the router; `None` when there is no
+    /// router or no coordinator could take it either (the job then stays queued).
+    async fn through_router(&self, call: &ServiceCall) -> Option<Served> {
+        let router = self.router.as_ref()?;
+        let me = self.dispatcher.coordinator_id.as_str();
+        let resp = router
+            .send(call, &[(headers::FORWARDED_BY, me)])
+            .await
+            .ok()?;
+        if resp.status.as_u16() == 503 {
+            return None;
+        }
+        let worker = format!(
+            "{}@{}",
+            resp.header(headers::WORKER).unwrap_or("?"),
+            resp.header(headers::COORDINATOR).unwrap_or("?")
+        );
+        tracing::info!(service = %call.service, %worker, "job run elsewhere in the federation: no worker for it here");
+        Some(Served {
+            reply: ServiceReply {
+                status: resp.status.as_u16(),
+                content_type: resp.header("content-type").map(str::to_owned),
+                body: resp.body,
+            },
+            worker,
+            attempts: 1,
+            cache: None,
+        })
+    }
+}
+
+/// How an outcome is written: its state label and row.
+fn finished(outcome: Result<Served, ApiError>) -> (&'static str, Finished) {
+    match outcome {
+        Ok(s) if s.reply.status < 400 => (
+            "done",
+            Finished::Done {
+                worker: s.worker,
+                status: s.reply.status,
+                content_type: s.reply.content_type,
+                body: s.reply.body,
+            },
+        ),
+        Ok(s) => {
+            let status = s.reply.status;
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&s.reply.body) {
+                Ok(b) => (b.error, b.message),
+                Err(_) => (
+                    error_code::for_status(status).to_owned(),
+                    s.reply.error_message(),
+                ),
+            };
+            (
+                "failed",
+                Finished::Failed {
+                    worker: Some(s.worker),
+                    status,
+                    code,
+                    message,
+                },
+            )
+        }
+        Err(e) => (
+            "failed",
+            Finished::Failed {
+                worker: None,
+                status: e.status.as_u16(),
+                code: e.code.to_owned(),
+                message: e.message,
+            },
+        ),
+    }
+}
