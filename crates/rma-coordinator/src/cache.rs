@@ -2,7 +2,6 @@
 //! asks a worker offering `cache` for the answer, keyed by (service, options, input hash); after
 //! a fresh answer it stores it there. A hit answers at once, marked `X-RMA-Cache: hit`.
 
-use bytes::Bytes;
 use rma_http::ApiError;
 use rma_proto::{ServiceCall, service};
 
@@ -100,6 +99,7 @@ pub(crate) async fn cached(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn call(query: &str, body: &'static [u8]) -> ServiceCall {
         ServiceCall {

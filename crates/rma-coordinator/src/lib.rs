@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::CoordinatorConfig;
+pub use jobs::StoreError as JobsError;
 use dispatch::Dispatcher;
 use jobs::Jobs;
 use registry::{Registry, Thresholds};
@@ -57,7 +58,7 @@ pub enum SpawnError {
     Http(#[from] reqwest::Error),
     /// The jobs file could not be opened.
     #[error(transparent)]
-    Jobs(#[from] jobs::StoreError),
+    Jobs(#[from] JobsError),
 }
 
 /// Shared state of the coordinator's handlers and tasks.

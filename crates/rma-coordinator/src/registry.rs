@@ -206,6 +206,7 @@ impl Workers {
     }
 
     /// One worker.
+    #[cfg(test)]
     pub(crate) fn get(&self, id: &str) -> Option<&WorkerEntry> {
         self.map.get(id)
     }

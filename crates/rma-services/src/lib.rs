@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 pub use rma_proto::{ServiceCall, ServiceReply};
 
 pub use echo::Echo;

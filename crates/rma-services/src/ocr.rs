@@ -32,6 +32,7 @@ impl OcrOptions {
     /// From `?lang=` and `?boxes=`.
     pub fn from_request(req: &ServiceRequest, installed: &[String]) -> Result<Self, ServiceError> {
         let lang = req
+            .call
             .query_param("lang")
             .filter(|l| !l.is_empty())
             .unwrap_or("eng")

@@ -1,13 +1,16 @@
-//! The rma universal worker: detects what its machine can do ([`probe`]), registers, keeps its
-//! link to a coordinator and runs the services it is assigned ([`agent`]).
+//! The rma universal worker: detects what its machine can do ([`probe`]), registers and
+//! heartbeats (`agent.rs`), keeps its link to a coordinator (`session.rs`, glue around the
+//! session state machine of `rma_proto::link::session`) and runs the services it is assigned,
+//! also over HTTP in tunnel mode (`tunnel.rs`).
 //!
 //! [`spawn`] starts one; the returned [`WorkerHandle`] reports the agent's status and stops the
 //! worker when dropped (its link closes, as if the machine vanished).
 #![deny(clippy::unwrap_used)]
 
-pub mod agent;
+mod agent;
 pub mod probe;
-pub mod tunnel;
+mod session;
+mod tunnel;
 
 use std::path::PathBuf;
 use std::sync::Arc;

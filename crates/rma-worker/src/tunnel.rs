@@ -9,56 +9,32 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use rma_services::{Registry, ServiceRequest};
+use rma_http::ServiceTarget;
+use rma_services::{Registry, ServiceCall, ServiceRequest};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The worker's HTTP app: `ANY /api/service/{type}[/{rest}]` and `GET /health`.
-pub fn app(services: Arc<Registry>, max_body: usize) -> Router {
+pub(crate) fn app(services: Arc<Registry>, max_body: usize) -> Router {
     let r = Router::new()
         .route("/api/service/{service}", any(serve))
-        .route("/api/service/{service}/{*rest}", any(serve_rest))
+        .route("/api/service/{service}/{*rest}", any(serve))
         .route(
             "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            get(|| async { axum::Json(rma_proto::api::Ack::ok()) }),
         )
         .with_state((services, max_body));
     rma_http::finish(r)
 }
 
-type St = State<(Arc<Registry>, usize)>;
-
 async fn serve(
-    state: St,
-    Path(service): Path<String>,
+    State((services, max_body)): State<(Arc<Registry>, usize)>,
+    target: ServiceTarget,
     method: Method,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    run(state, service, method, uri, headers, body).await
-}
-
-async fn serve_rest(
-    state: St,
-    Path((service, _rest)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    run(state, service, method, uri, headers, body).await
-}
-
-async fn run(
-    State((services, max_body)): St,
-    service: String,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -66,32 +42,32 @@ async fn run(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let req = ServiceRequest {
-        method: method.to_string(),
-        path: rma_http::service_rest(&uri, &service),
-        query: uri.query().unwrap_or_default().to_owned(),
-        content_type: headers
-            .get(header::CONTENT_TYPE)
+    let header = |name| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        body,
-        request_id: headers
-            .get(rma_proto::headers::REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        progress: Default::default(),
+            .map(str::to_owned)
     };
-    let resp = services.dispatch(&service, req).await;
-    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut out = (status, resp.body).into_response();
-    if let Some(ct) = resp.content_type {
+    let call = ServiceCall {
+        service: target.service,
+        method: method.to_string(),
+        path: target.rest,
+        query: target.query,
+        content_type: header(header::CONTENT_TYPE.as_str()),
+        request_id: header(rma_proto::headers::REQUEST_ID),
+        body,
+    };
+    let reply = services.dispatch(ServiceRequest::from(call)).await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = (status, reply.body).into_response();
+    if let Some(ct) = reply.content_type {
         rma_http::set_header(out.headers_mut(), "content-type", &ct);
     }
     out
 }
 
 /// `cloudflared` on the PATH, or why not.
-pub fn find_cloudflared() -> Result<PathBuf, String> {
+pub(crate) fn find_cloudflared() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("cloudflared"))
@@ -104,7 +80,7 @@ pub fn find_cloudflared() -> Result<PathBuf, String> {
 }
 
 /// The public URL in a line `cloudflared` printed, if it has one.
-pub fn parse_tunnel_url(line: &str) -> Option<String> {
+fn parse_tunnel_url(line: &str) -> Option<String> {
     line.split(|c: char| c.is_whitespace() || c == '|')
         .map(|t| {
             t.trim_matches(|c: char| {
@@ -117,7 +93,7 @@ pub fn parse_tunnel_url(line: &str) -> Option<String> {
 
 /// Starts `cloudflared tunnel --url {local}` and waits (up to 60 s) for the public URL it prints.
 /// The tunnel lives as long as the returned child.
-pub async fn start_cloudflared(
+pub(crate) async fn start_cloudflared(
     binary: &std::path::Path,
     local: &str,
 ) -> Result<(Child, String), String> {

@@ -20,7 +20,7 @@ use rma_proto::job::{JobProgress, JobState, JobView};
 use rma_proto::results::ServiceResult;
 use tokio::sync::Notify;
 
-pub(crate) use store::StoreError;
+pub use store::StoreError;
 use store::{Finished, JobRow, JobStore, now_ms};
 
 /// The jobs of one coordinator: the file, and what the runner knows beyond it.

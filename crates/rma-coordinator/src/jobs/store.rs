@@ -42,7 +42,7 @@ const MIGRATIONS: [&str; 2] = [
 
 /// A failure of the job file.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
+pub enum StoreError {
     /// Opening or migrating it.
     #[error(transparent)]
     Open(#[from] rma_http::sqlite::SqliteError),

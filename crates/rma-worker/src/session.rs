@@ -1,0 +1,214 @@
+//! The worker's end of the link: dial the coordinator, then move frames between the WebSocket
+//! and the session state machine ([`rma_proto::link::session`], which decides handshake,
+//! silence and drain), running each request in its own task so a slow service never stops the
+//! socket from answering pings.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rma_proto::link::session::{Action, End, Event, Session};
+use rma_proto::link::{self, LinkMessage};
+use rma_proto::{ServiceCall, ServiceReply};
+use rma_services::{Progress, Registry, ServiceRequest};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::WorkerConfig;
+use crate::agent::AgentStatus;
+
+/// How a link session ended.
+#[derive(Debug)]
+pub(crate) enum SessionEnd {
+    /// The coordinator does not know us: register again.
+    Reregister(String),
+    /// Connection lost or refused.
+    Dropped(String),
+    /// Drained on request: in-flight work finished, goodbye said.
+    Drained,
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// `http(s)://host/prefix` → `ws(s)://host/prefix/api/worker/link`.
+pub(crate) fn link_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{ws}/api/worker/link")
+}
+
+/// One link session: connect, hello, serve requests until the link drops or drains.
+pub(crate) async fn run(
+    config: &WorkerConfig,
+    base: &str,
+    services: Arc<Registry>,
+    in_flight: Arc<AtomicU32>,
+    status: &watch::Sender<AgentStatus>,
+    mut drain: watch::Receiver<bool>,
+) -> SessionEnd {
+    rma_client::install_crypto_provider();
+    let url = link_url(base);
+    let limit = config.max_body_bytes + 64 * 1024;
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let connect = tokio_tungstenite::connect_async_with_config(&url, Some(ws_config), true);
+    let (ws, _) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => return SessionEnd::Dropped(format!("connecting to {url}: {e}")),
+        Err(_) => return SessionEnd::Dropped(format!("connecting to {url}: timed out")),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(256);
+    let mut writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    // Answers come back from the request tasks through here, into the session.
+    let (answers_tx, mut answers) = mpsc::channel::<(u64, ServiceReply)>(256);
+
+    let (mut session, hello) = Session::worker(now(), &config.worker_id);
+    let mut queue: VecDeque<Action> = VecDeque::from([hello]);
+    let mut draining = *drain.borrow();
+    if draining {
+        queue.extend(session.drain());
+    }
+    let end = 'session: loop {
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Send(msg, body) => {
+                    let frame = Message::Binary(link::encode(&msg, &body).into());
+                    if tx.send(frame).await.is_err() {
+                        break 'session SessionEnd::Dropped("could not write to the link".into());
+                    }
+                }
+                Action::Ping => {}
+                Action::Close(end) => break 'session end_of(end),
+                Action::Deliver(Event::Welcome { coordinator_id }) => {
+                    tracing::info!(coordinator = %coordinator_id, "link up");
+                    status.send_modify(|s| s.linked = true);
+                }
+                Action::Deliver(Event::Request { id, call }) => {
+                    spawn_request(
+                        id,
+                        call,
+                        services.clone(),
+                        in_flight.clone(),
+                        tx.clone(),
+                        answers_tx.clone(),
+                    );
+                }
+                Action::Deliver(other) => tracing::debug!(?other, "unexpected on the link"),
+            }
+        }
+        let deadline = Instant::from_std(session.poll_timeout());
+        let actions = tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Binary(frame))) => match link::decode_bytes(&frame) {
+                    Ok(m) => session.on_message(now(), m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable link frame");
+                        session.on_traffic(now());
+                        Vec::new()
+                    }
+                },
+                Some(Ok(_)) => {
+                    session.on_traffic(now());
+                    Vec::new()
+                }
+                Some(Err(e)) => break 'session SessionEnd::Dropped(format!("link error: {e}")),
+                None => break 'session SessionEnd::Dropped("link closed by the coordinator".into()),
+            },
+            Some((id, reply)) = answers.recv() => session.answered(id, reply),
+            _ = tokio::time::sleep_until(deadline) => session.on_timeout(now()),
+            _ = &mut writer => break 'session SessionEnd::Dropped("could not write to the link".into()),
+            changed = drain.changed(), if !draining => {
+                if changed.is_ok() && *drain.borrow() {
+                    // Say goodbye first: the coordinator stops sending work, and the requests
+                    // already here are finished before the link closes.
+                    draining = true;
+                    session.drain()
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        queue.extend(actions);
+    };
+    if matches!(end, SessionEnd::Drained) {
+        // Let the last answers and the goodbye reach the coordinator before closing.
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    }
+    writer.abort();
+    end
+}
+
+fn end_of(end: End) -> SessionEnd {
+    match end {
+        End::Drained => SessionEnd::Drained,
+        End::Rejected { reason, message } if reason == "unknown_worker" => {
+            SessionEnd::Reregister(message)
+        }
+        End::Rejected { message, .. } => SessionEnd::Dropped(message),
+        other => SessionEnd::Dropped(other.to_string()),
+    }
+}
+
+/// Runs one request in its own task; progress goes straight to the link (advisory: a full
+/// queue drops a report), the answer back through the session.
+fn spawn_request(
+    id: u64,
+    call: ServiceCall,
+    services: Arc<Registry>,
+    in_flight: Arc<AtomicU32>,
+    frames: mpsc::Sender<Message>,
+    answers: mpsc::Sender<(u64, ServiceReply)>,
+) {
+    let req = ServiceRequest {
+        call,
+        progress: Progress::new(move |done, total| {
+            let msg = LinkMessage::Progress { id, done, total };
+            let _ = frames.try_send(Message::Binary(link::encode(&msg, &[]).into()));
+        }),
+    };
+    in_flight.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let reply = services.dispatch(req).await;
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        let _ = answers.send((id, reply)).await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_urls() {
+        assert_eq!(
+            link_url("http://127.0.0.1:8080"),
+            "ws://127.0.0.1:8080/api/worker/link"
+        );
+        assert_eq!(
+            link_url("https://c.example.org/x/"),
+            "wss://c.example.org/x/api/worker/link"
+        );
+    }
+}
