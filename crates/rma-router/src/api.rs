@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
+use rma_client::{Client, ClientError};
 use rma_http::{ApiError, JsonBody};
 use rma_proto::api::{
     Ack, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister, CoordinatorRegistered,
@@ -23,7 +24,7 @@ use crate::store::StoredCoordinator;
 use crate::{AppState, forward, to_ms};
 
 /// The router's axum app over `state`.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     let r = Router::new()
         .route("/api/edge/register", post(register_coordinator))
         .route("/api/edge/heartbeat", post(coordinator_heartbeat))
@@ -31,7 +32,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/worker/register", post(register_worker))
         .route("/api/worker/heartbeat", post(worker_heartbeat))
         .route("/api/service/{service}", any(forward::service))
-        .route("/api/service/{service}/{*rest}", any(forward::service_rest))
+        .route("/api/service/{service}/{*rest}", any(forward::service))
         .route("/api/jobs/{id}", get(forward::job))
         .route("/api/jobs/{id}/result", get(forward::job_result))
         .route("/api/admin/coordinators", get(coordinators))
@@ -47,18 +48,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Checks a coordinator URL: absolute http(s) with a host. Returns it without a trailing slash.
-pub fn validate_url(raw: &str) -> Result<String, ApiError> {
-    let url = url::Url::parse(raw)
-        .map_err(|e| ApiError::bad_request(format!("url {raw:?} is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::bad_request(format!(
-            "url {raw:?} must be http or https"
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request(format!("url {raw:?} has no host")));
-    }
-    Ok(raw.trim_end_matches('/').to_owned())
+fn validate_url(raw: &str) -> Result<String, ApiError> {
+    rma_proto::urls::base_url("url", raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 async fn register_coordinator(
@@ -204,25 +195,26 @@ async fn register_worker(
     let mut last = None;
     for (cid, url) in candidates {
         // Placed here tentatively at once, so concurrent registrations see it.
-        state.registry().set_home(&req.worker_id, &cid);
-        let target = format!("{url}/api/worker/register");
-        match state.http().post(&target).json(&req).send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let bytes = resp.bytes().await.unwrap_or_default();
-                if status.is_success() {
-                    let reply: WorkerRegistered = serde_json::from_slice(&bytes).map_err(|e| {
-                        ApiError::upstream(format!("coordinator {cid} answered the registration with an unexpected body: {e}"))
-                    })?;
-                    state
-                        .registry()
-                        .set_home(&req.worker_id, &reply.coordinator_id);
-                    return Ok(Json(reply));
-                }
-                if status.is_client_error() {
-                    return Err(pass_error(status, &bytes));
-                }
+        state
+            .registry()
+            .set_home(&req.worker_id, &cid, Instant::now());
+        match coordinator(&state, &url)?.register_worker(&req).await {
+            Ok(reply) => {
+                state
+                    .registry()
+                    .set_home(&req.worker_id, &reply.coordinator_id, Instant::now());
+                return Ok(Json(reply));
+            }
+            Err(ClientError::Api { status, body }) if status.is_client_error() => {
+                return Err(pass_error(status.as_u16(), body));
+            }
+            Err(ClientError::Api { status, .. }) => {
                 last = Some(format!("coordinator {cid} answered {status}"));
+            }
+            Err(e @ ClientError::Decode { .. }) => {
+                return Err(ApiError::upstream(format!(
+                    "coordinator {cid} answered the registration with an unexpected body: {e}"
+                )));
             }
             Err(e) => {
                 state.registry().mark_unreachable(&cid);
@@ -241,7 +233,7 @@ async fn register_worker(
 async fn worker_heartbeat(
     State(state): State<AppState>,
     JsonBody(hb): JsonBody<WorkerHeartbeat>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Ack>, ApiError> {
     ids::validate(&hb.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
     let home = state
         .registry()
@@ -253,48 +245,33 @@ async fn worker_heartbeat(
             hb.worker_id
         )));
     };
-    let resp = state
-        .http()
-        .post(format!("{url}/api/worker/heartbeat"))
-        .json(&hb)
-        .send()
-        .await
-        .map_err(|e| {
+    match coordinator(&state, &url)?.worker_heartbeat(&hb).await {
+        Ok(ack) => Ok(Json(ack)),
+        Err(ClientError::Api { status, body }) => Err(pass_error(status.as_u16(), body)),
+        Err(e) => {
             state.registry().mark_unreachable(&cid);
-            ApiError::upstream(format!(
+            Err(ApiError::upstream(format!(
                 "coordinator {cid} holding this worker is unreachable: {e}"
-            ))
-        })?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(Json(Ack::ok()).into_response())
-    } else {
-        Err(pass_error(status, &bytes))
+            )))
+        }
     }
 }
 
-/// An upstream error answer, passed on with its status and body when it is the JSON shape.
-fn pass_error(status: reqwest::StatusCode, body: &[u8]) -> ApiError {
-    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match serde_json::from_slice::<rma_proto::ErrorBody>(body) {
-        Ok(b) => ApiError::new(status, code_for(status), b.message),
-        Err(_) => ApiError::upstream(format!("coordinator answered {status}")),
-    }
+/// A coordinator's client over the router's shared connection pool.
+fn coordinator(state: &AppState, url: &str) -> Result<Client, ApiError> {
+    Client::with_http(url, state.http().clone())
+        .map_err(|e| ApiError::internal(format!("coordinator URL {url}: {e}")))
 }
 
-fn code_for(status: StatusCode) -> &'static str {
-    use rma_proto::error_code as c;
-    match status.as_u16() {
-        400 => c::BAD_REQUEST,
-        404 => c::NOT_FOUND,
-        413 => c::PAYLOAD_TOO_LARGE,
-        415 => c::UNSUPPORTED_MEDIA_TYPE,
-        503 => c::NO_WORKER,
-        504 => c::TIMEOUT,
-        s if s >= 500 => c::UPSTREAM_FAILED,
-        _ => c::BAD_REQUEST,
-    }
+/// An upstream error answer, passed on with its status and message; its code is the one the
+/// contract gives that status.
+fn pass_error(status: u16, body: rma_proto::ErrorBody) -> ApiError {
+    let code = rma_proto::error_code::for_status(status);
+    ApiError::new(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        code,
+        body.message,
+    )
 }
 
 async fn coordinators(State(state): State<AppState>) -> Json<Vec<CoordinatorInfo>> {
@@ -315,7 +292,7 @@ async fn coordinators(State(state): State<AppState>) -> Json<Vec<CoordinatorInfo
 }
 
 /// The topology as coordinators last reported it.
-pub fn topology_of(state: &AppState) -> Topology {
+pub(crate) fn topology_of(state: &AppState) -> Topology {
     let reg = state.registry();
     let now = Instant::now();
     let mut t = Topology::default();

@@ -1,22 +1,24 @@
 //! Forwarding service requests: pick a coordinator whose last heartbeat says it has a worker
-//! for the service (round-robin), send the request there, and on a connection error, a 502 or a
-//! 503 try the next. The body is buffered once so a retry resends the same bytes.
+//! for the service (round-robin), send the request there, and carry out the forwarding policy
+//! ([`rma_http::forwarding::Policy::ROUTER`]) on what happened: a connection error, a 502 or a
+//! 503 tries the next. The body is buffered once so a retry resends the same bytes.
 
-use axum::body::Body;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use rma_http::{ApiError, read_body, request_id, set_header};
-use rma_proto::{headers, service};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rma_client::{Client, ClientError, RawResponse};
+use rma_http::forwarding::{Decision, Outcome, Policy};
+use rma_http::{ApiError, ServiceTarget, read_body, request_id, set_header};
+use rma_proto::{ServiceCall, headers, service};
 use tokio::time::Instant;
 
 use crate::AppState;
 
-/// Request headers passed on to the coordinator.
-const PASS_REQUEST: [&str; 4] = ["content-type", "accept", "prefer", headers::FORWARDED_BY];
+/// Request headers passed on to the coordinator (besides content type and request id).
+const PASS_REQUEST: [&str; 3] = ["accept", "prefer", headers::FORWARDED_BY];
 
 /// Response headers passed back to the client (besides ours).
 const PASS_RESPONSE: [&str; 6] = [
@@ -28,61 +30,29 @@ const PASS_RESPONSE: [&str; 6] = [
     headers::ATTEMPTS,
 ];
 
-/// `ANY /api/service/{service}`.
-pub async fn service(
+/// `ANY /api/service/{service}[/{*rest}]`.
+pub(crate) async fn service(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    target: Result<ServiceTarget, ApiError>,
     method: Method,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    forward(state, service, String::new(), method, uri, headers, body).await
-}
-
-/// `ANY /api/service/{service}/{*rest}`, for services with sub-resources.
-pub async fn service_rest(
-    State(state): State<AppState>,
-    Path((service, _rest)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let rest = rma_http::service_rest(&uri.0, &service);
-    forward(state, service, rest, method, uri, headers, body).await
-}
-
-async fn forward(
-    state: AppState,
-    service_name: String,
-    rest: String,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let rid = request_id(&headers);
-    let result = forward_inner(
-        &state,
-        &service_name,
-        &rest,
-        method,
-        &uri,
-        &headers,
-        body,
-        &rid,
-    )
-    .await;
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let label = target
+        .as_ref()
+        .map_or_else(|_| "other".to_owned(), |t| service_label(&t.service));
+    let result = match target {
+        Ok(t) => forward(&state, t, method, &headers, body, &rid).await,
+        Err(e) => Err(e),
     };
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     set_header(resp.headers_mut(), headers::REQUEST_ID, &rid);
     let outcome = resp.status().as_u16().to_string();
-    metrics::counter!("rma_router_service_requests_total", "service" => service_label(&service_name), "status" => outcome).increment(1);
-    metrics::histogram!("rma_router_service_request_seconds", "service" => service_label(&service_name)).record(started.elapsed().as_secs_f64());
+    metrics::counter!("rma_router_service_requests_total", "service" => label.clone(), "status" => outcome).increment(1);
+    metrics::histogram!("rma_router_service_request_seconds", "service" => label)
+        .record(started.elapsed().as_secs_f64());
     resp
 }
 
@@ -97,7 +67,7 @@ fn service_label(name: &str) -> String {
         service::PDF_TEXT,
         service::EXTRACT,
         service::ECHO,
-        "process",
+        service::PROCESS,
         service::EDGE_PROXY,
     ];
     if KNOWN.contains(&name) {
@@ -107,34 +77,44 @@ fn service_label(name: &str) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn forward_inner(
+/// A coordinator's client over the router's shared connection pool.
+fn coordinator(state: &AppState, url: &str) -> Result<Client, ApiError> {
+    Client::with_http(url, state.http().clone())
+        .map_err(|e| ApiError::internal(format!("coordinator URL {url}: {e}")))
+}
+
+async fn forward(
     state: &AppState,
-    service_name: &str,
-    rest: &str,
+    target: ServiceTarget,
     method: Method,
-    uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: Body,
     rid: &str,
 ) -> Result<Response, ApiError> {
-    if !service::is_valid_name(service_name) {
-        return Err(ApiError::bad_request(format!(
-            "service type {service_name:?} is not a plain name (lowercase letters, digits, '-')"
-        )));
-    }
-    let body: Bytes = read_body(headers, body, state.config().max_body_bytes).await?;
-    let forwarded_by = headers
-        .get(headers::FORWARDED_BY)
-        .and_then(|v| v.to_str().ok());
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let body = read_body(headers, body, state.config().max_body_bytes).await?;
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let forwarded_by = text(headers::FORWARDED_BY);
+    let extra: Vec<(&str, &str)> = PASS_REQUEST
+        .iter()
+        .filter_map(|n| text(*n).map(|v| (*n, v)))
+        .collect();
+    let call = ServiceCall {
+        service: target.service,
+        method: method.to_string(),
+        path: target.rest,
+        query: target.query,
+        content_type: text(header::CONTENT_TYPE.as_str()).map(str::to_owned),
+        request_id: Some(rid.to_owned()),
+        body,
+    };
+    let timeout = state.config().request_timeout;
     let mut last_failure = String::new();
     let mut tried = 0usize;
     let deadline = Instant::now() + state.config().failover_wait;
     loop {
         let candidates: Vec<(String, String)> = {
             let reg = state.registry();
-            reg.candidates_for_service(service_name, Instant::now(), state.next_turn())
+            reg.candidates_for_service(&call.service, Instant::now(), state.next_turn())
                 .into_iter()
                 // A coordinator passing on a job it cannot run is not sent it back.
                 .filter(|e| Some(e.id.as_str()) != forwarded_by)
@@ -145,7 +125,8 @@ async fn forward_inner(
             let any = state.registry().fresh_count(Instant::now()) > 0;
             return Err(if any {
                 ApiError::no_worker(format!(
-                    "no coordinator has an active worker offering the {service_name:?} service"
+                    "no coordinator has an active worker offering the {:?} service",
+                    call.service
                 ))
             } else {
                 ApiError::no_coordinator("no coordinator is registered and fresh")
@@ -153,38 +134,37 @@ async fn forward_inner(
         }
         for (cid, url) in candidates {
             tried += 1;
-            let target = format!("{url}/api/service/{service_name}{rest}{query}");
-            let mut req = state
-                .http()
-                .request(method.clone(), &target)
-                .timeout(state.config().request_timeout)
-                .header(headers::REQUEST_ID, rid)
-                .body(body.clone());
-            for name in PASS_REQUEST {
-                if let Some(v) = headers.get(name) {
-                    req = req.header(name, v);
+            let client = coordinator(state, &url)?;
+            let sent = tokio::time::timeout(timeout, client.send(&call, &extra));
+            let (outcome, answer) = match sent.await {
+                Err(_) => (Outcome::TimedOut, None),
+                Ok(Err(ClientError::Transport { source, .. })) if source.is_timeout() => {
+                    (Outcome::TimedOut, None)
                 }
-            }
-            match req.send().await {
-                Err(e) if e.is_timeout() => {
-                    return Err(ApiError::timeout(format!(
-                        "coordinator {cid} did not answer within {} s",
-                        state.config().request_timeout.as_secs()
-                    )));
-                }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(coordinator = %cid, error = %e, request_id = rid, "coordinator unreachable; trying the next");
                     state.registry().mark_unreachable(&cid);
                     last_failure = format!("coordinator {cid} unreachable");
+                    (Outcome::Unreachable, None)
                 }
-                Ok(resp) if matches!(resp.status().as_u16(), 502 | 503) => {
-                    tracing::warn!(coordinator = %cid, status = %resp.status(), request_id = rid, "coordinator could not serve; trying the next");
-                    last_failure = format!("coordinator {cid} answered {}", resp.status());
+                Ok(Ok(resp)) => (Outcome::Answered(resp.status.as_u16()), Some(resp)),
+            };
+            match (Policy::ROUTER.classify(outcome), answer) {
+                (Decision::Fail, _) => {
+                    return Err(ApiError::timeout(format!(
+                        "coordinator {cid} did not answer within {} s",
+                        timeout.as_secs()
+                    )));
                 }
-                Ok(resp) => {
+                (Decision::Answer, Some(resp)) => {
                     state.registry().record_request(&cid, Instant::now());
-                    return Ok(relay(resp, &cid, tried).await);
+                    return Ok(relay(resp, &cid, tried));
                 }
+                (_, Some(resp)) => {
+                    tracing::warn!(coordinator = %cid, status = %resp.status, request_id = rid, "coordinator could not serve; trying the next");
+                    last_failure = format!("coordinator {cid} answered {}", resp.status);
+                }
+                (_, None) => {}
             }
         }
         // Every coordinator that offered the service failed. During a failover (a coordinator
@@ -196,56 +176,65 @@ async fn forward_inner(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(ApiError::no_worker(format!(
-        "no coordinator could serve {service_name:?}: tried {tried} time(s) over {} s, last: {last_failure}",
+        "no coordinator could serve {:?}: tried {tried} time(s) over {} s, last: {last_failure}",
+        call.service,
         state.config().failover_wait.as_secs()
     )))
 }
 
 /// `GET /api/jobs/{id}`: asked of the coordinator that holds the job (named in its id).
-pub async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, "").await
+pub(crate) async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    job_at(state, id, false).await
 }
 
 /// `GET /api/jobs/{id}/result`.
-pub async fn job_result(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, "/result").await
+pub(crate) async fn job_result(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    job_at(state, id, true).await
 }
 
-async fn job_at(state: AppState, id: String, suffix: &str) -> Response {
-    let Some(coordinator) = rma_proto::ids::job_coordinator(&id) else {
+async fn job_at(state: AppState, id: String, result: bool) -> Response {
+    let Some(holder) = rma_proto::ids::job_coordinator(&id) else {
         return ApiError::bad_request(format!("{id:?} is not a job id")).into_response();
     };
-    let url = state.registry().get(coordinator).map(|e| e.url.clone());
+    let url = state.registry().get(holder).map(|e| e.url.clone());
     let Some(url) = url else {
         return ApiError::not_found(format!(
-            "job {id} is held by coordinator {coordinator}, which is not registered now"
+            "job {id} is held by coordinator {holder}, which is not registered now"
         ))
         .into_response();
     };
-    match state
-        .http()
-        .get(format!("{url}/api/jobs/{id}{suffix}"))
-        .timeout(std::time::Duration::from_secs(30))
-        .send()
-        .await
-    {
-        Ok(resp) => relay(resp, coordinator, 1).await,
-        Err(e) => {
-            state.registry().mark_unreachable(coordinator);
+    let client = match coordinator(&state, &url) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let path = if result {
+        rma_proto::job::result_path(&id)
+    } else {
+        rma_proto::job::path(&id)
+    };
+    let asked = client.raw(Method::GET, &path, None, bytes::Bytes::new(), &[]);
+    match tokio::time::timeout(Duration::from_secs(30), asked).await {
+        Ok(Ok(resp)) => relay(resp, holder, 1),
+        Ok(Err(e)) => {
+            state.registry().mark_unreachable(holder);
             ApiError::upstream(format!(
-                "coordinator {coordinator} holding job {id} is unreachable: {e}"
+                "coordinator {holder} holding job {id} is unreachable: {e}"
             ))
             .into_response()
         }
+        Err(_) => ApiError::timeout(format!(
+            "coordinator {holder} holding job {id} did not answer within 30 s"
+        ))
+        .into_response(),
     }
 }
 
 /// Turns the coordinator's answer into ours, with the headers that name who served it.
-async fn relay(resp: reqwest::Response, coordinator: &str, attempts: usize) -> Response {
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+fn relay(resp: RawResponse, coordinator: &str, attempts: usize) -> Response {
+    let status = StatusCode::from_u16(resp.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out_headers = HeaderMap::new();
     for name in PASS_RESPONSE {
-        if let Some(v) = resp.headers().get(name) {
+        if let Some(v) = resp.headers.get(name) {
             out_headers.insert(HeaderName::from_static(name), v.clone());
         }
     }
@@ -257,11 +246,5 @@ async fn relay(resp: reqwest::Response, coordinator: &str, attempts: usize) -> R
         "x-rma-router-attempts",
         &attempts.to_string(),
     );
-    match resp.bytes().await {
-        Ok(body) => (status, out_headers, body).into_response(),
-        Err(e) => ApiError::upstream(format!(
-            "coordinator {coordinator} broke off its answer: {e}"
-        ))
-        .into_response(),
-    }
+    (status, out_headers, resp.body).into_response()
 }

@@ -10,22 +10,22 @@
 //! [`app`] is the bare axum router for tests that drive it without sockets.
 #![deny(clippy::unwrap_used)]
 
-pub mod api;
-pub mod config;
-pub mod forward;
-pub mod registry;
-pub mod store;
-pub mod ui;
+mod api;
+mod config;
+mod forward;
+mod registry;
+mod store;
+mod ui;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use api::app;
 pub use config::RouterConfig;
+pub use store::StoreError;
 use registry::{Entry, Registry, Thresholds};
 use rma_http::{ServerHandle, Shutdown};
-use store::{Store, StoreError};
+use store::Store;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -45,7 +45,7 @@ pub enum SpawnError {
 
 /// Shared state of the router's handlers.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     inner: Arc<Inner>,
 }
 
@@ -62,13 +62,13 @@ struct Inner {
 impl AppState {
     /// Opens the registry file and loads the coordinators it holds. Loaded coordinators count
     /// as just seen: they get one `stale_after` to send a heartbeat to this new router process.
-    pub fn new(config: RouterConfig) -> Result<Self, SpawnError> {
+    #[cfg(test)]
+    pub(crate) fn new(config: RouterConfig) -> Result<Self, SpawnError> {
         Self::with_shutdown(config, Shutdown::new().1)
     }
 
     /// State whose long-lived connections (the topology WebSocket) end on `shutdown`.
-    pub fn with_shutdown(config: RouterConfig, shutdown: Shutdown) -> Result<Self, SpawnError> {
-        rma_client::install_crypto_provider();
+    pub(crate) fn with_shutdown(config: RouterConfig, shutdown: Shutdown) -> Result<Self, SpawnError> {
         if let Some(parent) = config
             .db_path
             .parent()
@@ -102,11 +102,7 @@ impl AppState {
                 requests: Default::default(),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| SpawnError::Client(e.to_string()))?;
+        let http = rma_client::http_client(None).map_err(|e| SpawnError::Client(e.to_string()))?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 topology: tokio::sync::watch::Sender::new(Default::default()),
@@ -121,17 +117,17 @@ impl AppState {
     }
 
     /// A receiver of the topology as it changes (fed by [`topology_loop`]).
-    pub fn topology_watch(&self) -> tokio::sync::watch::Receiver<rma_proto::api::Topology> {
+    pub(crate) fn topology_watch(&self) -> tokio::sync::watch::Receiver<rma_proto::api::Topology> {
         self.inner.topology.subscribe()
     }
 
     /// The stop signal.
-    pub fn shutdown(&self) -> Shutdown {
+    pub(crate) fn shutdown(&self) -> Shutdown {
         self.inner.shutdown.clone()
     }
 
     /// Recomputes the topology and publishes it when it changed; returns whether it did.
-    pub fn publish_topology(&self) -> bool {
+    pub(crate) fn publish_topology(&self) -> bool {
         let t = api::topology_of(self);
         self.inner.topology.send_if_modified(|old| {
             if *old == t {
@@ -144,12 +140,12 @@ impl AppState {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &RouterConfig {
+    pub(crate) fn config(&self) -> &RouterConfig {
         &self.inner.config
     }
 
     /// The registry, locked. Never held across an await.
-    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.inner
             .registry
             .lock()
@@ -177,7 +173,7 @@ impl AppState {
 
     /// Removes coordinators silent for `expire_after`, from memory and from the file; returns
     /// their ids. The expiry loop calls this; tests call it after advancing paused time.
-    pub async fn sweep_once(&self) -> Vec<String> {
+    pub(crate) async fn sweep_once(&self) -> Vec<String> {
         let expired = self.registry().sweep(Instant::now());
         for id in &expired {
             let id2 = id.clone();
@@ -215,7 +211,7 @@ pub type RouterHandle = ServerHandle;
 pub fn spawn(config: RouterConfig, listener: TcpListener) -> Result<RouterHandle, SpawnError> {
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::with_shutdown(config, shutdown.clone())?;
-    let mut handle = rma_http::serve(listener, app(state.clone()), stop)?;
+    let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
     handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(topology_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(ping_loop(state, shutdown)));
@@ -227,71 +223,67 @@ pub fn spawn(config: RouterConfig, listener: TcpListener) -> Result<RouterHandle
 /// `ping_interval`; `ping_misses` misses in a row take it out of rotation, one answer brings it
 /// back. This notices a dead coordinator in seconds, long before its heartbeats go stale, and
 /// does not flap on one lost ping.
-pub async fn ping_loop(state: AppState, mut shutdown: Shutdown) {
+async fn ping_loop(state: AppState, shutdown: Shutdown) {
     let interval = state.config().ping_interval;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait() => return,
-        }
-        let targets: Vec<(String, String)> = {
-            let reg = state.registry();
-            let now = Instant::now();
-            reg.entries()
-                .filter(|e| reg.status(e, now) != rma_proto::api::CoordinatorStatus::Stale)
-                .map(|e| (e.id.clone(), e.url.clone()))
-                .collect()
-        };
-        let pings = targets.into_iter().map(|(id, url)| {
-            let http = state.http().clone();
-            async move {
-                let answered = http
-                    .get(format!("{url}/health"))
-                    .timeout(interval / 2)
-                    .send()
+    rma_http::every(interval, shutdown, || ping_all(&state, interval / 2)).await;
+}
+
+async fn ping_all(state: &AppState, timeout: Duration) {
+    let targets: Vec<(String, String)> = {
+        let reg = state.registry();
+        let now = Instant::now();
+        reg.entries()
+            .filter(|e| reg.status(e, now) != rma_proto::api::CoordinatorStatus::Stale)
+            .map(|e| (e.id.clone(), e.url.clone()))
+            .collect()
+    };
+    let pings = targets.into_iter().map(|(id, url)| {
+        let http = state.http().clone();
+        async move {
+            let health = async {
+                let client = rma_client::Client::with_http(&url, http).ok()?;
+                client
+                    .raw(reqwest::Method::GET, "health", None, Default::default(), &[])
                     .await
-                    .is_ok_and(|r| r.status().is_success());
-                (id, answered)
+                    .ok()
+            };
+            let answered = tokio::time::timeout(timeout, health)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status.is_success());
+            (id, answered)
+        }
+    });
+    for (id, answered) in futures_util::future::join_all(pings).await {
+        if state.registry().record_ping(&id, answered) {
+            if answered {
+                tracing::info!(coordinator = %id, "coordinator answers pings again; back in rotation");
+            } else {
+                tracing::warn!(coordinator = %id, "coordinator missed its pings; out of rotation");
             }
-        });
-        for (id, answered) in futures_util::future::join_all(pings).await {
-            if state.registry().record_ping(&id, answered) {
-                if answered {
-                    tracing::info!(coordinator = %id, "coordinator answers pings again; back in rotation");
-                } else {
-                    tracing::warn!(coordinator = %id, "coordinator missed its pings; out of rotation");
-                }
-                metrics::counter!("rma_router_ping_transitions_total", "to" => if answered { "in" } else { "out" }).increment(1);
-            }
+            metrics::counter!("rma_router_ping_transitions_total", "to" => if answered { "in" } else { "out" }).increment(1);
         }
     }
 }
 
 /// Publishes topology changes to WebSocket subscribers, looking every 250 ms. Coordinators
 /// heartbeat at once when their workers come or go, so a vanished worker shows within a second.
-pub async fn topology_loop(state: AppState, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => { state.publish_topology(); }
-            _ = shutdown.wait() => return,
-        }
-    }
+async fn topology_loop(state: AppState, shutdown: Shutdown) {
+    rma_http::every(Duration::from_millis(250), shutdown, || {
+        state.publish_topology();
+        std::future::ready(())
+    })
+    .await;
 }
 
 /// Sweeps expired coordinators every `sweep_interval` until shutdown.
-pub async fn expiry_loop(state: AppState, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(state.config().sweep_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => { state.sweep_once().await; }
-            _ = shutdown.wait() => return,
-        }
-    }
+async fn expiry_loop(state: AppState, shutdown: Shutdown) {
+    let period = state.config().sweep_interval;
+    rma_http::every(period, shutdown, || async {
+        state.sweep_once().await;
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -307,7 +299,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("r.db");
         let state = AppState::new(RouterConfig::new(&db)).expect("state");
-        let app = app(state.clone());
+        let app = api::app(state.clone());
         let (s, v) = call(
             &app,
             "POST",
@@ -375,7 +367,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("r.db");
         let state = AppState::new(RouterConfig::new(&db)).expect("state");
-        let app = app(state);
+        let app = api::app(state);
         call(
             &app,
             "POST",

@@ -11,37 +11,37 @@ use tokio::time::Instant;
 
 /// One coordinator as the router knows it.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Id.
-    pub id: String,
+    pub(crate) id: String,
     /// Where to reach it.
-    pub url: String,
+    pub(crate) url: String,
     /// Free text.
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
     /// When it first registered (wall clock, for display).
-    pub registered_at: SystemTime,
+    pub(crate) registered_at: SystemTime,
     /// Last heartbeat or registration (monotonic, for freshness).
-    pub last_seen: Instant,
+    pub(crate) last_seen: Instant,
     /// Same moment on the wall clock, for display.
-    pub last_seen_wall: SystemTime,
+    pub(crate) last_seen_wall: SystemTime,
     /// Service → active workers, from its last heartbeat (or its registration).
-    pub services: BTreeMap<String, u32>,
+    pub(crate) services: BTreeMap<String, u32>,
     /// Its workers, from its last heartbeat.
-    pub workers: Vec<WorkerSummary>,
+    pub(crate) workers: Vec<WorkerSummary>,
     /// Mean load of its workers.
-    pub load: f64,
+    pub(crate) load: f64,
     /// Requests in flight there.
-    pub active_requests: u32,
+    pub(crate) active_requests: u32,
     /// The last request the router sent failed to connect; cleared by its next heartbeat or a
     /// successful ping.
-    pub unreachable: bool,
+    pub(crate) unreachable: bool,
     /// Active pings missed in a row; cleared only by a ping that is answered.
-    pub ping_misses: u32,
+    pub(crate) ping_misses: u32,
     /// Whether `services` came from the coordinator itself (false right after the router
     /// restarted and loaded it from the file, until its first heartbeat).
-    pub inventory_known: bool,
+    pub(crate) inventory_known: bool,
     /// Requests the router sent it, for the topology's traffic figures.
-    pub requests: rma_http::RateWindow,
+    pub(crate) requests: rma_http::RateWindow,
 }
 
 /// How long a placement made by the router outlives heartbeats that do not list the worker yet.
@@ -49,18 +49,18 @@ const PLACEMENT_GRACE: Duration = Duration::from_secs(10);
 
 /// Freshness thresholds.
 #[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// Silent this long → stale, out of routing.
-    pub stale_after: Duration,
+    pub(crate) stale_after: Duration,
     /// Silent this long → removed.
-    pub expire_after: Duration,
+    pub(crate) expire_after: Duration,
     /// Pings missed in a row → out of rotation until one is answered.
-    pub ping_misses_out: u32,
+    pub(crate) ping_misses_out: u32,
 }
 
 /// All coordinators, and which coordinator holds which worker.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     entries: BTreeMap<String, Entry>,
     /// worker id → coordinator id: learned from proxied registrations and from heartbeats.
     homes: HashMap<String, String>,
@@ -72,7 +72,7 @@ pub struct Registry {
 
 impl Registry {
     /// An empty registry.
-    pub fn new(thresholds: Thresholds) -> Self {
+    pub(crate) fn new(thresholds: Thresholds) -> Self {
         Registry {
             entries: BTreeMap::new(),
             homes: HashMap::new(),
@@ -81,44 +81,36 @@ impl Registry {
         }
     }
 
-    /// The thresholds in force.
-    pub fn thresholds(&self) -> Thresholds {
-        self.thresholds
-    }
 
     /// Adds or replaces an entry (registration, or loading from the store).
-    pub fn upsert(&mut self, entry: Entry) {
+    pub(crate) fn upsert(&mut self, entry: Entry) {
         self.entries.insert(entry.id.clone(), entry);
     }
 
     /// Removes a coordinator and forgets its workers' homes.
-    pub fn remove(&mut self, id: &str) -> Option<Entry> {
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Entry> {
         self.homes.retain(|_, c| c != id);
         self.entries.remove(id)
     }
 
     /// One entry.
-    pub fn get(&self, id: &str) -> Option<&Entry> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
     }
 
     /// All entries, by id.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
 
     /// Number of coordinators registered.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether none is registered.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 
     /// A coordinator's status at `now`.
-    pub fn status(&self, e: &Entry, now: Instant) -> CoordinatorStatus {
+    pub(crate) fn status(&self, e: &Entry, now: Instant) -> CoordinatorStatus {
         if now.saturating_duration_since(e.last_seen) >= self.thresholds.stale_after {
             CoordinatorStatus::Stale
         } else if self.is_unreachable(e) {
@@ -129,7 +121,7 @@ impl Registry {
     }
 
     /// Coordinators not stale at `now`.
-    pub fn fresh_count(&self, now: Instant) -> usize {
+    pub(crate) fn fresh_count(&self, now: Instant) -> usize {
         self.entries
             .values()
             .filter(|e| self.status(e, now) != CoordinatorStatus::Stale)
@@ -137,7 +129,7 @@ impl Registry {
     }
 
     /// Applies a heartbeat; false when the coordinator is unknown (it must register again).
-    pub fn heartbeat(&mut self, hb: CoordinatorHeartbeat, now: Instant, wall: SystemTime) -> bool {
+    pub(crate) fn heartbeat(&mut self, hb: CoordinatorHeartbeat, now: Instant, wall: SystemTime) -> bool {
         let Some(e) = self.entries.get_mut(&hb.coordinator_id) else {
             return false;
         };
@@ -170,19 +162,19 @@ impl Registry {
     }
 
     /// Counts a request sent to a coordinator.
-    pub fn record_request(&mut self, id: &str, now: Instant) {
+    pub(crate) fn record_request(&mut self, id: &str, now: Instant) {
         if let Some(e) = self.entries.get_mut(id) {
             e.requests.record(now);
         }
     }
 
     /// Whether a coordinator is out of rotation for failing to answer.
-    pub fn is_unreachable(&self, e: &Entry) -> bool {
+    pub(crate) fn is_unreachable(&self, e: &Entry) -> bool {
         e.unreachable || e.ping_misses >= self.thresholds.ping_misses_out
     }
 
     /// Records the outcome of an active ping; returns whether the coordinator's status changed.
-    pub fn record_ping(&mut self, id: &str, answered: bool) -> bool {
+    pub(crate) fn record_ping(&mut self, id: &str, answered: bool) -> bool {
         let out = self.thresholds.ping_misses_out;
         let Some(e) = self.entries.get_mut(id) else {
             return false;
@@ -198,25 +190,25 @@ impl Registry {
     }
 
     /// Marks a coordinator unreachable after a failed connection.
-    pub fn mark_unreachable(&mut self, id: &str) {
+    pub(crate) fn mark_unreachable(&mut self, id: &str) {
         if let Some(e) = self.entries.get_mut(id) {
             e.unreachable = true;
         }
     }
 
     /// Records that `worker` registered at `coordinator`.
-    pub fn set_home(&mut self, worker: &str, coordinator: &str) {
+    pub(crate) fn set_home(&mut self, worker: &str, coordinator: &str, now: Instant) {
         self.homes.insert(worker.to_owned(), coordinator.to_owned());
-        self.placed.insert(worker.to_owned(), Instant::now());
+        self.placed.insert(worker.to_owned(), now);
     }
 
     /// The coordinator holding `worker`, with its URL, when that coordinator is still registered.
-    pub fn home_of(&self, worker: &str) -> Option<&Entry> {
+    pub(crate) fn home_of(&self, worker: &str) -> Option<&Entry> {
         self.homes.get(worker).and_then(|c| self.entries.get(c))
     }
 
     /// Removes every coordinator silent for `expire_after`; returns their ids.
-    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
+    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<String> {
         let expired: Vec<String> = self
             .entries
             .values()
@@ -233,7 +225,7 @@ impl Registry {
     /// whose inventory has an active worker for it, rotated by `turn` (round-robin); then those
     /// whose inventory is not known yet (loaded from the file after a router restart); then, as
     /// a last resort, those marked unreachable.
-    pub fn candidates_for_service(&self, service: &str, now: Instant, turn: usize) -> Vec<&Entry> {
+    pub(crate) fn candidates_for_service(&self, service: &str, now: Instant, turn: usize) -> Vec<&Entry> {
         let offering = |e: &&Entry| e.services.get(service).copied().unwrap_or(0) > 0;
         let mut out = self.rotated(now, turn, offering);
         let unknown = self.rotated(now, turn, |e| !e.inventory_known);
@@ -253,7 +245,7 @@ impl Registry {
 
     /// Where a worker registration may go, in the order to try: fresh coordinators with the
     /// fewest workers first (ties broken round-robin by `turn`), unreachable ones last.
-    pub fn candidates_for_worker(&self, now: Instant, turn: usize) -> Vec<&Entry> {
+    pub(crate) fn candidates_for_worker(&self, now: Instant, turn: usize) -> Vec<&Entry> {
         let mut all = self.rotated(now, turn, |_| true);
         // Workers placed here since its last heartbeat count too, so registrations arriving
         // together spread out instead of all seeing the same emptiest coordinator.
@@ -290,7 +282,7 @@ impl Registry {
 
     /// Worker status as shown in the topology: the workers of a coordinator that is stale or
     /// cannot be reached cannot be reached either.
-    pub fn worker_status(&self, e: &Entry, w: &WorkerSummary, now: Instant) -> WorkerStatus {
+    pub(crate) fn worker_status(&self, e: &Entry, w: &WorkerSummary, now: Instant) -> WorkerStatus {
         if self.status(e, now) != CoordinatorStatus::Healthy {
             WorkerStatus::Stale
         } else {
@@ -397,7 +389,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registry::new(T);
         r.upsert(entry("a", t0, &[]));
-        r.set_home("w-new", "a");
+        r.set_home("w-new", "a", t0);
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),
             ..Default::default()
@@ -503,7 +495,7 @@ mod tests {
         r.heartbeat(hb, t0, SystemTime::now());
         assert_eq!(ids(r.candidates_for_worker(t0, 0)), ["b", "a"]);
         assert_eq!(r.home_of("w1").map(|e| e.id.as_str()), Some("a"));
-        r.set_home("w3", "b");
+        r.set_home("w3", "b", t0);
         assert_eq!(r.home_of("w3").map(|e| e.id.as_str()), Some("b"));
         r.remove("b");
         assert!(r.home_of("w3").is_none());

@@ -6,22 +6,26 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-/// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Schema versions: 1 the table.
+const MIGRATIONS: [&str; 1] = ["CREATE TABLE IF NOT EXISTS coordinators (
+         id TEXT PRIMARY KEY NOT NULL,
+         url TEXT NOT NULL,
+         location TEXT,
+         registered_at_ms INTEGER NOT NULL,
+         last_seen_ms INTEGER NOT NULL
+     )"];
 
 /// A failure of the registry file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Opening or migrating it (a file written by a newer rma, say).
+    #[error(transparent)]
+    Open(#[from] rma_http::sqlite::SqliteError),
     /// SQLite refused.
     #[error("coordinator registry database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The file was written by a newer rma.
-    #[error(
-        "coordinator registry database has schema version {0}, newer than this rma understands ({SCHEMA_VERSION}); upgrade rma"
-    )]
-    TooNew(i64),
     /// A background write could not run.
     #[error("coordinator registry database task failed: {0}")]
     Task(String),
@@ -29,60 +33,30 @@ pub enum StoreError {
 
 /// One persisted coordinator.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCoordinator {
+pub(crate) struct StoredCoordinator {
     /// Id.
-    pub id: String,
+    pub(crate) id: String,
     /// URL the router reaches it at.
-    pub url: String,
+    pub(crate) url: String,
     /// Free text.
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
     /// Unix milliseconds.
-    pub registered_at_ms: i64,
+    pub(crate) registered_at_ms: i64,
     /// Unix milliseconds of the last membership change seen (not every heartbeat).
-    pub last_seen_ms: i64,
+    pub(crate) last_seen_ms: i64,
 }
 
 /// The registry file.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     conn: Mutex<Connection>,
 }
 
 impl Store {
     /// Opens (creating or migrating) the file at `path`.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Self::init(Connection::open(path)?)
-    }
-
-    /// A store that lives in memory (tests of pure logic only).
-    pub fn open_in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Store, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // WAL keeps readers and the one writer apart; NORMAL is durable across process crashes.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        match version {
-            0 => {
-                conn.execute_batch(
-                    "BEGIN;
-                     CREATE TABLE IF NOT EXISTS coordinators (
-                         id TEXT PRIMARY KEY NOT NULL,
-                         url TEXT NOT NULL,
-                         location TEXT,
-                         registered_at_ms INTEGER NOT NULL,
-                         last_seen_ms INTEGER NOT NULL
-                     );
-                     PRAGMA user_version = 1;
-                     COMMIT;",
-                )?;
-            }
-            SCHEMA_VERSION => {}
-            newer => return Err(StoreError::TooNew(newer)),
-        }
+    pub(crate) fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn =
+            rma_http::sqlite::open_versioned("coordinator registry database", Some(path), &MIGRATIONS)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -96,7 +70,7 @@ impl Store {
     }
 
     /// Every persisted coordinator.
-    pub fn load_all(&self) -> Result<Vec<StoredCoordinator>, StoreError> {
+    pub(crate) fn load_all(&self) -> Result<Vec<StoredCoordinator>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, url, location, registered_at_ms, last_seen_ms FROM coordinators ORDER BY id",
@@ -115,7 +89,8 @@ impl Store {
     }
 
     /// One coordinator.
-    pub fn get(&self, id: &str) -> Result<Option<StoredCoordinator>, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: &str) -> Result<Option<StoredCoordinator>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT id, url, location, registered_at_ms, last_seen_ms FROM coordinators WHERE id = ?1",
@@ -135,7 +110,7 @@ impl Store {
     }
 
     /// Inserts or replaces a coordinator.
-    pub fn upsert(&self, row: &StoredCoordinator) -> Result<(), StoreError> {
+    pub(crate) fn upsert(&self, row: &StoredCoordinator) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO coordinators (id, url, location, registered_at_ms, last_seen_ms)
@@ -155,7 +130,7 @@ impl Store {
     }
 
     /// Deletes a coordinator; whether it was there.
-    pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
+    pub(crate) fn delete(&self, id: &str) -> Result<bool, StoreError> {
         self.with(|c| Ok(c.execute("DELETE FROM coordinators WHERE id = ?1", params![id])? > 0))
     }
 }
@@ -206,6 +181,9 @@ mod tests {
         Connection::open(&path)
             .and_then(|c| c.pragma_update(None, "user_version", 9))
             .expect("set version");
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew(9))));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::Open(rma_http::sqlite::SqliteError::TooNew { found: 9, .. }))
+        ));
     }
 }

@@ -17,8 +17,9 @@ use crate::AppState;
 #[allow_missing = true]
 struct Assets;
 
-/// Changes whenever `web/dist` does (see build.rs), so the router is rebuilt with the new UI.
-pub const UI_STAMP: &str = env!("RMA_UI_STAMP");
+/// Changes whenever `web/dist` does (see build.rs): reading it here makes the router rebuild
+/// with the new UI.
+const _UI_STAMP: &str = env!("RMA_UI_STAMP");
 
 const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>rma</title>\
 <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">\
@@ -48,23 +49,23 @@ fn asset(path: &str) -> Option<Response> {
 }
 
 /// `GET /`.
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     asset("index.html").unwrap_or_else(|| (StatusCode::OK, Html(NOT_BUILT)).into_response())
 }
 
 /// Top-level files such as `/favicon.svg`.
-pub async fn file(Path(path): Path<String>) -> Response {
+pub(crate) async fn file(Path(path): Path<String>) -> Response {
     asset(&path).unwrap_or_else(|| ApiError::not_found(format!("no file {path}")).into_response())
 }
 
 /// `GET /assets/{*path}`.
-pub async fn assets(Path(path): Path<String>) -> Response {
+pub(crate) async fn assets(Path(path): Path<String>) -> Response {
     asset(&format!("assets/{path}"))
         .unwrap_or_else(|| ApiError::not_found(format!("no asset {path}")).into_response())
 }
 
 /// `GET /api/topology/ws`: sends the topology at once, then every time it changes.
-pub async fn topology_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn topology_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(move |socket| push_topology(state, socket))
 }
 

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rma_client::Client;
-use serde_json::Value;
+use rma_proto::job::{JobState, JobView};
+use rma_proto::results::ServiceResult;
+use serde::Serialize;
 
 /// Services `submit` can ask for.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,6 +69,16 @@ struct Submitted {
     bar: ProgressBar,
 }
 
+/// One line of `--json` output.
+#[derive(Serialize)]
+struct Printed<'a> {
+    file: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<&'a JobView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
 /// Content type from magic bytes, then the extension.
 fn content_type(path: &Path, bytes: &[u8]) -> &'static str {
     if let Some(k) = rma_proto::media::sniff(bytes) {
@@ -102,11 +114,6 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
         .as_deref()
         .map(|l| format!("lang={l}"))
         .unwrap_or_default();
-    let path = if query.is_empty() {
-        format!("api/service/{}", a.service.name())
-    } else {
-        format!("api/service/{}?{query}", a.service.name())
-    };
 
     let mut jobs = Vec::new();
     for file in &a.files {
@@ -114,7 +121,7 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
         bar.set_style(style.clone());
         bar.set_prefix(file.display().to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        let job = submit_one(&client, &path, file).await;
+        let job = submit_one(&client, a.service.name(), &query, file).await;
         match &job {
             Ok(_) => bar.set_message("queued"),
             Err(e) => bar.abandon_with_message(format!("failed: {e}")),
@@ -126,7 +133,7 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
         });
     }
 
-    let mut outcomes: Vec<(PathBuf, Result<Value, String>)> = Vec::new();
+    let mut outcomes: Vec<(PathBuf, Result<JobView, String>)> = Vec::new();
     for s in jobs {
         let outcome = match s.job {
             Err(e) => Err(e),
@@ -145,14 +152,22 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
                     write_out(&client, dir, file, job).await?;
                 }
                 if a.json {
-                    printed.push(serde_json::json!({"file": file, "job": job}));
+                    printed.push(Printed {
+                        file,
+                        job: Some(job),
+                        error: None,
+                    });
                 } else {
                     print_text(file, job, &client);
                 }
             }
             Err(e) => {
                 if a.json {
-                    printed.push(serde_json::json!({"file": file, "error": e}));
+                    printed.push(Printed {
+                        file,
+                        job: None,
+                        error: Some(e),
+                    });
                 }
                 failed.push(format!("{}: {e}", file.display()));
             }
@@ -170,91 +185,53 @@ pub async fn run(a: SubmitArgs) -> Result<()> {
     Ok(())
 }
 
-async fn submit_one(client: &Client, path: &str, file: &Path) -> Result<String, String> {
+async fn submit_one(
+    client: &Client,
+    service: &str,
+    query: &str,
+    file: &Path,
+) -> Result<String, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
     let ct = content_type(file, &bytes);
-    let resp = client
-        .raw(
-            reqwest::Method::POST,
-            path,
-            Some(ct),
-            Bytes::from(bytes),
-            &[("prefer", "respond-async")],
-        )
+    match client
+        .submit_job(service, query, ct, Bytes::from(bytes))
         .await
-        .map_err(|e| format!("cannot submit it: {e}"))?;
-    if resp.status.as_u16() != 202 {
-        let msg = resp
-            .json()
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("HTTP {}", resp.status));
-        return Err(msg);
+    {
+        Ok(accepted) => Ok(accepted.job_id),
+        Err(rma_client::ClientError::Api { body, .. }) => Err(body.message),
+        Err(e) => Err(format!("cannot submit it: {e}")),
     }
-    let v = resp.json().map_err(|e| format!("unexpected answer: {e}"))?;
-    v["job_id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "the answer named no job".to_owned())
 }
 
-async fn wait(client: &Client, id: &str, bar: &ProgressBar) -> Result<Value, String> {
-    let mut misses = 0;
-    loop {
-        match client
-            .raw(
-                reqwest::Method::GET,
-                &format!("api/jobs/{id}"),
-                None,
-                Bytes::new(),
-                &[],
-            )
-            .await
-        {
-            Ok(r) if r.status.is_success() => {
-                misses = 0;
-                let v = r
-                    .json()
-                    .map_err(|e| format!("unexpected job answer: {e}"))?;
-                let done = v["progress"]["done"].as_u64().unwrap_or(0);
-                let total = v["progress"]["total"].as_u64().unwrap_or(0).max(1);
-                bar.set_length(total);
-                bar.set_position(done.min(total));
-                let state = v["state"].as_str().unwrap_or("?").to_owned();
-                let who = v["worker"]
-                    .as_str()
-                    .map(|w| format!(" on {w}"))
-                    .unwrap_or_default();
-                match state.as_str() {
-                    "done" => {
-                        bar.finish_with_message(format!("done{who}"));
-                        return Ok(v);
-                    }
-                    "failed" => {
-                        let e = v["error"].as_str().unwrap_or("no reason given").to_owned();
-                        bar.abandon_with_message(format!("failed: {e}"));
-                        return Err(e);
-                    }
-                    s => bar.set_message(s.to_owned()),
-                }
+async fn wait(client: &Client, id: &str, bar: &ProgressBar) -> Result<JobView, String> {
+    let show = |v: &JobView| {
+        let total = u64::from(v.progress.total).max(1);
+        bar.set_length(total);
+        bar.set_position(u64::from(v.progress.done).min(total));
+        bar.set_message(v.state.as_str());
+    };
+    // A long PDF may take a while; a day is "forever" for a person at a terminal.
+    let job = client
+        .wait(id, Duration::from_secs(24 * 3600), show)
+        .await
+        .map_err(|e| match e {
+            rma_client::ClientError::Transport { .. } => {
+                format!("lost contact with the router: {e}")
             }
-            Ok(r) => {
-                let msg = r
-                    .json()
-                    .ok()
-                    .and_then(|v| v["message"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                return Err(format!("job {id}: HTTP {}: {msg}", r.status));
-            }
-            // The router or coordinator may be restarting: keep asking for a while.
-            Err(e) => {
-                misses += 1;
-                if misses > 60 {
-                    return Err(format!("lost contact with the router: {e}"));
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+            e => format!("job {id}: {e}"),
+        })?;
+    let who = job
+        .worker
+        .as_deref()
+        .map(|w| format!(" on {w}"))
+        .unwrap_or_default();
+    if job.state == JobState::Done {
+        bar.finish_with_message(format!("done{who}"));
+        Ok(job)
+    } else {
+        let e = job.error.clone().unwrap_or_else(|| "no reason given".into());
+        bar.abandon_with_message(format!("failed: {e}"));
+        Err(e)
     }
 }
 
@@ -265,19 +242,12 @@ fn stem(file: &Path) -> String {
         .to_owned()
 }
 
-async fn write_out(client: &Client, dir: &Path, file: &Path, job: &Value) -> Result<()> {
+async fn write_out(client: &Client, dir: &Path, file: &Path, job: &JobView) -> Result<()> {
     let base = dir.join(stem(file));
-    if job["result"].is_null() {
+    let Some(result) = &job.result else {
         // Not JSON (an enhanced image): fetch the raw result.
-        let id = job["id"].as_str().unwrap_or_default();
         let raw = client
-            .raw(
-                reqwest::Method::GET,
-                &format!("api/jobs/{id}/result"),
-                None,
-                Bytes::new(),
-                &[],
-            )
+            .job_result(&job.id)
             .await
             .map_err(|e| anyhow::anyhow!("fetching the result of {}: {e}", file.display()))?;
         let ext = if raw.header("content-type") == Some("image/png") {
@@ -287,67 +257,61 @@ async fn write_out(client: &Client, dir: &Path, file: &Path, job: &Value) -> Res
         };
         std::fs::write(base.with_extension(ext), &raw.body)?;
         return Ok(());
-    }
+    };
     std::fs::write(
         base.with_extension("json"),
-        serde_json::to_vec_pretty(&job["result"])?,
+        serde_json::to_vec_pretty(result)?,
     )?;
-    if let Some(text) = job["result"]["text"].as_str() {
+    if let Some(text) = result.text() {
         std::fs::write(base.with_extension("txt"), text)?;
     }
     Ok(())
 }
 
-fn print_text(file: &Path, job: &Value, client: &Client) {
-    let r = &job["result"];
+fn print_text(file: &Path, job: &JobView, client: &Client) {
     println!(
         "== {} ({} on {})",
         file.display(),
-        job["service"].as_str().unwrap_or("?"),
-        job["worker"].as_str().unwrap_or("?")
+        job.service,
+        job.worker.as_deref().unwrap_or("?")
     );
-    if r.is_null() {
+    let Some(result) = &job.result else {
         println!(
             "result: {}{}",
             client.base(),
-            job["result_url"]
-                .as_str()
+            job.result_url
+                .as_deref()
                 .unwrap_or("")
                 .trim_start_matches('/')
         );
         return;
-    }
-    let facts = if r["facts"].is_object() {
-        &r["facts"]
-    } else {
-        r
     };
-    if let Some(t) = facts["letter_type"].as_str() {
-        println!("letter type  {t}");
-        if let Some(s) = facts["sender"]["name"].as_str() {
-            println!("from         {s}");
+    if let Some(facts) = result.facts() {
+        println!("letter type  {}", facts.letter_type);
+        if let Some(s) = &facts.sender {
+            println!("from         {}", s.name);
         }
-        let list = |key: &str, field: &str| -> String {
-            facts[key]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x[field].as_str().or(x.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default()
-        };
-        println!("amounts      {}", list("amounts", "text"));
-        println!("dates        {}", list("dates", "date"));
-        println!("references   {}", list("references", "value"));
-        let sc = list("sort_codes", "");
-        if !sc.is_empty() {
-            println!("sort codes   {sc}");
+        let join = |items: Vec<&str>| items.join(", ");
+        println!(
+            "amounts      {}",
+            join(facts.amounts.iter().map(|a| a.text.as_str()).collect())
+        );
+        println!(
+            "dates        {}",
+            join(facts.dates.iter().map(|d| d.date.as_str()).collect())
+        );
+        println!(
+            "references   {}",
+            join(facts.references.iter().map(|r| r.value.as_str()).collect())
+        );
+        if !facts.sort_codes.is_empty() {
+            println!("sort codes   {}", facts.sort_codes.join(", "));
         }
     }
-    if let Some(text) = r["text"].as_str() {
+    if let Some(text) = result.text() {
         println!("-- text --\n{}", text.trim());
+    } else if let ServiceResult::Other(v) = result {
+        println!("{v}");
     }
     println!();
 }
