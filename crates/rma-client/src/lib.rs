@@ -107,9 +107,14 @@ impl RawResponse {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The body as JSON of type `T` (a `serde_json::Value` in tests that look at any shape).
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+    /// The body as a typed value of the contract.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
+    }
+
+    /// The body as untyped JSON, for tests that look at shapes the contract does not name.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        self.parse()
     }
 
     /// The `message` of an error answer, or its status when the body is not `{error, message}`.
@@ -373,7 +378,7 @@ impl Client {
         if raw.status != StatusCode::ACCEPTED {
             return Err(api_error(raw.status, &raw.body));
         }
-        raw.json().map_err(|e| ClientError::Decode {
+        raw.parse().map_err(|e| ClientError::Decode {
             url: path,
             message: e.to_string(),
         })

@@ -345,7 +345,7 @@ mod tests {
         );
         assert!(r.sweep(t0 + Duration::from_secs(599)).is_empty());
         assert_eq!(r.sweep(t0 + Duration::from_secs(600)), ["a"]);
-        assert!(r.is_empty());
+        assert_eq!(r.len(), 0);
     }
 
     #[test]

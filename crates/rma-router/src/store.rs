@@ -91,6 +91,7 @@ impl Store {
     /// One coordinator.
     #[cfg(test)]
     pub(crate) fn get(&self, id: &str) -> Result<Option<StoredCoordinator>, StoreError> {
+        use rusqlite::OptionalExtension;
         self.with(|c| {
             c.query_row(
                 "SELECT id, url, location, registered_at_ms, last_seen_ms FROM coordinators WHERE id = ?1",

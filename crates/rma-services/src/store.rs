@@ -163,15 +163,15 @@ mod tests {
             .put(b"%PDF-1.4 letter", Some("application/pdf"))
             .await
             .expect("put");
-        assert_eq!(a["created"], true);
-        assert_eq!(a["content_type"], "application/pdf");
+        assert!(a.created);
+        assert_eq!(a.content_type, "application/pdf");
         assert_eq!(
-            a["hash"],
+            a.hash,
             blake3::hash(b"%PDF-1.4 letter").to_hex().as_str()
         );
         let b = s.put(b"%PDF-1.4 letter", None).await.expect("again");
-        assert_eq!(b["created"], false, "the same bytes are stored once");
-        let (body, ct) = s.get(a["hash"].as_str().expect("hash")).await.expect("get");
+        assert!(!b.created, "the same bytes are stored once");
+        let (body, ct) = s.get(&a.hash).await.expect("get");
         assert_eq!(body, b"%PDF-1.4 letter");
         assert_eq!(ct, "application/pdf");
         assert_eq!(

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::Method;
-use rma_client::{Client, RawResponse};
+use rma_proto::job::{JobAccepted, JobProgress, JobState, JobView};
+use rma_proto::results::ServiceResult;
+use rma_client::{Client, ClientError, RawResponse};
 use rma_fixtures::{
     PdfPage, char_accuracy, jpeg, letters, pdf, pdf_with_text, photograph, png, render_page,
 };
@@ -23,19 +25,14 @@ fn json(r: &RawResponse) -> Value {
     r.json().expect("JSON")
 }
 
-/// Polls a job (through `client`, at its `location`) until it is in `state`; at most 60 s.
-async fn job_in_state(client: &Client, location: &str, state: &str) -> Value {
+/// Polls a job (through `client`) until it is in `state`; at most 60 s.
+async fn job_in_state(client: &Client, id: &str, state: JobState) -> JobView {
     eventually_within(
-        &format!("job {location} {state}"),
+        &format!("job {id} {}", state.as_str()),
         Duration::from_secs(60),
         || async move {
-            let v = client
-                .raw(Method::GET, location, None, Bytes::new(), &[])
-                .await
-                .ok()?
-                .json()
-                .ok()?;
-            (v["state"] == state).then_some(v)
+            let v = client.job(id).await.ok()?;
+            (v.state == state).then_some(v)
         },
     )
     .await
@@ -517,88 +514,69 @@ async fn jobs_report_progress_and_results_through_the_router() {
         .expect("submit");
     assert_eq!(r.status, 202);
     let location = r.header("location").expect("location").to_owned();
-    let v = r.json().expect("json");
-    assert_eq!(
-        location,
-        format!("/api/jobs/{}", v["job_id"].as_str().expect("id"))
-    );
+    let accepted: JobAccepted = r.parse().expect("job accepted");
+    assert_eq!(location, format!("/api/jobs/{}", accepted.job_id));
+    assert_eq!(accepted.location, location);
     let client = c.client();
-    let done = job_in_state(&client, &location, "done").await;
+    let done = job_in_state(&client, &accepted.job_id, JobState::Done).await;
     assert_eq!(
-        done["progress"],
-        serde_json::json!({"done": 2, "total": 2}),
+        done.progress,
+        JobProgress { done: 2, total: 2 },
         "pages done of total"
     );
-    assert_eq!(done["result"]["pages"].as_array().expect("pages").len(), 2);
-    let worker = done["worker"].as_str().expect("worker");
+    let Some(ServiceResult::Ocr(ocr)) = &done.result else {
+        panic!("an OCR result: {:?}", done.result)
+    };
+    assert_eq!(ocr.pages.len(), 2);
+    let worker = done.worker.as_deref().expect("worker");
     assert!(worker == "worker-0" || worker == "storage-0", "{worker}");
-    assert!(done["run_ms"].as_i64().is_some() && done["finished_at"].as_str().is_some());
+    assert!(done.run_ms.is_some() && done.finished_at.is_some());
 
     // A job whose answer is not JSON (an enhanced image) is fetched from its result URL.
     let photo = jpeg(&photograph(&scan, 1.0, 3), 80);
-    let r = c
-        .client()
-        .raw(
-            Method::POST,
-            "api/service/enhance",
-            Some("image/jpeg"),
-            photo.into(),
-            &[("prefer", "respond-async")],
-        )
+    let job = client
+        .submit_job("enhance", "", "image/jpeg", photo.into())
         .await
         .expect("submit");
-    let location = r.header("location").expect("location").to_owned();
-    let done = job_in_state(&client, &location, "done").await;
-    assert!(done["result"].is_null(), "not JSON, so not inline");
-    let url = done["result_url"].as_str().expect("result url");
-    let png = c
-        .client()
-        .raw(Method::GET, url, None, Bytes::new(), &[])
-        .await
-        .expect("result");
+    let done = job_in_state(&client, &job.job_id, JobState::Done).await;
+    assert!(done.result.is_none(), "not JSON, so not inline");
+    assert_eq!(
+        done.result_url.as_deref(),
+        Some(format!("/api/jobs/{}/result", job.job_id).as_str())
+    );
+    let png = client.job_result(&job.job_id).await.expect("result");
     assert_eq!(png.status, 200);
     assert_eq!(png.header("content-type"), Some("image/png"));
     assert!(png.body.starts_with(b"\x89PNG"));
 
     // A failing job says why; an unknown one is 404; a malformed id is 400.
-    let r = c
-        .client()
-        .raw(
-            Method::POST,
-            "api/service/ocr",
-            Some("image/png"),
+    let job = client
+        .submit_job(
+            "ocr",
+            "",
+            "image/png",
             Bytes::from_static(b"not an image"),
-            &[("prefer", "respond-async")],
         )
         .await
         .expect("submit");
-    let location = r.header("location").expect("location").to_owned();
-    let failed = job_in_state(&client, &location, "failed").await;
-    assert_eq!(failed["status"], 415);
+    let failed = job_in_state(&client, &job.job_id, JobState::Failed).await;
+    assert_eq!(failed.status, Some(415));
+    assert_eq!(failed.error_code.as_deref(), Some("unsupported_media_type"));
     assert!(
-        failed["error"]
-            .as_str()
-            .expect("error")
-            .contains("not a PNG")
+        failed.error.as_deref().expect("error").contains("not a PNG"),
+        "{failed:?}"
     );
-    let r = c
-        .client()
-        .raw(
-            Method::GET,
-            "api/jobs/coord-0-j0000000000000000",
-            None,
-            Bytes::new(),
-            &[],
-        )
+    let api_error = |e: ClientError| match e {
+        ClientError::Api { status, body } => (status.as_u16(), body.error),
+        other => panic!("an error answer, not {other}"),
+    };
+    let e = client
+        .job("coord-0-j0000000000000000")
         .await
-        .expect("get");
-    assert_eq!(status_and_code(&r), (404, "not_found".into()));
-    let r = c
-        .client()
-        .raw(Method::GET, "api/jobs/nonsense", None, Bytes::new(), &[])
-        .await
-        .expect("get");
-    assert_eq!(status_and_code(&r), (400, "bad_request".into()));
+        .expect_err("unknown");
+    assert_eq!(api_error(e), (404, "not_found".into()));
+    let e = client.job("nonsense").await.expect_err("malformed");
+    assert_eq!(api_error(e), (400, "bad_request".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,37 +597,15 @@ async fn jobs_survive_a_coordinator_restart() {
     let mut ids = Vec::new();
     for i in 0..3 {
         let text = format!("Council Tax reminder number {i}: £{i}0.00 due");
-        let r = client
-            .raw(
-                Method::POST,
-                "api/service/extract",
-                Some("text/plain"),
-                text.into(),
-                &[("prefer", "respond-async")],
-            )
+        let job = client
+            .submit_job("extract", "", "text/plain", text.into())
             .await
             .expect("submit");
-        assert_eq!(r.status, 202);
-        ids.push(
-            r.json().expect("json")["job_id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        assert_eq!(job.state, JobState::Queued);
+        ids.push(job.job_id);
     }
-    let v = client
-        .raw(
-            Method::GET,
-            &format!("api/jobs/{}", ids[0]),
-            None,
-            Bytes::new(),
-            &[],
-        )
-        .await
-        .expect("get")
-        .json()
-        .expect("json");
-    assert_eq!(v["state"], "queued");
+    let v = client.job(&ids[0]).await.expect("get");
+    assert_eq!(v.state, JobState::Queued);
     drop(coord);
 
     let l = eventually("port free", || async {
@@ -664,28 +620,10 @@ async fn jobs_survive_a_coordinator_restart() {
     ))
     .expect("worker");
     for (i, id) in ids.iter().enumerate() {
-        let v = eventually(&format!("job {i} done after the restart"), || {
-            let client = client.clone();
-            let id = id.clone();
-            async move {
-                let v = client
-                    .raw(
-                        Method::GET,
-                        &format!("api/jobs/{id}"),
-                        None,
-                        Bytes::new(),
-                        &[],
-                    )
-                    .await
-                    .ok()?
-                    .json()
-                    .ok()?;
-                (v["state"] == "done").then_some(v)
-            }
-        })
-        .await;
-        assert_eq!(v["result"]["letter_type"], "council_tax");
-        assert_eq!(v["result"]["amounts"][0]["value"], format!("{i}0.00"));
+        let v = job_in_state(&client, id, JobState::Done).await;
+        let facts = v.result.as_ref().and_then(|r| r.facts()).expect("facts");
+        assert_eq!(facts.letter_type, "council_tax");
+        assert_eq!(facts.amounts[0].value, format!("{i}0.00"));
     }
 }
 
