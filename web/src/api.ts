@@ -1,61 +1,8 @@
-// The parts of the rma HTTP contract the page uses. Field names follow rma-proto.
+// Calls to the rma HTTP contract the page makes. The types come from contract.ts, which is
+// generated from the Rust types in crates/rma-proto (scripts/gen-contract), never by hand.
 
-export type WorkerType = "gpu" | "storage" | "edge" | "cpu";
-export type Status = "healthy" | "unreachable" | "stale" | "active";
-
-export interface TopologyCoordinator {
-  id: string;
-  url: string;
-  workers: number;
-  load: number;
-  status: "healthy" | "unreachable" | "stale";
-  requests_last_minute: number;
-  last_seen: string;
-  location: string | null;
-}
-
-export interface TopologyWorker {
-  id: string;
-  type: WorkerType;
-  coordinator: string;
-  services: string[];
-  status: "active" | "stale";
-  load: number;
-  active_requests: number;
-  requests_last_minute: number;
-  last_seen: string;
-}
-
-export interface Topology {
-  coordinators: TopologyCoordinator[];
-  workers: TopologyWorker[];
-}
-
-export type JobState = "queued" | "running" | "done" | "failed";
-
-export interface Job {
-  id: string;
-  service: string;
-  state: JobState;
-  progress: { done: number; total: number };
-  coordinator: string;
-  worker: string | null;
-  error: string | null;
-  status: number | null;
-  result: any;
-  result_url?: string;
-  steps?: Step[];
-  run_ms: number | null;
-}
-
-export interface Step {
-  step: string;
-  worker: string;
-  coordinator: string;
-  status: number;
-  ms: number;
-  cache: string | null;
-}
+import type { ErrorBody, JobAccepted, JobView } from "./contract";
+export type * from "./contract";
 
 /** An error from the API, in words a person can act on. */
 export class ApiError extends Error {
@@ -81,7 +28,7 @@ export function plainWords(code: string | undefined, message: string): string {
 
 async function errorOf(r: Response): Promise<ApiError> {
   try {
-    const body = await r.json();
+    const body = (await r.json()) as Partial<ErrorBody>;
     return new ApiError(body.error ?? "error", plainWords(body.error, body.message ?? r.statusText), r.status);
   } catch {
     return new ApiError("error", `${r.status} ${r.statusText}`, r.status);
@@ -96,12 +43,12 @@ export async function submit(service: string, file: Blob): Promise<string> {
     body: file,
   });
   if (r.status !== 202) throw await errorOf(r);
-  const body = await r.json();
-  return body.job_id as string;
+  const body = (await r.json()) as JobAccepted;
+  return body.job_id;
 }
 
-export async function job(id: string): Promise<Job> {
+export async function job(id: string): Promise<JobView> {
   const r = await fetch(`/api/jobs/${encodeURIComponent(id)}`);
   if (!r.ok) throw await errorOf(r);
-  return r.json();
+  return (await r.json()) as JobView;
 }

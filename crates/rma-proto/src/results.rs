@@ -290,7 +290,9 @@ pub enum ServiceResult {
     /// `store`.
     Stored(StoredObject),
     /// Anything else.
-    Other(#[cfg_attr(feature = "ts", ts(type = "unknown"))] serde_json::Value),
+    Other(
+        #[cfg_attr(feature = "ts", ts(type = "{ [key: string]: unknown }"))] serde_json::Value,
+    ),
 }
 
 impl ServiceResult {

@@ -1,6 +1,7 @@
 //! Integration tests: real routers, coordinators and workers on loopback sockets, port 0.
 //! One test binary with a module per area.
 
+mod contract;
 mod errors;
 mod federation;
 mod services;

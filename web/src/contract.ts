@@ -1,0 +1,617 @@
+// Generated from crates/rma-proto by scripts/gen-contract (ts-rs). Do not edit by hand:
+// a test (contract_ts_is_up_to_date) fails when this file and the Rust types differ.
+
+export type ErrorBody = { 
+/**
+ * Machine-readable code.
+ */
+error: string, 
+/**
+ * What went wrong, in words a person can act on.
+ */
+message: string, };
+
+export type WorkerType = "gpu" | "storage" | "edge" | "cpu";
+
+export type CoordinatorStatus = "healthy" | "unreachable" | "stale";
+
+export type WorkerStatus = "active" | "stale";
+
+export type CoordinatorInfo = { 
+/**
+ * Id.
+ */
+coordinator_id: string, 
+/**
+ * Where the router reaches it.
+ */
+url: string, 
+/**
+ * Free text from its registration.
+ */
+location: string | null, 
+/**
+ * RFC 3339.
+ */
+registered_at: string, 
+/**
+ * RFC 3339.
+ */
+last_seen: string, 
+/**
+ * Health as the router sees it.
+ */
+status: CoordinatorStatus, };
+
+export type RouterHealth = { 
+/**
+ * `healthy` when at least one coordinator is fresh, else `degraded`.
+ */
+status: string, 
+/**
+ * Fresh coordinators.
+ */
+coordinators: number, 
+/**
+ * In words.
+ */
+message: string, };
+
+export type WorkerCounts = { 
+/**
+ * All registered.
+ */
+total: number, 
+/**
+ * In rotation.
+ */
+active: number, 
+/**
+ * Out of rotation.
+ */
+stale: number, };
+
+export type CoordinatorHealth = { 
+/**
+ * `healthy` when at least one worker is active, else `degraded` (still HTTP 200: the
+ * coordinator itself is up).
+ */
+status: string, 
+/**
+ * Its id.
+ */
+coordinator: string, 
+/**
+ * Its workers.
+ */
+workers: WorkerCounts, };
+
+export type TopologyCoordinator = { 
+/**
+ * Id.
+ */
+id: string, 
+/**
+ * URL.
+ */
+url: string, 
+/**
+ * Number of workers it reported.
+ */
+workers: number, 
+/**
+ * Mean load it reported.
+ */
+load: number, 
+/**
+ * Health.
+ */
+status: CoordinatorStatus, 
+/**
+ * Requests the router sent it over the last minute.
+ */
+requests_last_minute: number, 
+/**
+ * Its last heartbeat, RFC 3339.
+ */
+last_seen: string, 
+/**
+ * Free text from its registration.
+ */
+location: string | null, };
+
+export type TopologyWorker = { 
+/**
+ * Id.
+ */
+id: string, 
+/**
+ * Primary type.
+ */
+type: WorkerType, 
+/**
+ * The coordinator holding it.
+ */
+coordinator: string, 
+/**
+ * Assigned services.
+ */
+services: Array<string>, 
+/**
+ * `active` or `stale`.
+ */
+status: WorkerStatus, 
+/**
+ * Load it reported.
+ */
+load: number, 
+/**
+ * Requests in flight on it.
+ */
+active_requests: number, 
+/**
+ * Requests sent to it over the last minute.
+ */
+requests_last_minute: number, 
+/**
+ * Its last heartbeat, RFC 3339.
+ */
+last_seen: string, };
+
+export type Topology = { 
+/**
+ * Every registered coordinator.
+ */
+coordinators: Array<TopologyCoordinator>, 
+/**
+ * Every worker the coordinators reported.
+ */
+workers: Array<TopologyWorker>, };
+
+export type JobAccepted = { 
+/**
+ * `{coordinator_id}-j{16 hex}`.
+ */
+job_id: string, 
+/**
+ * Always [`JobState::Queued`].
+ */
+state: JobState, 
+/**
+ * Where to ask for it: `/api/jobs/{id}`.
+ */
+location: string, };
+
+export type JobState = "queued" | "running" | "done" | "failed";
+
+export type JobProgress = { 
+/**
+ * Done so far.
+ */
+done: number, 
+/**
+ * In all (0 while unknown).
+ */
+total: number, };
+
+export type JobStep = { 
+/**
+ * `store`, `enhance`, `ocr`, `pdf-text` or `extract`.
+ */
+step: string, 
+/**
+ * The worker that ran it.
+ */
+worker: string, 
+/**
+ * The coordinator that dispatched it.
+ */
+coordinator: string, 
+/**
+ * The HTTP status it answered.
+ */
+status: number, 
+/**
+ * Milliseconds it took, dispatch included.
+ */
+ms: number, 
+/**
+ * `hit` or `miss` when the cache was consulted.
+ */
+cache: string | null, };
+
+export type JobView = { 
+/**
+ * The job id.
+ */
+id: string, 
+/**
+ * The service asked for.
+ */
+service: string, 
+/**
+ * Where it is.
+ */
+state: JobState, 
+/**
+ * Pages or steps done, live while it runs.
+ */
+progress: JobProgress, 
+/**
+ * The coordinator holding it.
+ */
+coordinator: string, 
+/**
+ * The worker(s) that served it, comma-separated for `process`.
+ */
+worker: string | null, 
+/**
+ * Times it was started (more than 1 after a restart cut it off).
+ */
+runs: number, 
+/**
+ * RFC 3339.
+ */
+created_at: string, 
+/**
+ * RFC 3339, when it first started.
+ */
+started_at: string | null, 
+/**
+ * RFC 3339, when it finished.
+ */
+finished_at: string | null, 
+/**
+ * Milliseconds between acceptance and start.
+ */
+queued_ms: number | null, 
+/**
+ * Milliseconds it has run (until now while running).
+ */
+run_ms: number | null, 
+/**
+ * Why it failed, in words.
+ */
+error: string | null, 
+/**
+ * The code of the failure ([`crate::error_code`]).
+ */
+error_code?: string, 
+/**
+ * The HTTP status of its answer.
+ */
+status: number | null, 
+/**
+ * The answer, when it is JSON.
+ */
+result: ServiceResult | null, 
+/**
+ * The steps of `process`, copied from its result.
+ */
+steps?: Array<JobStep>, 
+/**
+ * Where to fetch the raw answer (an enhanced PNG, say): `/api/jobs/{id}/result`.
+ */
+result_url?: string, };
+
+export type Word = { 
+/**
+ * The word.
+ */
+text: string, 
+/**
+ * Tesseract's confidence, 0–100.
+ */
+confidence: number, 
+/**
+ * Left edge in pixels.
+ */
+x: number, 
+/**
+ * Top edge in pixels.
+ */
+y: number, 
+/**
+ * Width in pixels.
+ */
+w: number, 
+/**
+ * Height in pixels.
+ */
+h: number, };
+
+export type PageSource = "text" | "ocr" | "none";
+
+export type Page = { 
+/**
+ * 1-based page number.
+ */
+page: number, 
+/**
+ * The text, lines separated by `\n`.
+ */
+text: string, 
+/**
+ * Mean OCR word confidence, 0–100, when the page was OCR'd.
+ */
+confidence?: number, 
+/**
+ * Where the text came from (PDF pages only).
+ */
+source?: PageSource, 
+/**
+ * Word boxes, when asked for.
+ */
+words?: Array<Word>, };
+
+export type OcrResult = { 
+/**
+ * All pages' text, pages separated by a blank line.
+ */
+text: string, 
+/**
+ * Each page.
+ */
+pages: Array<Page>, 
+/**
+ * Mean confidence over pages, 0–100.
+ */
+confidence: number, 
+/**
+ * The language(s) read, `eng` or `eng+fra`.
+ */
+lang: string, 
+/**
+ * Always `tesseract`.
+ */
+engine: string, };
+
+export type PdfTextResult = { 
+/**
+ * All pages' text, pages separated by a blank line.
+ */
+text: string, 
+/**
+ * Pages in the PDF.
+ */
+page_count: number, 
+/**
+ * Each page.
+ */
+pages: Array<Page>, 
+/**
+ * Pages without a text layer that were OCR'd.
+ */
+ocr_pages: Array<number>, 
+/**
+ * Pages left without text (no text layer, OCR off or unavailable).
+ */
+pages_without_text: Array<number>, };
+
+export type StoredObject = { 
+/**
+ * BLAKE3 of the bytes, hex: `GET /api/service/store/{hash}` reads it back.
+ */
+hash: string, 
+/**
+ * Bytes.
+ */
+size: number, 
+/**
+ * Its media type (sniffed, else as sent).
+ */
+content_type: string, 
+/**
+ * False when the same bytes were stored already.
+ */
+created: boolean, };
+
+export type CacheStored = { 
+/**
+ * The cache key.
+ */
+key: string, 
+/**
+ * Bytes stored.
+ */
+size: number, };
+
+export type Amount = { 
+/**
+ * Normalised: digits, a dot, two decimals ("1312.15"); negative with a leading '-'.
+ */
+value: string, 
+/**
+ * As printed.
+ */
+text: string, 
+/**
+ * Always GBP for now.
+ */
+currency: string, 
+/**
+ * The line it was on.
+ */
+line: string, };
+
+export type Date = { 
+/**
+ * ISO 8601 (`YYYY-MM-DD`).
+ */
+date: string, 
+/**
+ * As printed.
+ */
+text: string, 
+/**
+ * The line it was on.
+ */
+line: string, };
+
+export type Reference = { 
+/**
+ * The number as printed.
+ */
+value: string, 
+/**
+ * The label before it ("Account number", "Our reference").
+ */
+label: string, 
+/**
+ * The line it was on.
+ */
+line: string, };
+
+export type Sender = { 
+/**
+ * Its name.
+ */
+name: string, 
+/**
+ * Why we think so.
+ */
+evidence: string, };
+
+export type Facts = { 
+/**
+ * `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
+ * `utility` or `other`.
+ */
+letter_type: string, 
+/**
+ * The phrases that decided the type.
+ */
+letter_type_evidence: Array<string>, 
+/**
+ * The sender.
+ */
+sender: Sender | null, 
+/**
+ * The original creditor, when a debt was sold or passed on.
+ */
+original_creditor: string | null, 
+/**
+ * Money amounts, in order of appearance, without repeats.
+ */
+amounts: Array<Amount>, 
+/**
+ * Dates, in order of appearance, without repeats.
+ */
+dates: Array<Date>, 
+/**
+ * Reference and account numbers.
+ */
+references: Array<Reference>, 
+/**
+ * Sort codes (`NN-NN-NN`).
+ */
+sort_codes: Array<string>, 
+/**
+ * National Insurance numbers (`QQ123456C`).
+ */
+national_insurance_numbers: Array<string>, };
+
+export type TextSource = "text" | "json" | "pdf-text" | "ocr";
+
+export type ExtractResult = { 
+/**
+ * Where the text came from.
+ */
+text_source: TextSource, 
+/**
+ * The text read, when a document (not text) was sent.
+ */
+text?: string, 
+/**
+ * `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
+ * `utility` or `other`.
+ */
+letter_type: string, 
+/**
+ * The phrases that decided the type.
+ */
+letter_type_evidence: Array<string>, 
+/**
+ * The sender.
+ */
+sender: Sender | null, 
+/**
+ * The original creditor, when a debt was sold or passed on.
+ */
+original_creditor: string | null, 
+/**
+ * Money amounts, in order of appearance, without repeats.
+ */
+amounts: Array<Amount>, 
+/**
+ * Dates, in order of appearance, without repeats.
+ */
+dates: Array<Date>, 
+/**
+ * Reference and account numbers.
+ */
+references: Array<Reference>, 
+/**
+ * Sort codes (`NN-NN-NN`).
+ */
+sort_codes: Array<string>, 
+/**
+ * National Insurance numbers (`QQ123456C`).
+ */
+national_insurance_numbers: Array<string>, };
+
+export type DocumentKind = "image" | "pdf";
+
+export type StoredRefs = { 
+/**
+ * The document as sent.
+ */
+original?: StoredObject, 
+/**
+ * The cleaned-up image.
+ */
+enhanced?: StoredObject, 
+/**
+ * This result itself (without this field).
+ */
+result?: StoredObject, };
+
+export type ProcessResult = { 
+/**
+ * Image or PDF.
+ */
+kind: DocumentKind, 
+/**
+ * Its media type.
+ */
+content_type: string, 
+/**
+ * The text read.
+ */
+text: string, 
+/**
+ * Each page.
+ */
+pages: Array<Page>, 
+/**
+ * PDF pages that were OCR'd (absent for images).
+ */
+ocr_pages: Array<number> | null, 
+/**
+ * Mean OCR confidence (images).
+ */
+confidence: number | null, 
+/**
+ * The facts.
+ */
+facts: ExtractResult, 
+/**
+ * Which step ran where.
+ */
+steps: Array<JobStep>, 
+/**
+ * What was saved.
+ */
+stored: StoredRefs, };
+
+export type ServiceResult = ProcessResult | ExtractResult | OcrResult | PdfTextResult | StoredObject | { [key: string]: unknown };

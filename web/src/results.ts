@@ -1,0 +1,131 @@
+// The result panel: what was found in a document, its text with the facts highlighted, the
+// images, and where each step ran.
+
+import type { ExtractResult, Facts, Page, ProcessResult, ServiceResult } from "./api";
+import { LETTER_TYPES, escapeHtml, highlight } from "./format";
+import { hooks, render, type Entry } from "./jobs";
+
+let selected: Entry | undefined;
+
+/** The entry shown now. */
+export function current(): Entry | undefined {
+  return selected;
+}
+
+function isProcess(r: ServiceResult): r is ProcessResult {
+  return "steps" in r && "facts" in r;
+}
+
+function isExtract(r: ServiceResult): r is ExtractResult {
+  return "letter_type" in r && "text_source" in r;
+}
+
+function hasPages(r: ServiceResult): r is ServiceResult & { text: string; pages: Page[] } {
+  return "pages" in r && Array.isArray(r.pages) && "text" in r && typeof r.text === "string";
+}
+
+function factsOf(r: ServiceResult): Facts | undefined {
+  if (isProcess(r)) return r.facts;
+  if (isExtract(r)) return r;
+  return undefined;
+}
+
+function textOf(r: ServiceResult): string {
+  if (hasPages(r)) return r.text;
+  if (isExtract(r)) return r.text ?? "";
+  return "";
+}
+
+function download(name: string, type: string, content: string) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([content], { type }));
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+async function copy(text: string, button: HTMLButtonElement) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const ta = document.createElement("textarea");
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    document.execCommand("copy");
+    ta.remove();
+  }
+  const was = button.textContent;
+  button.textContent = "Copied";
+  setTimeout(() => (button.textContent = was), 1200);
+}
+
+function chips(values: string[]): string {
+  if (!values.length) return `<span class="muted">none found</span>`;
+  return values.map((x) => `<span class="chip">${escapeHtml(x)}</span>`).join(" ");
+}
+
+/** Shows a finished job's result in `panel`. */
+export function show(e: Entry, panel: HTMLElement) {
+  const prev = selected;
+  selected = e;
+  if (prev && prev !== e) render(prev);
+  render(e);
+  const j = e.job;
+  if (!j || j.state !== "done") return;
+  panel.hidden = false;
+  const r: ServiceResult = j.result ?? {};
+  const facts = factsOf(r);
+  const text = textOf(r);
+  const base = e.file.name.replace(/\.[^.]+$/, "") || "document";
+  e.originalUrl ??= e.file.type.startsWith("image/") ? URL.createObjectURL(e.file) : undefined;
+  const enhancedHash = isProcess(r) ? r.stored.enhanced?.hash : undefined;
+  const enhancedUrl = enhancedHash ? `/api/service/store/${enhancedHash}` : j.service === "enhance" ? j.result_url : undefined;
+
+  const marks = facts
+    ? [
+        ...facts.amounts.map((a) => ({ text: a.text, kind: "amount" })),
+        ...facts.dates.map((d) => ({ text: d.text, kind: "date" })),
+        ...facts.references.map((x) => ({ text: x.value, kind: "ref" })),
+        ...facts.sort_codes.map((x) => ({ text: x, kind: "ref" })),
+        ...facts.letter_type_evidence.map((x) => ({ text: x, kind: "evidence" })),
+        ...(facts.sender?.name ? [{ text: facts.sender.name, kind: "sender" }] : []),
+      ]
+    : [];
+  const pages: Page[] = hasPages(r) ? r.pages : [];
+  panel.innerHTML = `
+    <div class="result-head">
+      <h2>${escapeHtml(e.file.name)}</h2>
+      <div class="buttons">
+        ${text ? `<button class="button small" data-act="txt">Download text</button>` : ""}
+        <button class="button small" data-act="json">Download JSON</button>
+        ${text ? `<button class="button small" data-act="copy">Copy text</button>` : ""}
+      </div>
+    </div>
+    ${facts ? `
+    <div class="facts" data-testid="facts">
+      <div class="fact big"><span class="label">Letter type</span><span data-testid="letter-type">${escapeHtml(LETTER_TYPES[facts.letter_type] ?? facts.letter_type)}</span>
+        ${facts.letter_type_evidence.length ? `<span class="muted small">because it says: ${facts.letter_type_evidence.map((x) => `“${escapeHtml(x)}”`).join(", ")}</span>` : ""}</div>
+      <div class="fact"><span class="label">From</span>${facts.sender ? escapeHtml(facts.sender.name) : `<span class="muted">not found</span>`}
+        ${facts.original_creditor ? `<span class="muted small">original creditor: ${escapeHtml(facts.original_creditor)}</span>` : ""}</div>
+      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a) => a.text))}</span></div>
+      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d) => d.date))}</div>
+      <div class="fact"><span class="label">References</span>${chips(facts.references.map((x) => x.value))}${facts.sort_codes.length ? ` · sort code ${chips(facts.sort_codes)}` : ""}</div>
+    </div>` : ""}
+    ${e.originalUrl || enhancedUrl ? `
+    <div class="images">
+      ${e.originalUrl ? `<figure><img src="${e.originalUrl}" alt="the original"><figcaption>original</figcaption></figure>` : ""}
+      ${enhancedUrl ? `<figure><img src="${enhancedUrl}" alt="the cleaned-up image rma read"><figcaption>cleaned up for reading</figcaption></figure>` : ""}
+    </div>` : ""}
+    ${text ? `<h3>Text</h3>
+    ${pages.length > 1
+      ? pages.map((p) => `<details open><summary>Page ${p.page}${p.source === "ocr" ? " (read from the scan)" : ""}</summary><pre class="text">${highlight(p.text, marks)}</pre></details>`).join("")
+      : `<pre class="text" data-testid="text">${highlight(text, marks)}</pre>`}` : ""}
+    ${j.steps?.length ? `<h3>Where it ran</h3><ol class="steps">${j.steps.map((s) => `<li>${escapeHtml(s.step)} on <b>${escapeHtml(s.worker)}</b> via ${escapeHtml(s.coordinator)} · ${s.ms} ms${s.cache === "hit" ? " · from cache" : ""}</li>`).join("")}</ol>` : ""}`;
+  panel.querySelector<HTMLButtonElement>("[data-act=txt]")?.addEventListener("click", () => download(`${base}.txt`, "text/plain", text));
+  panel.querySelector<HTMLButtonElement>("[data-act=json]")?.addEventListener("click", () => download(`${base}.json`, "application/json", JSON.stringify(j, null, 2)));
+  const copyBtn = panel.querySelector<HTMLButtonElement>("[data-act=copy]");
+  copyBtn?.addEventListener("click", () => copy(text, copyBtn));
+}
+
+hooks.selected = current;
