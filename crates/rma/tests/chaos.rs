@@ -4,8 +4,10 @@
 //! coordinators and the router are killed, cut off and restarted. Every scenario prints its
 //! figures; `docs/reliability.md` records them.
 //!
-//! Needs root and `ip netns` (iproute2). Where namespaces cannot be made, the test says so on
-//! stderr and passes without running: it is skipped, not silently.
+//! One test per scenario, each on a federation of its own, one at a time. Needs root and
+//! `ip netns` (iproute2). Where namespaces cannot be made, each test says so on stderr and
+//! passes without running — skipped, not silently — unless `RMA_CHAOS=1` (set by `.ci/run`),
+//! which makes that a failure.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -46,10 +48,11 @@ struct Net {
 }
 
 impl Net {
-    fn new() -> Result<Net, String> {
+    fn new(tag: u8) -> Result<Net, String> {
+        // Unique per process and per test, so runs and tests never share names or subnets.
         let pid = std::process::id();
-        let prefix = format!("rc{}", pid % 100_000);
-        let subnet = 100 + (pid % 100) as u8;
+        let prefix = format!("rc{}t{tag}", pid % 10_000);
+        let subnet = 100 + (pid % 20) as u8 * 5 + tag;
         let mut net = Net {
             prefix,
             subnet,
@@ -316,27 +319,94 @@ fn report(name: &str, lines: &[String]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos() {
-    let mut net = match Net::new() {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!(
-                "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns`"
-            );
-            return;
+/// Chaos tests make network namespaces and start seven processes each: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A router (.10), coordinators `coord-a` (.11) and `coord-b` (.12) and workers w1–w4
+/// (.21–.24), each in its own namespace, all up and linked. `None` (the test is skipped, with a
+/// `chaos: SKIPPED` line) where namespaces cannot be made, unless `RMA_CHAOS=1`, which makes
+/// that a failure: CI sets it, so the suite cannot pass by not running.
+struct Federation {
+    net: Net,
+    router: Client,
+    router_url: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Federation {
+    async fn start(tag: u8) -> Option<Federation> {
+        let turn = ONE_AT_A_TIME.lock().await;
+        let mut net = match Net::new(tag) {
+            Ok(n) => n,
+            Err(e) if std::env::var("RMA_CHAOS").as_deref() == Ok("1") => {
+                panic!("chaos: RMA_CHAOS=1 but network namespaces cannot be made here: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns` (RMA_CHAOS=1 makes this a failure)"
+                );
+                return None;
+            }
+        };
+        rma_client::install_crypto_provider();
+        for n in [10, 11, 12, 21, 22, 23, 24] {
+            net.host(n).expect("host namespace");
         }
-    };
-    rma_client::install_crypto_provider();
-    // Hosts: router .10, coordinators .11 and .12, workers .21–.24.
-    for n in [10, 11, 12, 21, 22, 23, 24] {
-        net.host(n).expect("host namespace");
+        let router_url = format!("http://{}:8787", net.addr(10));
+        net.start_router();
+        net.start_coordinator("coord-a", 11);
+        net.start_coordinator("coord-b", 12);
+        let router = Client::with_timeout(&router_url, Duration::from_secs(10)).expect("client");
+        wait_for("two coordinators", Duration::from_secs(30), async || {
+            let t = topology(&router).await?;
+            (t["coordinators"].as_array()?.len() == 2).then_some(())
+        })
+        .await;
+        for (i, n) in [21u8, 22, 23, 24].iter().enumerate() {
+            let id = format!("w{}", i + 1);
+            let data = net.data(&id);
+            net.start(
+                &id,
+                *n,
+                &[
+                    "worker",
+                    "--heartbeat-interval",
+                    "5",
+                    "--ocr-threads",
+                    "1",
+                    "--data-dir",
+                    &data,
+                ],
+                &[
+                    ("COORDINATOR_URL", router_url.clone()),
+                    ("WORKER_ID", id.clone()),
+                ],
+            );
+        }
+        wait_for("four active workers", Duration::from_secs(30), async || {
+            let t = topology(&router).await?;
+            let active = t["workers"]
+                .as_array()?
+                .iter()
+                .filter(|w| w["status"] == "active")
+                .count();
+            (active == 4).then_some(())
+        })
+        .await;
+        Some(Federation {
+            net,
+            router,
+            router_url,
+            _turn: turn,
+        })
     }
-    let router_url = format!("http://{}:8787", net.addr(10));
-    let start_router = |net: &mut Net| {
-        let db = net.data("router.db");
-        let listen = format!("{}:8787", net.addr(10));
-        net.start(
+}
+
+impl Net {
+    fn start_router(&mut self) {
+        let db = self.data("router.db");
+        let listen = format!("{}:8787", self.addr(10));
+        self.start(
             "router",
             10,
             &[
@@ -350,13 +420,14 @@ async fn chaos() {
             ],
             &[],
         );
-    };
-    let start_coordinator = |net: &mut Net, id: &str, n: u8| {
-        let listen = format!("{}:8080", net.addr(n));
+    }
+
+    fn start_coordinator(&mut self, id: &str, n: u8) {
+        let listen = format!("{}:8080", self.addr(n));
         let public = format!("http://{listen}");
-        let db = net.data(&format!("{id}-jobs.db"));
-        let router = format!("http://{}:8787", net.addr(10));
-        net.start(
+        let db = self.data(&format!("{id}-jobs.db"));
+        let router = format!("http://{}:8787", self.addr(10));
+        self.start(
             id,
             n,
             &[
@@ -376,48 +447,21 @@ async fn chaos() {
             ],
             &[],
         );
-    };
-    start_router(&mut net);
-    start_coordinator(&mut net, "coord-a", 11);
-    start_coordinator(&mut net, "coord-b", 12);
-    let router = Client::with_timeout(&router_url, Duration::from_secs(10)).expect("client");
-    wait_for("two coordinators", Duration::from_secs(30), async || {
-        let t = topology(&router).await?;
-        (t["coordinators"].as_array()?.len() == 2).then_some(())
-    })
-    .await;
-    for (i, n) in [21u8, 22, 23, 24].iter().enumerate() {
-        let id = format!("w{}", i + 1);
-        let data = net.data(&id);
-        net.start(
-            &id,
-            *n,
-            &[
-                "worker",
-                "--heartbeat-interval",
-                "5",
-                "--ocr-threads",
-                "1",
-                "--data-dir",
-                &data,
-            ],
-            &[
-                ("COORDINATOR_URL", router_url.clone()),
-                ("WORKER_ID", id.clone()),
-            ],
-        );
     }
-    wait_for("four active workers", Duration::from_secs(30), async || {
-        let t = topology(&router).await?;
-        let active = t["workers"]
-            .as_array()?
-            .iter()
-            .filter(|w| w["status"] == "active")
-            .count();
-        (active == 4).then_some(())
-    })
-    .await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_fails_no_request() {
+    let Some(Federation {
+        mut net,
+        router,
+        router_url,
+        _turn,
+    }) = Federation::start(0).await
+    else {
+        return;
+    };
+    let _ = &router_url;
     // 1. kill -9 one worker: no request fails.
     let load = Load::start(&router_url, 8, 100);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -452,7 +496,21 @@ async fn chaos() {
         failed, 0,
         "no request may fail when a worker dies: {failures:?}"
     );
+    drop(net);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_a_workers_cable_takes_it_out_and_back() {
+    let Some(Federation {
+        net,
+        router,
+        router_url,
+        _turn,
+    }) = Federation::start(1).await
+    else {
+        return;
+    };
+    let _ = &router_url;
     // 3. cut one worker's network: out within the link's ping timeout, back after it heals.
     let load = Load::start(&router_url, 8, 100);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -501,7 +559,21 @@ async fn chaos() {
         failed, 0,
         "a cut worker's requests go elsewhere: {failures:?}"
     );
+    drop(net);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_the_router_keeps_its_registry() {
+    let Some(Federation {
+        mut net,
+        router,
+        router_url,
+        _turn,
+    }) = Federation::start(2).await
+    else {
+        return;
+    };
+    let _ = &router_url;
     // 4. restart the router: the registry is intact and routing resumes.
     let before = router.coordinators().await.expect("list");
     let load = Load::start(&router_url, 4, 50);
@@ -510,7 +582,7 @@ async fn chaos() {
     let down = Instant::now();
     net.kill("router");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    start_router(&mut net);
+    net.start_router();
     let (after, _) = wait_for(
         "the router answers again",
         Duration::from_secs(20),
@@ -555,7 +627,21 @@ async fn chaos() {
             .expect("still registered");
         assert_eq!(again.registered_at, c.registered_at);
     }
+    drop(net);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_busiest_coordinator_rehomes_its_workers() {
+    let Some(Federation {
+        mut net,
+        router,
+        router_url,
+        _turn,
+    }) = Federation::start(3).await
+    else {
+        return;
+    };
+    let _ = &router_url;
     // 2. kill -9 a coordinator: at most the in-flight requests fail before the router notices,
     // none after; its workers re-home within 10 s.
     // The victim is the coordinator holding the most workers, so there is something to re-home.
@@ -567,7 +653,7 @@ async fn chaos() {
                 .count()
         })
     };
-    let (victim, other, victim_host) = if count("coord-a") >= count("coord-b") {
+    let (victim, other, _victim_host) = if count("coord-a") >= count("coord-b") {
         ("coord-a", "coord-b", 11u8)
     } else {
         ("coord-b", "coord-a", 12u8)
@@ -644,19 +730,24 @@ async fn chaos() {
         rehomed_at <= Duration::from_secs(10),
         "re-homed within 10 s"
     );
+    drop(net);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_their_coordinator_crashing() {
+    let Some(Federation {
+        mut net,
+        router,
+        router_url,
+        _turn,
+    }) = Federation::start(4).await
+    else {
+        return;
+    };
+    let _ = &router_url;
     // 5. jobs: kill the coordinator holding queued jobs, restart it: every job finishes.
-    start_coordinator(&mut net, victim, victim_host);
-    wait_for("the victim back", Duration::from_secs(20), async || {
-        let t = topology(&router).await?;
-        let c = t["coordinators"]
-            .as_array()?
-            .iter()
-            .find(|c| c["id"] == victim)?;
-        (c["status"] == "healthy").then_some(())
-    })
-    .await;
-    // the victim has no workers now (they re-homed); jobs go to it directly, as a client of it would.
+    let (victim, other, victim_host) = ("coord-a", "coord-b", 11u8);
+    // Jobs go to the victim directly, as a client of it would.
     let victim_client = Client::with_timeout(
         &format!("http://{}:8080", net.addr(victim_host)),
         Duration::from_secs(10),
@@ -685,7 +776,7 @@ async fn chaos() {
     let killed = Instant::now();
     net.kill(victim);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    start_coordinator(&mut net, victim, victim_host);
+    net.start_coordinator(victim, victim_host);
     let (_, all_done) = wait_for("every job done", Duration::from_secs(60), async || {
         for id in &jobs {
             let r = router
@@ -755,4 +846,5 @@ async fn chaos() {
             ),
         ],
     );
+    drop(net);
 }
