@@ -47,7 +47,8 @@ async fn register(
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
     if let Some(t) = &req.tunnel_url {
-        rma_proto::urls::http_url("tunnel_url", t).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        rma_proto::urls::http_url("tunnel_url", t)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let assignment =
         capability::assign(&req.capabilities, req.worker_type, req.services.as_deref());

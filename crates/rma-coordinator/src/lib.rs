@@ -29,14 +29,14 @@ mod registry;
 mod session;
 mod tunnel;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub use config::CoordinatorConfig;
-pub use jobs::StoreError as JobsError;
 use dispatch::Dispatcher;
 use jobs::Jobs;
+pub use jobs::StoreError as JobsError;
 use registry::{Registry, Thresholds};
 use rma_http::{ServerHandle, Shutdown};
 use tokio::net::TcpListener;

@@ -227,8 +227,7 @@ mod tests {
         let l2 = link.clone();
         let call = ServiceCall::post("echo", None, Bytes::from_static(b"hi"));
         let c2 = call.clone();
-        let pending =
-            tokio::spawn(async move { l2.call(&c2, Duration::from_secs(5), None).await });
+        let pending = tokio::spawn(async move { l2.call(&c2, Duration::from_secs(5), None).await });
         let Some(Outbound::Frame(frame)) = rx.recv().await else {
             panic!("a frame")
         };

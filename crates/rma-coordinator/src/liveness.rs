@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 /// What the coordinator makes of a worker at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// In rotation.
     Active,
     /// Out of rotation: heartbeats late, or no link (and no tunnel) to reach it by.
@@ -17,7 +17,7 @@ pub enum Liveness {
 }
 
 /// Decides a worker's liveness.
-pub fn liveness(
+pub(crate) fn liveness(
     last_seen: Instant,
     now: Instant,
     reachable: bool,

@@ -149,7 +149,12 @@ pub(crate) async fn run(
     }
 
     let (text, pages, ocr_pages, confidence) = if kind == Kind::Pdf {
-        let c = run.call(service::PDF_TEXT, kind.mime(), &ocr_query, call.body.clone());
+        let c = run.call(
+            service::PDF_TEXT,
+            kind.mime(),
+            &ocr_query,
+            call.body.clone(),
+        );
         let read: PdfTextResult = run.json_step("pdf-text", c).await?;
         (read.text, read.pages, Some(read.ocr_pages), None)
     } else {

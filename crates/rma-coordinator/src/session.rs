@@ -11,8 +11,8 @@ use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rma_http::Shutdown;
-use rma_proto::link::session::{Action, Event, Session};
 use rma_proto::link;
+use rma_proto::link::session::{Action, Event, Session};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -95,7 +95,8 @@ pub(crate) async fn serve(
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Send(msg, body) => {
-                    link.send_frame(Bytes::from(link::encode(&msg, &body))).await;
+                    link.send_frame(Bytes::from(link::encode(&msg, &body)))
+                        .await;
                 }
                 Action::Ping => link.try_ping(),
                 Action::Close(end) => break 'session end.to_string(),

@@ -58,11 +58,6 @@ impl ServerHandle {
     pub fn adopt(&mut self, task: JoinHandle<()>) {
         self.tasks.push(task);
     }
-
-    /// Fires the stop signal without dropping the handle.
-    pub fn stop(&self) {
-        let _ = self.stop.send(true);
-    }
 }
 
 impl Drop for ServerHandle {

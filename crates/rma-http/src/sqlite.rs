@@ -48,8 +48,10 @@ pub fn open_versioned(
         None => Connection::open_in_memory().map_err(err)?,
     };
     conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
     let known = migrations.len() as i64;
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -77,9 +79,13 @@ mod tests {
         let path = dir.path().join("sub/x.db");
         let v1 = ["CREATE TABLE t (a INTEGER)"];
         let conn = open_versioned("test file", Some(&path), &v1).expect("v1");
-        conn.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+        conn.execute("INSERT INTO t VALUES (1)", [])
+            .expect("insert");
         drop(conn);
-        let v2 = ["CREATE TABLE t (a INTEGER)", "ALTER TABLE t ADD COLUMN b TEXT"];
+        let v2 = [
+            "CREATE TABLE t (a INTEGER)",
+            "ALTER TABLE t ADD COLUMN b TEXT",
+        ];
         let conn = open_versioned("test file", Some(&path), &v2).expect("v2");
         let n: i64 = conn
             .query_row("SELECT count(*) FROM t WHERE b IS NULL", [], |r| r.get(0))
@@ -87,6 +93,16 @@ mod tests {
         assert_eq!(n, 1, "the row survived the migration");
         drop(conn);
         let e = open_versioned("test file", Some(&path), &v1).expect_err("too new");
-        assert!(matches!(e, SqliteError::TooNew { found: 2, known: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                SqliteError::TooNew {
+                    found: 2,
+                    known: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

@@ -106,7 +106,12 @@ impl ServiceReply {
     pub fn error_message(&self) -> String {
         serde_json::from_slice::<crate::ErrorBody>(&self.body)
             .map(|b| b.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&self.body).chars().take(300).collect())
+            .unwrap_or_else(|_| {
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(300)
+                    .collect()
+            })
     }
 }
 

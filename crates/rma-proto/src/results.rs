@@ -280,7 +280,7 @@ pub struct ProcessResult {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ServiceResult {
     /// `process`.
-    Process(ProcessResult),
+    Process(Box<ProcessResult>),
     /// `extract`.
     Extract(ExtractResult),
     /// `ocr`.
@@ -290,9 +290,7 @@ pub enum ServiceResult {
     /// `store`.
     Stored(StoredObject),
     /// Anything else.
-    Other(
-        #[cfg_attr(feature = "ts", ts(type = "{ [key: string]: unknown }"))] serde_json::Value,
-    ),
+    Other(#[cfg_attr(feature = "ts", ts(type = "{ [key: string]: unknown }"))] serde_json::Value),
 }
 
 impl ServiceResult {

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use config::RouterConfig;
-pub use store::StoreError;
 use registry::{Entry, Registry, Thresholds};
 use rma_http::{ServerHandle, Shutdown};
 use store::Store;
+pub use store::StoreError;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -68,7 +68,10 @@ impl AppState {
     }
 
     /// State whose long-lived connections (the topology WebSocket) end on `shutdown`.
-    pub(crate) fn with_shutdown(config: RouterConfig, shutdown: Shutdown) -> Result<Self, SpawnError> {
+    pub(crate) fn with_shutdown(
+        config: RouterConfig,
+        shutdown: Shutdown,
+    ) -> Result<Self, SpawnError> {
         if let Some(parent) = config
             .db_path
             .parent()
@@ -243,7 +246,13 @@ async fn ping_all(state: &AppState, timeout: Duration) {
             let health = async {
                 let client = rma_client::Client::with_http(&url, http).ok()?;
                 client
-                    .raw(reqwest::Method::GET, "health", None, Default::default(), &[])
+                    .raw(
+                        reqwest::Method::GET,
+                        "health",
+                        None,
+                        Default::default(),
+                        &[],
+                    )
                     .await
                     .ok()
             };

@@ -81,7 +81,6 @@ impl Registry {
         }
     }
 
-
     /// Adds or replaces an entry (registration, or loading from the store).
     pub(crate) fn upsert(&mut self, entry: Entry) {
         self.entries.insert(entry.id.clone(), entry);
@@ -108,7 +107,6 @@ impl Registry {
         self.entries.len()
     }
 
-
     /// A coordinator's status at `now`.
     pub(crate) fn status(&self, e: &Entry, now: Instant) -> CoordinatorStatus {
         if now.saturating_duration_since(e.last_seen) >= self.thresholds.stale_after {
@@ -129,7 +127,12 @@ impl Registry {
     }
 
     /// Applies a heartbeat; false when the coordinator is unknown (it must register again).
-    pub(crate) fn heartbeat(&mut self, hb: CoordinatorHeartbeat, now: Instant, wall: SystemTime) -> bool {
+    pub(crate) fn heartbeat(
+        &mut self,
+        hb: CoordinatorHeartbeat,
+        now: Instant,
+        wall: SystemTime,
+    ) -> bool {
         let Some(e) = self.entries.get_mut(&hb.coordinator_id) else {
             return false;
         };
@@ -225,7 +228,12 @@ impl Registry {
     /// whose inventory has an active worker for it, rotated by `turn` (round-robin); then those
     /// whose inventory is not known yet (loaded from the file after a router restart); then, as
     /// a last resort, those marked unreachable.
-    pub(crate) fn candidates_for_service(&self, service: &str, now: Instant, turn: usize) -> Vec<&Entry> {
+    pub(crate) fn candidates_for_service(
+        &self,
+        service: &str,
+        now: Instant,
+        turn: usize,
+    ) -> Vec<&Entry> {
         let offering = |e: &&Entry| e.services.get(service).copied().unwrap_or(0) > 0;
         let mut out = self.rotated(now, turn, offering);
         let unknown = self.rotated(now, turn, |e| !e.inventory_known);

@@ -55,8 +55,11 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (creating or migrating) the file at `path`.
     pub(crate) fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn =
-            rma_http::sqlite::open_versioned("coordinator registry database", Some(path), &MIGRATIONS)?;
+        let conn = rma_http::sqlite::open_versioned(
+            "coordinator registry database",
+            Some(path),
+            &MIGRATIONS,
+        )?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -184,7 +187,10 @@ mod tests {
             .expect("set version");
         assert!(matches!(
             Store::open(&path),
-            Err(StoreError::Open(rma_http::sqlite::SqliteError::TooNew { found: 9, .. }))
+            Err(StoreError::Open(rma_http::sqlite::SqliteError::TooNew {
+                found: 9,
+                ..
+            }))
         ));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// The `ai` service.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::store::{check_hash, write_atomic};
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply, media};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest, media};
 
 /// The `cache` service over a directory.
 #[derive(Debug, Clone)]
@@ -52,12 +52,10 @@ impl Service for Cache {
                         .unwrap_or_else(|| "application/octet-stream".to_owned());
                     write_atomic(&path.with_extension("type"), ct.as_bytes()).await?;
                     write_atomic(&path, &req.call.body).await?;
-                    Ok(ServiceReply::json(
-                        &rma_proto::results::CacheStored {
-                            key: key.to_owned(),
-                            size: req.call.body.len() as u64,
-                        },
-                    ))
+                    Ok(ServiceReply::json(&rma_proto::results::CacheStored {
+                        key: key.to_owned(),
+                        size: req.call.body.len() as u64,
+                    }))
                 }
                 m => Err(ServiceError::MethodNotAllowed(format!(
                     "cache takes GET and PUT /{{key}}, not {m}"
@@ -70,21 +68,23 @@ impl Service for Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rma_proto::ServiceCall;
     use bytes::Bytes;
+    use rma_proto::ServiceCall;
 
     #[tokio::test]
     async fn put_then_get() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = Cache::new(dir.path());
         let key = "ab".repeat(32);
-        let req = |method: &str, body: &'static [u8]| ServiceRequest::from(ServiceCall {
-            method: method.into(),
-            path: format!("/{key}"),
-            content_type: Some("application/json".into()),
-            body: Bytes::from_static(body),
-            ..Default::default()
-        });
+        let req = |method: &str, body: &'static [u8]| {
+            ServiceRequest::from(ServiceCall {
+                method: method.into(),
+                path: format!("/{key}"),
+                content_type: Some("application/json".into()),
+                body: Bytes::from_static(body),
+                ..Default::default()
+            })
+        };
         assert_eq!(
             c.call(req("GET", b"")).await.expect_err("miss").status(),
             404

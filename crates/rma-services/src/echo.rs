@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// Longest delay `echo` accepts: ten minutes.
-pub const MAX_DELAY_MS: u64 = 600_000;
+pub(crate) const MAX_DELAY_MS: u64 = 600_000;
 
 /// The echo service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,8 +40,8 @@ impl Service for Echo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rma_proto::ServiceCall;
     use bytes::Bytes;
+    use rma_proto::ServiceCall;
 
     #[tokio::test(start_paused = true)]
     async fn echoes_body_and_type_after_the_delay() {

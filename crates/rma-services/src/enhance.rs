@@ -14,7 +14,7 @@ use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_c
 use imageproc::morphology::{Mask, grayscale_close};
 
 use crate::media::{self, Kind};
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// Largest skew corrected, in degrees.
 pub const MAX_SKEW_DEG: f32 = 8.0;
@@ -175,8 +175,11 @@ impl Service for Enhance {
                 &req.call.body,
                 &[Kind::Png, Kind::Jpeg, Kind::Tiff, Kind::Webp],
             )?;
-            let binarise =
-                req.call.query_param("binarize").or(req.call.query_param("binarise")) != Some("false");
+            let binarise = req
+                .call
+                .query_param("binarize")
+                .or(req.call.query_param("binarise"))
+                != Some("false");
             let body = req.call.body.clone();
             let (png, report) = tokio::task::spawn_blocking(move || enhance_bytes(&body, binarise))
                 .await

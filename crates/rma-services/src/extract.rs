@@ -11,7 +11,7 @@ use regex::Regex;
 use crate::media::{self, Kind};
 use crate::ocr::{Ocr, OcrOptions};
 use crate::pdf_text::PdfText;
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// Most text `extract` reads (2 MB).
 pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;

@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-
 use rma_proto::results::{OcrResult, Page};
 
 use crate::engine::{OcrPool, PageText, check_lang};
 use crate::media::{self, Kind};
 use crate::pdf::PdfFile;
-use crate::{BoxFuture, Progress, Service, ServiceError, ServiceRequest, ServiceReply};
+use crate::{BoxFuture, Progress, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// The `ocr` service.
 #[derive(Debug, Clone)]

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-
 use rma_proto::results::{Page, PageSource, PdfTextResult};
 
 use crate::media::{self, Kind};
 use crate::ocr::{Ocr, OcrOptions};
 use crate::pdf::PdfFile;
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// A page with fewer letters and digits than this has no usable text layer.
 const MIN_TEXT_CHARS: usize = 8;
@@ -28,7 +27,11 @@ impl PdfText {
 
     /// Reads a PDF: text layer, OCR for pages without one. Returns the JSON answer.
     pub async fn read(&self, req: &ServiceRequest) -> Result<PdfTextResult, ServiceError> {
-        media::identify(req.call.content_type.as_deref(), &req.call.body, &[Kind::Pdf])?;
+        media::identify(
+            req.call.content_type.as_deref(),
+            &req.call.body,
+            &[Kind::Pdf],
+        )?;
         let pdf = Arc::new(PdfFile::open(&req.call.body).await?);
         let mut texts = pdf.text().await?;
         let empty: Vec<u32> = texts

@@ -5,10 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-
 use rma_proto::results::StoredObject;
 
-use crate::{BoxFuture, Service, ServiceError, ServiceRequest, ServiceReply, media};
+use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest, media};
 
 /// Checks a hash from a URL: exactly 64 lowercase hex digits.
 pub fn check_hash(h: &str) -> Result<(), ServiceError> {
@@ -134,7 +133,9 @@ impl Service for Store {
             let sub = req.call.path.trim_start_matches('/');
             match (req.call.method.as_str(), sub) {
                 ("POST" | "PUT", "") => Ok(ServiceReply::json(
-                    &self.put(&req.call.body, req.call.content_type.as_deref()).await?,
+                    &self
+                        .put(&req.call.body, req.call.content_type.as_deref())
+                        .await?,
                 )),
                 ("GET", h) if !h.is_empty() && !h.contains('/') => {
                     let (body, ct) = self.get(h).await?;
@@ -165,10 +166,7 @@ mod tests {
             .expect("put");
         assert!(a.created);
         assert_eq!(a.content_type, "application/pdf");
-        assert_eq!(
-            a.hash,
-            blake3::hash(b"%PDF-1.4 letter").to_hex().as_str()
-        );
+        assert_eq!(a.hash, blake3::hash(b"%PDF-1.4 letter").to_hex().as_str());
         let b = s.put(b"%PDF-1.4 letter", None).await.expect("again");
         assert!(!b.created, "the same bytes are stored once");
         let (body, ct) = s.get(&a.hash).await.expect("get");

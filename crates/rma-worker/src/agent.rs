@@ -30,7 +30,6 @@ pub struct AgentStatus {
     pub registrations: u32,
 }
 
-
 /// Runs the agent until aborted.
 pub(crate) async fn run(
     config: WorkerConfig,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 /// Services `submit` can ask for.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SubmitService {
+pub(crate) enum SubmitService {
     /// Enhance (images), OCR or PDF text, extract facts, store.
     Process,
     /// OCR only.
@@ -42,7 +42,7 @@ impl SubmitService {
 
 /// `rma submit` flags.
 #[derive(Debug, Args)]
-pub struct SubmitArgs {
+pub(crate) struct SubmitArgs {
     /// Documents to read: PDF, PNG, JPEG, TIFF, WebP (or .txt for extract).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -97,7 +97,7 @@ fn content_type(path: &Path, bytes: &[u8]) -> &'static str {
 }
 
 /// Runs `rma submit`.
-pub async fn run(a: SubmitArgs) -> Result<()> {
+pub(crate) async fn run(a: SubmitArgs) -> Result<()> {
     let client = Client::with_timeout(&a.router, Duration::from_secs(120))
         .map_err(|e| anyhow::anyhow!("--router: {e}"))?;
     if let Some(dir) = &a.out {
@@ -229,7 +229,10 @@ async fn wait(client: &Client, id: &str, bar: &ProgressBar) -> Result<JobView, S
         bar.finish_with_message(format!("done{who}"));
         Ok(job)
     } else {
-        let e = job.error.clone().unwrap_or_else(|| "no reason given".into());
+        let e = job
+            .error
+            .clone()
+            .unwrap_or_else(|| "no reason given".into());
         bar.abandon_with_message(format!("failed: {e}"));
         Err(e)
     }

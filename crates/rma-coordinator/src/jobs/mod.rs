@@ -154,7 +154,10 @@ impl Jobs {
     }
 
     /// A finished job's raw result and its content type.
-    pub(crate) async fn result(&self, id: &str) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
+    pub(crate) async fn result(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> {
         self.store
             .result(id)
             .await

@@ -298,7 +298,12 @@ impl JobStore {
             c.query_row(
                 "SELECT result, result_type FROM jobs WHERE id = ?1 AND state = 'done'",
                 params![id],
-                |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, Option<String>>(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, Option<Vec<u8>>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
             )
             .optional()
             .map(|o| o.and_then(|(body, ct)| body.map(|b| (b, ct))))
@@ -339,8 +344,8 @@ mod tests {
     async fn a_version_1_file_is_migrated_with_its_jobs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("jobs.db");
-        let conn = rma_http::sqlite::open_versioned("v1", Some(&path), &MIGRATIONS[..1])
-            .expect("v1 file");
+        let conn =
+            rma_http::sqlite::open_versioned("v1", Some(&path), &MIGRATIONS[..1]).expect("v1 file");
         conn.execute(
             "INSERT INTO jobs (id, service, method, path, query, state, created_ms) VALUES ('c-jx', 'echo', 'POST', '', '', 'queued', 1)",
             [],

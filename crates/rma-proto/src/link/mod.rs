@@ -178,7 +178,13 @@ mod tests {
         };
         let frame = bytes::Bytes::from(encode_request(7, &call));
         let back = decode_bytes(&frame).expect("decodes");
-        assert_eq!(back, LinkMessage::Request { id: 7, call: call.clone() });
+        assert_eq!(
+            back,
+            LinkMessage::Request {
+                id: 7,
+                call: call.clone()
+            }
+        );
         // The wire keeps the flat shape of protocol 1.
         let (_, range) = decode(&frame).expect("decodes");
         let header: serde_json::Value =

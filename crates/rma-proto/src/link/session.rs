@@ -278,9 +278,10 @@ impl Session {
                 self.phase = Phase::Open;
                 vec![Action::Deliver(Event::Welcome { coordinator_id })]
             }
-            (_, Phase::Handshake, other) => {
-                self.close(End::Protocol(format!("unexpected first message {}", kind(&other))))
-            }
+            (_, Phase::Handshake, other) => self.close(End::Protocol(format!(
+                "unexpected first message {}",
+                kind(&other)
+            ))),
             (Side::Worker, _, LinkMessage::Request { id, call }) => {
                 self.in_flight += 1;
                 vec![Action::Deliver(Event::Request { id, call })]
@@ -463,7 +464,13 @@ mod tests {
         let (mut c, mut w) = open_pair(t0);
         assert!(c.is_open() && w.is_open());
         let call = ServiceCall::post("echo", None, Bytes::from_static(b"x"));
-        let got = w.on_message(t0, LinkMessage::Request { id: 1, call: call.clone() });
+        let got = w.on_message(
+            t0,
+            LinkMessage::Request {
+                id: 1,
+                call: call.clone(),
+            },
+        );
         assert_eq!(got, vec![Action::Deliver(Event::Request { id: 1, call })]);
         assert_eq!(w.in_flight(), 1);
         let reply = ServiceReply::ok(None, Bytes::from_static(b"x"));
@@ -490,10 +497,18 @@ mod tests {
                 worker_id: "w".into(),
             },
         );
-        assert!(matches!(&sent(&out)[0], LinkMessage::Reject { reason, .. } if reason == "protocol_version"));
-        assert!(matches!(out.last(), Some(Action::Close(End::Rejected { .. }))));
+        assert!(
+            matches!(&sent(&out)[0], LinkMessage::Reject { reason, .. } if reason == "protocol_version")
+        );
+        assert!(matches!(
+            out.last(),
+            Some(Action::Close(End::Rejected { .. }))
+        ));
         assert!(c.is_closed());
-        assert!(c.on_message(t0, LinkMessage::Goodbye { reason: "x".into() }).is_empty());
+        assert!(
+            c.on_message(t0, LinkMessage::Goodbye { reason: "x".into() })
+                .is_empty()
+        );
     }
 
     #[test]
@@ -515,7 +530,9 @@ mod tests {
                 message: "register first".into(),
             },
         );
-        assert!(matches!(&out[..], [Action::Close(End::Rejected { reason, .. })] if reason == "unknown_worker"));
+        assert!(
+            matches!(&out[..], [Action::Close(End::Rejected { reason, .. })] if reason == "unknown_worker")
+        );
     }
 
     #[test]
@@ -523,7 +540,11 @@ mod tests {
         let t0 = Instant::now();
         let (mut c, mut w) = open_pair(t0);
         assert_eq!(c.silence_limit(), 5 * SEC);
-        assert_eq!(w.silence_limit(), 5 * SEC, "the worker learns the rule from the welcome");
+        assert_eq!(
+            w.silence_limit(),
+            5 * SEC,
+            "the worker learns the rule from the welcome"
+        );
         // The coordinator pings every interval while the worker's pongs keep it alive.
         for s in 1..=10 {
             let now = t0 + SEC * s;
@@ -539,8 +560,14 @@ mod tests {
             assert!(w.on_timeout(last + SEC * s).is_empty());
         }
         assert_eq!(w.poll_timeout(), last + 5 * SEC);
-        assert_eq!(c.on_timeout(last + 5 * SEC), vec![Action::Close(End::Silent(5 * SEC))]);
-        assert_eq!(w.on_timeout(last + 5 * SEC), vec![Action::Close(End::Silent(5 * SEC))]);
+        assert_eq!(
+            c.on_timeout(last + 5 * SEC),
+            vec![Action::Close(End::Silent(5 * SEC))]
+        );
+        assert_eq!(
+            w.on_timeout(last + 5 * SEC),
+            vec![Action::Close(End::Silent(5 * SEC))]
+        );
     }
 
     #[test]
@@ -548,8 +575,14 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Session::coordinator(t0, SEC, 5);
         assert_eq!(c.poll_timeout(), t0 + HANDSHAKE_TIMEOUT);
-        assert!(c.on_timeout(t0 + 9 * SEC).is_empty(), "no pings before the welcome");
-        assert!(matches!(c.on_timeout(t0 + HANDSHAKE_TIMEOUT)[..], [Action::Close(End::Silent(_))]));
+        assert!(
+            c.on_timeout(t0 + 9 * SEC).is_empty(),
+            "no pings before the welcome"
+        );
+        assert!(matches!(
+            c.on_timeout(t0 + HANDSHAKE_TIMEOUT)[..],
+            [Action::Close(End::Silent(_))]
+        ));
     }
 
     #[test]
@@ -557,7 +590,13 @@ mod tests {
         let t0 = Instant::now();
         let (mut c, mut w) = open_pair(t0);
         let call = ServiceCall::post("echo", None, Bytes::new());
-        w.on_message(t0, LinkMessage::Request { id: 1, call: call.clone() });
+        w.on_message(
+            t0,
+            LinkMessage::Request {
+                id: 1,
+                call: call.clone(),
+            },
+        );
         let bye = sent(&w.drain());
         assert!(matches!(&bye[..], [LinkMessage::Goodbye { reason }] if reason == "draining"));
         assert!(w.drain().is_empty(), "draining twice says nothing more");
@@ -567,8 +606,15 @@ mod tests {
         let ack = sent(&out);
         // A request queued before the goodbye still arrives and is served.
         w.on_message(t0, LinkMessage::Request { id: 2, call });
-        assert!(w.on_message(t0, ack[0].clone()).is_empty(), "two requests still running");
-        assert!(!w.answered(1, ServiceReply::ok(None, Bytes::new())).iter().any(|a| matches!(a, Action::Close(_))));
+        assert!(
+            w.on_message(t0, ack[0].clone()).is_empty(),
+            "two requests still running"
+        );
+        assert!(
+            !w.answered(1, ServiceReply::ok(None, Bytes::new()))
+                .iter()
+                .any(|a| matches!(a, Action::Close(_)))
+        );
         let out = w.answered(2, ServiceReply::ok(None, Bytes::new()));
         assert!(matches!(out.last(), Some(Action::Close(End::Drained))));
         assert!(w.is_closed());
@@ -578,7 +624,15 @@ mod tests {
     fn a_goodbye_the_worker_did_not_ask_for_ends_its_session() {
         let t0 = Instant::now();
         let (_, mut w) = open_pair(t0);
-        let out = w.on_message(t0, LinkMessage::Goodbye { reason: "stopping".into() });
-        assert_eq!(out, vec![Action::Close(End::PeerGoodbye("stopping".into()))]);
+        let out = w.on_message(
+            t0,
+            LinkMessage::Goodbye {
+                reason: "stopping".into(),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Action::Close(End::PeerGoodbye("stopping".into()))]
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! This test fails when the file differs from what the Rust types say, so the two cannot drift;
 //! `scripts/gen-contract` (this test with `RMA_WRITE_CONTRACT=1`) rewrites it.
 
+use rma_proto::WorkerType;
 use rma_proto::api::{
     CoordinatorHealth, CoordinatorInfo, CoordinatorStatus, ErrorBody, RouterHealth, Topology,
     TopologyCoordinator, TopologyWorker, WorkerCounts, WorkerStatus,
@@ -12,7 +13,6 @@ use rma_proto::results::{
     PdfTextResult, ProcessResult, Reference, Sender, ServiceResult, StoredObject, StoredRefs,
     TextSource, Word,
 };
-use rma_proto::WorkerType;
 use ts_rs::{Config, TS};
 
 fn decl<T: TS>(cfg: &Config) -> String {

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::Method;
-use rma_proto::job::{JobAccepted, JobProgress, JobState, JobView};
-use rma_proto::results::ServiceResult;
 use rma_client::{Client, ClientError, RawResponse};
 use rma_fixtures::{
     PdfPage, char_accuracy, jpeg, letters, pdf, pdf_with_text, photograph, png, render_page,
 };
 use rma_proto::WorkerType;
+use rma_proto::job::{JobAccepted, JobProgress, JobState, JobView};
+use rma_proto::results::ServiceResult;
 use rma_testkit::{Cluster, eventually, eventually_within};
 use serde_json::Value;
 
@@ -551,19 +551,18 @@ async fn jobs_report_progress_and_results_through_the_router() {
 
     // A failing job says why; an unknown one is 404; a malformed id is 400.
     let job = client
-        .submit_job(
-            "ocr",
-            "",
-            "image/png",
-            Bytes::from_static(b"not an image"),
-        )
+        .submit_job("ocr", "", "image/png", Bytes::from_static(b"not an image"))
         .await
         .expect("submit");
     let failed = job_in_state(&client, &job.job_id, JobState::Failed).await;
     assert_eq!(failed.status, Some(415));
     assert_eq!(failed.error_code.as_deref(), Some("unsupported_media_type"));
     assert!(
-        failed.error.as_deref().expect("error").contains("not a PNG"),
+        failed
+            .error
+            .as_deref()
+            .expect("error")
+            .contains("not a PNG"),
         "{failed:?}"
     );
     let api_error = |e: ClientError| match e {
