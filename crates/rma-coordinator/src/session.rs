@@ -68,14 +68,7 @@ pub(crate) async fn serve(
         let deadline = Instant::from_std(session.poll_timeout());
         let actions = tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Binary(frame))) => match link::decode_bytes(&frame) {
-                    Ok(m) => session.on_message(now(), m),
-                    Err(e) => {
-                        tracing::warn!(worker = ?worker_id, error = %e, "undecodable link frame");
-                        session.on_traffic(now());
-                        Vec::new()
-                    }
-                },
+                Some(Ok(Message::Binary(frame))) => session.on_frame(now(), &frame),
                 Some(Ok(Message::Close(_))) | None => break 'session "link closed".to_owned(),
                 Some(Ok(_)) => {
                     session.on_traffic(now());

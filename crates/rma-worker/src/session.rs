@@ -120,14 +120,7 @@ pub(crate) async fn run(
         let deadline = Instant::from_std(session.poll_timeout());
         let actions = tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Binary(frame))) => match link::decode_bytes(&frame) {
-                    Ok(m) => session.on_message(now(), m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "undecodable link frame");
-                        session.on_traffic(now());
-                        Vec::new()
-                    }
-                },
+                Some(Ok(Message::Binary(frame))) => session.on_frame(now(), &frame),
                 Some(Ok(_)) => {
                     session.on_traffic(now());
                     Vec::new()

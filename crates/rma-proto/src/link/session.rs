@@ -232,6 +232,20 @@ impl Session {
         self.last_heard = now;
     }
 
+    /// A binary frame arrived: decoded and handled. A frame that does not decode still shows
+    /// the other end is alive; it is reported as [`Event::Unexpected`] and otherwise ignored.
+    pub fn on_frame(&mut self, now: Instant, frame: &Bytes) -> Vec<Action> {
+        match super::decode_bytes(frame) {
+            Ok(msg) => self.on_message(now, msg),
+            Err(e) => {
+                self.on_traffic(now);
+                vec![Action::Deliver(Event::Unexpected(format!(
+                    "undecodable frame: {e}"
+                )))]
+            }
+        }
+    }
+
     /// A message arrived (its body attached, see [`super::decode_bytes`]).
     pub fn on_message(&mut self, now: Instant, msg: LinkMessage) -> Vec<Action> {
         if self.is_closed() {
@@ -618,6 +632,31 @@ mod tests {
         let out = w.answered(2, ServiceReply::ok(None, Bytes::new()));
         assert!(matches!(out.last(), Some(Action::Close(End::Drained))));
         assert!(w.is_closed());
+    }
+
+    #[test]
+    fn frames_are_decoded_and_garbage_is_only_reported() {
+        let t0 = Instant::now();
+        let mut c = Session::coordinator(t0, SEC, 5);
+        let hello = Bytes::from(super::super::encode(
+            &LinkMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                worker_id: "w".into(),
+            },
+            &[],
+        ));
+        assert!(matches!(
+            &c.on_frame(t0, &hello)[..],
+            [Action::Deliver(Event::Hello { .. })]
+        ));
+        let later = t0 + 3 * SEC;
+        let out = c.on_frame(later, &Bytes::from_static(b"\0\0"));
+        assert!(matches!(&out[..], [Action::Deliver(Event::Unexpected(_))]));
+        assert_eq!(
+            c.poll_timeout(),
+            later + HANDSHAKE_TIMEOUT,
+            "garbage still counts as heard"
+        );
     }
 
     #[test]
