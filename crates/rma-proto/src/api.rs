@@ -217,6 +217,23 @@ pub enum WorkerStatus {
     Stale,
 }
 
+/// `rma probe --json`: what a machine's worker would detect and be assigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    /// The id it would register with.
+    pub worker_id: String,
+    /// What the probe found.
+    pub capabilities: Capabilities,
+    /// Its primary type.
+    pub worker_type: WorkerType,
+    /// Every capability detected.
+    pub detected: Vec<WorkerType>,
+    /// The services it would be sent (those this build implements).
+    pub assigned_services: Vec<String>,
+    /// The services its capabilities allow, implemented here or not.
+    pub services_by_capability: Vec<String>,
+}
+
 /// `GET /health` at the router.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]

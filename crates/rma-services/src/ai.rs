@@ -9,14 +9,14 @@ use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// The `ai` service.
 #[derive(Debug, Clone)]
-pub struct Ai {
+pub(crate) struct Ai {
     backend: String,
     http: reqwest::Client,
 }
 
 impl Ai {
     /// Proxies to `backend` (e.g. `http://127.0.0.1:11434`).
-    pub fn new(backend: &str) -> Result<Self, ServiceError> {
+    pub(crate) fn new(backend: &str) -> Result<Self, ServiceError> {
         let url = reqwest::Url::parse(backend)
             .map_err(|e| ServiceError::BadInput(format!("AI backend {backend:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {

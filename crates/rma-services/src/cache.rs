@@ -9,13 +9,13 @@ use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest, medi
 
 /// The `cache` service over a directory.
 #[derive(Debug, Clone)]
-pub struct Cache {
+pub(crate) struct Cache {
     dir: PathBuf,
 }
 
 impl Cache {
     /// Keeps entries under `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Cache { dir: dir.into() }
     }
 

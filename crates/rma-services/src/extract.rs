@@ -14,9 +14,9 @@ use crate::pdf_text::PdfText;
 use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 
 /// Most text `extract` reads (2 MB).
-pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
 
-pub use rma_proto::results::{Amount, Date, Facts, Reference, Sender};
+pub(crate) use rma_proto::results::{Amount, Date, Facts, Reference, Sender};
 use rma_proto::results::{ExtractResult, TextSource};
 
 fn re(pattern: &str) -> Regex {
@@ -32,7 +32,7 @@ static GBP_BEFORE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\bGBP\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{2})?)\b"));
 
 /// Money amounts in a line. "£1.2k" and "£3m" are not amounts: an adviser needs pounds and pence.
-pub fn amounts_in(line: &str) -> Vec<(usize, Amount)> {
+pub(crate) fn amounts_in(line: &str) -> Vec<(usize, Amount)> {
     let mut out = Vec::new();
     for c in POUNDS.captures_iter(line) {
         let (Some(all), Some(num)) = (c.get(0), c.get(2)) else {
@@ -121,7 +121,7 @@ fn month_of(name: &str) -> Option<u32> {
 
 /// Dates in a line: UK day-first numbers (`03/02/2026` is 3 February), written-out months
 /// (`9th May 2026`, `14 Mar 2026`, `March 14, 2026`). Impossible dates are ignored.
-pub fn dates_in(line: &str) -> Vec<(usize, Date)> {
+pub(crate) fn dates_in(line: &str) -> Vec<(usize, Date)> {
     let mut out = Vec::new();
     let mut push = |at: usize, text: &str, d: Option<String>| {
         if let Some(date) = d {
@@ -318,7 +318,7 @@ fn contains_word(haystack_lower: &str, needle: &str) -> bool {
 }
 
 /// Classifies a letter; returns its type and the phrases that decided it.
-pub fn classify(text: &str) -> (&'static str, Vec<String>) {
+pub(crate) fn classify(text: &str) -> (&'static str, Vec<String>) {
     let lower = text.to_lowercase();
     let mut scores: Vec<(&'static str, u32, Vec<String>)> = Vec::new();
     let mut add = |kind: &'static str, phrase: &str, w: u32| match scores
@@ -398,7 +398,7 @@ fn sender(lines: &[&str]) -> Option<Sender> {
 }
 
 /// Extracts every fact from a letter's text.
-pub fn extract(text: &str) -> Facts {
+pub(crate) fn extract(text: &str) -> Facts {
     let lines: Vec<&str> = text.lines().collect();
     let mut amounts: Vec<Amount> = Vec::new();
     let mut dates: Vec<Date> = Vec::new();
@@ -481,14 +481,14 @@ pub fn extract(text: &str) -> Facts {
 
 /// The `extract` service.
 #[derive(Debug, Clone)]
-pub struct Extract {
+pub(crate) struct Extract {
     ocr: Option<Ocr>,
     pdf: Option<PdfText>,
 }
 
 impl Extract {
     /// Reads documents with `ocr` and `pdf` when given.
-    pub fn new(ocr: Option<Ocr>, pdf: Option<PdfText>) -> Self {
+    pub(crate) fn new(ocr: Option<Ocr>, pdf: Option<PdfText>) -> Self {
         Extract { ocr, pdf }
     }
 

@@ -5,17 +5,17 @@
 //! Errors are typed ([`ServiceError`]) and map to the HTTP statuses of the contract.
 #![deny(clippy::unwrap_used)]
 
-pub mod ai;
-pub mod cache;
+mod ai;
+mod cache;
 mod echo;
 pub mod engine;
 pub mod enhance;
-pub mod extract;
-pub mod media;
-pub mod ocr;
-pub mod pdf;
-pub mod pdf_text;
-pub mod store;
+mod extract;
+mod media;
+mod ocr;
+mod pdf;
+mod pdf_text;
+mod store;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -161,7 +161,10 @@ impl ServiceError {
 
     /// The error as the response a client sees: `{error, message}` with its status.
     pub fn into_reply(self) -> ServiceReply {
-        let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        let body = rma_proto::ErrorBody {
+            error: self.code().to_owned(),
+            message: self.to_string(),
+        };
         ServiceReply {
             status: self.status(),
             ..ServiceReply::json(&body)

@@ -4,12 +4,12 @@
 use crate::ServiceError;
 
 /// Largest image accepted, in pixels (60 megapixels: an A4 page at 600 dpi is 35 MP).
-pub const MAX_PIXELS: u64 = 60_000_000;
+pub(crate) const MAX_PIXELS: u64 = 60_000_000;
 
 /// Most PDF pages accepted.
-pub const MAX_PDF_PAGES: u32 = 200;
+pub(crate) const MAX_PDF_PAGES: u32 = 200;
 
-pub use rma_proto::media::{Kind, essence, sniff};
+pub(crate) use rma_proto::media::{Kind, essence, sniff};
 
 /// Whether a declared type says "I don't know": absent, octet-stream, or a browser's guess.
 fn is_generic(essence: &str) -> bool {
@@ -22,7 +22,7 @@ fn is_generic(essence: &str) -> bool {
 /// Identifies a document for a service that reads `accepted` kinds. The bytes decide; a
 /// declared type that names another kind is a 415, so a file that is not what it claims is
 /// refused rather than misread.
-pub fn identify(
+pub(crate) fn identify(
     content_type: Option<&str>,
     body: &[u8],
     accepted: &[Kind],
@@ -60,7 +60,7 @@ pub fn identify(
 
 /// Refuses images over [`MAX_PIXELS`] before decoding them (decompression bombs), from the
 /// dimensions in the header.
-pub fn check_pixels(body: &[u8]) -> Result<(u32, u32), ServiceError> {
+pub(crate) fn check_pixels(body: &[u8]) -> Result<(u32, u32), ServiceError> {
     let reader = image::ImageReader::new(std::io::Cursor::new(body))
         .with_guessed_format()
         .map_err(|e| ServiceError::BadInput(format!("unreadable image: {e}")))?;
@@ -77,7 +77,7 @@ pub fn check_pixels(body: &[u8]) -> Result<(u32, u32), ServiceError> {
 }
 
 /// Decodes an image with the pixel limit enforced by the decoder too.
-pub fn decode(body: &[u8]) -> Result<image::DynamicImage, ServiceError> {
+pub(crate) fn decode(body: &[u8]) -> Result<image::DynamicImage, ServiceError> {
     check_pixels(body)?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(body))
         .with_guessed_format()

@@ -13,14 +13,14 @@ use crate::{BoxFuture, Progress, Service, ServiceError, ServiceReply, ServiceReq
 
 /// The `ocr` service.
 #[derive(Debug, Clone)]
-pub struct Ocr {
+pub(crate) struct Ocr {
     pool: OcrPool,
     langs: Arc<Vec<String>>,
 }
 
 /// Options of one OCR call.
 #[derive(Debug, Clone)]
-pub struct OcrOptions {
+pub(crate) struct OcrOptions {
     /// Tesseract language(s).
     pub lang: String,
     /// Whether to return word boxes.
@@ -29,7 +29,10 @@ pub struct OcrOptions {
 
 impl OcrOptions {
     /// From `?lang=` and `?boxes=`.
-    pub fn from_request(req: &ServiceRequest, installed: &[String]) -> Result<Self, ServiceError> {
+    pub(crate) fn from_request(
+        req: &ServiceRequest,
+        installed: &[String],
+    ) -> Result<Self, ServiceError> {
         let lang = req
             .call
             .query_param("lang")
@@ -44,7 +47,7 @@ impl OcrOptions {
 
 impl Ocr {
     /// OCR over `pool`.
-    pub fn new(pool: OcrPool) -> Self {
+    pub(crate) fn new(pool: OcrPool) -> Self {
         Ocr {
             pool,
             langs: Arc::new(crate::engine::installed_languages()),
@@ -52,12 +55,12 @@ impl Ocr {
     }
 
     /// The languages this worker can read.
-    pub fn languages(&self) -> &[String] {
+    pub(crate) fn languages(&self) -> &[String] {
         &self.langs
     }
 
     /// Reads one image (PNG/JPEG/TIFF/WebP bytes) after checking its size.
-    pub async fn image(
+    pub(crate) async fn image(
         &self,
         kind: Kind,
         body: &[u8],
@@ -83,7 +86,7 @@ impl Ocr {
     }
 
     /// Renders and reads `pages` (1-based) of a PDF, in parallel; results in page order.
-    pub async fn pdf_pages(
+    pub(crate) async fn pdf_pages(
         &self,
         pdf: &Arc<PdfFile>,
         pages: &[u32],
@@ -116,7 +119,7 @@ impl Ocr {
 }
 
 /// The answer of `ocr`: full text, pages, mean confidence.
-pub fn ocr_result(pages: Vec<PageText>, lang: &str) -> OcrResult {
+pub(crate) fn ocr_result(pages: Vec<PageText>, lang: &str) -> OcrResult {
     let text = pages
         .iter()
         .map(|p| p.text.as_str())

@@ -3,7 +3,6 @@
 //! ran lines together or dropped some. One process per document (text) or per page (render);
 //! OCR itself stays in the loaded engines.
 
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -15,10 +14,10 @@ use crate::media::MAX_PDF_PAGES;
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Resolution pages are rendered at for OCR.
-pub const RENDER_DPI: u32 = 300;
+pub(crate) const RENDER_DPI: u32 = 300;
 
 /// A PDF written to a temporary file for the tools to read; removed on drop.
-pub struct PdfFile {
+pub(crate) struct PdfFile {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     /// Number of pages.
@@ -27,7 +26,7 @@ pub struct PdfFile {
 
 impl PdfFile {
     /// Writes `bytes` out and reads the page count; refuses more than [`MAX_PDF_PAGES`].
-    pub async fn open(bytes: &[u8]) -> Result<PdfFile, ServiceError> {
+    pub(crate) async fn open(bytes: &[u8]) -> Result<PdfFile, ServiceError> {
         let dir =
             tempfile::tempdir().map_err(|e| ServiceError::Internal(format!("temp dir: {e}")))?;
         let path = dir.path().join("doc.pdf");
@@ -53,7 +52,7 @@ impl PdfFile {
     }
 
     /// The text layer, one string per page (empty for pages without one).
-    pub async fn text(&self) -> Result<Vec<String>, ServiceError> {
+    pub(crate) async fn text(&self) -> Result<Vec<String>, ServiceError> {
         let out = run(
             "pdftotext",
             &[
@@ -75,7 +74,7 @@ impl PdfFile {
     }
 
     /// Renders page `n` (1-based) to a grayscale PNG at [`RENDER_DPI`].
-    pub async fn render(&self, n: u32) -> Result<Vec<u8>, ServiceError> {
+    pub(crate) async fn render(&self, n: u32) -> Result<Vec<u8>, ServiceError> {
         let prefix = self.path.with_file_name(format!("page-{n}"));
         let n_s = n.to_string();
         let dpi = RENDER_DPI.to_string();
@@ -102,11 +101,6 @@ impl PdfFile {
             .map_err(|e| ServiceError::Internal(format!("reading rendered page {n}: {e}")))?;
         let _ = tokio::fs::remove_file(&png).await;
         Ok(bytes)
-    }
-
-    /// The file's path (for tools).
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -15,18 +15,18 @@ const MIN_TEXT_CHARS: usize = 8;
 
 /// The `pdf-text` service.
 #[derive(Debug, Clone)]
-pub struct PdfText {
+pub(crate) struct PdfText {
     ocr: Option<Ocr>,
 }
 
 impl PdfText {
     /// With OCR fallback when `ocr` is given.
-    pub fn new(ocr: Option<Ocr>) -> Self {
+    pub(crate) fn new(ocr: Option<Ocr>) -> Self {
         PdfText { ocr }
     }
 
     /// Reads a PDF: text layer, OCR for pages without one. Returns the JSON answer.
-    pub async fn read(&self, req: &ServiceRequest) -> Result<PdfTextResult, ServiceError> {
+    pub(crate) async fn read(&self, req: &ServiceRequest) -> Result<PdfTextResult, ServiceError> {
         media::identify(
             req.call.content_type.as_deref(),
             &req.call.body,

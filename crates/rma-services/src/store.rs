@@ -10,7 +10,7 @@ use rma_proto::results::StoredObject;
 use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest, media};
 
 /// Checks a hash from a URL: exactly 64 lowercase hex digits.
-pub fn check_hash(h: &str) -> Result<(), ServiceError> {
+pub(crate) fn check_hash(h: &str) -> Result<(), ServiceError> {
     if h.len() == 64
         && h.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -25,7 +25,7 @@ pub fn check_hash(h: &str) -> Result<(), ServiceError> {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, renamed.
-pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ServiceError> {
+pub(crate) async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ServiceError> {
     let dir = path
         .parent()
         .ok_or_else(|| ServiceError::Internal("no parent directory".into()))?;
@@ -59,13 +59,13 @@ fn rand_suffix() -> String {
 
 /// The `store` service over a directory.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
 }
 
 impl Store {
     /// Keeps objects under `dir/objects`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Store { dir: dir.into() }
     }
 
@@ -74,7 +74,7 @@ impl Store {
     }
 
     /// Saves bytes; returns `{hash, size, content_type, created}`.
-    pub async fn put(
+    pub(crate) async fn put(
         &self,
         body: &[u8],
         content_type: Option<&str>,
@@ -104,7 +104,7 @@ impl Store {
     }
 
     /// Reads an object back, with its content type.
-    pub async fn get(&self, hash: &str) -> Result<(Vec<u8>, String), ServiceError> {
+    pub(crate) async fn get(&self, hash: &str) -> Result<(Vec<u8>, String), ServiceError> {
         check_hash(hash)?;
         let path = self.object(hash);
         let body = match tokio::fs::read(&path).await {

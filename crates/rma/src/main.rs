@@ -517,14 +517,14 @@ async fn probe(a: ProbeArgs) -> Result<()> {
         rma_proto::capability::assign(&caps, a.worker_type.forced(), Some(&implemented));
     let planned = rma_proto::capability::assign(&caps, a.worker_type.forced(), None);
     if a.json {
-        let v = serde_json::json!({
-            "worker_id": rma_worker::default_worker_id(),
-            "capabilities": caps,
-            "worker_type": assignment.worker_type,
-            "detected": assignment.capabilities,
-            "assigned_services": assignment.services,
-            "services_by_capability": planned.services,
-        });
+        let v = rma_proto::api::ProbeReport {
+            worker_id: rma_worker::default_worker_id(),
+            capabilities: caps,
+            worker_type: assignment.worker_type,
+            detected: assignment.capabilities,
+            assigned_services: assignment.services,
+            services_by_capability: planned.services,
+        };
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
