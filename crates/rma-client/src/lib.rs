@@ -4,6 +4,8 @@
 //! `reqwest::Client` every role uses.
 #![deny(clippy::unwrap_used)]
 
+pub mod guard;
+
 use std::sync::Once;
 use std::time::Duration;
 
@@ -129,6 +131,15 @@ impl RawResponse {
 /// `timeout`), idle connections kept 30 s, and requests given up after `timeout` when set
 /// (callers that forward long requests set a timeout per request instead).
 pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, reqwest::Error> {
+    http_client_with(timeout, None)
+}
+
+/// [`http_client`] for calls to URLs that others registered: with a `policy`, every name is
+/// resolved through [`guard::GuardedResolver`] and no redirect is followed.
+pub fn http_client_with(
+    timeout: Option<Duration>,
+    policy: Option<rma_proto::urls::AddressPolicy>,
+) -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
     let connect = Duration::from_secs(5);
     let mut b = reqwest::Client::builder()
@@ -136,6 +147,11 @@ pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, reqwest
         .pool_idle_timeout(Duration::from_secs(30));
     if let Some(t) = timeout {
         b = b.timeout(t);
+    }
+    if let Some(p) = policy {
+        b = b
+            .dns_resolver(guard::GuardedResolver::new(p))
+            .redirect(reqwest::redirect::Policy::none());
     }
     b.build()
 }

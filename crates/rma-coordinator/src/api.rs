@@ -46,10 +46,15 @@ async fn register(
     JsonBody(req): JsonBody<WorkerRegister>,
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
-    if let Some(t) = &req.tunnel_url {
-        rma_proto::urls::http_url("tunnel_url", t)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+    let tunnel_url = match &req.tunnel_url {
+        // Only URLs the coordinator's policy lets it call: no proxy into its own network.
+        Some(t) => Some(
+            rma_client::guard::check_registered(&state.config().url_policy, "tunnel_url", t)
+                .await
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+        None => None,
+    };
     let assignment =
         capability::assign(&req.capabilities, req.worker_type, req.services.as_deref());
     let cfg = state.config();
@@ -57,7 +62,7 @@ async fn register(
         id: req.worker_id.clone(),
         worker_type: assignment.worker_type,
         services: assignment.services.clone(),
-        tunnel_url: req.tunnel_url,
+        tunnel_url,
         registered_at: SystemTime::now(),
         last_seen: Instant::now(),
         load: 0.0,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rma_proto::urls::AddressPolicy;
+
 /// Everything a coordinator needs to start.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -37,6 +39,9 @@ pub struct CoordinatorConfig {
     pub job_retention: Duration,
     /// Jobs run at once [8].
     pub max_concurrent_jobs: usize,
+    /// Which worker tunnel URLs it agrees to register and call: https to public addresses by
+    /// default; loopback too when the coordinator listens on loopback (set by `spawn`).
+    pub url_policy: AddressPolicy,
 }
 
 impl CoordinatorConfig {
@@ -59,6 +64,7 @@ impl CoordinatorConfig {
             jobs_db: None,
             job_retention: Duration::from_secs(7 * 24 * 3600),
             max_concurrent_jobs: 8,
+            url_policy: AddressPolicy::default(),
         }
     }
 

@@ -102,7 +102,7 @@ impl AppState {
             coordinator_id: config.id.clone(),
             timeout: config.request_timeout,
             max_attempts: config.max_attempts,
-            http: rma_client::http_client(None)?,
+            http: rma_client::http_client_with(None, Some(config.url_policy))?,
         };
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -167,10 +167,12 @@ pub type CoordinatorHandle = ServerHandle;
 /// Starts a coordinator on `listener`: serves the API and the link, runs liveness and the job
 /// runner, and when a router URL is configured, the registrar.
 pub fn spawn(
-    config: CoordinatorConfig,
+    mut config: CoordinatorConfig,
     listener: TcpListener,
 ) -> Result<CoordinatorHandle, SpawnError> {
     let addr = listener.local_addr()?;
+    // A coordinator on loopback (`rma up`, tests) has workers on loopback.
+    config.url_policy.allow_loopback |= addr.ip().is_loopback();
     let public_url = match &config.public_url {
         Some(u) => rma_proto::urls::base_url("public URL", u)?,
         None => derive_public_url(addr),
@@ -323,6 +325,34 @@ mod tests {
         );
         let (_, v) = call(&app, "GET", "/health", "").await;
         assert_eq!(v["workers"]["total"], 0);
+    }
+
+    #[tokio::test]
+    async fn tunnel_urls_must_be_ones_the_coordinator_may_call() {
+        let (_stop, shutdown) = Shutdown::new();
+        let state = AppState::new(
+            CoordinatorConfig::new("c"),
+            "http://127.0.0.1:1".into(),
+            shutdown,
+        )
+        .expect("state");
+        let app = api::app(state);
+        for (url, why) in [
+            ("http://169.254.169.254/latest", "link-local"),
+            ("https://192.168.1.20:8080", "private"),
+            ("http://127.0.0.1:9", "loopback"),
+        ] {
+            let body = format!(r#"{{"worker_id":"w","tunnel_url":"{url}"}}"#);
+            let (s, v) = call(&app, "POST", "/api/worker/register", &body).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{url}: {v}");
+            assert!(
+                v["message"].as_str().expect("message").contains(why),
+                "{url}: {v}"
+            );
+        }
+        let body = r#"{"worker_id":"w","tunnel_url":"https://81.2.69.160:8443"}"#;
+        let (s, v) = call(&app, "POST", "/api/worker/register", body).await;
+        assert_eq!(s, StatusCode::OK, "a public https tunnel is fine: {v}");
     }
 
     #[tokio::test]

@@ -47,11 +47,6 @@ pub(crate) fn app(state: AppState) -> Router {
     rma_http::finish(r)
 }
 
-/// Checks a coordinator URL: absolute http(s) with a host. Returns it without a trailing slash.
-fn validate_url(raw: &str) -> Result<String, ApiError> {
-    rma_proto::urls::base_url("url", raw).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
 async fn register_coordinator(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CoordinatorRegister>,
@@ -65,7 +60,10 @@ async fn register_coordinator(
                 "url (or tunnel_url) is required: the URL the router reaches this coordinator at",
             )
         })?;
-    let url = validate_url(raw_url)?;
+    // Only URLs the router's policy lets it call: no proxy into its own network.
+    let url = rma_client::guard::check_registered(&state.config().url_policy, "url", raw_url)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = match req.coordinator_id {
         Some(id) => {
             ids::validate(&id)
@@ -370,20 +368,7 @@ async fn health(State(state): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use rma_proto::api::CoordinatorStatus;
-
-    #[test]
-    fn urls_are_checked() {
-        assert_eq!(
-            validate_url("http://10.0.0.2:8080/").expect("ok"),
-            "http://10.0.0.2:8080"
-        );
-        assert!(validate_url("https://c1.example.org").is_ok());
-        assert!(validate_url("ftp://x").is_err());
-        assert!(validate_url("localhost:8080").is_err());
-        assert!(validate_url("").is_err());
-    }
 
     #[test]
     fn coordinator_status_names() {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rma_proto::urls::AddressPolicy;
+
 /// Everything the router needs to start.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -25,6 +27,9 @@ pub struct RouterConfig {
     /// When every coordinator offering a service failed a request, how long to keep trying
     /// for another to offer it (a failover in progress) before answering 503 [5 s].
     pub failover_wait: Duration,
+    /// Which coordinator URLs it agrees to register and call: https to public addresses by
+    /// default; loopback too when the router itself listens on loopback (set by `spawn`).
+    pub url_policy: AddressPolicy,
 }
 
 impl RouterConfig {
@@ -46,6 +51,7 @@ impl RouterConfig {
             ping_interval: Duration::from_secs(2),
             ping_misses: 2,
             failover_wait: Duration::from_secs(5),
+            url_policy: AddressPolicy::default(),
         }
     }
 }

@@ -63,7 +63,9 @@ impl AppState {
     /// Opens the registry file and loads the coordinators it holds. Loaded coordinators count
     /// as just seen: they get one `stale_after` to send a heartbeat to this new router process.
     #[cfg(test)]
-    pub(crate) fn new(config: RouterConfig) -> Result<Self, SpawnError> {
+    pub(crate) fn new(mut config: RouterConfig) -> Result<Self, SpawnError> {
+        // In-process tests register coordinators on loopback, as a loopback router allows.
+        config.url_policy.allow_loopback = true;
         Self::with_shutdown(config, Shutdown::new().1)
     }
 
@@ -105,7 +107,8 @@ impl AppState {
                 requests: Default::default(),
             });
         }
-        let http = rma_client::http_client(None).map_err(|e| SpawnError::Client(e.to_string()))?;
+        let http = rma_client::http_client_with(None, Some(config.url_policy))
+            .map_err(|e| SpawnError::Client(e.to_string()))?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 topology: tokio::sync::watch::Sender::new(Default::default()),
@@ -211,7 +214,9 @@ pub(crate) fn to_ms(t: SystemTime) -> i64 {
 pub type RouterHandle = ServerHandle;
 
 /// Starts a router on `listener`: opens the registry, serves the API, runs expiry.
-pub fn spawn(config: RouterConfig, listener: TcpListener) -> Result<RouterHandle, SpawnError> {
+pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHandle, SpawnError> {
+    // A router on loopback (`rma up`, tests) has coordinators on loopback.
+    config.url_policy.allow_loopback |= listener.local_addr()?.ip().is_loopback();
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::with_shutdown(config, shutdown.clone())?;
     let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
@@ -369,6 +374,33 @@ mod tests {
             (s, v["error"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found"))
         );
+    }
+
+    #[tokio::test]
+    async fn registered_urls_must_be_ones_the_router_may_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = AppState::new(RouterConfig::new(dir.path().join("r.db"))).expect("state");
+        let app = api::app(state);
+        let register = |url: &str| format!(r#"{{"coordinator_id":"c1","url":"{url}"}}"#);
+        for (url, why) in [
+            ("http://169.254.169.254/latest", "link-local"),
+            ("https://10.0.0.5:8080", "private"),
+            ("http://81.2.69.160:8080", "https"),
+            ("ftp://127.0.0.1", "http(s)"),
+        ] {
+            let (s, v) = call(&app, "POST", "/api/edge/register", &register(url)).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{url}: {v}");
+            assert_eq!(v["error"], "bad_request");
+            assert!(
+                v["message"].as_str().expect("message").contains(why),
+                "{url}: {v}"
+            );
+        }
+        // A loopback router takes loopback coordinators (rma up), by address or by name.
+        for url in ["http://127.0.0.1:9", "http://localhost:9"] {
+            let (s, v) = call(&app, "POST", "/api/edge/register", &register(url)).await;
+            assert_eq!(s, StatusCode::OK, "{url}: {v}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

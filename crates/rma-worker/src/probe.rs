@@ -2,7 +2,7 @@
 //! `nvidia-smi`), free disk of the data directory, CPU cores, memory, and whether any interface
 //! holds a publicly routable address.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -120,101 +120,11 @@ pub fn public_address() -> Option<IpAddr> {
     addrs.into_iter().next()
 }
 
-/// Whether an address is publicly routable. Private, loopback, link-local, carrier-grade NAT
-/// (100.64/10), Docker's bridge pools, documentation, benchmarking, multicast and reserved
-/// ranges are not; nor are IPv6 unique-local, link-local, documentation or mapped addresses.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    let private_or_special = ip.is_private() // 10/8, 172.16/12 (Docker's 172.17–31 bridges), 192.168/16 (Docker's 192.168 pools)
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT, 100.64/10
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments, 192.0.0/24
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18/15
-        || a >= 240; // reserved
-    !private_or_special
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
-    }
-    let special = ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64
-        || s[0] == 0; // IPv4-compatible and other reserved
-    !special && (s[0] & 0xe000) == 0x2000 // global unicast is 2000::/3
-}
+pub use rma_proto::urls::is_public;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn public(s: &str) -> bool {
-        is_public(s.parse().expect("an IP"))
-    }
-
-    #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.17.0.2",   // docker0
-            "172.31.255.1", // docker pools
-            "192.168.1.20",
-            "127.0.0.1",
-            "169.254.10.1",
-            "100.64.0.1",
-            "100.127.255.254",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-            "192.0.2.1",
-            "198.51.100.1",
-            "203.0.113.9",
-            "198.18.0.1",
-            "240.0.0.1",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd12:3456::1",
-            "2001:db8::1",
-            "ff02::1",
-            "::ffff:192.168.1.1",
-        ] {
-            assert!(!public(ip), "{ip} must not count as public");
-        }
-    }
-
-    #[test]
-    fn routable_addresses_are_public() {
-        for ip in [
-            "81.2.69.160",
-            "100.128.0.1",
-            "172.32.0.1",
-            "2a00:1450:4009::1",
-            "::ffff:81.2.69.160",
-        ] {
-            assert!(public(ip), "{ip} is public");
-        }
-    }
 
     #[test]
     fn nvidia_smi_output_parses() {

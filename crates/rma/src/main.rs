@@ -62,6 +62,13 @@ struct RouterArgs {
     /// Pings missed in a row before a coordinator is out of rotation (one answer brings it back).
     #[arg(long, env = "RMA_PING_MISSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     ping_misses: u32,
+    /// Call plain-http URLs that others register, not only https (a LAN without TLS).
+    #[arg(long, env = "RMA_ALLOW_HTTP")]
+    allow_http: bool,
+    /// Call private, CGNAT and loopback addresses that others register (a home LAN).
+    /// Link-local and metadata addresses are never called.
+    #[arg(long, env = "RMA_ALLOW_PRIVATE_ADDRESSES")]
+    allow_private_addresses: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +108,13 @@ struct CoordinatorArgs {
     /// Days finished jobs and their results are kept.
     #[arg(long, env = "RMA_JOB_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
     job_retention_days: u64,
+    /// Call plain-http URLs that others register, not only https (a LAN without TLS).
+    #[arg(long, env = "RMA_ALLOW_HTTP")]
+    allow_http: bool,
+    /// Call private, CGNAT and loopback addresses that others register (a home LAN).
+    /// Link-local and metadata addresses are never called.
+    #[arg(long, env = "RMA_ALLOW_PRIVATE_ADDRESSES")]
+    allow_private_addresses: bool,
 }
 
 /// `WORKER_TYPE` values.
@@ -341,6 +355,8 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.ping_interval = Duration::from_secs(a.ping_interval);
     config.ping_misses = a.ping_misses;
     config.failover_wait = Duration::from_secs(a.failover_wait);
+    config.url_policy.allow_http = a.allow_http;
+    config.url_policy.allow_private = a.allow_private_addresses;
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());
@@ -368,6 +384,8 @@ fn coordinator_config(a: &CoordinatorArgs) -> rma_coordinator::CoordinatorConfig
     c.max_body_bytes = a.max_body;
     c.jobs_db = Some(a.jobs_db.clone());
     c.job_retention = Duration::from_secs(a.job_retention_days * 24 * 3600);
+    c.url_policy.allow_http = a.allow_http;
+    c.url_policy.allow_private = a.allow_private_addresses;
     c
 }
 

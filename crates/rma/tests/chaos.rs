@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rma_client::Client;
+use rma_proto::job::JobState;
 use serde_json::Value;
 
 const RMA: &str = env!("CARGO_BIN_EXE_rma");
@@ -417,6 +418,9 @@ impl Net {
                 &db,
                 "--stale-after",
                 "60",
+                // The test network is a private LAN without TLS.
+                "--allow-http",
+                "--allow-private-addresses",
             ],
             &[],
         );
@@ -444,6 +448,8 @@ impl Net {
                 "2",
                 "--jobs-db",
                 &db,
+                "--allow-http",
+                "--allow-private-addresses",
             ],
             &[],
         );
@@ -755,23 +761,16 @@ async fn jobs_survive_their_coordinator_crashing() {
     .expect("client");
     let mut jobs = Vec::new();
     for i in 0..12 {
-        let r = victim_client
-            .raw(
-                reqwest::Method::POST,
-                "api/service/echo?delay_ms=300",
-                Some("text/plain"),
+        let accepted = victim_client
+            .submit_job(
+                "echo",
+                "delay_ms=300",
+                "text/plain",
                 Bytes::from(format!("job {i}")),
-                &[("prefer", "respond-async")],
             )
             .await
             .expect("submit");
-        assert_eq!(r.status, 202, "{:?}", r.body);
-        jobs.push(
-            r.json().expect("json")["job_id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        jobs.push(accepted.job_id);
     }
     let killed = Instant::now();
     net.kill(victim);
@@ -779,18 +778,7 @@ async fn jobs_survive_their_coordinator_crashing() {
     net.start_coordinator(victim, victim_host);
     let (_, all_done) = wait_for("every job done", Duration::from_secs(60), async || {
         for id in &jobs {
-            let r = router
-                .raw(
-                    reqwest::Method::GET,
-                    &format!("api/jobs/{id}"),
-                    None,
-                    Bytes::new(),
-                    &[],
-                )
-                .await
-                .ok()?;
-            let v = r.json().ok()?;
-            if v["state"] != "done" {
+            if router.job(id).await.ok()?.state != JobState::Done {
                 return None;
             }
         }
@@ -799,34 +787,13 @@ async fn jobs_survive_their_coordinator_crashing() {
     .await;
     let mut runs = 0;
     for (i, id) in jobs.iter().enumerate() {
-        let v = router
-            .raw(
-                reqwest::Method::GET,
-                &format!("api/jobs/{id}/result"),
-                None,
-                Bytes::new(),
-                &[],
-            )
-            .await
-            .expect("result");
+        let v = router.job_result(id).await.expect("result");
         assert_eq!(
             v.body,
             Bytes::from(format!("job {i}")),
             "job {i} has its own result"
         );
-        let j = router
-            .raw(
-                reqwest::Method::GET,
-                &format!("api/jobs/{id}"),
-                None,
-                Bytes::new(),
-                &[],
-            )
-            .await
-            .expect("job")
-            .json()
-            .expect("json");
-        runs += j["runs"].as_u64().unwrap_or(0);
+        runs += router.job(id).await.expect("job").runs;
     }
     report(
         "5 jobs through a coordinator crash",
