@@ -161,6 +161,7 @@ pub fn http_client_with(
 pub struct Client {
     base: Url,
     http: reqwest::Client,
+    bearer: Option<String>,
 }
 
 impl Client {
@@ -189,7 +190,23 @@ impl Client {
         Ok(Client {
             base: base_url,
             http,
+            bearer: None,
         })
+    }
+
+    /// The same client, sending `Authorization: Bearer {token}` with every request (the
+    /// router's admin token, for admin views).
+    pub fn with_bearer(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(token.into());
+        self
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
     }
 
     /// The base URL.
@@ -214,7 +231,7 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T, ClientError> {
         let url = self.url(path)?;
-        let mut req = self.http.request(method, url.clone());
+        let mut req = self.request(method, url.clone());
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -310,7 +327,7 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> Result<RawResponse, ClientError> {
         let url = self.url(path)?;
-        let mut req = self.http.request(method, url.clone()).body(body);
+        let mut req = self.request(method, url.clone()).body(body);
         if let Some(ct) = content_type {
             req = req.header(reqwest::header::CONTENT_TYPE, ct);
         }

@@ -64,6 +64,10 @@ impl ApiError {
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(StatusCode::GATEWAY_TIMEOUT, error_code::TIMEOUT, message)
     }
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, error_code::UNAUTHORIZED, message)
+    }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(

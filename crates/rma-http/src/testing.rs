@@ -13,12 +13,25 @@ pub async fn call(
     path: &str,
     body: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let Ok(req) = Request::builder()
+    call_as(app, None, method, path, body).await
+}
+
+/// [`call`] with `Authorization: Bearer {bearer}` when given.
+pub async fn call_as(
+    app: &axum::Router,
+    bearer: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-    else {
+        .header("content-type", "application/json");
+    if let Some(t) = bearer {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let Ok(req) = req.body(Body::from(body.to_owned())) else {
         return (StatusCode::BAD_REQUEST, serde_json::Value::Null);
     };
     let Ok(resp) = app.clone().oneshot(req).await;

@@ -324,7 +324,7 @@ pub struct TopologyWorker {
     pub last_seen: String,
 }
 
-/// `GET /api/topology`.
+/// `GET /api/topology`. Without the admin token it is [`Topology::redacted`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Topology {
@@ -332,6 +332,18 @@ pub struct Topology {
     pub coordinators: Vec<TopologyCoordinator>,
     /// Every worker the coordinators reported.
     pub workers: Vec<TopologyWorker>,
+}
+
+impl Topology {
+    /// The public view: no coordinator URLs or locations, so the page shows the network's shape
+    /// without telling an outsider where its machines are.
+    pub fn redacted(mut self) -> Topology {
+        for c in &mut self.coordinators {
+            c.url = String::new();
+            c.location = None;
+        }
+        self
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,12 @@
 
 /// 400: the request is malformed (bad JSON, missing field, bad id or URL).
 pub const BAD_REQUEST: &str = "bad_request";
+/// 401: no credential, or one that is not valid.
+pub const UNAUTHORIZED: &str = "unauthorized";
+/// 403: a valid credential that does not allow this.
+pub const FORBIDDEN: &str = "forbidden";
+/// 429: too many requests from one client; retry later.
+pub const RATE_LIMITED: &str = "rate_limited";
 /// 404: no such route, worker, coordinator or resource.
 pub const NOT_FOUND: &str = "not_found";
 /// 405: the route exists but not for this method.
@@ -30,10 +36,13 @@ pub const INTERNAL: &str = "internal";
 pub fn for_status(status: u16) -> &'static str {
     match status {
         400 => BAD_REQUEST,
+        401 => UNAUTHORIZED,
+        403 => FORBIDDEN,
         404 => NOT_FOUND,
         405 => METHOD_NOT_ALLOWED,
         413 => PAYLOAD_TOO_LARGE,
         415 => UNSUPPORTED_MEDIA_TYPE,
+        429 => RATE_LIMITED,
         500 => INTERNAL,
         503 => NO_WORKER,
         504 => TIMEOUT,

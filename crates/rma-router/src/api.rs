@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use rma_client::{Client, ClientError};
@@ -42,7 +42,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/assets/{*path}", get(crate::ui::assets))
         .route("/{file}", get(crate::ui::file))
         .route("/health", get(health))
-        .route("/metrics", get(rma_http::metrics_handler))
+        .route("/metrics", get(metrics))
         .with_state(state);
     rma_http::finish(r)
 }
@@ -272,10 +272,22 @@ fn pass_error(status: u16, body: rma_proto::ErrorBody) -> ApiError {
     )
 }
 
-async fn coordinators(State(state): State<AppState>) -> Json<Vec<CoordinatorInfo>> {
+/// `GET /metrics`, for the admin token only: series name coordinators.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.require_admin(&headers) {
+        Ok(()) => rma_http::metrics_handler().await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn coordinators(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<CoordinatorInfo>>, ApiError> {
+    state.require_admin(&headers)?;
     let reg = state.registry();
     let now = Instant::now();
-    Json(
+    Ok(Json(
         reg.entries()
             .map(|e| CoordinatorInfo {
                 coordinator_id: e.id.clone(),
@@ -286,7 +298,7 @@ async fn coordinators(State(state): State<AppState>) -> Json<Vec<CoordinatorInfo
                 status: reg.status(e, now),
             })
             .collect(),
-    )
+    ))
 }
 
 /// The topology as coordinators last reported it.
@@ -327,8 +339,14 @@ pub(crate) fn topology_of(state: &AppState) -> Topology {
     t
 }
 
-async fn topology(State(state): State<AppState>) -> Json<Topology> {
-    Json(topology_of(&state))
+/// `GET /api/topology`: with the admin token whole, without it [`Topology::redacted`].
+async fn topology(State(state): State<AppState>, headers: HeaderMap) -> Json<Topology> {
+    let t = topology_of(&state);
+    Json(if state.is_admin(&headers) {
+        t
+    } else {
+        t.redacted()
+    })
 }
 
 async fn health(State(state): State<AppState>) -> Response {

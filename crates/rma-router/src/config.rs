@@ -30,6 +30,8 @@ pub struct RouterConfig {
     /// Which coordinator URLs it agrees to register and call: https to public addresses by
     /// default; loopback too when the router itself listens on loopback (set by `spawn`).
     pub url_policy: AddressPolicy,
+    /// The admin token; read from (or made in) `admin.token` beside `db_path` when `None`.
+    pub admin_token: Option<String>,
 }
 
 impl RouterConfig {
@@ -52,6 +54,7 @@ impl RouterConfig {
             ping_misses: 2,
             failover_wait: Duration::from_secs(5),
             url_policy: AddressPolicy::default(),
+            admin_token: None,
         }
     }
 }

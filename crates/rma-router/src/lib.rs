@@ -10,6 +10,7 @@
 //! [`app`] is the bare axum router for tests that drive it without sockets.
 #![deny(clippy::unwrap_used)]
 
+mod admin;
 mod api;
 mod config;
 mod forward;
@@ -41,6 +42,9 @@ pub enum SpawnError {
     /// The HTTP client could not be built.
     #[error("router HTTP client: {0}")]
     Client(String),
+    /// The admin token file could not be read or written.
+    #[error("admin token file {0}: {1}")]
+    AdminToken(std::path::PathBuf, std::io::Error),
 }
 
 /// Shared state of the router's handlers.
@@ -57,6 +61,7 @@ struct Inner {
     store: Arc<Store>,
     http: reqwest::Client,
     turn: AtomicUsize,
+    admin_token: String,
 }
 
 impl AppState {
@@ -66,6 +71,7 @@ impl AppState {
     pub(crate) fn new(mut config: RouterConfig) -> Result<Self, SpawnError> {
         // In-process tests register coordinators on loopback, as a loopback router allows.
         config.url_policy.allow_loopback = true;
+        config.admin_token = Some(tests::ADMIN.to_owned());
         Self::with_shutdown(config, Shutdown::new().1)
     }
 
@@ -82,6 +88,18 @@ impl AppState {
             std::fs::create_dir_all(parent)?;
         }
         let store = Store::open(&config.db_path)?;
+        let admin_token = match &config.admin_token {
+            Some(t) => t.clone(),
+            None => {
+                let path = admin::token_path(&config.db_path);
+                let (token, made) = admin::load_or_create(&path)
+                    .map_err(|e| SpawnError::AdminToken(path.clone(), e))?;
+                if made {
+                    tracing::info!(path = %path.display(), "admin token written (mode 0600); admin views need it");
+                }
+                token
+            }
+        };
         let mut registry = Registry::new(Thresholds {
             stale_after: config.stale_after,
             expire_after: config.expire_after,
@@ -118,6 +136,7 @@ impl AppState {
                 store: Arc::new(store),
                 http,
                 turn: AtomicUsize::new(0),
+                admin_token,
             }),
         })
     }
@@ -156,6 +175,19 @@ impl AppState {
             .registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// 401 unless the request carries the admin token.
+    pub(crate) fn require_admin(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<(), rma_http::ApiError> {
+        admin::require(headers, &self.inner.admin_token)
+    }
+
+    /// Whether the request carries the admin token.
+    pub(crate) fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
+        admin::is_admin(headers, &self.inner.admin_token)
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -306,7 +338,9 @@ mod tests {
     //! advancing the clock is all it takes to make minutes pass.
     use super::*;
     use axum::http::StatusCode;
-    use rma_http::testing::call;
+    use rma_http::testing::{call, call_as};
+
+    pub(crate) const ADMIN: &str = "admin-of-these-tests";
 
     #[tokio::test(start_paused = true)]
     async fn silent_coordinators_go_stale_then_are_removed_from_memory_and_file() {
@@ -337,12 +371,12 @@ mod tests {
         .await;
         assert_eq!(s, StatusCode::OK);
         tokio::time::advance(Duration::from_secs(240)).await;
-        let (_, v) = call(&app, "GET", "/api/admin/coordinators", "").await;
+        let (_, v) = call_as(&app, Some(ADMIN), "GET", "/api/admin/coordinators", "").await;
         assert_eq!(v[0]["status"], "healthy");
 
         // Then silence: stale after 300 s, out of health.
         tokio::time::advance(Duration::from_secs(61)).await;
-        let (_, v) = call(&app, "GET", "/api/admin/coordinators", "").await;
+        let (_, v) = call_as(&app, Some(ADMIN), "GET", "/api/admin/coordinators", "").await;
         assert_eq!(v[0]["status"], "stale");
         let (s, v) = call(&app, "GET", "/health", "").await;
         assert_eq!(
@@ -359,7 +393,7 @@ mod tests {
         // Removed at 600 s of silence, from memory and from the file.
         tokio::time::advance(Duration::from_secs(300)).await;
         assert_eq!(state.sweep_once().await, ["c1"]);
-        let (_, v) = call(&app, "GET", "/api/admin/coordinators", "").await;
+        let (_, v) = call_as(&app, Some(ADMIN), "GET", "/api/admin/coordinators", "").await;
         assert_eq!(v, serde_json::json!([]));
         let stored = Store::open(&db).expect("open").load_all().expect("load");
         assert!(stored.is_empty());

@@ -65,18 +65,25 @@ pub(crate) async fn assets(Path(path): Path<String>) -> Response {
 }
 
 /// `GET /api/topology/ws`: sends the topology at once, then every time it changes.
-pub(crate) async fn topology_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| push_topology(state, socket))
+/// Redacted unless the upgrade request carries the admin token.
+pub(crate) async fn topology_ws(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let admin = state.is_admin(&headers);
+    ws.on_upgrade(move |socket| push_topology(state, socket, admin))
 }
 
-async fn push_topology(state: AppState, socket: WebSocket) {
+async fn push_topology(state: AppState, socket: WebSocket, admin: bool) {
     let (mut sink, mut stream) = socket.split();
     let mut rx = state.topology_watch();
     let mut shutdown = state.shutdown();
     loop {
         let text = {
-            let t = rx.borrow_and_update();
-            serde_json::to_string(&*t).unwrap_or_default()
+            let t = rx.borrow_and_update().clone();
+            let t = if admin { t } else { t.redacted() };
+            serde_json::to_string(&t).unwrap_or_default()
         };
         if sink.send(Message::Text(text.into())).await.is_err() {
             return;

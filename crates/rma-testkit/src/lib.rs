@@ -82,9 +82,15 @@ pub async fn listener() -> TcpListener {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Router settings for tests around a registry file.
+/// The admin token of every router the testkit starts (tests of the token itself start a
+/// router without one, which then writes `admin.token`).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Router settings for tests around a registry file, with [`ADMIN_TOKEN`].
 pub fn router_config(db: PathBuf) -> RouterConfig {
-    RouterConfig::new(db)
+    let mut c = RouterConfig::new(db);
+    c.admin_token = Some(ADMIN_TOKEN.to_owned());
+    c
 }
 
 /// Coordinator settings for tests: fast heartbeats so the router learns inventory quickly.
@@ -223,8 +229,15 @@ impl Cluster {
         .await;
     }
 
-    /// A client of the router (requests may take up to two minutes: OCR is slow work).
+    /// An admin's client of the router (requests may take up to two minutes: OCR is slow work).
     pub fn client(&self) -> Client {
+        Client::with_timeout(&self.router_url, Duration::from_secs(120))
+            .expect("router client")
+            .with_bearer(ADMIN_TOKEN)
+    }
+
+    /// A client of the router without the admin token, as anyone on the internet has.
+    pub fn public_client(&self) -> Client {
         Client::with_timeout(&self.router_url, Duration::from_secs(120)).expect("router client")
     }
 

@@ -357,7 +357,19 @@ impl Federation {
         net.start_router();
         net.start_coordinator("coord-a", 11);
         net.start_coordinator("coord-b", 12);
-        let router = Client::with_timeout(&router_url, Duration::from_secs(10)).expect("client");
+        // The router writes its admin token beside its registry on first start.
+        let token_file =
+            std::path::PathBuf::from(net.data("router.db")).with_file_name("admin.token");
+        let (token, _) = wait_for("the admin token", Duration::from_secs(30), async || {
+            // Whole once its newline is there.
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        })
+        .await;
+        let router = Client::with_timeout(&router_url, Duration::from_secs(10))
+            .expect("client")
+            .with_bearer(token.trim());
         wait_for("two coordinators", Duration::from_secs(30), async || {
             let t = topology(&router).await?;
             (t["coordinators"].as_array()?.len() == 2).then_some(())

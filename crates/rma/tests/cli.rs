@@ -259,6 +259,11 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         "listening",
     )
     .await;
+    // The router wrote its admin token beside its registry on first start.
+    let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .expect("admin.token beside --db")
+        .trim()
+        .to_owned();
     let (coord, coord_url) = start(
         &[
             "coordinator",
@@ -333,6 +338,7 @@ async fn router_coordinator_and_worker_as_separate_processes() {
     loop {
         let list: serde_json::Value = http
             .get(format!("{router_url}/api/admin/coordinators"))
+            .bearer_auth(&admin_token)
             .send()
             .await
             .expect("list")

@@ -273,3 +273,60 @@ async fn a_worker_slower_than_the_request_timeout_gives_504() {
         .expect("answer");
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_views_need_the_admin_token() {
+    let c = Cluster::start(1, 1).await;
+    let anyone = c.public_client();
+    let e = anyone.coordinators().await.expect_err("refused");
+    assert!(
+        matches!(&e, rma_client::ClientError::Api { status, body } if status.as_u16() == 401 && body.error == "unauthorized"),
+        "{e}"
+    );
+    let metrics = anyone
+        .raw(Method::GET, "metrics", None, Bytes::new(), &[])
+        .await
+        .expect("answer");
+    assert_error(&metrics, 401, "unauthorized");
+    let wrong = anyone
+        .raw(
+            Method::GET,
+            "api/admin/coordinators",
+            None,
+            Bytes::new(),
+            &[("authorization", "Bearer guess")],
+        )
+        .await
+        .expect("answer");
+    assert_error(&wrong, 401, "unauthorized");
+    // The public topology shows the network's shape, not where its machines are.
+    let public = anyone.topology().await.expect("topology");
+    assert_eq!(public.coordinators.len(), 1);
+    assert!(public.coordinators.iter().all(|c| c.url.is_empty()));
+    assert_eq!(public.workers.len(), 1);
+
+    let admin = c.client();
+    assert_eq!(admin.coordinators().await.expect("list").len(), 1);
+    let full = admin.topology().await.expect("topology");
+    assert!(full.coordinators[0].url.starts_with("http://127.0.0.1:"));
+    let m = admin
+        .raw(Method::GET, "metrics", None, Bytes::new(), &[])
+        .await
+        .expect("metrics");
+    assert_eq!(m.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_without_a_token_writes_one_beside_its_registry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("registry").join("r.db");
+    let mut rc = rma_testkit::router_config(db);
+    rc.admin_token = None;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let token = std::fs::read_to_string(dir.path().join("registry").join("admin.token"))
+        .expect("admin.token written");
+    let admin = Client::new(&router.url())
+        .expect("client")
+        .with_bearer(token.trim());
+    assert!(admin.coordinators().await.expect("list").is_empty());
+}

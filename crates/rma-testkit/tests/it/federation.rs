@@ -257,7 +257,9 @@ async fn a_coordinator_registration_survives_a_router_restart_without_heartbeats
     let l = rma_testkit::listener().await;
     let addr = l.local_addr().expect("addr");
     let router = rma_router::spawn(rma_testkit::router_config(db.clone()), l).expect("router");
-    let client = Client::new(&router.url()).expect("client");
+    let client = Client::new(&router.url())
+        .expect("client")
+        .with_bearer(rma_testkit::ADMIN_TOKEN);
     let reg = client
         .register_coordinator(&rma_proto::api::CoordinatorRegister {
             coordinator_id: Some("durable-1".into()),
