@@ -399,15 +399,29 @@ impl Client {
         body: Bytes,
     ) -> Result<JobAccepted, ClientError> {
         let path = rma_proto::service::url_path(service, "", query);
-        let raw = self
-            .raw(
-                Method::POST,
-                &path,
-                Some(content_type),
-                body,
-                &[("prefer", "respond-async")],
-            )
-            .await?;
+        let mut tries = 0;
+        let raw = loop {
+            let raw = self
+                .raw(
+                    Method::POST,
+                    &path,
+                    Some(content_type),
+                    body.clone(),
+                    &[("prefer", "respond-async")],
+                )
+                .await?;
+            // Over the router's per-address limit: wait as it says (a few times, briefly).
+            let wait = raw
+                .header("retry-after")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(10);
+            tries += 1;
+            if raw.status != StatusCode::TOO_MANY_REQUESTS || tries > 5 {
+                break raw;
+            }
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        };
         if raw.status != StatusCode::ACCEPTED {
             return Err(api_error(raw.status, &raw.body));
         }

@@ -25,14 +25,21 @@ use crate::{AppState, forward, to_ms};
 
 /// The router's axum app over `state`.
 pub(crate) fn app(state: AppState) -> Router {
-    let r = Router::new()
+    // What costs the federation work is limited per address; polls and views are not.
+    let limited = Router::new()
         .route("/api/edge/register", post(register_coordinator))
-        .route("/api/edge/heartbeat", post(coordinator_heartbeat))
-        .route("/api/edge/{coordinator_id}", delete(deregister_coordinator))
         .route("/api/worker/register", post(register_worker))
-        .route("/api/worker/heartbeat", post(worker_heartbeat))
         .route("/api/service/{service}", any(forward::service))
         .route("/api/service/{service}/{*rest}", any(forward::service))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.limiter(),
+            crate::limit::middleware,
+        ));
+    let r = Router::new()
+        .merge(limited)
+        .route("/api/edge/heartbeat", post(coordinator_heartbeat))
+        .route("/api/edge/{coordinator_id}", delete(deregister_coordinator))
+        .route("/api/worker/heartbeat", post(worker_heartbeat))
         .route("/api/jobs/{id}", get(forward::job))
         .route("/api/jobs/{id}/result", get(forward::job_result))
         .route("/api/admin/coordinators", get(coordinators))

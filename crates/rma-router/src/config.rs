@@ -32,6 +32,11 @@ pub struct RouterConfig {
     pub url_policy: AddressPolicy,
     /// The admin token; read from (or made in) `admin.token` beside `db_path` when `None`.
     pub admin_token: Option<String>,
+    /// Service requests and registrations one address may send a second [10]; 0 turns the
+    /// limit off (benchmarks, tests of load).
+    pub ip_rate_limit: u32,
+    /// How many of them may come at once before the rate applies [50].
+    pub ip_rate_burst: u32,
 }
 
 impl RouterConfig {
@@ -55,6 +60,8 @@ impl RouterConfig {
             failover_wait: Duration::from_secs(5),
             url_policy: AddressPolicy::default(),
             admin_token: None,
+            ip_rate_limit: 10,
+            ip_rate_burst: 50,
         }
     }
 }

@@ -14,6 +14,7 @@ mod admin;
 mod api;
 mod config;
 mod forward;
+mod limit;
 mod registry;
 mod store;
 mod ui;
@@ -62,6 +63,7 @@ struct Inner {
     http: reqwest::Client,
     turn: AtomicUsize,
     admin_token: String,
+    limiter: limit::Limiter,
 }
 
 impl AppState {
@@ -127,6 +129,7 @@ impl AppState {
         }
         let http = rma_client::http_client_with(None, Some(config.url_policy))
             .map_err(|e| SpawnError::Client(e.to_string()))?;
+        let limiter = limit::Limiter::new(config.ip_rate_limit, config.ip_rate_burst);
         Ok(AppState {
             inner: Arc::new(Inner {
                 topology: tokio::sync::watch::Sender::new(Default::default()),
@@ -137,6 +140,7 @@ impl AppState {
                 http,
                 turn: AtomicUsize::new(0),
                 admin_token,
+                limiter,
             }),
         })
     }
@@ -175,6 +179,11 @@ impl AppState {
             .registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The per-address limiter.
+    pub(crate) fn limiter(&self) -> limit::Limiter {
+        self.inner.limiter.clone()
     }
 
     /// 401 unless the request carries the admin token.
@@ -254,7 +263,16 @@ pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHa
     let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
     handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(topology_loop(state.clone(), shutdown.clone())));
-    handle.adopt(tokio::spawn(ping_loop(state, shutdown)));
+    handle.adopt(tokio::spawn(ping_loop(state.clone(), shutdown.clone())));
+    let limiter = state.limiter();
+    handle.adopt(tokio::spawn(rma_http::every(
+        Duration::from_secs(60),
+        shutdown,
+        move || {
+            limiter.forget_idle();
+            std::future::ready(())
+        },
+    )));
     tracing::info!(addr = %handle.addr(), "router listening");
     Ok(handle)
 }

@@ -86,10 +86,13 @@ pub async fn listener() -> TcpListener {
 /// router without one, which then writes `admin.token`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// Router settings for tests around a registry file, with [`ADMIN_TOKEN`].
+/// Router settings for tests around a registry file, with [`ADMIN_TOKEN`]. The per-address
+/// rate limit is off: these tests put whole loads through one address (the limit has tests of
+/// its own).
 pub fn router_config(db: PathBuf) -> RouterConfig {
     let mut c = RouterConfig::new(db);
     c.admin_token = Some(ADMIN_TOKEN.to_owned());
+    c.ip_rate_limit = 0;
     c
 }
 

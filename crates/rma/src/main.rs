@@ -62,6 +62,13 @@ struct RouterArgs {
     /// Pings missed in a row before a coordinator is out of rotation (one answer brings it back).
     #[arg(long, env = "RMA_PING_MISSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     ping_misses: u32,
+    /// Service requests and registrations one address may send a second; 0 turns the limit
+    /// off (benchmarks). Over it: 429 with Retry-After.
+    #[arg(long, env = "RMA_IP_RATE_LIMIT", default_value_t = 10)]
+    ip_rate_limit: u32,
+    /// How many of them one address may send at once before the rate applies.
+    #[arg(long, env = "RMA_IP_RATE_BURST", default_value_t = 50)]
+    ip_rate_burst: u32,
     /// Call plain-http URLs that others register, not only https (a LAN without TLS).
     #[arg(long, env = "RMA_ALLOW_HTTP")]
     allow_http: bool,
@@ -357,6 +364,8 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.failover_wait = Duration::from_secs(a.failover_wait);
     config.url_policy.allow_http = a.allow_http;
     config.url_policy.allow_private = a.allow_private_addresses;
+    config.ip_rate_limit = a.ip_rate_limit;
+    config.ip_rate_burst = a.ip_rate_burst;
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());

@@ -430,9 +430,12 @@ impl Net {
                 &db,
                 "--stale-after",
                 "60",
-                // The test network is a private LAN without TLS.
+                // The test network is a private LAN without TLS, and the load comes from one
+                // address.
                 "--allow-http",
                 "--allow-private-addresses",
+                "--ip-rate-limit",
+                "0",
             ],
             &[],
         );

@@ -330,3 +330,44 @@ async fn a_router_without_a_token_writes_one_beside_its_registry() {
         .with_bearer(token.trim());
     assert!(admin.coordinators().await.expect("list").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_gets_429_while_others_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.ip_rate_limit = 1;
+    rc.ip_rate_burst = 5;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let send = async |from: [u8; 4]| {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(from))
+            .build()
+            .expect("client");
+        let r = http
+            .post(format!("{}/api/service/echo", router.url()))
+            .body("x")
+            .send()
+            .await
+            .expect("answer");
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: serde_json::Value = r.json().await.expect("JSON");
+        (body["error"].as_str().unwrap_or_default().to_owned(), retry)
+    };
+    // The burst is served (here: told that no coordinator is up), then the flood is refused.
+    for _ in 0..5 {
+        assert_eq!(send([127, 0, 0, 1]).await.0, "no_coordinator");
+    }
+    let (code, retry) = send([127, 0, 0, 1]).await;
+    assert_eq!(code, "rate_limited");
+    assert_eq!(retry.as_deref(), Some("1"));
+    // Another address is served meanwhile; job polls and health are not limited.
+    assert_eq!(send([127, 0, 0, 2]).await.0, "no_coordinator");
+    let health = reqwest::get(format!("{}/health", router.url()))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 503, "degraded, not limited");
+}

@@ -1,0 +1,112 @@
+//! Per-address rate limits at the router: what one address may send of the calls that cost the
+//! federation work — service requests (uploads) and registrations. Job polls, the topology, the
+//! UI and health are not limited. Over the limit: 429 `{error: "rate_limited"}` with
+//! `Retry-After`. GCRA (governor), one bucket per IP address, buckets forgotten once full again.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rma_http::ApiError;
+
+/// The router's limiter; `None` inside when limits are off.
+#[derive(Clone, Default)]
+pub(crate) struct Limiter(Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>);
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Limiter(on)"
+        } else {
+            "Limiter(off)"
+        })
+    }
+}
+
+impl Limiter {
+    /// `per_second` requests a second per address, bursts of `burst`; off when `per_second` is 0.
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        let Some(rate) = NonZeroU32::new(per_second) else {
+            return Limiter(None);
+        };
+        let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+        Limiter(Some(Arc::new(RateLimiter::keyed(
+            Quota::per_second(rate).allow_burst(burst),
+        ))))
+    }
+
+    /// Lets `ip` through, or says how long it must wait.
+    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), std::time::Duration> {
+        match &self.0 {
+            None => Ok(()),
+            Some(l) => l
+                .check_key(&ip)
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Forgets addresses whose buckets are full again (bounds memory); run now and then.
+    pub(crate) fn forget_idle(&self) {
+        if let Some(l) = &self.0 {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+/// The middleware on limited routes.
+pub(crate) async fn middleware(
+    State(limiter): State<Limiter>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // Requests driven in-process (tests without sockets) have no peer and are not limited.
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
+        return next.run(req).await;
+    };
+    match limiter.check(peer.ip()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            metrics::counter!("rma_router_rate_limited_total").increment(1);
+            let secs = wait.as_secs().max(1);
+            let mut resp = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                rma_proto::error_code::RATE_LIMITED,
+                format!(
+                    "too many requests from {}; try again in {secs} s",
+                    peer.ip()
+                ),
+            )
+            .into_response();
+            rma_http::set_header(resp.headers_mut(), "retry-after", &secs.to_string());
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_has_its_own_bucket() {
+        let l = Limiter::new(1, 3);
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let b: IpAddr = "10.0.0.2".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(l.check(a).is_ok());
+        }
+        let wait = l.check(a).expect_err("over the burst");
+        assert!(wait <= std::time::Duration::from_secs(1));
+        assert!(l.check(b).is_ok(), "another address is served");
+        let off = Limiter::new(0, 0);
+        for _ in 0..1000 {
+            assert!(off.check(a).is_ok());
+        }
+    }
+}
