@@ -18,6 +18,7 @@ const PLAIN: Record<string, string> = {
   no_coordinator: "The service is starting up or offline. Try again in a minute.",
   timeout: "Reading took too long and was stopped. Try again, or send fewer pages at once.",
   upstream_failed: "A computer in the network failed while working on it. Try again.",
+  rate_limited: "Too many documents at once from here. Wait a moment, then press Try again.",
 };
 
 /** A friendly sentence for an error code, with the server's detail after it. */

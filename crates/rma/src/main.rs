@@ -520,6 +520,10 @@ async fn up(a: UpArgs) -> Result<()> {
         "read a letter: rma submit --router {} letter.pdf",
         router.url()
     );
+    println!(
+        "admin views (/api/admin/coordinators, /metrics) take the token in {}",
+        a.data_dir.join("admin.token").display()
+    );
     stop_signal().await;
     eprintln!("rma stopping: workers finish what they have (up to 10 s)");
     let drains = workers
