@@ -64,8 +64,11 @@ pub(crate) async fn serve(
     let mut worker_id: Option<String> = None;
     let mut queue: VecDeque<Action> = VecDeque::new();
     let mut writer_done = false;
+    // One timer for the session's life: re-arming a sleep for every frame costs more than the
+    // frames themselves under load.
+    let mut ticker = tokio::time::interval(cfg.ping_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let why = 'session: loop {
-        let deadline = Instant::from_std(session.poll_timeout());
         let actions = tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Binary(frame))) => session.on_frame(now(), &frame),
@@ -76,7 +79,7 @@ pub(crate) async fn serve(
                 }
                 Some(Err(e)) => break 'session format!("link error: {e}"),
             },
-            _ = tokio::time::sleep_until(deadline) => session.on_timeout(now()),
+            _ = ticker.tick() => session.on_timeout(now()),
             _ = link.closed() => break 'session "link replaced or closed".to_owned(),
             _ = shutdown.wait() => break 'session "coordinator shutting down".to_owned(),
             _ = &mut writer, if !writer_done => {

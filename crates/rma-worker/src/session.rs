@@ -89,6 +89,10 @@ pub(crate) async fn run(
     if draining {
         queue.extend(session.drain());
     }
+    // One timer for the session's life (re-armed once, when the welcome says the interval):
+    // re-arming a sleep for every frame costs more than the frames themselves under load.
+    let mut ticker = tokio::time::interval(session.ping_interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = 'session: loop {
         while let Some(action) = queue.pop_front() {
             match action {
@@ -102,6 +106,8 @@ pub(crate) async fn run(
                 Action::Close(end) => break 'session end_of(end),
                 Action::Deliver(Event::Welcome { coordinator_id }) => {
                     tracing::info!(coordinator = %coordinator_id, "link up");
+                    ticker = tokio::time::interval(session.ping_interval());
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     status.send_modify(|s| s.linked = true);
                 }
                 Action::Deliver(Event::Request { id, call }) => {
@@ -117,7 +123,6 @@ pub(crate) async fn run(
                 Action::Deliver(other) => tracing::debug!(?other, "unexpected on the link"),
             }
         }
-        let deadline = Instant::from_std(session.poll_timeout());
         let actions = tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Binary(frame))) => session.on_frame(now(), &frame),
@@ -129,7 +134,7 @@ pub(crate) async fn run(
                 None => break 'session SessionEnd::Dropped("link closed by the coordinator".into()),
             },
             Some((id, reply)) = answers.recv() => session.answered(id, reply),
-            _ = tokio::time::sleep_until(deadline) => session.on_timeout(now()),
+            _ = ticker.tick() => session.on_timeout(now()),
             _ = &mut writer => break 'session SessionEnd::Dropped("could not write to the link".into()),
             changed = drain.changed(), if !draining => {
                 if changed.is_ok() && *drain.borrow() {

@@ -183,6 +183,13 @@ impl Session {
         (session, Action::Send(hello, Bytes::new()))
     }
 
+    /// How often the coordinator pings, as far as this end knows (the worker learns it from the
+    /// welcome). Loops that tick at this period instead of sleeping until
+    /// [`Session::poll_timeout`] see silence and send pings on time within one interval.
+    pub fn ping_interval(&self) -> Duration {
+        self.ping_interval
+    }
+
     /// How long silence may last before the link is given up.
     pub fn silence_limit(&self) -> Duration {
         match self.phase {
