@@ -410,16 +410,16 @@ impl Client {
                     &[("prefer", "respond-async")],
                 )
                 .await?;
+            tries += 1;
+            if raw.status != StatusCode::TOO_MANY_REQUESTS || tries > 5 {
+                break raw;
+            }
             // Over the router's per-address limit: wait as it says (a few times, briefly).
             let wait = raw
                 .header("retry-after")
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(1)
                 .min(10);
-            tries += 1;
-            if raw.status != StatusCode::TOO_MANY_REQUESTS || tries > 5 {
-                break raw;
-            }
             tokio::time::sleep(Duration::from_secs(wait)).await;
         };
         if raw.status != StatusCode::ACCEPTED {

@@ -9,8 +9,7 @@ use rma_http::ApiError;
 use rma_proto::job::JobStep;
 use rma_proto::media::{self, Kind};
 use rma_proto::results::{
-    DocumentKind, ExtractResult, OcrResult, Page, PdfTextResult, ProcessResult, StoredObject,
-    StoredRefs,
+    DocumentKind, ExtractResult, OcrResult, PdfTextResult, ProcessResult, StoredObject, StoredRefs,
 };
 use rma_proto::{ServiceCall, ServiceReply, error_code, service};
 use serde::de::DeserializeOwned;
@@ -190,7 +189,7 @@ pub(crate) async fn run(
         },
         content_type: kind.mime().to_owned(),
         text,
-        pages: pages.into_iter().collect::<Vec<Page>>(),
+        pages,
         ocr_pages,
         confidence,
         facts,
