@@ -8,10 +8,10 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use rma_http::{ApiError, JsonBody, ServiceTarget, read_body, request_id, set_header};
+use rma_http::{ApiError, JsonBody, ServiceTarget, request_id, set_header};
 use rma_proto::api::{
     Ack, CoordinatorHealth, WorkerHeartbeat, WorkerRegister, WorkerRegistered, WorkerSummary,
 };
@@ -193,20 +193,15 @@ async fn call_of(
     body: Body,
     rid: &str,
 ) -> Result<ServiceCall, ApiError> {
-    let target = target?;
-    let body = read_body(headers, body, state.config().max_body_bytes).await?;
-    Ok(ServiceCall {
-        service: target.service,
-        method: method.to_string(),
-        path: target.rest,
-        query: target.query,
-        content_type: headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        request_id: Some(rid.to_owned()),
-        body,
-    })
+    target?
+        .read_call(
+            &method,
+            headers,
+            body,
+            state.config().max_body_bytes,
+            Some(rid.to_owned()),
+        )
+        .await
 }
 
 /// `202 Accepted` with `Location` for a stored job.

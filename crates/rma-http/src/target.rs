@@ -2,8 +2,11 @@
 //! and `ANY /api/service/{type}/{*rest}` route to the same handler, which takes a
 //! [`ServiceTarget`].
 
+use axum::body::Body;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use rma_proto::ServiceCall;
 
 use crate::ApiError;
 
@@ -48,6 +51,32 @@ impl ServiceTarget {
     /// The path relative to a base URL: `api/service/{type}{rest}[?query]`.
     pub fn url_path(&self) -> String {
         rma_proto::service::url_path(&self.service, &self.rest, &self.query)
+    }
+
+    /// The call this request makes: the body read within `limit` bytes (413 past it), the
+    /// method, the content type from `headers`, and `request_id`. Every role that takes a
+    /// service request over HTTP builds its call here.
+    pub async fn read_call(
+        self,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Body,
+        limit: usize,
+        request_id: Option<String>,
+    ) -> Result<ServiceCall, ApiError> {
+        let body = crate::read_body(headers, body, limit).await?;
+        Ok(ServiceCall {
+            service: self.service,
+            method: method.to_string(),
+            path: self.rest,
+            query: self.query,
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            request_id,
+            body,
+        })
     }
 
     /// A bounded label for metrics: the name when it is short, else `other`.

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
-use rma_client::{Client, ClientError};
+use rma_client::ClientError;
 use rma_http::{ApiError, JsonBody};
 use rma_proto::api::{
     Ack, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister, CoordinatorRegistered,
@@ -203,7 +203,7 @@ async fn register_worker(
         state
             .registry()
             .set_home(&req.worker_id, &cid, Instant::now());
-        match coordinator(&state, &url)?.register_worker(&req).await {
+        match state.coordinator(&url)?.register_worker(&req).await {
             Ok(reply) => {
                 state
                     .registry()
@@ -250,7 +250,7 @@ async fn worker_heartbeat(
             hb.worker_id
         )));
     };
-    match coordinator(&state, &url)?.worker_heartbeat(&hb).await {
+    match state.coordinator(&url)?.worker_heartbeat(&hb).await {
         Ok(ack) => Ok(Json(ack)),
         Err(ClientError::Api { status, body }) => Err(pass_error(status.as_u16(), body)),
         Err(e) => {
@@ -260,12 +260,6 @@ async fn worker_heartbeat(
             )))
         }
     }
-}
-
-/// A coordinator's client over the router's shared connection pool.
-fn coordinator(state: &AppState, url: &str) -> Result<Client, ApiError> {
-    Client::with_http(url, state.http().clone())
-        .map_err(|e| ApiError::internal(format!("coordinator URL {url}: {e}")))
 }
 
 /// An upstream error answer, passed on with its status and message; its code is the one the

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rma_client::{Client, ClientError, RawResponse};
+use rma_client::{ClientError, RawResponse};
 use rma_http::forwarding::{Decision, Outcome, Policy};
-use rma_http::{ApiError, ServiceTarget, read_body, request_id, set_header};
-use rma_proto::{ServiceCall, headers, service};
+use rma_http::{ApiError, ServiceTarget, request_id, set_header};
+use rma_proto::{headers, service};
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -77,12 +77,6 @@ fn service_label(name: &str) -> String {
     }
 }
 
-/// A coordinator's client over the router's shared connection pool.
-fn coordinator(state: &AppState, url: &str) -> Result<Client, ApiError> {
-    Client::with_http(url, state.http().clone())
-        .map_err(|e| ApiError::internal(format!("coordinator URL {url}: {e}")))
-}
-
 async fn forward(
     state: &AppState,
     target: ServiceTarget,
@@ -91,22 +85,21 @@ async fn forward(
     body: Body,
     rid: &str,
 ) -> Result<Response, ApiError> {
-    let body = read_body(headers, body, state.config().max_body_bytes).await?;
+    let call = target
+        .read_call(
+            &method,
+            headers,
+            body,
+            state.config().max_body_bytes,
+            Some(rid.to_owned()),
+        )
+        .await?;
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let forwarded_by = text(headers::FORWARDED_BY);
     let extra: Vec<(&str, &str)> = PASS_REQUEST
         .iter()
         .filter_map(|n| text(*n).map(|v| (*n, v)))
         .collect();
-    let call = ServiceCall {
-        service: target.service,
-        method: method.to_string(),
-        path: target.rest,
-        query: target.query,
-        content_type: text(header::CONTENT_TYPE.as_str()).map(str::to_owned),
-        request_id: Some(rid.to_owned()),
-        body,
-    };
     let timeout = state.config().request_timeout;
     let mut last_failure = String::new();
     let mut tried = 0usize;
@@ -134,7 +127,7 @@ async fn forward(
         }
         for (cid, url) in candidates {
             tried += 1;
-            let client = coordinator(state, &url)?;
+            let client = state.coordinator(&url)?;
             let sent = tokio::time::timeout(timeout, client.send(&call, &extra));
             let (outcome, answer) = match sent.await {
                 Err(_) => (Outcome::TimedOut, None),
@@ -203,7 +196,7 @@ async fn job_at(state: AppState, id: String, result: bool) -> Response {
         ))
         .into_response();
     };
-    let client = match coordinator(&state, &url) {
+    let client = match state.coordinator(&url) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };

@@ -199,8 +199,11 @@ impl AppState {
         admin::is_admin(headers, &self.inner.admin_token)
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.inner.http
+    /// A coordinator's client over the router's shared connection pool (and its address
+    /// policy).
+    pub(crate) fn coordinator(&self, url: &str) -> Result<rma_client::Client, rma_http::ApiError> {
+        rma_client::Client::with_http(url, self.inner.http.clone())
+            .map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))
     }
 
     pub(crate) fn next_turn(&self) -> usize {
@@ -295,29 +298,26 @@ async fn ping_all(state: &AppState, timeout: Duration) {
             .map(|e| (e.id.clone(), e.url.clone()))
             .collect()
     };
-    let pings = targets.into_iter().map(|(id, url)| {
-        let http = state.http().clone();
-        async move {
-            let health = async {
-                let client = rma_client::Client::with_http(&url, http).ok()?;
-                client
-                    .raw(
-                        reqwest::Method::GET,
-                        "health",
-                        None,
-                        Default::default(),
-                        &[],
-                    )
-                    .await
-                    .ok()
-            };
-            let answered = tokio::time::timeout(timeout, health)
+    let pings = targets.into_iter().map(|(id, url)| async move {
+        let health = async {
+            let client = state.coordinator(&url).ok()?;
+            client
+                .raw(
+                    reqwest::Method::GET,
+                    "health",
+                    None,
+                    Default::default(),
+                    &[],
+                )
                 .await
                 .ok()
-                .flatten()
-                .is_some_and(|r| r.status.is_success());
-            (id, answered)
-        }
+        };
+        let answered = tokio::time::timeout(timeout, health)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.status.is_success());
+        (id, answered)
     });
     for (id, answered) in futures_util::future::join_all(pings).await {
         if state.registry().record_ping(&id, answered) {

@@ -10,11 +10,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use rma_http::ServiceTarget;
-use rma_services::{Registry, ServiceCall, ServiceRequest};
+use rma_services::{Registry, ServiceRequest};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -38,24 +38,16 @@ async fn serve(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match rma_http::read_body(&headers, body, max_body).await {
-        Ok(b) => b,
+    let request_id = headers
+        .get(rma_proto::headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let call = match target
+        .read_call(&method, &headers, body, max_body, request_id)
+        .await
+    {
+        Ok(c) => c,
         Err(e) => return e.into_response(),
-    };
-    let header = |name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let call = ServiceCall {
-        service: target.service,
-        method: method.to_string(),
-        path: target.rest,
-        query: target.query,
-        content_type: header(header::CONTENT_TYPE.as_str()),
-        request_id: header(rma_proto::headers::REQUEST_ID),
-        body,
     };
     let reply = services.dispatch(ServiceRequest::from(call)).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
