@@ -56,16 +56,22 @@ pub fn sanitize(text: &str) -> String {
     }
 }
 
-/// A job id for a job held by `coordinator`: `{coordinator}-j{16 hex}`.
-pub fn job_id(coordinator: &str, random: u64) -> String {
-    format!("{coordinator}-j{random:016x}")
+/// A job id for a job held by `coordinator`: `{coordinator}-j{32 hex}`. The 128 random bits
+/// are the job's only protection: whoever knows the id may read the job and its result, so
+/// `random` must come from a cryptographic source.
+pub fn job_id(coordinator: &str, random: u128) -> String {
+    format!("{coordinator}-j{random:032x}")
 }
 
-/// Which coordinator holds a job, read from its id; `None` when it is not a job id.
+/// Which coordinator holds a job, read from its id; `None` when it is not a job id. Ids with
+/// 16 hex digits (64 bits, before 128-bit ids) are still read, so jobs made before an upgrade
+/// stay readable for their retention time.
 pub fn job_coordinator(job_id: &str) -> Option<&str> {
     let (coord, tail) = job_id.rsplit_once("-j")?;
-    (tail.len() == 16 && tail.bytes().all(|b| b.is_ascii_hexdigit()) && validate(coord).is_ok())
-        .then_some(coord)
+    (matches!(tail.len(), 16 | 32)
+        && tail.bytes().all(|b| b.is_ascii_hexdigit())
+        && validate(coord).is_ok())
+    .then_some(coord)
 }
 
 #[cfg(test)]
@@ -84,12 +90,28 @@ mod tests {
     #[test]
     fn job_ids_name_their_coordinator() {
         let id = job_id("coord-a", 0xdead_beef);
-        assert_eq!(id, "coord-a-j00000000deadbeef");
+        assert_eq!(id, "coord-a-j000000000000000000000000deadbeef");
         assert_eq!(job_coordinator(&id), Some("coord-a"));
         assert_eq!(job_coordinator("c-j1-j0123456789abcdef"), Some("c-j1"));
         assert_eq!(job_coordinator("c-jxyz"), None);
         assert_eq!(job_coordinator("-j0123456789abcdef"), None);
         assert_eq!(job_coordinator("a/b-j0123456789abcdef"), None);
+    }
+
+    proptest::proptest! {
+        /// Job ids come from URLs: any text is a job id or not, never a panic.
+        #[test]
+        fn reading_any_job_id_never_panics(text in ".{0,200}") {
+            let _ = job_coordinator(&text);
+            let _ = validate(&text);
+            proptest::prop_assert!(validate(&sanitize(&text)).is_ok());
+        }
+
+        #[test]
+        fn every_made_job_id_is_read_back(coord in "[A-Za-z0-9._-]{1,60}", random in proptest::num::u128::ANY) {
+            let id = job_id(&coord, random);
+            proptest::prop_assert_eq!(job_coordinator(&id), Some(coord.as_str()));
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod headers;
 pub mod ids;
 pub mod job;
 pub mod link;
+pub mod membership;
 pub mod media;
 pub mod results;
 pub mod service;

@@ -74,6 +74,15 @@ pub fn essence(content_type: Option<&str>) -> Option<String> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Uploads are sniffed before anything else reads them: any bytes, any header.
+        #[test]
+        fn sniffing_any_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048), ct in ".{0,80}") {
+            let _ = sniff(&bytes);
+            let _ = essence(Some(&ct));
+        }
+    }
+
     #[test]
     fn magic_bytes_decide() {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some(Kind::Png));

@@ -71,7 +71,7 @@ impl Jobs {
 
     /// Stores a call as a queued job and wakes the runner; returns the job id.
     pub(crate) async fn submit(&self, call: ServiceCall) -> Result<String, ApiError> {
-        let id = rma_proto::ids::job_id(&self.coordinator_id, rand::random::<u64>());
+        let id = rma_proto::ids::job_id(&self.coordinator_id, rand::random::<u128>());
         self.store
             .insert(&id, call)
             .await

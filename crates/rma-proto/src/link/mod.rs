@@ -6,9 +6,12 @@
 //! as JSON ([`LinkMessage`]), then the body bytes (a document, a result) untouched. Bodies are
 //! never base64'd. Liveness uses WebSocket ping/pong frames, not messages.
 //!
-//! The session opens with [`LinkMessage::Hello`] from the worker carrying
-//! [`PROTOCOL_VERSION`]; the coordinator answers [`LinkMessage::Welcome`] or
-//! [`LinkMessage::Reject`] and closes. What happens after that — pings, silence, drain — is the
+//! The upgrade request carries the worker's credential (`Authorization: Bearer …`; 401/403
+//! without a valid one). The session opens with [`LinkMessage::Challenge`] from the
+//! coordinator: its id and a fresh nonce. The worker answers [`LinkMessage::Hello`] carrying
+//! [`PROTOCOL_VERSION`] and its signature of the challenge with the key its credential names
+//! (so a stolen credential alone is useless); the coordinator answers [`LinkMessage::Welcome`]
+//! or [`LinkMessage::Reject`] and closes. What happens after that — pings, silence, drain — is the
 //! [`session`] state machine, the same one at both ends.
 
 pub mod session;
@@ -18,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::{ServiceCall, ServiceReply};
 
 /// Version of this protocol; a coordinator rejects a hello with another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest header accepted (the body is bounded by the HTTP body limit, not this).
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
@@ -27,12 +30,22 @@ pub const MAX_HEADER_LEN: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LinkMessage {
-    /// Worker → coordinator, first frame.
+    /// Coordinator → worker, first frame: prove you hold your key.
+    Challenge {
+        /// Who challenges; the worker checks it is the coordinator it registered with.
+        coordinator_id: String,
+        /// 256 random bits, base64url, never used twice.
+        nonce: String,
+    },
+    /// Worker → coordinator, the answer to the challenge.
     Hello {
         /// [`PROTOCOL_VERSION`] of the worker.
         protocol_version: u32,
         /// The registered worker id.
         worker_id: String,
+        /// The worker's signature of the challenge (`rma_auth::proof::link_message`), base64url.
+        #[serde(default)]
+        signature: String,
     },
     /// Coordinator → worker: the link is accepted and the worker is in rotation.
     Welcome {
@@ -49,7 +62,8 @@ pub enum LinkMessage {
     },
     /// Coordinator → worker: the link is refused; the coordinator closes after it.
     Reject {
-        /// `unknown_worker` (register first) or `protocol_version`.
+        /// `unknown_worker` (register first), `protocol_version`, `unauthorized` (the
+        /// signature does not verify) or `forbidden` (revoked).
         reason: String,
         /// In words.
         message: String,
@@ -211,10 +225,30 @@ mod tests {
         let v = serde_json::to_value(LinkMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             worker_id: "w".into(),
+            signature: "s".into(),
         })
         .expect("serialise");
         assert_eq!(v["type"], "hello");
-        assert_eq!(v["protocol_version"], 1);
+        assert_eq!(v["protocol_version"], 2);
+        assert_eq!(v["signature"], "s");
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives on the link decodes or is an error; never a panic.
+        #[test]
+        fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&bytes);
+            let _ = decode_bytes(&bytes::Bytes::from(bytes));
+        }
+
+        /// A length prefix followed by arbitrary (often JSON-like) text.
+        #[test]
+        fn decoding_prefixed_text_never_panics(header in r#"\{"type":"[a-z_]{0,12}"[^}]{0,80}\}"#, body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut frame = (header.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(header.as_bytes());
+            frame.extend_from_slice(&body);
+            let _ = decode(&frame);
+        }
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! the worker's socket answers each ping with a pong, and the coordinator tells the worker both
 //! numbers in its welcome. Before the welcome the limit is [`HANDSHAKE_TIMEOUT`].
 //!
+//! Handshake: the coordinator challenges (its id, a nonce); the worker checks the id is the
+//! coordinator it registered with and answers hello with its signature of the challenge; the
+//! coordinator checks the signature and welcomes or rejects. Signing and checking are the
+//! application's (the session holds no keys).
+//!
 //! Drain: a worker that is stopping sends `goodbye`; the coordinator takes it out of rotation
 //! and answers `goodbye` after every request it had already queued for it, so once the worker
 //! has the acknowledgement nothing new is coming: it closes when its last answer has gone.
@@ -63,11 +68,21 @@ pub enum Action {
 /// What the application hears from the link.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Coordinator: a worker of the right protocol version said hello; the application
-    /// [`Session::accept`]s or [`Session::reject`]s it.
+    /// Coordinator: a worker of the right protocol version said hello; the application checks
+    /// the signature and [`Session::accept`]s or [`Session::reject`]s it.
     Hello {
         /// The worker's id.
         worker_id: String,
+        /// Its signature of the challenge.
+        signature: String,
+    },
+    /// Worker: the coordinator challenges; the application signs and calls
+    /// [`Session::prove`].
+    Challenge {
+        /// Who challenges.
+        coordinator_id: String,
+        /// What to sign.
+        nonce: String,
     },
     /// Worker: the coordinator accepted the link.
     Welcome {
@@ -149,12 +164,25 @@ pub struct Session {
     next_ping: Instant,
     /// Worker: requests delivered and not yet answered.
     in_flight: u32,
+    /// Worker: its id, sent in the hello.
+    worker_id: String,
+    /// Worker: the coordinator it registered with; a challenge from another is refused.
+    expect_coordinator: Option<String>,
+    /// Worker: whether the hello has gone out.
+    proved: bool,
 }
 
 impl Session {
-    /// The coordinator's end, opened at `now`; it waits for the hello.
-    pub fn coordinator(now: Instant, ping_interval: Duration, ping_misses: u32) -> Self {
-        Session {
+    /// The coordinator's end, opened at `now`, and the challenge it sends first (`nonce`:
+    /// fresh random, never reused); it then waits for the hello.
+    pub fn coordinator(
+        now: Instant,
+        ping_interval: Duration,
+        ping_misses: u32,
+        coordinator_id: &str,
+        nonce: &str,
+    ) -> (Self, Action) {
+        let session = Session {
             side: Side::Coordinator,
             phase: Phase::Handshake,
             ping_interval,
@@ -162,12 +190,21 @@ impl Session {
             last_heard: now,
             next_ping: now + ping_interval,
             in_flight: 0,
-        }
+            worker_id: String::new(),
+            expect_coordinator: None,
+            proved: false,
+        };
+        let challenge = LinkMessage::Challenge {
+            coordinator_id: coordinator_id.to_owned(),
+            nonce: nonce.to_owned(),
+        };
+        (session, Action::Send(challenge, Bytes::new()))
     }
 
-    /// The worker's end, connected at `now`, and the hello it sends first.
-    pub fn worker(now: Instant, worker_id: &str) -> (Self, Action) {
-        let session = Session {
+    /// The worker's end, connected at `now` to `coordinator` (when it knows which); it waits
+    /// for the challenge.
+    pub fn worker(now: Instant, worker_id: &str, coordinator: Option<&str>) -> Self {
+        Session {
             side: Side::Worker,
             phase: Phase::Handshake,
             ping_interval: Duration::from_secs(1),
@@ -175,12 +212,26 @@ impl Session {
             last_heard: now,
             next_ping: now,
             in_flight: 0,
-        };
-        let hello = LinkMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
             worker_id: worker_id.to_owned(),
-        };
-        (session, Action::Send(hello, Bytes::new()))
+            expect_coordinator: coordinator.map(str::to_owned),
+            proved: false,
+        }
+    }
+
+    /// Worker: the hello answering the challenge, with the application's `signature` of it.
+    pub fn prove(&mut self, signature: String) -> Vec<Action> {
+        if self.side != Side::Worker || self.phase != Phase::Handshake || self.proved {
+            return Vec::new();
+        }
+        self.proved = true;
+        vec![Action::Send(
+            LinkMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                worker_id: self.worker_id.clone(),
+                signature,
+            },
+            Bytes::new(),
+        )]
     }
 
     /// How often the coordinator pings, as far as this end knows (the worker learns it from the
@@ -266,10 +317,14 @@ impl Session {
                 LinkMessage::Hello {
                     protocol_version,
                     worker_id,
+                    signature,
                 },
             ) => {
                 if protocol_version == PROTOCOL_VERSION {
-                    vec![Action::Deliver(Event::Hello { worker_id })]
+                    vec![Action::Deliver(Event::Hello {
+                        worker_id,
+                        signature,
+                    })]
                 } else {
                     self.reject(
                         "protocol_version",
@@ -279,6 +334,22 @@ impl Session {
                     )
                 }
             }
+            (
+                Side::Worker,
+                Phase::Handshake,
+                LinkMessage::Challenge {
+                    coordinator_id,
+                    nonce,
+                },
+            ) if !self.proved => match &self.expect_coordinator {
+                Some(expected) if *expected != coordinator_id => self.close(End::Protocol(format!(
+                    "challenged by coordinator {coordinator_id:?}, registered with {expected:?}"
+                ))),
+                _ => vec![Action::Deliver(Event::Challenge {
+                    coordinator_id,
+                    nonce,
+                })],
+            },
             (_, Phase::Handshake, LinkMessage::Reject { reason, message }) => {
                 self.close(End::Rejected { reason, message })
             }
@@ -428,6 +499,7 @@ impl Session {
 /// A message's type, for logs.
 fn kind(msg: &LinkMessage) -> &'static str {
     match msg {
+        LinkMessage::Challenge { .. } => "challenge",
         LinkMessage::Hello { .. } => "hello",
         LinkMessage::Welcome { .. } => "welcome",
         LinkMessage::Reject { .. } => "reject",
@@ -455,17 +527,31 @@ mod tests {
             .collect()
     }
 
+    fn coordinator(t0: Instant) -> Session {
+        Session::coordinator(t0, SEC, 5, "c1", "n0nce").0
+    }
+
     /// A coordinator and a worker past the handshake, at `t0`.
     fn open_pair(t0: Instant) -> (Session, Session) {
-        let mut c = Session::coordinator(t0, SEC, 5);
-        let (mut w, hello) = Session::worker(t0, "w1");
-        let Action::Send(hello, _) = hello else {
-            panic!("hello first")
+        let (mut c, challenge) = Session::coordinator(t0, SEC, 5, "c1", "n0nce");
+        let mut w = Session::worker(t0, "w1", Some("c1"));
+        let Action::Send(challenge, _) = challenge else {
+            panic!("challenge first")
         };
         assert_eq!(
-            c.on_message(t0, hello),
+            w.on_message(t0, challenge),
+            vec![Action::Deliver(Event::Challenge {
+                coordinator_id: "c1".into(),
+                nonce: "n0nce".into()
+            })]
+        );
+        let hello = sent(&w.prove("sig".into()));
+        assert!(w.prove("again".into()).is_empty(), "one hello only");
+        assert_eq!(
+            c.on_message(t0, hello[0].clone()),
             vec![Action::Deliver(Event::Hello {
-                worker_id: "w1".into()
+                worker_id: "w1".into(),
+                signature: "sig".into()
             })]
         );
         let welcome = sent(&c.accept(t0, "c1"));
@@ -510,12 +596,13 @@ mod tests {
     #[test]
     fn a_hello_of_another_version_is_rejected_and_closes() {
         let t0 = Instant::now();
-        let mut c = Session::coordinator(t0, SEC, 5);
+        let mut c = coordinator(t0);
         let out = c.on_message(
             t0,
             LinkMessage::Hello {
-                protocol_version: 99,
+                protocol_version: 1,
                 worker_id: "w".into(),
+                signature: String::new(),
             },
         );
         assert!(
@@ -535,7 +622,7 @@ mod tests {
     #[test]
     fn a_first_message_other_than_hello_is_a_protocol_error() {
         let t0 = Instant::now();
-        let mut c = Session::coordinator(t0, SEC, 5);
+        let mut c = coordinator(t0);
         let out = c.on_message(t0, LinkMessage::Goodbye { reason: "x".into() });
         assert!(matches!(out[..], [Action::Close(End::Protocol(_))]));
     }
@@ -543,7 +630,7 @@ mod tests {
     #[test]
     fn a_worker_told_unknown_must_register_again() {
         let t0 = Instant::now();
-        let (mut w, _) = Session::worker(t0, "w");
+        let mut w = Session::worker(t0, "w", None);
         let out = w.on_message(
             t0,
             LinkMessage::Reject {
@@ -594,7 +681,7 @@ mod tests {
     #[test]
     fn the_handshake_times_out() {
         let t0 = Instant::now();
-        let mut c = Session::coordinator(t0, SEC, 5);
+        let mut c = coordinator(t0);
         assert_eq!(c.poll_timeout(), t0 + HANDSHAKE_TIMEOUT);
         assert!(
             c.on_timeout(t0 + 9 * SEC).is_empty(),
@@ -644,11 +731,12 @@ mod tests {
     #[test]
     fn frames_are_decoded_and_garbage_is_only_reported() {
         let t0 = Instant::now();
-        let mut c = Session::coordinator(t0, SEC, 5);
+        let mut c = coordinator(t0);
         let hello = Bytes::from(super::super::encode(
             &LinkMessage::Hello {
                 protocol_version: PROTOCOL_VERSION,
                 worker_id: "w".into(),
+                signature: "s".into(),
             },
             &[],
         ));
@@ -664,6 +752,30 @@ mod tests {
             later + HANDSHAKE_TIMEOUT,
             "garbage still counts as heard"
         );
+    }
+
+    #[test]
+    fn a_worker_refuses_a_challenge_from_another_coordinator() {
+        let t0 = Instant::now();
+        let mut w = Session::worker(t0, "w", Some("c1"));
+        let out = w.on_message(
+            t0,
+            LinkMessage::Challenge {
+                coordinator_id: "rogue".into(),
+                nonce: "n".into(),
+            },
+        );
+        assert!(matches!(&out[..], [Action::Close(End::Protocol(m))] if m.contains("rogue")));
+        // And a coordinator never takes a challenge.
+        let mut c = coordinator(t0);
+        let out = c.on_message(
+            t0,
+            LinkMessage::Challenge {
+                coordinator_id: "c2".into(),
+                nonce: "n".into(),
+            },
+        );
+        assert!(matches!(&out[..], [Action::Close(End::Protocol(_))]));
     }
 
     #[test]
