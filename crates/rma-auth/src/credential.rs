@@ -291,7 +291,14 @@ mod tests {
 
         // Another federation's key, a tampered token, garbage: 401.
         let other = FederationKey::generate();
-        assert_eq!(other.verifier().verify(&c.token).expect_err("other").status(), 401);
+        assert_eq!(
+            other
+                .verifier()
+                .verify(&c.token)
+                .expect_err("other")
+                .status(),
+            401
+        );
         let mut parts: Vec<&str> = c.token.split('.').collect();
         let forged_claims = {
             use base64::Engine;

@@ -173,7 +173,10 @@ impl Identity {
 
     /// Seconds until renewal is due (0: now).
     pub fn renew_in(&self) -> u64 {
-        self.credential().claims.renew_at().saturating_sub(unix_now())
+        self.credential()
+            .claims
+            .renew_at()
+            .saturating_sub(unix_now())
     }
 
     /// Takes a renewed credential: it must verify and name this node, role and key.
@@ -209,10 +212,15 @@ mod tests {
         let c = fed
             .issue("w1", Role::Worker, None, &key.public(), CREDENTIAL_TTL)
             .expect("issue");
-        let id = Identity::new(key.clone(), &c.token, &fed.public(), Some("http://r".into()))
-            .expect("identity")
-            .persist_in(dir.path())
-            .expect("saved");
+        let id = Identity::new(
+            key.clone(),
+            &c.token,
+            &fed.public(),
+            Some("http://r".into()),
+        )
+        .expect("identity")
+        .persist_in(dir.path())
+        .expect("saved");
         assert_eq!(id.node_id(), "w1");
         assert!(id.renew_in() > 15 * 3600);
 
@@ -231,6 +239,10 @@ mod tests {
         assert!(id.replace(&other.token).is_err());
         let stranger = NodeKey::generate();
         assert!(Identity::new(stranger, &c.token, &fed.public(), None).is_err());
-        assert!(Identity::load(&dir.path().join("none")).expect("ok").is_none());
+        assert!(
+            Identity::load(&dir.path().join("none"))
+                .expect("ok")
+                .is_none()
+        );
     }
 }

@@ -41,7 +41,12 @@ impl NodeKey {
             Err(e) => return Err(AuthError::io(path, e)),
         }
         let key = Self::generate();
-        let hex: String = key.0.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = key
+            .0
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         write_private(path, format!("{hex}\n").as_bytes()).map_err(|e| AuthError::io(path, e))?;
         Ok((key, true))
     }

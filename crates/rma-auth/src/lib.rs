@@ -32,6 +32,39 @@ pub use identity::Identity;
 pub use join::JoinToken;
 pub use key::{NodeKey, PublicKey, write_private};
 
+/// Nodes revoked while their credentials may still be valid: the router's list, and each
+/// coordinator's copy of it (refreshed by every heartbeat answer).
+#[derive(Debug, Clone, Default)]
+pub struct Revoked(std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>);
+
+impl Revoked {
+    /// Whether `node_id` is revoked.
+    pub fn contains(&self, node_id: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(node_id)
+    }
+
+    /// Adds ids; returns those that were not there yet.
+    pub fn extend(&self, ids: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        ids.into_iter()
+            .filter(|id| set.insert(id.clone()))
+            .collect()
+    }
+
+    /// Every id, sorted.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
 /// The bearer token in an `Authorization` header value (`Bearer …`), if there is one.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let v = header?.trim();

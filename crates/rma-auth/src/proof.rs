@@ -42,9 +42,21 @@ mod tests {
         let n = nonce();
         assert_ne!(n, nonce());
         let sig = k.sign(&link_message("c1", &n, "w1"));
-        assert!(k.public().verify(&link_message("c1", &n, "w1"), &sig).is_ok());
-        assert!(k.public().verify(&link_message("c2", &n, "w1"), &sig).is_err());
-        assert!(k.public().verify(&link_message("c1", &n, "w2"), &sig).is_err());
+        assert!(
+            k.public()
+                .verify(&link_message("c1", &n, "w1"), &sig)
+                .is_ok()
+        );
+        assert!(
+            k.public()
+                .verify(&link_message("c2", &n, "w1"), &sig)
+                .is_err()
+        );
+        assert!(
+            k.public()
+                .verify(&link_message("c1", &n, "w2"), &sig)
+                .is_err()
+        );
         assert!(k.public().verify(&renew_message("w1", 5), &sig).is_err());
         assert!(fresh(1000, 1200) && !fresh(1000, 1400));
     }

@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod guard;
+pub mod identity;
 
 use std::sync::Once;
 use std::time::Duration;
@@ -16,6 +17,9 @@ use rma_proto::api::{
     Topology, WorkerHeartbeat, WorkerRegister, WorkerRegistered,
 };
 use rma_proto::job::{self, JobAccepted, JobView};
+use rma_proto::membership::{
+    EnrollRequest, Enrolled, HeartbeatReply, Invite, InviteRequest, NodeInfo, RenewRequest,
+};
 use rma_proto::{ErrorBody, ServiceCall, error_code, headers};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -156,12 +160,21 @@ pub fn http_client_with(
     b.build()
 }
 
+/// What a client sends as `Authorization: Bearer …`.
+#[derive(Debug, Clone)]
+enum Bearer {
+    /// A fixed token (the admin token, a worker's credential passed on by the router).
+    Static(String),
+    /// A node's current credential, renewed in place.
+    Identity(std::sync::Arc<rma_auth::Identity>),
+}
+
 /// A client of one router or coordinator.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: Url,
     http: reqwest::Client,
-    bearer: Option<String>,
+    bearer: Option<Bearer>,
 }
 
 impl Client {
@@ -197,14 +210,21 @@ impl Client {
     /// The same client, sending `Authorization: Bearer {token}` with every request (the
     /// router's admin token, for admin views).
     pub fn with_bearer(mut self, token: impl Into<String>) -> Self {
-        self.bearer = Some(token.into());
+        self.bearer = Some(Bearer::Static(token.into()));
+        self
+    }
+
+    /// The same client, sending the node's current credential with every request.
+    pub fn with_identity(mut self, identity: std::sync::Arc<rma_auth::Identity>) -> Self {
+        self.bearer = Some(Bearer::Identity(identity));
         self
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let req = self.http.request(method, url);
         match &self.bearer {
-            Some(t) => req.bearer_auth(t),
+            Some(Bearer::Static(t)) => req.bearer_auth(t),
+            Some(Bearer::Identity(id)) => req.bearer_auth(id.bearer()),
             None => req,
         }
     }
@@ -262,11 +282,11 @@ impl Client {
             .await
     }
 
-    /// `POST /api/edge/heartbeat`.
+    /// `POST /api/edge/heartbeat`; the answer lists nodes revoked lately.
     pub async fn coordinator_heartbeat(
         &self,
         hb: &CoordinatorHeartbeat,
-    ) -> Result<Ack, ClientError> {
+    ) -> Result<HeartbeatReply, ClientError> {
         self.call(Method::POST, "api/edge/heartbeat", Some(hb))
             .await
     }
@@ -289,6 +309,45 @@ impl Client {
     /// `POST /api/worker/heartbeat`.
     pub async fn worker_heartbeat(&self, hb: &WorkerHeartbeat) -> Result<Ack, ClientError> {
         self.call(Method::POST, "api/worker/heartbeat", Some(hb))
+            .await
+    }
+
+    /// `POST /api/admin/invites` (admin token): a join token.
+    pub async fn invite(&self, req: &InviteRequest) -> Result<Invite, ClientError> {
+        self.call(Method::POST, "api/admin/invites", Some(req))
+            .await
+    }
+
+    /// `POST /api/enroll`: a join token and a public key for a credential.
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<Enrolled, ClientError> {
+        self.call(Method::POST, "api/enroll", Some(req)).await
+    }
+
+    /// `POST /api/credentials/renew`.
+    pub async fn renew(&self, req: &RenewRequest) -> Result<Enrolled, ClientError> {
+        self.call(Method::POST, "api/credentials/renew", Some(req))
+            .await
+    }
+
+    /// `GET /api/admin/nodes` (admin token).
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        self.call::<(), _>(Method::GET, "api/admin/nodes", None)
+            .await
+    }
+
+    /// `POST /api/admin/nodes/{id}/revoke` (admin token).
+    pub async fn revoke(&self, node_id: &str) -> Result<Ack, ClientError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("api/admin/nodes/{node_id}/revoke"),
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /api/jobs/{id}`: the job, its result and its stored document are gone.
+    pub async fn delete_job(&self, id: &str) -> Result<Ack, ClientError> {
+        self.call::<(), _>(Method::DELETE, &rma_proto::job::path(id), None)
             .await
     }
 

@@ -68,6 +68,20 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, error_code::UNAUTHORIZED, message)
     }
+    /// 403 `forbidden`: known, but not allowed to do this (wrong role, revoked).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, error_code::FORBIDDEN, message)
+    }
+
+    /// 401 or 403 for a refused credential, 500 for a key file that cannot be read.
+    pub fn from_auth(e: &rma_auth::AuthError) -> Self {
+        match e.status() {
+            401 => Self::unauthorized(e.to_string()),
+            403 => Self::forbidden(e.to_string()),
+            _ => Self::internal(e.to_string()),
+        }
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(

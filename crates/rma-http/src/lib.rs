@@ -5,6 +5,7 @@
 //! stops the server when dropped.
 #![deny(clippy::unwrap_used)]
 
+pub mod auth;
 mod error;
 pub mod forwarding;
 mod periodic;

@@ -16,6 +16,10 @@ pub struct InviteRequest {
     /// How many nodes may enrol with it [1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uses: Option<u32>,
+    /// The router URL the token names (what nodes will reach the router at); the router's
+    /// own address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_url: Option<String>,
 }
 
 /// Answer to [`InviteRequest`].

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
+use rma_auth::Role;
 use rma_client::ClientError;
 use rma_http::{ApiError, JsonBody};
 use rma_proto::api::{
@@ -17,6 +18,7 @@ use rma_proto::api::{
     WorkerRegistered,
 };
 use rma_proto::ids;
+use rma_proto::membership::HeartbeatReply;
 use tokio::time::Instant;
 
 use crate::registry::Entry;
@@ -29,6 +31,8 @@ pub(crate) fn app(state: AppState) -> Router {
     let limited = Router::new()
         .route("/api/edge/register", post(register_coordinator))
         .route("/api/worker/register", post(register_worker))
+        .route("/api/enroll", post(crate::membership::enroll))
+        .route("/api/credentials/renew", post(crate::membership::renew))
         .route("/api/service/{service}", any(forward::service))
         .route("/api/service/{service}/{*rest}", any(forward::service))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -43,6 +47,12 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(forward::job))
         .route("/api/jobs/{id}/result", get(forward::job_result))
         .route("/api/admin/coordinators", get(coordinators))
+        .route("/api/admin/invites", post(crate::membership::invite))
+        .route("/api/admin/nodes", get(crate::membership::nodes))
+        .route(
+            "/api/admin/nodes/{node_id}/revoke",
+            post(crate::membership::revoke),
+        )
         .route("/api/topology", get(topology))
         .route("/api/topology/ws", get(crate::ui::topology_ws))
         .route("/", get(crate::ui::index))
@@ -56,8 +66,10 @@ pub(crate) fn app(state: AppState) -> Router {
 
 async fn register_coordinator(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<CoordinatorRegister>,
 ) -> Result<Json<CoordinatorRegistered>, ApiError> {
+    let claims = state.member(&headers, Role::Coordinator)?;
     let raw_url = req
         .url
         .as_deref()
@@ -71,13 +83,15 @@ async fn register_coordinator(
     let url = rma_client::guard::check_registered(&state.config().url_policy, "url", raw_url)
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // A coordinator registers under the id its credential names.
     let id = match req.coordinator_id {
         Some(id) => {
             ids::validate(&id)
                 .map_err(|e| ApiError::bad_request(format!("coordinator_id: {e}")))?;
+            rma_http::auth::same_node(&claims, "coordinator", &id)?;
             id
         }
-        None => format!("coord-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        None => claims.sub.clone(),
     };
     let now = Instant::now();
     let wall = SystemTime::now();
@@ -95,10 +109,12 @@ async fn register_coordinator(
         .store(move |s| s.upsert(&row))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    // A coordinator credential limited to services routes only those to it.
     let services = req
         .services
         .unwrap_or_default()
         .into_iter()
+        .filter(|s| claims.allows(s))
         .map(|s| (s, 1))
         .collect();
     let total = {
@@ -141,14 +157,21 @@ async fn register_coordinator(
 
 async fn coordinator_heartbeat(
     State(state): State<AppState>,
-    JsonBody(hb): JsonBody<CoordinatorHeartbeat>,
-) -> Result<Json<Ack>, ApiError> {
+    headers: HeaderMap,
+    JsonBody(mut hb): JsonBody<CoordinatorHeartbeat>,
+) -> Result<Json<HeartbeatReply>, ApiError> {
+    let claims = state.member(&headers, Role::Coordinator)?;
+    rma_http::auth::same_node(&claims, "coordinator", &hb.coordinator_id)?;
+    hb.services.retain(|s, _| claims.allows(s));
     let id = hb.coordinator_id.clone();
     if state
         .registry()
         .heartbeat(hb, Instant::now(), SystemTime::now())
     {
-        Ok(Json(Ack::ok()))
+        Ok(Json(HeartbeatReply {
+            status: "ok".into(),
+            revoked: state.revoked_lately(),
+        }))
     } else {
         Err(ApiError::not_found(format!(
             "coordinator {id:?} is not registered; register again"
@@ -158,8 +181,14 @@ async fn coordinator_heartbeat(
 
 async fn deregister_coordinator(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Ack>, ApiError> {
+    // The coordinator itself, or an admin.
+    if !state.is_admin(&headers) {
+        let claims = state.member(&headers, Role::Coordinator)?;
+        rma_http::auth::same_node(&claims, "coordinator", &id)?;
+    }
     ids::validate(&id).map_err(|e| ApiError::bad_request(format!("coordinator_id: {e}")))?;
     let known = state.registry().remove(&id).is_some();
     let id2 = id.clone();
@@ -182,9 +211,17 @@ async fn deregister_coordinator(
 /// a connection failure, and remembers where the worker went.
 async fn register_worker(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<WorkerRegister>,
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
+    // Checked here too, so a stranger never costs a coordinator a call; the coordinator
+    // checks again (it trusts no one's word for it).
+    let claims = state.member(&headers, Role::Worker)?;
+    rma_http::auth::same_node(&claims, "worker", &req.worker_id)?;
+    let bearer = rma_http::auth::bearer(&headers)
+        .unwrap_or_default()
+        .to_owned();
     let candidates: Vec<(String, String)> = {
         let reg = state.registry();
         reg.candidates_for_worker(Instant::now(), state.next_turn())
@@ -203,7 +240,12 @@ async fn register_worker(
         state
             .registry()
             .set_home(&req.worker_id, &cid, Instant::now());
-        match state.coordinator(&url)?.register_worker(&req).await {
+        match state
+            .coordinator(&url)?
+            .with_bearer(bearer.clone())
+            .register_worker(&req)
+            .await
+        {
             Ok(reply) => {
                 state
                     .registry()
@@ -237,9 +279,15 @@ async fn register_worker(
 /// does, so the worker registers again.
 async fn worker_heartbeat(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(hb): JsonBody<WorkerHeartbeat>,
 ) -> Result<Json<Ack>, ApiError> {
     ids::validate(&hb.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
+    let claims = state.member(&headers, Role::Worker)?;
+    rma_http::auth::same_node(&claims, "worker", &hb.worker_id)?;
+    let bearer = rma_http::auth::bearer(&headers)
+        .unwrap_or_default()
+        .to_owned();
     let home = state
         .registry()
         .home_of(&hb.worker_id)
@@ -250,7 +298,12 @@ async fn worker_heartbeat(
             hb.worker_id
         )));
     };
-    match state.coordinator(&url)?.worker_heartbeat(&hb).await {
+    match state
+        .coordinator(&url)?
+        .with_bearer(bearer)
+        .worker_heartbeat(&hb)
+        .await
+    {
         Ok(ack) => Ok(Json(ack)),
         Err(ClientError::Api { status, body }) => Err(pass_error(status.as_u16(), body)),
         Err(e) => {

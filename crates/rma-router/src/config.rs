@@ -32,6 +32,9 @@ pub struct RouterConfig {
     pub url_policy: AddressPolicy,
     /// The admin token; read from (or made in) `admin.token` beside `db_path` when `None`.
     pub admin_token: Option<String>,
+    /// The federation's signing key; read from (or made in) `federation.key` beside
+    /// `db_path` when `None`.
+    pub federation_key: Option<rma_auth::FederationKey>,
     /// Service requests and registrations one address may send a second [10]; 0 turns the
     /// limit off (benchmarks, tests of load).
     pub ip_rate_limit: u32,
@@ -60,6 +63,7 @@ impl RouterConfig {
             failover_wait: Duration::from_secs(5),
             url_policy: AddressPolicy::default(),
             admin_token: None,
+            federation_key: None,
             ip_rate_limit: 10,
             ip_rate_burst: 50,
         }

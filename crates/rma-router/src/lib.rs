@@ -15,6 +15,7 @@ mod api;
 mod config;
 mod forward;
 mod limit;
+mod membership;
 mod registry;
 mod store;
 mod ui;
@@ -46,6 +47,9 @@ pub enum SpawnError {
     /// The admin token file could not be read or written.
     #[error("admin token file {0}: {1}")]
     AdminToken(std::path::PathBuf, std::io::Error),
+    /// The federation key file could not be read or written.
+    #[error("federation key: {0}")]
+    FederationKey(#[from] rma_auth::AuthError),
 }
 
 /// Shared state of the router's handlers.
@@ -64,6 +68,13 @@ struct Inner {
     turn: AtomicUsize,
     admin_token: String,
     limiter: limit::Limiter,
+    federation: rma_auth::FederationKey,
+    /// Every revoked node, for the checks of membership calls.
+    revoked: rma_auth::Revoked,
+    /// Node → when revoked (Unix ms), for the heartbeat answers to coordinators.
+    revoked_at: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// The address the router listens on, for join tokens when no URL is given.
+    listen_url: Mutex<Option<String>>,
 }
 
 impl AppState {
@@ -102,6 +113,25 @@ impl AppState {
                 token
             }
         };
+        let federation = match &config.federation_key {
+            Some(k) => k.clone(),
+            None => {
+                let path = admin::token_path(&config.db_path).with_file_name("federation.key");
+                let (key, made) = rma_auth::FederationKey::load_or_create(&path)?;
+                if made {
+                    tracing::info!(path = %path.display(), "federation signing key made (mode 0600); keep it secret and backed up");
+                }
+                key
+            }
+        };
+        let revoked = rma_auth::Revoked::default();
+        let mut revoked_at = std::collections::BTreeMap::new();
+        for n in store.nodes()? {
+            if let Some(at) = n.revoked_at_ms {
+                revoked.extend([n.node_id.clone()]);
+                revoked_at.insert(n.node_id, at);
+            }
+        }
         let mut registry = Registry::new(Thresholds {
             stale_after: config.stale_after,
             expire_after: config.expire_after,
@@ -141,8 +171,67 @@ impl AppState {
                 turn: AtomicUsize::new(0),
                 admin_token,
                 limiter,
+                federation,
+                revoked,
+                revoked_at: Mutex::new(revoked_at),
+                listen_url: Mutex::new(None),
             }),
         })
+    }
+
+    /// The federation's signing key.
+    pub(crate) fn federation(&self) -> &rma_auth::FederationKey {
+        &self.inner.federation
+    }
+
+    /// Revoked nodes.
+    pub(crate) fn revoked(&self) -> &rma_auth::Revoked {
+        &self.inner.revoked
+    }
+
+    /// Records a revocation in memory.
+    pub(crate) fn note_revoked(&self, node_id: &str, at_ms: i64) {
+        self.inner.revoked.extend([node_id.to_owned()]);
+        self.inner
+            .revoked_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(node_id.to_owned())
+            .or_insert(at_ms);
+    }
+
+    /// Nodes revoked within a credential's lifetime (and a margin): those whose credentials
+    /// may still verify, which coordinators must refuse.
+    pub(crate) fn revoked_lately(&self) -> Vec<String> {
+        let horizon =
+            to_ms(SystemTime::now()) - (rma_auth::CREDENTIAL_TTL.as_millis() as i64 + 3_600_000);
+        self.inner
+            .revoked_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, at)| **at >= horizon)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The router's own URL for join tokens: the address it listens on, else the request's
+    /// Host.
+    pub(crate) fn own_url(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(u) = self
+            .inner
+            .listen_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return u;
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
     }
 
     /// A receiver of the topology as it changes (fed by [`topology_loop`]).
@@ -264,6 +353,12 @@ pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHa
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::with_shutdown(config, shutdown.clone())?;
     let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
+    *state
+        .inner
+        .listen_url
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) =
+        (!handle.addr().ip().is_unspecified()).then(|| handle.url());
     handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(topology_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(ping_loop(state.clone(), shutdown.clone())));
@@ -360,14 +455,31 @@ mod tests {
 
     pub(crate) const ADMIN: &str = "admin-of-these-tests";
 
+    /// A coordinator credential for `id` from the state's federation key.
+    fn coord(state: &AppState, id: &str) -> String {
+        state
+            .federation()
+            .issue(
+                id,
+                rma_auth::Role::Coordinator,
+                None,
+                &rma_auth::NodeKey::generate().public(),
+                rma_auth::CREDENTIAL_TTL,
+            )
+            .expect("credential")
+            .token
+    }
+
     #[tokio::test(start_paused = true)]
     async fn silent_coordinators_go_stale_then_are_removed_from_memory_and_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("r.db");
         let state = AppState::new(RouterConfig::new(&db)).expect("state");
         let app = api::app(state.clone());
-        let (s, v) = call(
+        let c1 = coord(&state, "c1");
+        let (s, v) = call_as(
             &app,
+            Some(&c1),
             "POST",
             "/api/edge/register",
             r#"{"coordinator_id":"c1","url":"http://127.0.0.1:9"}"#,
@@ -380,8 +492,9 @@ mod tests {
 
         // A heartbeat at 4 minutes keeps it fresh past the first 5.
         tokio::time::advance(Duration::from_secs(240)).await;
-        let (s, _) = call(
+        let (s, _) = call_as(
             &app,
+            Some(&c1),
             "POST",
             "/api/edge/heartbeat",
             r#"{"coordinator_id":"c1"}"#,
@@ -415,8 +528,9 @@ mod tests {
         assert_eq!(v, serde_json::json!([]));
         let stored = Store::open(&db).expect("open").load_all().expect("load");
         assert!(stored.is_empty());
-        let (s, v) = call(
+        let (s, v) = call_as(
             &app,
+            Some(&c1),
             "POST",
             "/api/edge/heartbeat",
             r#"{"coordinator_id":"c1"}"#,
@@ -432,6 +546,7 @@ mod tests {
     async fn registered_urls_must_be_ones_the_router_may_call() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = AppState::new(RouterConfig::new(dir.path().join("r.db"))).expect("state");
+        let c1 = coord(&state, "c1");
         let app = api::app(state);
         let register = |url: &str| format!(r#"{{"coordinator_id":"c1","url":"{url}"}}"#);
         for (url, why) in [
@@ -440,7 +555,14 @@ mod tests {
             ("http://81.2.69.160:8080", "https"),
             ("ftp://127.0.0.1", "http(s)"),
         ] {
-            let (s, v) = call(&app, "POST", "/api/edge/register", &register(url)).await;
+            let (s, v) = call_as(
+                &app,
+                Some(&c1),
+                "POST",
+                "/api/edge/register",
+                &register(url),
+            )
+            .await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{url}: {v}");
             assert_eq!(v["error"], "bad_request");
             assert!(
@@ -450,7 +572,14 @@ mod tests {
         }
         // A loopback router takes loopback coordinators (rma up), by address or by name.
         for url in ["http://127.0.0.1:9", "http://localhost:9"] {
-            let (s, v) = call(&app, "POST", "/api/edge/register", &register(url)).await;
+            let (s, v) = call_as(
+                &app,
+                Some(&c1),
+                "POST",
+                "/api/edge/register",
+                &register(url),
+            )
+            .await;
             assert_eq!(s, StatusCode::OK, "{url}: {v}");
         }
     }
@@ -460,9 +589,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("r.db");
         let state = AppState::new(RouterConfig::new(&db)).expect("state");
+        let c1 = coord(&state, "c1");
         let app = api::app(state);
-        call(
+        call_as(
             &app,
+            Some(&c1),
             "POST",
             "/api/edge/register",
             r#"{"coordinator_id":"c1","url":"http://127.0.0.1:9"}"#,
@@ -475,8 +606,9 @@ mod tests {
             .expect("row");
         for _ in 0..5 {
             tokio::time::advance(Duration::from_secs(10)).await;
-            call(
+            call_as(
                 &app,
+                Some(&c1),
                 "POST",
                 "/api/edge/heartbeat",
                 r#"{"coordinator_id":"c1","load":0.5}"#,

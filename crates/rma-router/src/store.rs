@@ -8,14 +8,32 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, params};
 
-/// Schema versions: 1 the table.
-const MIGRATIONS: [&str; 1] = ["CREATE TABLE IF NOT EXISTS coordinators (
+/// Schema versions: 1 the coordinators; 2 membership: invites (only a hash of each join
+/// token's secret) and enrolled nodes.
+const MIGRATIONS: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS coordinators (
          id TEXT PRIMARY KEY NOT NULL,
          url TEXT NOT NULL,
          location TEXT,
          registered_at_ms INTEGER NOT NULL,
          last_seen_ms INTEGER NOT NULL
-     )"];
+     )",
+    "CREATE TABLE IF NOT EXISTS invites (
+         secret_hash TEXT PRIMARY KEY NOT NULL,
+         role TEXT NOT NULL,
+         services TEXT,
+         uses_left INTEGER NOT NULL,
+         expires_at_ms INTEGER NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS nodes (
+         node_id TEXT PRIMARY KEY NOT NULL,
+         role TEXT NOT NULL,
+         services TEXT,
+         public_key TEXT NOT NULL,
+         enrolled_at_ms INTEGER NOT NULL,
+         revoked_at_ms INTEGER
+     );",
+];
 
 /// A failure of the registry file.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +63,47 @@ pub(crate) struct StoredCoordinator {
     /// Unix milliseconds of the last membership change seen (not every heartbeat).
     pub(crate) last_seen_ms: i64,
 }
+
+/// An enrolled node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredNode {
+    pub(crate) node_id: String,
+    pub(crate) role: String,
+    pub(crate) services: Option<Vec<String>>,
+    pub(crate) public_key: String,
+    pub(crate) enrolled_at_ms: i64,
+    pub(crate) revoked_at_ms: Option<i64>,
+}
+
+/// What an invite allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredInvite {
+    pub(crate) role: String,
+    pub(crate) services: Option<Vec<String>>,
+}
+
+fn services_from(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn services_to(services: &Option<Vec<String>>) -> Option<String> {
+    services
+        .as_ref()
+        .map(|s| serde_json::to_string(s).unwrap_or_default())
+}
+
+fn node_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNode> {
+    Ok(StoredNode {
+        node_id: r.get(0)?,
+        role: r.get(1)?,
+        services: services_from(r.get(2)?),
+        public_key: r.get(3)?,
+        enrolled_at_ms: r.get(4)?,
+        revoked_at_ms: r.get(5)?,
+    })
+}
+
+const NODE_COLUMNS: &str = "node_id, role, services, public_key, enrolled_at_ms, revoked_at_ms";
 
 /// The registry file.
 #[derive(Debug)]
@@ -137,6 +196,125 @@ impl Store {
     pub(crate) fn delete(&self, id: &str) -> Result<bool, StoreError> {
         self.with(|c| Ok(c.execute("DELETE FROM coordinators WHERE id = ?1", params![id])? > 0))
     }
+
+    /// Keeps an invite (the hash of its secret, never the secret); drops expired ones, so the
+    /// table does not grow without bound.
+    pub(crate) fn add_invite(
+        &self,
+        secret_hash: &str,
+        invite: &StoredInvite,
+        uses: u32,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM invites WHERE expires_at_ms < ?1 OR uses_left <= 0",
+                params![now_ms],
+            )?;
+            c.execute(
+                "INSERT INTO invites (secret_hash, role, services, uses_left, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    secret_hash,
+                    invite.role,
+                    services_to(&invite.services),
+                    uses,
+                    expires_at_ms
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Uses an invite once, if it is there, unexpired and not used up: in one statement, so
+    /// two nodes racing for the last use cannot both have it.
+    pub(crate) fn take_invite(
+        &self,
+        secret_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<StoredInvite>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.with(|c| {
+            c.query_row(
+                "UPDATE invites SET uses_left = uses_left - 1
+                 WHERE secret_hash = ?1 AND uses_left > 0 AND expires_at_ms >= ?2
+                 RETURNING role, services",
+                params![secret_hash, now_ms],
+                |r| {
+                    Ok(StoredInvite {
+                        role: r.get(0)?,
+                        services: services_from(r.get(1)?),
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Records an enrolled node, unless its id is taken by another key: then `false`.
+    pub(crate) fn add_node(&self, node: &StoredNode) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT INTO nodes (node_id, role, services, public_key, enrolled_at_ms, revoked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)
+                 ON CONFLICT(node_id) DO UPDATE SET role = excluded.role,
+                     services = excluded.services, enrolled_at_ms = excluded.enrolled_at_ms
+                 WHERE nodes.public_key = excluded.public_key AND nodes.revoked_at_ms IS NULL",
+                params![
+                    node.node_id,
+                    node.role,
+                    services_to(&node.services),
+                    node.public_key,
+                    node.enrolled_at_ms
+                ],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// One node.
+    pub(crate) fn node(&self, node_id: &str) -> Result<Option<StoredNode>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_id = ?1"),
+                params![node_id],
+                node_of,
+            )
+            .optional()
+        })
+    }
+
+    /// Every node.
+    pub(crate) fn nodes(&self) -> Result<Vec<StoredNode>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {NODE_COLUMNS} FROM nodes ORDER BY node_id"
+            ))?;
+            let rows = stmt.query_map([], node_of)?;
+            rows.collect()
+        })
+    }
+
+    /// Marks a node revoked (recording it even if it never enrolled here); whether it was
+    /// known.
+    pub(crate) fn revoke(&self, node_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE nodes SET revoked_at_ms = COALESCE(revoked_at_ms, ?2) WHERE node_id = ?1",
+                params![node_id, now_ms],
+            )?;
+            if n == 0 {
+                c.execute(
+                    "INSERT INTO nodes (node_id, role, services, public_key, enrolled_at_ms, revoked_at_ms)
+                     VALUES (?1, 'unknown', NULL, '', ?2, ?2)",
+                    params![node_id, now_ms],
+                )?;
+            }
+            Ok(n > 0)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +354,42 @@ mod tests {
             all[0].registered_at_ms, 1,
             "re-registration keeps the first time"
         );
+    }
+
+    #[test]
+    fn invites_are_used_up_and_expire_and_ids_stay_with_their_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("r.db")).expect("open");
+        let inv = StoredInvite {
+            role: "worker".into(),
+            services: Some(vec!["ocr".into()]),
+        };
+        s.add_invite("h1", &inv, 2, 1000, 0).expect("add");
+        assert_eq!(s.take_invite("h1", 10).expect("take"), Some(inv.clone()));
+        assert_eq!(s.take_invite("h1", 2000).expect("expired"), None);
+        assert!(s.take_invite("h1", 10).expect("take").is_some());
+        assert_eq!(s.take_invite("h1", 10).expect("used up"), None);
+        assert_eq!(s.take_invite("nope", 10).expect("unknown"), None);
+
+        let node = |key: &str| StoredNode {
+            node_id: "w1".into(),
+            role: "worker".into(),
+            services: None,
+            public_key: key.into(),
+            enrolled_at_ms: 5,
+            revoked_at_ms: None,
+        };
+        assert!(s.add_node(&node("k1")).expect("add"));
+        assert!(s.add_node(&node("k1")).expect("same key again"));
+        assert!(!s.add_node(&node("k2")).expect("another key"));
+        assert!(s.revoke("w1", 9).expect("revoke"));
+        assert!(!s.add_node(&node("k1")).expect("revoked stays revoked"));
+        assert_eq!(
+            s.node("w1").expect("get").expect("row").revoked_at_ms,
+            Some(9)
+        );
+        assert!(!s.revoke("ghost", 9).expect("unknown"));
+        assert_eq!(s.nodes().expect("all").len(), 2);
     }
 
     #[test]

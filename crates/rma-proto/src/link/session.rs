@@ -342,9 +342,11 @@ impl Session {
                     nonce,
                 },
             ) if !self.proved => match &self.expect_coordinator {
-                Some(expected) if *expected != coordinator_id => self.close(End::Protocol(format!(
-                    "challenged by coordinator {coordinator_id:?}, registered with {expected:?}"
-                ))),
+                Some(expected) if *expected != coordinator_id => {
+                    self.close(End::Protocol(format!(
+                        "challenged by coordinator {coordinator_id:?}, registered with {expected:?}"
+                    )))
+                }
                 _ => vec![Action::Deliver(Event::Challenge {
                     coordinator_id,
                     nonce,
