@@ -161,6 +161,19 @@ impl FederationKey {
         &self.verifier
     }
 
+    /// A whole identity issued by this key directly, with a fresh node key, kept in memory
+    /// (tests, and in-process federations whose router holds the key).
+    pub fn identity(
+        &self,
+        node_id: &str,
+        role: Role,
+        services: Option<Vec<String>>,
+    ) -> Result<crate::Identity, AuthError> {
+        let key = NodeKey::generate();
+        let c = self.issue(node_id, role, services, &key.public(), CREDENTIAL_TTL)?;
+        crate::Identity::new(key, &c.token, &self.public(), None)
+    }
+
     /// Issues a credential for node `node_id` holding `node_key`, valid for `ttl`.
     pub fn issue(
         &self,

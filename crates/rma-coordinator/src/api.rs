@@ -36,16 +36,19 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/result", get(job_result))
         .route("/health", get(health))
-        .route("/metrics", get(rma_http::metrics_handler))
+        .route("/metrics", get(metrics))
         .with_state(state);
     rma_http::finish(r)
 }
 
 async fn register(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<WorkerRegister>,
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
+    let claims = state.worker(&headers)?;
+    rma_http::auth::same_node(&claims, "worker", &req.worker_id)?;
     let tunnel_url = match &req.tunnel_url {
         // Only URLs the coordinator's policy lets it call: no proxy into its own network.
         Some(t) => Some(
@@ -55,8 +58,10 @@ async fn register(
         ),
         None => None,
     };
-    let assignment =
+    let mut assignment =
         capability::assign(&req.capabilities, req.worker_type, req.services.as_deref());
+    // The credential decides what the worker may run, whatever it claims it can.
+    assignment.services.retain(|s| claims.allows(s));
     let cfg = state.config();
     state.registry().lock().register(WorkerEntry {
         id: req.worker_id.clone(),
@@ -87,8 +92,11 @@ async fn register(
 
 async fn heartbeat(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(hb): JsonBody<WorkerHeartbeat>,
 ) -> Result<Json<Ack>, ApiError> {
+    let claims = state.worker(&headers)?;
+    rma_http::auth::same_node(&claims, "worker", &hb.worker_id)?;
     if !hb.current_load.is_finite() {
         return Err(ApiError::bad_request(
             "current_load must be a finite number",
@@ -110,7 +118,17 @@ async fn heartbeat(
     }
 }
 
-async fn link_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// `GET /api/worker/link`: 401/403 before the upgrade without a valid worker credential;
+/// after it the worker must still prove it holds the credential's key.
+async fn link_upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let claims = match state.worker(&headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let limit = state.config().max_body_bytes + 64 * 1024;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -119,13 +137,27 @@ async fn link_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Re
                 state.registry().clone(),
                 state.session_config(),
                 state.shutdown(),
+                claims,
                 socket,
             )
         })
 }
 
-async fn workers(State(state): State<AppState>) -> Json<Vec<WorkerSummary>> {
-    Json(state.registry().lock().summaries(Instant::now()))
+/// `GET /api/workers` (metrics token): the workers with their tunnel URLs.
+async fn workers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<WorkerSummary>>, ApiError> {
+    state.require_metrics_token(&headers)?;
+    Ok(Json(state.registry().lock().summaries(Instant::now())))
+}
+
+/// `GET /metrics` (metrics token).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.require_metrics_token(&headers) {
+        Ok(()) => rma_http::metrics_handler().await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn health(State(state): State<AppState>) -> Json<CoordinatorHealth> {

@@ -1,14 +1,23 @@
 //! Coordinator configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use rma_auth::Identity;
 
 use rma_proto::urls::AddressPolicy;
 
 /// Everything a coordinator needs to start.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
-    /// Its id, stable across restarts.
+    /// Its id: the node id its credential names.
     pub id: String,
+    /// Its identity: key, credential (renewed at the router), and the federation's public key
+    /// it checks workers' credentials with.
+    pub identity: Arc<Identity>,
+    /// The token `/metrics` and the worker listing need (`Authorization: Bearer …`); without
+    /// one they answer 401 to everyone.
+    pub metrics_token: Option<String>,
     /// The URL the router and workers reach it at; derived from the bound address when `None`.
     pub public_url: Option<String>,
     /// The router to register at; none means standalone (workers register here directly).
@@ -45,10 +54,12 @@ pub struct CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
-    /// Defaults for a coordinator named `id`.
-    pub fn new(id: impl Into<String>) -> Self {
+    /// Defaults for the coordinator `identity` names.
+    pub fn new(identity: Arc<Identity>) -> Self {
         CoordinatorConfig {
-            id: id.into(),
+            id: identity.node_id(),
+            identity,
+            metrics_token: None,
             public_url: None,
             router_url: None,
             location: None,

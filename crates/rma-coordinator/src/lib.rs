@@ -74,6 +74,8 @@ struct Inner {
     jobs: Arc<Jobs>,
     active_requests: AtomicU32,
     shutdown: Shutdown,
+    /// Nodes the router says are revoked (their credentials may not have expired yet).
+    revoked: rma_auth::Revoked,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -112,6 +114,7 @@ impl AppState {
                 jobs: Arc::new(jobs),
                 active_requests: AtomicU32::new(0),
                 shutdown,
+                revoked: rma_auth::Revoked::default(),
             }),
         })
     }
@@ -139,6 +142,58 @@ impl AppState {
 
     fn shutdown(&self) -> Shutdown {
         self.inner.shutdown.clone()
+    }
+
+    /// The claims of a worker's credential (401 / 403 otherwise), checked with the
+    /// federation's public key: no call to the router.
+    fn worker(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<rma_auth::Claims, rma_http::ApiError> {
+        rma_http::auth::member(
+            self.config().identity.verifier(),
+            &self.inner.revoked,
+            headers,
+            rma_auth::Role::Worker,
+        )
+    }
+
+    /// 401 unless the request carries the metrics token.
+    fn require_metrics_token(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<(), rma_http::ApiError> {
+        let given = rma_http::auth::bearer(headers);
+        match (&self.config().metrics_token, given) {
+            (Some(t), Some(g)) if rma_auth::same_secret(t.as_bytes(), g.as_bytes()) => Ok(()),
+            (None, _) => Err(rma_http::ApiError::unauthorized(
+                "this coordinator has no metrics token (rma coordinator --metrics-token-file)",
+            )),
+            _ => Err(rma_http::ApiError::unauthorized(
+                "this needs the coordinator's metrics token (Authorization: Bearer …)",
+            )),
+        }
+    }
+
+    /// Takes revocations from the router: refused from now on, dropped at once.
+    fn revoke(&self, ids: Vec<String>) {
+        let new = self.inner.revoked.extend(ids);
+        if new.is_empty() {
+            return;
+        }
+        let mut removed = false;
+        {
+            let mut w = self.registry().lock();
+            for id in &new {
+                if w.remove(id) {
+                    tracing::warn!(worker = %id, "worker revoked: dropped and its link closed");
+                    removed = true;
+                }
+            }
+        }
+        if removed {
+            self.registry().changed();
+        }
     }
 
     fn session_config(&self) -> session::SessionConfig {
@@ -180,8 +235,12 @@ pub fn spawn(
     let router = config
         .router_url
         .as_deref()
-        .map(|u| rma_client::Client::with_timeout(u, config.request_timeout))
+        .map(|u| {
+            rma_client::Client::with_timeout(u, config.request_timeout)
+                .map(|c| c.with_identity(config.identity.clone()))
+        })
         .transpose()?;
+    let identity = config.identity.clone();
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::new(config, public_url, shutdown.clone())?;
     let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
@@ -196,6 +255,7 @@ pub fn spawn(
     if let Some(router) = router {
         handle.adopt(tokio::spawn(registrar::run(state.clone(), router)));
     }
+    handle.adopt(tokio::spawn(rma_client::identity::keep_renewed(identity)));
     tracing::info!(addr = %handle.addr(), id = %state.config().id, public_url = %state.public_url(), "coordinator listening");
     Ok(handle)
 }
@@ -204,6 +264,7 @@ pub fn spawn(
 pub async fn deregister(config: &CoordinatorConfig, grace: Duration) {
     if let Some(router) = &config.router_url
         && let Ok(client) = rma_client::Client::with_timeout(router, grace)
+            .map(|c| c.with_identity(config.identity.clone()))
     {
         match client.deregister_coordinator(&config.id).await {
             Ok(_) => tracing::info!("deregistered from the router"),
@@ -241,20 +302,41 @@ mod tests {
     //! an instant.
     use super::*;
     use axum::http::StatusCode;
-    use rma_http::testing::call;
+    use rma_http::testing::call_as;
 
-    #[tokio::test(start_paused = true)]
-    async fn workers_without_heartbeats_go_stale_at_the_timeout_and_are_removed_later() {
-        let (_stop, shutdown) = Shutdown::new();
+    /// A coordinator's state in a federation of its own, and a worker credential maker.
+    fn state() -> (
+        AppState,
+        impl Fn(&str) -> String,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let fed = rma_auth::FederationKey::generate();
+        let identity = fed
+            .identity("c", rma_auth::Role::Coordinator, None)
+            .expect("identity");
+        let (stop, shutdown) = Shutdown::new();
         let state = AppState::new(
-            CoordinatorConfig::new("c"),
+            CoordinatorConfig::new(Arc::new(identity)),
             "http://127.0.0.1:1".into(),
             shutdown,
         )
         .expect("state");
+        let worker = move |id: &str| {
+            fed.identity(id, rma_auth::Role::Worker, None)
+                .expect("identity")
+                .bearer()
+        };
+        (state, worker, stop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_without_heartbeats_go_stale_at_the_timeout_and_are_removed_later() {
+        let (state, worker, _stop) = state();
+        let w1 = worker("w1");
         let app = api::app(state.clone());
-        let (s, v) = call(
+        let (s, v) = call_as(
             &app,
+            Some(&w1),
             "POST",
             "/api/worker/register",
             r#"{"worker_id":"w1","capabilities":{"cpu_cores":4}}"#,
@@ -265,7 +347,7 @@ mod tests {
         assert_eq!(v["heartbeat_interval_s"], 30);
         assert_eq!(v["coordinator_url"], "http://127.0.0.1:1");
         // Registered, but without a link it cannot be sent work: stale until it dials in.
-        let (_, v) = call(&app, "GET", "/health", "").await;
+        let (_, v) = call_as(&app, None, "GET", "/health", "").await;
         assert_eq!(
             v["workers"],
             serde_json::json!({"total": 1, "active": 0, "stale": 1})
@@ -275,15 +357,16 @@ mod tests {
             .registry()
             .lock()
             .attach_link("w1", link, tokio::time::Instant::now());
-        let (_, v) = call(&app, "GET", "/health", "").await;
+        let (_, v) = call_as(&app, None, "GET", "/health", "").await;
         assert_eq!(v["workers"]["active"], 1);
         assert_eq!(v["status"], "healthy");
 
         // Heartbeats every 30 s keep it active well past 90 s.
         for _ in 0..4 {
             tokio::time::advance(Duration::from_secs(30)).await;
-            let (s, _) = call(
+            let (s, _) = call_as(
                 &app,
+                Some(&w1),
                 "POST",
                 "/api/worker/heartbeat",
                 r#"{"worker_id":"w1","current_load":0.25}"#,
@@ -291,17 +374,17 @@ mod tests {
             .await;
             assert_eq!(s, StatusCode::OK);
         }
-        let (_, v) = call(&app, "GET", "/health", "").await;
+        let (_, v) = call_as(&app, None, "GET", "/health", "").await;
         assert_eq!(v["workers"]["active"], 1);
 
         // Silent for 90 s: stale, out of rotation.
         tokio::time::advance(Duration::from_secs(90)).await;
-        let (_, v) = call(&app, "GET", "/health", "").await;
+        let (_, v) = call_as(&app, None, "GET", "/health", "").await;
         assert_eq!(
             v["workers"],
             serde_json::json!({"total": 1, "active": 0, "stale": 1})
         );
-        let (s, v) = call(&app, "POST", "/api/service/echo", "x").await;
+        let (s, v) = call_as(&app, None, "POST", "/api/service/echo", "x").await;
         assert_eq!(
             (s, v["error"].as_str()),
             (StatusCode::SERVICE_UNAVAILABLE, Some("no_worker"))
@@ -312,8 +395,9 @@ mod tests {
         // Silent for 180 s: removed; its next heartbeat is a 404, so it registers again.
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(state.registry().sweep_once(&mut last), ["w1"]);
-        let (s, v) = call(
+        let (s, v) = call_as(
             &app,
+            Some(&w1),
             "POST",
             "/api/worker/heartbeat",
             r#"{"worker_id":"w1"}"#,
@@ -323,19 +407,14 @@ mod tests {
             (s, v["error"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found"))
         );
-        let (_, v) = call(&app, "GET", "/health", "").await;
+        let (_, v) = call_as(&app, None, "GET", "/health", "").await;
         assert_eq!(v["workers"]["total"], 0);
     }
 
     #[tokio::test]
     async fn tunnel_urls_must_be_ones_the_coordinator_may_call() {
-        let (_stop, shutdown) = Shutdown::new();
-        let state = AppState::new(
-            CoordinatorConfig::new("c"),
-            "http://127.0.0.1:1".into(),
-            shutdown,
-        )
-        .expect("state");
+        let (state, worker, _stop) = state();
+        let w = worker("w");
         let app = api::app(state);
         for (url, why) in [
             ("http://169.254.169.254/latest", "link-local"),
@@ -343,7 +422,7 @@ mod tests {
             ("http://127.0.0.1:9", "loopback"),
         ] {
             let body = format!(r#"{{"worker_id":"w","tunnel_url":"{url}"}}"#);
-            let (s, v) = call(&app, "POST", "/api/worker/register", &body).await;
+            let (s, v) = call_as(&app, Some(&w), "POST", "/api/worker/register", &body).await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{url}: {v}");
             assert!(
                 v["message"].as_str().expect("message").contains(why),
@@ -351,22 +430,104 @@ mod tests {
             );
         }
         let body = r#"{"worker_id":"w","tunnel_url":"https://81.2.69.160:8443"}"#;
-        let (s, v) = call(&app, "POST", "/api/worker/register", body).await;
+        let (s, v) = call_as(&app, Some(&w), "POST", "/api/worker/register", body).await;
         assert_eq!(s, StatusCode::OK, "a public https tunnel is fine: {v}");
     }
 
     #[tokio::test]
-    async fn assignment_follows_capabilities_and_forced_type() {
+    async fn workers_need_a_credential_of_their_own_and_run_only_what_it_allows() {
+        let fed = rma_auth::FederationKey::generate();
+        let identity = fed
+            .identity("c", rma_auth::Role::Coordinator, None)
+            .expect("identity");
         let (_stop, shutdown) = Shutdown::new();
         let state = AppState::new(
-            CoordinatorConfig::new("c"),
+            CoordinatorConfig::new(Arc::new(identity)),
             "http://127.0.0.1:1".into(),
             shutdown,
         )
         .expect("state");
-        let app = api::app(state);
-        let (_, v) = call(
+        let app = api::app(state.clone());
+        let body = r#"{"worker_id":"w1","capabilities":{"cpu_cores":4,"disk_free_bytes":200000000000},"services":["echo","ocr","store"]}"#;
+        let (s, v) = call_as(&app, None, "POST", "/api/worker/register", body).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+        );
+        let coordinator = fed
+            .identity("c9", rma_auth::Role::Coordinator, None)
+            .expect("id")
+            .bearer();
+        let (s, _) = call_as(
             &app,
+            Some(&coordinator),
+            "POST",
+            "/api/worker/register",
+            body,
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "a coordinator credential is not a worker's"
+        );
+        let other = fed
+            .identity("w2", rma_auth::Role::Worker, None)
+            .expect("id")
+            .bearer();
+        let (s, _) = call_as(&app, Some(&other), "POST", "/api/worker/register", body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "another worker's credential");
+        let stranger = rma_auth::FederationKey::generate()
+            .identity("w1", rma_auth::Role::Worker, None)
+            .expect("id")
+            .bearer();
+        let (s, _) = call_as(&app, Some(&stranger), "POST", "/api/worker/register", body).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "another federation's credential"
+        );
+
+        // Limited to echo and store: ocr is never assigned, whatever the worker offers.
+        let w1 = fed
+            .identity(
+                "w1",
+                rma_auth::Role::Worker,
+                Some(vec!["echo".into(), "store".into()]),
+            )
+            .expect("id")
+            .bearer();
+        let (s, v) = call_as(&app, Some(&w1), "POST", "/api/worker/register", body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["assigned_services"], serde_json::json!(["echo", "store"]));
+
+        // Revoked: dropped at once, refused from then on.
+        state.revoke(vec!["w1".into()]);
+        assert!(state.registry().lock().get("w1").is_none());
+        let (s, _) = call_as(
+            &app,
+            Some(&w1),
+            "POST",
+            "/api/worker/heartbeat",
+            r#"{"worker_id":"w1"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+
+        // Metrics and the worker listing need the metrics token.
+        let (s, _) = call_as(&app, None, "GET", "/metrics", "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = call_as(&app, Some(&w1), "GET", "/api/workers", "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn assignment_follows_capabilities_and_forced_type() {
+        let (state, worker, _stop) = state();
+        let app = api::app(state);
+        let (_, v) = call_as(
+            &app,
+            Some(&worker("big")),
             "POST",
             "/api/worker/register",
             r#"{"worker_id":"big","capabilities":{"gpus":[{"name":"RTX","memory_mib":8192,"source":"nvml"}],"disk_free_bytes":200000000000}}"#,
@@ -382,8 +543,9 @@ mod tests {
         for s in ["ocr", "enhance", "store", "cache", "echo"] {
             assert!(services.contains(&s), "{s} in {services:?}");
         }
-        let (_, v) = call(
+        let (_, v) = call_as(
             &app,
+            Some(&worker("forced")),
             "POST",
             "/api/worker/register",
             r#"{"worker_id":"forced","worker_type":"storage","services":["echo","store"]}"#,

@@ -58,7 +58,7 @@ pub(crate) async fn run(state: AppState, router: Client) {
                 _ = shutdown.wait() => return,
             }
             match router.coordinator_heartbeat(&state.heartbeat()).await {
-                Ok(_) => {}
+                Ok(reply) => state.revoke(reply.revoked),
                 Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                     tracing::warn!(
                         "the router no longer knows this coordinator; registering again"

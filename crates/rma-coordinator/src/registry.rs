@@ -239,6 +239,19 @@ impl Workers {
         }
     }
 
+    /// Removes a worker (revoked); its link, if any, is closed.
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
+        match self.map.remove(id) {
+            Some(w) => {
+                if let Some(l) = w.link {
+                    l.close();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes expired workers; returns them (their links are for the caller to close).
     pub(crate) fn sweep(&mut self, now: Instant) -> Vec<WorkerEntry> {
         let expired: Vec<String> = self

@@ -30,15 +30,41 @@ pub(crate) struct SessionConfig {
     pub(crate) ping_misses: u32,
 }
 
+/// Whether the hello comes from the node the credential names and is signed with its key.
+fn check_hello(
+    claims: &rma_auth::Claims,
+    coordinator_id: &str,
+    nonce: &str,
+    worker_id: &str,
+    signature: &str,
+) -> Result<(), String> {
+    if claims.sub != worker_id {
+        return Err(format!(
+            "the credential is {}'s, the hello says {worker_id:?}",
+            claims.sub
+        ));
+    }
+    claims
+        .cnf
+        .verify(
+            &rma_auth::proof::link_message(coordinator_id, nonce, worker_id),
+            signature,
+        )
+        .map_err(|_| "the hello is not signed with the key the credential names".to_owned())
+}
+
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
 /// Runs one link session until the socket closes, falls silent, or the coordinator stops.
+/// `claims` are the worker's credential, checked at the upgrade; the hello must be signed
+/// with the key they name.
 pub(crate) async fn serve(
     registry: Registry,
     cfg: SessionConfig,
     mut shutdown: Shutdown,
+    claims: rma_auth::Claims,
     socket: WebSocket,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -60,9 +86,16 @@ pub(crate) async fn serve(
         let _ = sink.close().await;
     });
 
-    let mut session = Session::coordinator(now(), cfg.ping_interval, cfg.ping_misses);
+    let nonce = rma_auth::proof::nonce();
+    let (mut session, challenge) = Session::coordinator(
+        now(),
+        cfg.ping_interval,
+        cfg.ping_misses,
+        &cfg.coordinator_id,
+        &nonce,
+    );
     let mut worker_id: Option<String> = None;
-    let mut queue: VecDeque<Action> = VecDeque::new();
+    let mut queue: VecDeque<Action> = VecDeque::from([challenge]);
     let mut writer_done = false;
     // One timer for the session's life: re-arming a sleep for every frame costs more than the
     // frames themselves under load.
@@ -96,7 +129,18 @@ pub(crate) async fn serve(
                 }
                 Action::Ping => link.try_ping(),
                 Action::Close(end) => break 'session end.to_string(),
-                Action::Deliver(Event::Hello { worker_id: id }) => {
+                Action::Deliver(Event::Hello {
+                    worker_id: id,
+                    signature,
+                }) => {
+                    if let Err(why) =
+                        check_hello(&claims, &cfg.coordinator_id, &nonce, &id, &signature)
+                    {
+                        tracing::warn!(worker = %id, reason = %why, "link refused");
+                        metrics::counter!("rma_coordinator_link_refusals_total").increment(1);
+                        queue.extend(session.reject("unauthorized", why));
+                        continue;
+                    }
                     let attached = registry
                         .lock()
                         .attach_link(&id, link.clone(), Instant::now());
