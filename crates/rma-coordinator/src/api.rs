@@ -11,6 +11,7 @@ use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use rma_http::auth::WorkerClaims;
 use rma_http::{ApiError, JsonBody, ServiceTarget, request_id, set_header};
 use rma_proto::api::{
     Ack, CoordinatorHealth, WorkerHeartbeat, WorkerRegister, WorkerRegistered, WorkerSummary,
@@ -43,11 +44,10 @@ pub(crate) fn app(state: AppState) -> Router {
 
 async fn register(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    WorkerClaims(claims): WorkerClaims,
     JsonBody(req): JsonBody<WorkerRegister>,
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
-    let claims = state.worker(&headers)?;
     rma_http::auth::same_node(&claims, "worker", &req.worker_id)?;
     let tunnel_url = match &req.tunnel_url {
         // Only URLs the coordinator's policy lets it call: no proxy into its own network.
@@ -92,10 +92,9 @@ async fn register(
 
 async fn heartbeat(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    WorkerClaims(claims): WorkerClaims,
     JsonBody(hb): JsonBody<WorkerHeartbeat>,
 ) -> Result<Json<Ack>, ApiError> {
-    let claims = state.worker(&headers)?;
     rma_http::auth::same_node(&claims, "worker", &hb.worker_id)?;
     if !hb.current_load.is_finite() {
         return Err(ApiError::bad_request(
@@ -122,13 +121,9 @@ async fn heartbeat(
 /// after it the worker must still prove it holds the credential's key.
 async fn link_upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    WorkerClaims(claims): WorkerClaims,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let claims = match state.worker(&headers) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
     let limit = state.config().max_body_bytes + 64 * 1024;
     ws.max_message_size(limit)
         .max_frame_size(limit)

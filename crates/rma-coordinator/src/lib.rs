@@ -144,20 +144,6 @@ impl AppState {
         self.inner.shutdown.clone()
     }
 
-    /// The claims of a worker's credential (401 / 403 otherwise), checked with the
-    /// federation's public key: no call to the router.
-    fn worker(
-        &self,
-        headers: &axum::http::HeaderMap,
-    ) -> Result<rma_auth::Claims, rma_http::ApiError> {
-        rma_http::auth::member(
-            self.config().identity.verifier(),
-            &self.inner.revoked,
-            headers,
-            rma_auth::Role::Worker,
-        )
-    }
-
     /// 401 unless the request carries the metrics token.
     fn require_metrics_token(
         &self,
@@ -212,6 +198,22 @@ impl AppState {
     fn track_request(&self) -> ActiveRequest {
         self.inner.active_requests.fetch_add(1, Ordering::Relaxed);
         ActiveRequest(self.inner.clone())
+    }
+}
+
+/// Credentials are checked with the federation's public key: no call to the router.
+impl rma_http::auth::Membership for AppState {
+    fn member(
+        &self,
+        headers: &axum::http::HeaderMap,
+        role: rma_auth::Role,
+    ) -> Result<rma_auth::Claims, rma_http::ApiError> {
+        rma_http::auth::member(
+            self.config().identity.verifier(),
+            &self.inner.revoked,
+            headers,
+            role,
+        )
     }
 }
 

@@ -50,3 +50,40 @@ pub fn same_node(claims: &Claims, what: &str, id: &str) -> Result<(), ApiError> 
         )))
     }
 }
+
+/// A state that can check a member's credential (the router's and the coordinator's).
+pub trait Membership: Send + Sync {
+    /// The claims of the request's credential of `role`, or the 401 / 403 to answer.
+    fn member(&self, headers: &HeaderMap, role: Role) -> Result<Claims, ApiError>;
+}
+
+/// Extracts a worker's verified claims; runs before the body is read, so a stranger gets 401
+/// whatever it sends.
+#[derive(Debug, Clone)]
+pub struct WorkerClaims(pub Claims);
+
+/// Extracts a coordinator's verified claims (see [`WorkerClaims`]).
+#[derive(Debug, Clone)]
+pub struct CoordinatorClaims(pub Claims);
+
+impl<S: Membership> axum::extract::FromRequestParts<S> for WorkerClaims {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        state.member(&parts.headers, Role::Worker).map(WorkerClaims)
+    }
+}
+
+impl<S: Membership> axum::extract::FromRequestParts<S> for CoordinatorClaims {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        state
+            .member(&parts.headers, Role::Coordinator)
+            .map(CoordinatorClaims)
+    }
+}

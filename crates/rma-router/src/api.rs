@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use rma_auth::Role;
 use rma_client::ClientError;
+use rma_http::auth::{CoordinatorClaims, WorkerClaims};
 use rma_http::{ApiError, JsonBody};
 use rma_proto::api::{
     Ack, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister, CoordinatorRegistered,
@@ -66,10 +67,9 @@ pub(crate) fn app(state: AppState) -> Router {
 
 async fn register_coordinator(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    CoordinatorClaims(claims): CoordinatorClaims,
     JsonBody(req): JsonBody<CoordinatorRegister>,
 ) -> Result<Json<CoordinatorRegistered>, ApiError> {
-    let claims = state.member(&headers, Role::Coordinator)?;
     let raw_url = req
         .url
         .as_deref()
@@ -157,10 +157,9 @@ async fn register_coordinator(
 
 async fn coordinator_heartbeat(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    CoordinatorClaims(claims): CoordinatorClaims,
     JsonBody(mut hb): JsonBody<CoordinatorHeartbeat>,
 ) -> Result<Json<HeartbeatReply>, ApiError> {
-    let claims = state.member(&headers, Role::Coordinator)?;
     rma_http::auth::same_node(&claims, "coordinator", &hb.coordinator_id)?;
     hb.services.retain(|s, _| claims.allows(s));
     let id = hb.coordinator_id.clone();
@@ -186,7 +185,7 @@ async fn deregister_coordinator(
 ) -> Result<Json<Ack>, ApiError> {
     // The coordinator itself, or an admin.
     if !state.is_admin(&headers) {
-        let claims = state.member(&headers, Role::Coordinator)?;
+        let claims = rma_http::auth::Membership::member(&state, &headers, Role::Coordinator)?;
         rma_http::auth::same_node(&claims, "coordinator", &id)?;
     }
     ids::validate(&id).map_err(|e| ApiError::bad_request(format!("coordinator_id: {e}")))?;
@@ -211,13 +210,13 @@ async fn deregister_coordinator(
 /// a connection failure, and remembers where the worker went.
 async fn register_worker(
     State(state): State<AppState>,
+    // Checked here too, so a stranger never costs a coordinator a call; the coordinator
+    // checks again (it trusts no one's word for it).
+    WorkerClaims(claims): WorkerClaims,
     headers: HeaderMap,
     JsonBody(req): JsonBody<WorkerRegister>,
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
-    // Checked here too, so a stranger never costs a coordinator a call; the coordinator
-    // checks again (it trusts no one's word for it).
-    let claims = state.member(&headers, Role::Worker)?;
     rma_http::auth::same_node(&claims, "worker", &req.worker_id)?;
     let bearer = rma_http::auth::bearer(&headers)
         .unwrap_or_default()
@@ -279,11 +278,11 @@ async fn register_worker(
 /// does, so the worker registers again.
 async fn worker_heartbeat(
     State(state): State<AppState>,
+    WorkerClaims(claims): WorkerClaims,
     headers: HeaderMap,
     JsonBody(hb): JsonBody<WorkerHeartbeat>,
 ) -> Result<Json<Ack>, ApiError> {
     ids::validate(&hb.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
-    let claims = state.member(&headers, Role::Worker)?;
     rma_http::auth::same_node(&claims, "worker", &hb.worker_id)?;
     let bearer = rma_http::auth::bearer(&headers)
         .unwrap_or_default()

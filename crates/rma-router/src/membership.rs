@@ -24,9 +24,8 @@ const MAX_INVITE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most enrolments one invite may allow.
 const MAX_USES: u32 = 10_000;
 
-impl AppState {
-    /// The claims of a member's credential of `role` (401 / 403 otherwise).
-    pub(crate) fn member(&self, headers: &HeaderMap, role: Role) -> Result<Claims, ApiError> {
+impl rma_http::auth::Membership for AppState {
+    fn member(&self, headers: &HeaderMap, role: Role) -> Result<Claims, ApiError> {
         rma_http::auth::member(self.federation().verifier(), self.revoked(), headers, role)
     }
 }

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rma_client::Client;
@@ -86,27 +87,50 @@ pub async fn listener() -> TcpListener {
 /// router without one, which then writes `admin.token`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// Router settings for tests around a registry file, with [`ADMIN_TOKEN`]. The per-address
-/// rate limit is off: these tests put whole loads through one address (the limit has tests of
-/// its own).
+/// The metrics token of every coordinator the testkit starts.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
+
+/// The federation key of every router the testkit starts: nodes of these tests get their
+/// credentials from it directly ([`identity`]); the enrolment over HTTP has tests of its own.
+pub fn federation() -> &'static rma_auth::FederationKey {
+    static KEY: std::sync::OnceLock<rma_auth::FederationKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(rma_auth::FederationKey::generate)
+}
+
+/// An identity of the test federation.
+pub fn identity(id: &str, role: rma_auth::Role) -> Arc<rma_auth::Identity> {
+    Arc::new(
+        federation()
+            .identity(id, role, None)
+            .expect("test identity"),
+    )
+}
+
+/// Router settings for tests around a registry file, with [`ADMIN_TOKEN`] and the test
+/// [`federation`] key. The per-address rate limit is off: these tests put whole loads through
+/// one address (the limit has tests of its own).
 pub fn router_config(db: PathBuf) -> RouterConfig {
     let mut c = RouterConfig::new(db);
     c.admin_token = Some(ADMIN_TOKEN.to_owned());
+    c.federation_key = Some(federation().clone());
     c.ip_rate_limit = 0;
     c
 }
 
-/// Coordinator settings for tests: fast heartbeats so the router learns inventory quickly.
+/// Coordinator settings for tests: a credential of the test federation, fast heartbeats so
+/// the router learns inventory quickly, [`METRICS_TOKEN`].
 pub fn coordinator_config(id: &str, router_url: Option<String>) -> CoordinatorConfig {
-    let mut c = CoordinatorConfig::new(id);
+    let mut c = CoordinatorConfig::new(identity(id, rma_auth::Role::Coordinator));
     c.router_url = router_url;
     c.router_heartbeat_interval = Duration::from_millis(200);
+    c.metrics_token = Some(METRICS_TOKEN.to_owned());
     c
 }
 
-/// Worker settings for tests: plain CPU capabilities (no probe), fast heartbeats.
+/// Worker settings for tests: a credential of the test federation, plain CPU capabilities
+/// (no probe), fast heartbeats.
 pub fn worker_config(url: &str, id: &str, data_dir: PathBuf) -> WorkerConfig {
-    let mut w = WorkerConfig::new(url, id);
+    let mut w = WorkerConfig::new(url, identity(id, rma_auth::Role::Worker));
     w.capabilities = Some(Capabilities {
         cpu_cores: 2,
         memory_bytes: 1 << 30,
@@ -239,15 +263,24 @@ impl Cluster {
             .with_bearer(ADMIN_TOKEN)
     }
 
+    /// A client of the router carrying a credential of the test federation for node `id`.
+    pub fn member_client(&self, role: rma_auth::Role, id: &str) -> Client {
+        Client::new(&self.router_url)
+            .expect("router client")
+            .with_identity(identity(id, role))
+    }
+
     /// A client of the router without the admin token, as anyone on the internet has.
     pub fn public_client(&self) -> Client {
         Client::with_timeout(&self.router_url, Duration::from_secs(120)).expect("router client")
     }
 
-    /// A client of coordinator `i`.
+    /// A client of coordinator `i` (with its metrics token).
     pub fn coordinator_client(&self, i: usize) -> Client {
         let c = self.coordinators[i].as_ref().expect("coordinator alive");
-        Client::new(&c.url()).expect("coordinator client")
+        Client::new(&c.url())
+            .expect("coordinator client")
+            .with_bearer(METRICS_TOKEN)
     }
 
     /// Stops coordinator `i` as a crash would.

@@ -39,7 +39,7 @@ pub(crate) async fn run(
     drain: watch::Receiver<bool>,
 ) {
     let client = match Client::new(&config.coordinator_url) {
-        Ok(c) => c,
+        Ok(c) => c.with_identity(config.identity.clone()),
         Err(e) => {
             tracing::error!(error = %e, "bad coordinator URL; the worker cannot start");
             return;
@@ -80,7 +80,7 @@ pub(crate) async fn run(
             .unwrap_or_else(|| config.coordinator_url.clone());
         let started = Instant::now();
         let end = tokio::select! {
-            end = session::run(&config, &link_base, services.clone(), in_flight.clone(), &status, drain.clone()), if config.use_link => end,
+            end = session::run(&config, &link_base, &reg.coordinator_id, services.clone(), in_flight.clone(), &status, drain.clone()), if config.use_link => end,
             _ = wait_drain(drain.clone()), if !config.use_link => SessionEnd::Drained,
             end = heartbeats(&client, &config, in_flight.clone()) => end,
         };

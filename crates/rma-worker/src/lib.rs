@@ -21,14 +21,17 @@ use rma_proto::{Capabilities, WorkerType};
 use rma_services::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+pub use tunnel::find_cloudflared;
 
 /// Everything a worker needs to start.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// A router or a coordinator.
     pub coordinator_url: String,
-    /// Stable id.
+    /// Its id: the node id its credential names.
     pub worker_id: String,
+    /// Its identity: key and credential (renewed at the router).
+    pub identity: Arc<rma_auth::Identity>,
     /// `WORKER_TYPE` when not `auto`.
     pub worker_type: Option<WorkerType>,
     /// A URL this worker can also be called at.
@@ -68,11 +71,12 @@ pub enum SpawnError {
 }
 
 impl WorkerConfig {
-    /// Defaults for a worker named `worker_id` registering at `coordinator_url`.
-    pub fn new(coordinator_url: impl Into<String>, worker_id: impl Into<String>) -> Self {
+    /// Defaults for the worker `identity` names, registering at `coordinator_url`.
+    pub fn new(coordinator_url: impl Into<String>, identity: Arc<rma_auth::Identity>) -> Self {
         WorkerConfig {
             coordinator_url: coordinator_url.into(),
-            worker_id: worker_id.into(),
+            worker_id: identity.node_id(),
+            identity,
             worker_type: None,
             tunnel_url: None,
             heartbeat_interval: Duration::from_secs(30),
@@ -227,7 +231,15 @@ pub fn spawn_with(
                 }
             }
         }
-        agent::run(config, caps, services, tx, drain_rx).await;
+        let identity = config.identity.clone();
+        let renew = async move {
+            rma_client::identity::keep_renewed(identity).await;
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = agent::run(config, caps, services, tx, drain_rx) => {}
+            _ = renew => {}
+        }
     });
     Ok(WorkerHandle {
         status: rx,

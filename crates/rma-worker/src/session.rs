@@ -16,6 +16,7 @@ use rma_services::{Progress, Registry, ServiceRequest};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::WorkerConfig;
@@ -53,6 +54,7 @@ pub(crate) fn link_url(base: &str) -> String {
 pub(crate) async fn run(
     config: &WorkerConfig,
     base: &str,
+    coordinator_id: &str,
     services: Arc<Registry>,
     in_flight: Arc<AtomicU32>,
     status: &watch::Sender<AgentStatus>,
@@ -64,7 +66,17 @@ pub(crate) async fn run(
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
-    let connect = tokio_tungstenite::connect_async_with_config(&url, Some(ws_config), true);
+    let mut request = match url.as_str().into_client_request() {
+        Ok(r) => r,
+        Err(e) => return SessionEnd::Dropped(format!("link URL {url}: {e}")),
+    };
+    match format!("Bearer {}", config.identity.bearer()).parse() {
+        Ok(v) => {
+            request.headers_mut().insert("authorization", v);
+        }
+        Err(_) => return SessionEnd::Dropped("the credential is not a valid header".into()),
+    }
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
     let (ws, _) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(Ok(ok)) => ok,
         Ok(Err(e)) => return SessionEnd::Dropped(format!("connecting to {url}: {e}")),
@@ -83,8 +95,8 @@ pub(crate) async fn run(
     // Answers come back from the request tasks through here, into the session.
     let (answers_tx, mut answers) = mpsc::channel::<(u64, ServiceReply)>(256);
 
-    let (mut session, hello) = Session::worker(now(), &config.worker_id);
-    let mut queue: VecDeque<Action> = VecDeque::from([hello]);
+    let mut session = Session::worker(now(), &config.worker_id, Some(coordinator_id));
+    let mut queue: VecDeque<Action> = VecDeque::new();
     let mut draining = *drain.borrow();
     if draining {
         queue.extend(session.drain());
@@ -104,6 +116,14 @@ pub(crate) async fn run(
                 }
                 Action::Ping => {}
                 Action::Close(end) => break 'session end_of(end),
+                Action::Deliver(Event::Challenge {
+                    coordinator_id,
+                    nonce,
+                }) => {
+                    // Prove we hold the key our credential names.
+                    let signature = config.identity.sign_link(&coordinator_id, &nonce);
+                    queue.extend(session.prove(signature));
+                }
                 Action::Deliver(Event::Welcome { coordinator_id }) => {
                     tracing::info!(coordinator = %coordinator_id, "link up");
                     ticker = tokio::time::interval(session.ping_interval());

@@ -59,7 +59,7 @@ async fn serve(
 }
 
 /// `cloudflared` on the PATH, or why not.
-pub(crate) fn find_cloudflared() -> Result<PathBuf, String> {
+pub fn find_cloudflared() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("cloudflared"))

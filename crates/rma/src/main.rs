@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod members;
 mod submit;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,12 @@ enum Command {
     Probe(ProbeArgs),
     /// Send documents to be read; show progress; print text and facts.
     Submit(submit::SubmitArgs),
+    /// Make a join token (printed alone on stdout) for a coordinator, worker or client.
+    Invite(members::InviteArgs),
+    /// Revoke a node: it can no longer register, renew its credential or link.
+    Revoke(members::RevokeArgs),
+    /// List the enrolled nodes.
+    Nodes(members::NodesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,9 +98,19 @@ struct CoordinatorArgs {
     /// [default: http://{listen}, with 0.0.0.0 read as 127.0.0.1].
     #[arg(long, env = "RMA_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Coordinator id, stable across restarts [default: coord-{hostname}-{port}].
+    /// The id to ask for when enrolling [default: coord-{hostname}-{port}]; later starts use
+    /// the enrolled id.
     #[arg(long, env = "RMA_COORDINATOR_ID")]
     id: Option<String>,
+    /// Where the coordinator keeps its key, credential and metrics token.
+    #[arg(long, env = "RMA_DATA_DIR", default_value = "./rma-coordinator")]
+    data_dir: PathBuf,
+    /// A join token (`rma invite --role coordinator`), needed on the first start only.
+    #[arg(long, env = "RMA_JOIN_TOKEN", hide_env_values = true)]
+    join: Option<String>,
+    /// The token /metrics and /api/workers take [default: made once in {data-dir}/metrics.token].
+    #[arg(long, env = "RMA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Free text shown in the admin API, e.g. "Leeds office".
     #[arg(long, env = "RMA_LOCATION")]
     location: Option<String>,
@@ -153,12 +170,16 @@ impl TypeArg {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// The router (or a coordinator) to register at.
+    /// The router (or a coordinator) to register at [default: the router it enrolled at].
     #[arg(long, env = "COORDINATOR_URL")]
-    coordinator_url: String,
-    /// Worker id, stable across restarts [default: worker-{hostname}].
+    coordinator_url: Option<String>,
+    /// The id to ask for when enrolling [default: worker-{hostname}]; later starts use the
+    /// enrolled id.
     #[arg(long, env = "WORKER_ID")]
     worker_id: Option<String>,
+    /// A join token (`rma invite --role worker`), needed on the first start only.
+    #[arg(long, env = "RMA_JOIN_TOKEN", hide_env_values = true)]
+    join: Option<String>,
     /// Force a worker type instead of detecting capabilities.
     #[arg(
         long,
@@ -320,6 +341,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Up(a) => up(a).await,
         Command::Probe(a) => probe(a).await,
         Command::Submit(a) => submit::run(a).await,
+        Command::Invite(a) => members::invite(a).await,
+        Command::Revoke(a) => members::revoke(a).await,
+        Command::Nodes(a) => members::nodes(a).await,
     }
 }
 
@@ -374,18 +398,17 @@ async fn router(a: RouterArgs) -> Result<()> {
     Ok(())
 }
 
-fn coordinator_config(a: &CoordinatorArgs) -> rma_coordinator::CoordinatorConfig {
-    let id = a.id.clone().unwrap_or_else(|| {
-        let host = rma_worker::probe::hostname().unwrap_or_else(|| "unknown".into());
-        format!(
-            "coord-{}-{}",
-            rma_proto::ids::sanitize(&host),
-            a.listen.port()
-        )
-    });
-    let mut c = rma_coordinator::CoordinatorConfig::new(id)
+fn coordinator_config(
+    a: &CoordinatorArgs,
+    identity: std::sync::Arc<rma_auth::Identity>,
+) -> rma_coordinator::CoordinatorConfig {
+    let router = a
+        .router_url
+        .clone()
+        .or_else(|| identity.router_url().map(str::to_owned));
+    let mut c = rma_coordinator::CoordinatorConfig::new(identity)
         .with_worker_timeout(Duration::from_secs(a.worker_timeout));
-    c.router_url = a.router_url.clone();
+    c.router_url = router;
     c.public_url = a.public_url.clone();
     c.location = a.location.clone();
     c.request_timeout = Duration::from_secs(a.request_timeout);
@@ -402,7 +425,26 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     if let Some(id) = &a.id {
         rma_proto::ids::validate(id).context("--id")?;
     }
-    let cfg = coordinator_config(&a);
+    let wanted = a.id.clone().unwrap_or_else(|| {
+        let host = rma_worker::probe::hostname().unwrap_or_else(|| "unknown".into());
+        format!(
+            "coord-{}-{}",
+            rma_proto::ids::sanitize(&host),
+            a.listen.port()
+        )
+    });
+    let identity = members::identity(
+        &a.data_dir,
+        a.join.as_deref(),
+        rma_auth::Role::Coordinator,
+        &wanted,
+    )
+    .await?;
+    let mut cfg = coordinator_config(&a, identity);
+    cfg.metrics_token = Some(match &a.metrics_token {
+        Some(t) => t.clone(),
+        None => secret_file(&a.data_dir.join("metrics.token"))?,
+    });
     let handle = rma_coordinator::spawn(cfg.clone(), bind(a.listen).await?)
         .context("cannot start the coordinator")?;
     eprintln!("rma coordinator {} listening on {}", cfg.id, handle.url());
@@ -412,12 +454,42 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     Ok(())
 }
 
-fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
-    rma_client::Client::new(&a.coordinator_url)
-        .map_err(|e| anyhow::anyhow!("--coordinator-url: {e}"))?;
-    let id = a.worker_id.unwrap_or_else(rma_worker::default_worker_id);
-    rma_proto::ids::validate(&id).context("--worker-id")?;
-    let mut c = rma_worker::WorkerConfig::new(a.coordinator_url, id);
+async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
+    if let Some(u) = &a.coordinator_url {
+        rma_client::Client::new(u).map_err(|e| anyhow::anyhow!("--coordinator-url: {e}"))?;
+    }
+    let wanted = a
+        .worker_id
+        .clone()
+        .unwrap_or_else(rma_worker::default_worker_id);
+    rma_proto::ids::validate(&wanted).context("--worker-id")?;
+    if let Some(t) = &a.tunnel_url {
+        match url::Url::parse(t) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => anyhow::bail!("--tunnel-url {t:?} is not an http(s) URL"),
+        }
+    }
+    // Everything that can be checked here is, before a join token's use is spent.
+    if a.use_tunnel {
+        rma_worker::find_cloudflared().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("cannot create data dir {}", a.data_dir.display()))?;
+    let identity = members::identity(
+        &a.data_dir,
+        a.join.as_deref(),
+        rma_auth::Role::Worker,
+        &wanted,
+    )
+    .await?;
+    let Some(url) = a
+        .coordinator_url
+        .clone()
+        .or_else(|| identity.router_url().map(str::to_owned))
+    else {
+        anyhow::bail!("--coordinator-url is needed: this worker's identity names no router");
+    };
+    let mut c = rma_worker::WorkerConfig::new(url, identity);
     c.worker_type = a.worker_type.forced();
     c.tunnel_url = a.tunnel_url;
     c.heartbeat_interval = Duration::from_secs(a.heartbeat_interval);
@@ -426,12 +498,6 @@ fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
     c.listen = a.listen;
     c.use_tunnel = a.use_tunnel;
     c.use_link = !a.no_link;
-    if let Some(t) = &c.tunnel_url {
-        match url::Url::parse(t) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => anyhow::bail!("--tunnel-url {t:?} is not an http(s) URL"),
-        }
-    }
     if let Some(n) = a.ocr_threads {
         c.ocr_threads = n.into();
     }
@@ -440,9 +506,7 @@ fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
 
 async fn worker(a: WorkerArgs) -> Result<()> {
     let grace = Duration::from_secs(a.drain_grace);
-    let cfg = worker_config(a)?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let cfg = worker_config(a).await?;
     let (id, at) = (cfg.worker_id.clone(), cfg.coordinator_url.clone());
     let handle = rma_worker::spawn(cfg).context("cannot start the worker")?;
     eprintln!("rma worker {id} registering at {at}");
@@ -479,7 +543,19 @@ async fn up(a: UpArgs) -> Result<()> {
         bind(a.listen).await?,
     )
     .context("cannot start the router")?;
-    let mut ccfg = rma_coordinator::CoordinatorConfig::new("coord-local");
+    // Everything enrols as any member would: invites made with the admin token, traded for
+    // credentials over HTTP; later starts reuse the identities kept in the data dir.
+    let admin = rma_client::Client::new(&router.url())?
+        .with_bearer(secret_file(&a.data_dir.join("admin.token"))?);
+    let cid = members::local_identity(
+        &admin,
+        &a.data_dir.join("coordinator"),
+        rma_auth::Role::Coordinator,
+        "coord-local",
+    )
+    .await?;
+    let mut ccfg = rma_coordinator::CoordinatorConfig::new(cid);
+    ccfg.metrics_token = Some(secret_file(&a.data_dir.join("admin.token"))?);
     ccfg.router_url = Some(router.url());
     ccfg.router_heartbeat_interval = Duration::from_secs(2);
     ccfg.jobs_db = Some(a.data_dir.join("coordinator-jobs.db"));
@@ -491,8 +567,12 @@ async fn up(a: UpArgs) -> Result<()> {
     // The machine's cores are shared by every local worker.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for i in 1..=a.workers {
-        let mut w = rma_worker::WorkerConfig::new(router.url(), format!("local-{i}"));
-        w.data_dir = a.data_dir.join(format!("worker-{i}"));
+        let dir = a.data_dir.join(format!("worker-{i}"));
+        let wid =
+            members::local_identity(&admin, &dir, rma_auth::Role::Worker, &format!("local-{i}"))
+                .await?;
+        let mut w = rma_worker::WorkerConfig::new(router.url(), wid);
+        w.data_dir = dir;
         w.capabilities = Some(caps.clone());
         w.heartbeat_interval = Duration::from_secs(10);
         w.ocr_threads = (cores / usize::from(a.workers)).max(1);
@@ -521,7 +601,7 @@ async fn up(a: UpArgs) -> Result<()> {
         router.url()
     );
     println!(
-        "admin views (/api/admin/coordinators, /metrics) take the token in {}",
+        "admin views (/api/admin/coordinators, /metrics) and `rma invite` take the token in {}",
         a.data_dir.join("admin.token").display()
     );
     stop_signal().await;
@@ -538,6 +618,23 @@ async fn up(a: UpArgs) -> Result<()> {
     drop(coordinator);
     drop(router);
     Ok(())
+}
+
+/// A secret kept in a 0600 file: read, or made (256 random bits, hex) and written.
+fn secret_file(path: &std::path::Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let token: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    rma_auth::write_private(path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "token written (mode 0600)");
+    Ok(token)
 }
 
 async fn probe(a: ProbeArgs) -> Result<()> {

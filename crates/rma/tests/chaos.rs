@@ -46,6 +46,8 @@ struct Net {
     hosts: Vec<String>,
     procs: Vec<(String, Child)>,
     dir: tempfile::TempDir,
+    /// The join token coordinators enrol with on their first start.
+    coordinator_join: String,
 }
 
 impl Net {
@@ -60,6 +62,7 @@ impl Net {
             hosts: Vec::new(),
             procs: Vec::new(),
             dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            coordinator_join: String::new(),
         };
         let hub = net.hub();
         ip(&["netns", "add", &hub])?;
@@ -355,8 +358,6 @@ impl Federation {
         }
         let router_url = format!("http://{}:8787", net.addr(10));
         net.start_router();
-        net.start_coordinator("coord-a", 11);
-        net.start_coordinator("coord-b", 12);
         // The router writes its admin token beside its registry on first start.
         let token_file =
             std::path::PathBuf::from(net.data("router.db")).with_file_name("admin.token");
@@ -370,6 +371,30 @@ impl Federation {
         let router = Client::with_timeout(&router_url, Duration::from_secs(10))
             .expect("client")
             .with_bearer(token.trim());
+        // Every node enrols with a join token, as on a real federation.
+        let invite = async |role: &str| {
+            router
+                .invite(&rma_proto::membership::InviteRequest {
+                    role: role.into(),
+                    services: None,
+                    ttl_s: Some(3600),
+                    uses: Some(10),
+                    router_url: Some(router_url.clone()),
+                })
+                .await
+                .ok()
+                .map(|i| i.token)
+        };
+        net.coordinator_join = wait_for(
+            "a coordinator invite",
+            Duration::from_secs(30),
+            async || invite("coordinator").await,
+        )
+        .await
+        .0;
+        let worker_join = invite("worker").await.expect("a worker invite");
+        net.start_coordinator("coord-a", 11);
+        net.start_coordinator("coord-b", 12);
         wait_for("two coordinators", Duration::from_secs(30), async || {
             let t = topology(&router).await?;
             (t["coordinators"].as_array()?.len() == 2).then_some(())
@@ -393,6 +418,7 @@ impl Federation {
                 &[
                     ("COORDINATOR_URL", router_url.clone()),
                     ("WORKER_ID", id.clone()),
+                    ("RMA_JOIN_TOKEN", worker_join.clone()),
                 ],
             );
         }
@@ -445,7 +471,9 @@ impl Net {
         let listen = format!("{}:8080", self.addr(n));
         let public = format!("http://{listen}");
         let db = self.data(&format!("{id}-jobs.db"));
+        let dir = self.data(id);
         let router = format!("http://{}:8787", self.addr(10));
+        let join = self.coordinator_join.clone();
         self.start(
             id,
             n,
@@ -463,10 +491,12 @@ impl Net {
                 "2",
                 "--jobs-db",
                 &db,
+                "--data-dir",
+                &dir,
                 "--allow-http",
                 "--allow-private-addresses",
             ],
-            &[],
+            &[("RMA_JOIN_TOKEN", join)],
         );
     }
 }

@@ -27,6 +27,9 @@ fn rma(args: &[&str]) -> Command {
         .env_remove("WORKER_TYPE")
         .env_remove("WORKER_ID")
         .env_remove("RMA_LISTEN")
+        .env_remove("RMA_JOIN_TOKEN")
+        .env_remove("RMA_ADMIN_TOKEN")
+        .env_remove("RMA_DATA_DIR")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c
@@ -87,7 +90,11 @@ async fn bad_flag_values_are_one_line_and_exit_2() {
             "banana",
         ],
         vec!["coordinator", "--worker-timeout", "soon"],
-        vec!["worker"],
+        vec!["invite", "--router", "http://x", "--role", "king"],
+        vec![
+            "invite", "--router", "http://x", "--role", "worker", "--ttl", "soon",
+        ],
+        vec!["revoke"],
         vec!["teleport"],
     ] {
         let out = rma(&args).output().await.expect("run rma");
@@ -113,6 +120,49 @@ async fn bad_flag_values_are_one_line_and_exit_2() {
             .count(),
         1
     );
+    // Security is on by default: a node that never enrolled says how to, in one line; admin
+    // commands without the admin token too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, says) in [
+        (
+            vec!["worker", "--data-dir", dir.path().to_str().expect("utf-8")],
+            "--join",
+        ),
+        (
+            vec![
+                "coordinator",
+                "--data-dir",
+                dir.path().join("c").to_str().expect("utf-8"),
+            ],
+            "rma invite",
+        ),
+        (
+            vec![
+                "invite",
+                "--router",
+                "http://127.0.0.1:9",
+                "--role",
+                "worker",
+            ],
+            "RMA_ADMIN_TOKEN",
+        ),
+        (
+            vec![
+                "worker",
+                "--data-dir",
+                dir.path().to_str().expect("utf-8"),
+                "--join",
+                "rmaj1_forged",
+            ],
+            "not a join token",
+        ),
+    ] {
+        let out = rma(&args).output().await.expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 #[tokio::test]
@@ -120,7 +170,16 @@ async fn help_explains_every_subcommand_and_its_environment() {
     let out = rma(&["--help"]).output().await.expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["router", "coordinator", "worker", "up", "probe"] {
+    for sub in [
+        "router",
+        "coordinator",
+        "worker",
+        "up",
+        "probe",
+        "invite",
+        "revoke",
+        "nodes",
+    ] {
         assert!(text.contains(sub), "{sub} in --help");
     }
     for (sub, env) in [
@@ -128,6 +187,9 @@ async fn help_explains_every_subcommand_and_its_environment() {
         ("coordinator", "RMA_ROUTER_URL"),
         ("coordinator", "RMA_PUBLIC_URL"),
         ("coordinator", "RMA_COORDINATOR_ID"),
+        ("coordinator", "RMA_JOIN_TOKEN"),
+        ("worker", "RMA_JOIN_TOKEN"),
+        ("invite", "RMA_ADMIN_TOKEN_FILE"),
         ("worker", "COORDINATOR_URL"),
         ("worker", "WORKER_TYPE"),
         ("worker", "WORKER_ID"),
@@ -231,6 +293,30 @@ async fn rma_up_serves_echo_through_its_workers() {
         dir.path().join("router.db").exists(),
         "the registry lives in the data dir"
     );
+    // Every part enrolled itself: keys and credentials in the data dir, owner-only.
+    for f in [
+        "federation.key",
+        "admin.token",
+        "coordinator/node.key",
+        "coordinator/identity.json",
+        "worker-1/node.key",
+        "worker-2/identity.json",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    // And the federation is closed: no credential, no membership.
+    let r = http
+        .post(format!("{url}/api/worker/register"))
+        .json(&serde_json::json!({"worker_id": "intruder"}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 401);
 
     // Ctrl-C (SIGINT) stops it cleanly.
     let pid = up.0.id().expect("pid");
@@ -260,17 +346,49 @@ async fn router_coordinator_and_worker_as_separate_processes() {
     )
     .await;
     // The router wrote its admin token beside its registry on first start.
-    let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
+    let token_file = dir.path().join("admin.token");
+    let admin_token = std::fs::read_to_string(&token_file)
         .expect("admin.token beside --db")
         .trim()
         .to_owned();
+    // `rma invite` prints the join token and nothing else.
+    let invite = |role: &'static str| {
+        let token_file = token_file.clone();
+        let router_url = router_url.clone();
+        async move {
+            let out = rma(&[
+                "invite",
+                "--router",
+                &router_url,
+                "--role",
+                role,
+                "--admin-token-file",
+                token_file.to_str().expect("utf-8"),
+            ])
+            .output()
+            .await
+            .expect("invite");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let token = String::from_utf8(out.stdout).expect("utf-8");
+            assert_eq!(token.trim_end().lines().count(), 1, "{token}");
+            assert!(token.starts_with("rmaj1_"), "{token}");
+            token.trim().to_owned()
+        }
+    };
+    let coordinator_join = invite("coordinator").await;
     let (coord, coord_url) = start(
         &[
             "coordinator",
             "--listen",
             "127.0.0.1:0",
-            "--router-url",
-            &router_url,
+            "--join",
+            &coordinator_join,
+            "--data-dir",
+            dir.path().join("c").to_str().expect("utf-8"),
             "--id",
             "proc-coord",
             "--router-heartbeat",
@@ -280,15 +398,58 @@ async fn router_coordinator_and_worker_as_separate_processes() {
     )
     .await;
     assert!(coord_url.starts_with("http://127.0.0.1:"));
+    // The join token was for one use.
+    let again = rma(&[
+        "coordinator",
+        "--join",
+        &coordinator_join,
+        "--data-dir",
+        dir.path().join("c2").to_str().expect("utf-8"),
+    ])
+    .output()
+    .await
+    .expect("run");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("used up"));
+
+    let http = reqwest::Client::new();
+    // Without a credential nothing joins; with a coordinator's credential, a coordinator
+    // still cannot be registered at a metadata or private address.
+    let r = http
+        .post(format!("{router_url}/api/edge/register"))
+        .json(
+            &serde_json::json!({"coordinator_id": "evil", "url": "http://169.254.169.254/latest"}),
+        )
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 401);
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("c/identity.json")).expect("identity kept"),
+    )
+    .expect("json");
+    let credential = stored["credential"].as_str().expect("credential");
+    for url in ["http://169.254.169.254/latest", "http://10.0.0.8:8080"] {
+        let r = http
+            .post(format!("{router_url}/api/edge/register"))
+            .bearer_auth(credential)
+            .json(&serde_json::json!({"coordinator_id": "proc-coord", "url": url}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 400, "{url}");
+    }
+
+    let worker_join = invite("worker").await;
+    // One command: the join token names the router, so no URL is needed.
     let mut worker = rma(&["worker", "--heartbeat-interval", "1"])
-        .env("COORDINATOR_URL", &router_url)
+        .env("RMA_JOIN_TOKEN", &worker_join)
         .env("WORKER_ID", "proc-worker")
         .env("RMA_DATA_DIR", dir.path().join("w"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("worker");
-    let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let resp = loop {
         let r = http
@@ -320,6 +481,18 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         Some("proc-worker")
     );
     assert_eq!(resp.text().await.expect("body"), "through three processes");
+
+    // `rma nodes` lists both members.
+    let out = rma(&["nodes", "--router", &router_url])
+        .env("RMA_ADMIN_TOKEN", &admin_token)
+        .output()
+        .await
+        .expect("nodes");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("proc-coord") && listed.contains("proc-worker"),
+        "{listed}"
+    );
 
     // SIGTERM: the worker drains and exits cleanly; the coordinator deregisters.
     let term = |pid: u32| {
@@ -476,6 +649,33 @@ async fn use_tunnel_needs_cloudflared_and_registers_the_url_it_prints() {
     .expect("write");
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
+    let (_router, router_url) = start(
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            dir.path().join("r.db").to_str().expect("utf-8"),
+        ],
+        "listening",
+    )
+    .await;
+    let invite = |role: &'static str| {
+        let token = dir.path().join("admin.token");
+        let router_url = router_url.clone();
+        async move {
+            let out = rma(&["invite", "--router", &router_url, "--role", role])
+                .env("RMA_ADMIN_TOKEN_FILE", token)
+                .output()
+                .await
+                .expect("invite");
+            String::from_utf8(out.stdout)
+                .expect("utf-8")
+                .trim()
+                .to_owned()
+        }
+    };
+    let coordinator_join = invite("coordinator").await;
     let (_coord, coord_url) = start(
         &[
             "coordinator",
@@ -483,12 +683,19 @@ async fn use_tunnel_needs_cloudflared_and_registers_the_url_it_prints() {
             "127.0.0.1:0",
             "--id",
             "tunnel-test",
+            "--join",
+            &coordinator_join,
+            "--data-dir",
+            dir.path().join("c").to_str().expect("utf-8"),
+            "--metrics-token",
+            "tunnel-metrics",
             "--jobs-db",
             dir.path().join("j.db").to_str().expect("utf-8"),
         ],
         "listening",
     )
     .await;
+    let worker_join = invite("worker").await;
     let path = format!(
         "{}:{}",
         dir.path().display(),
@@ -504,6 +711,8 @@ async fn use_tunnel_needs_cloudflared_and_registers_the_url_it_prints() {
             "--use-tunnel",
             "--data-dir",
             dir.path().join("w").to_str().expect("utf-8"),
+            "--join",
+            &worker_join,
         ])
         .env("PATH", path)
         .stdout(Stdio::null())
@@ -516,6 +725,7 @@ async fn use_tunnel_needs_cloudflared_and_registers_the_url_it_prints() {
     loop {
         let workers: serde_json::Value = http
             .get(format!("{coord_url}/api/workers"))
+            .bearer_auth("tunnel-metrics")
             .send()
             .await
             .expect("list")

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::Method;
+use rma_auth::Role;
 use rma_client::{Client, RawResponse};
 use rma_testkit::Cluster;
 
@@ -44,6 +45,15 @@ async fn post_json(c: &Client, path: &str, body: &str) -> RawResponse {
 async fn router_rejects_bad_input_with_json_errors() {
     let c = Cluster::start(1, 1).await;
     let r = c.client();
+    // Membership calls carry a member's credential; bad input then gets 400.
+    let coordinator = c.member_client(Role::Coordinator, "ghost");
+    let worker = c.member_client(Role::Worker, "ghost");
+    assert_error(
+        &post_json(&r, "api/edge/register", "{}").await,
+        401,
+        "unauthorized",
+    );
+    let r = coordinator.clone();
     assert_error(
         &post_json(&r, "api/edge/register", "{not json").await,
         400,
@@ -101,15 +111,16 @@ async fn router_rejects_bad_input_with_json_errors() {
         .expect("answer");
     assert_error(&del, 404, "not_found");
     assert_error(
-        &post_json(&r, "api/worker/heartbeat", r#"{"worker_id":"ghost"}"#).await,
+        &post_json(&worker, "api/worker/heartbeat", r#"{"worker_id":"ghost"}"#).await,
         404,
         "not_found",
     );
     assert_error(
-        &post_json(&r, "api/worker/register", r#"{"worker_id":""}"#).await,
+        &post_json(&worker, "api/worker/register", r#"{"worker_id":""}"#).await,
         400,
         "bad_request",
     );
+    let r = c.client();
     let unknown = r
         .raw(Method::GET, "api/nowhere", None, Bytes::new(), &[])
         .await
@@ -143,7 +154,15 @@ async fn router_rejects_bad_input_with_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_rejects_bad_input_with_json_errors() {
     let c = Cluster::start(1, 1).await;
-    let co = c.coordinator_client(0);
+    let url = c.coordinators[0].as_ref().expect("alive").url();
+    assert_error(
+        &post_json(&c.coordinator_client(0), "api/worker/register", "{}").await,
+        401,
+        "unauthorized",
+    );
+    let co = Client::new(&url)
+        .expect("client")
+        .with_identity(rma_testkit::identity("w", Role::Worker));
     assert_error(
         &post_json(&co, "api/worker/register", "[1,2").await,
         400,
@@ -165,9 +184,14 @@ async fn coordinator_rejects_bad_input_with_json_errors() {
         "bad_request",
     );
     assert_error(
-        &post_json(&co, "api/worker/heartbeat", r#"{"worker_id":"ghost"}"#).await,
+        &post_json(&co, "api/worker/heartbeat", r#"{"worker_id":"w"}"#).await,
         404,
         "not_found",
+    );
+    assert_error(
+        &post_json(&co, "api/worker/heartbeat", r#"{"worker_id":"ghost"}"#).await,
+        403,
+        "forbidden",
     );
     let none = co
         .call_service("store", "", "image/png", Bytes::new())
@@ -239,8 +263,11 @@ async fn without_coordinators_the_router_is_degraded_and_says_503() {
         503,
         "no_coordinator",
     );
+    let w1 = r
+        .clone()
+        .with_identity(rma_testkit::identity("w1", Role::Worker));
     assert_error(
-        &post_json(&r, "api/worker/register", r#"{"worker_id":"w1"}"#).await,
+        &post_json(&w1, "api/worker/register", r#"{"worker_id":"w1"}"#).await,
         503,
         "no_coordinator",
     );

@@ -98,10 +98,10 @@ async fn registration_through_the_router_spreads_workers_and_both_coordinators_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_heartbeat_through_the_router_reaches_its_own_coordinator() {
     let c = Cluster::start(2, 0).await;
-    let router = c.client();
     let mut homes = BTreeMap::new();
     for id in ["hb-a", "hb-b", "hb-c", "hb-d"] {
-        let reg = router
+        let reg = c
+            .member_client(rma_auth::Role::Worker, id)
             .register_worker(&WorkerRegister {
                 worker_id: id.into(),
                 ..Default::default()
@@ -119,7 +119,7 @@ async fn a_worker_heartbeat_through_the_router_reaches_its_own_coordinator() {
 
     for (i, (id, home)) in homes.iter().enumerate() {
         let load = 0.1 + i as f64 / 10.0;
-        router
+        c.member_client(rma_auth::Role::Worker, id)
             .worker_heartbeat(&WorkerHeartbeat {
                 worker_id: (*id).into(),
                 status: "ok".into(),
@@ -132,7 +132,10 @@ async fn a_worker_heartbeat_through_the_router_reaches_its_own_coordinator() {
         for (ci, coord) in c.coordinators.iter().enumerate() {
             let cid = format!("coord-{ci}");
             let url = coord.as_ref().expect("alive").url();
-            let listed: Vec<serde_json::Value> = reqwest::get(format!("{url}/api/workers"))
+            let listed: Vec<serde_json::Value> = reqwest::Client::new()
+                .get(format!("{url}/api/workers"))
+                .bearer_auth(rma_testkit::METRICS_TOKEN)
+                .send()
                 .await
                 .expect("list")
                 .json()
@@ -260,7 +263,12 @@ async fn a_coordinator_registration_survives_a_router_restart_without_heartbeats
     let client = Client::new(&router.url())
         .expect("client")
         .with_bearer(rma_testkit::ADMIN_TOKEN);
-    let reg = client
+    let reg = Client::new(&router.url())
+        .expect("client")
+        .with_identity(rma_testkit::identity(
+            "durable-1",
+            rma_auth::Role::Coordinator,
+        ))
         .register_coordinator(&rma_proto::api::CoordinatorRegister {
             coordinator_id: Some("durable-1".into()),
             url: Some("http://127.0.0.1:9".into()),
@@ -393,13 +401,12 @@ async fn a_draining_worker_finishes_its_requests_and_takes_no_new_ones() {
     let busy = eventually("the slow request is in flight", || {
         let coordinator = coordinator.clone();
         async move {
-            let workers: Vec<serde_json::Value> =
-                reqwest::get(coordinator.url("api/workers").ok()?)
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+            let workers: Vec<serde_json::Value> = coordinator
+                .raw(reqwest::Method::GET, "api/workers", None, Bytes::new(), &[])
+                .await
+                .ok()?
+                .parse()
+                .ok()?;
             workers
                 .iter()
                 .find(|w| w["active_requests"] == 1)

@@ -1,0 +1,220 @@
+//! `rma invite`, `rma revoke`, `rma nodes`: membership administration against a router, with
+//! the admin token from `RMA_ADMIN_TOKEN` or `--admin-token-file`; and enrolment of the
+//! processes this binary starts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rma_auth::{Identity, Role};
+use rma_client::Client;
+use rma_proto::membership::InviteRequest;
+
+/// Where the admin token comes from.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// The router (e.g. http://127.0.0.1:8787).
+    #[arg(long, env = "RMA_ROUTER_URL")]
+    router: String,
+    /// A file holding the admin token (the router writes admin.token beside its --db).
+    #[arg(long, env = "RMA_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InviteArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// What the token enrols: coordinator, worker or client.
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    /// Services the node may run (workers) or hold (coordinators), comma-separated
+    /// [default: any].
+    #[arg(long, value_delimiter = ',')]
+    services: Option<Vec<String>>,
+    /// How long the token may be used: 30s, 15m, 2h, 7d.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    ttl: Duration,
+    /// How many nodes may enrol with it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    uses: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// The node to revoke (see `rma nodes`).
+    node: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodesArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+/// `30s`, `15m`, `2h`, `7d`, or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m, 2h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{s:?} is not a duration like 30s, 15m, 2h or 7d")),
+    };
+    if secs == 0 {
+        return Err("a duration must be at least 1 second".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The admin token: `RMA_ADMIN_TOKEN`, else the file.
+fn admin_token(file: Option<&Path>) -> Result<String> {
+    if let Ok(t) = std::env::var("RMA_ADMIN_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let Some(file) = file else {
+        anyhow::bail!(
+            "this needs the router's admin token: set RMA_ADMIN_TOKEN or pass --admin-token-file (the router wrote admin.token beside its --db)"
+        );
+    };
+    let t = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the admin token from {}", file.display()))?;
+    anyhow::ensure!(!t.trim().is_empty(), "{} is empty", file.display());
+    Ok(t.trim().to_owned())
+}
+
+fn admin_client(a: &AdminArgs) -> Result<Client> {
+    let token = admin_token(a.admin_token_file.as_deref())?;
+    Ok(Client::new(&a.router)
+        .map_err(|e| anyhow::anyhow!("--router: {e}"))?
+        .with_bearer(token))
+}
+
+/// A join token for `role`, made by the router `admin` talks to.
+pub(crate) async fn make_invite(
+    admin: &Client,
+    role: Role,
+    services: Option<Vec<String>>,
+    ttl: Duration,
+    uses: u32,
+) -> Result<String> {
+    let invite = admin
+        .invite(&InviteRequest {
+            role: role.as_str().to_owned(),
+            services,
+            ttl_s: Some(ttl.as_secs()),
+            uses: Some(uses),
+            router_url: Some(admin.base().as_str().trim_end_matches('/').to_owned()),
+        })
+        .await
+        .context("the router refused the invite")?;
+    Ok(invite.token)
+}
+
+pub(crate) async fn invite(a: InviteArgs) -> Result<()> {
+    let admin = admin_client(&a.admin)?;
+    let token = make_invite(&admin, a.role, a.services, a.ttl, a.uses).await?;
+    // The token and nothing else on stdout, for scripts.
+    println!("{token}");
+    Ok(())
+}
+
+pub(crate) async fn revoke(a: RevokeArgs) -> Result<()> {
+    rma_proto::ids::validate(&a.node).context("NODE")?;
+    admin_client(&a.admin)?
+        .revoke(&a.node)
+        .await
+        .context("the router refused the revocation")?;
+    eprintln!(
+        "{} revoked: it can no longer register, renew or link; coordinators drop it at their next heartbeat",
+        a.node
+    );
+    Ok(())
+}
+
+pub(crate) async fn nodes(a: NodesArgs) -> Result<()> {
+    let list = admin_client(&a.admin)?
+        .nodes()
+        .await
+        .context("cannot list the nodes")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    for n in list {
+        let services = n.services.map_or("any".to_owned(), |s| s.join(","));
+        let state = n
+            .revoked_at
+            .map_or("active".to_owned(), |t| format!("revoked {t}"));
+        println!(
+            "{:<32} {:<12} {:<24} {}",
+            n.node_id, n.role, services, state
+        );
+    }
+    Ok(())
+}
+
+/// The identity in `dir`, enrolling with `join` when there is none.
+pub(crate) async fn identity(
+    dir: &Path,
+    join: Option<&str>,
+    role: Role,
+    node_id: &str,
+) -> Result<Arc<Identity>> {
+    rma_client::identity::obtain(dir, join, role, node_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// For the processes `rma up` starts: the identity in `dir`, or one enrolled now with an
+/// invite `admin` makes.
+pub(crate) async fn local_identity(
+    admin: &Client,
+    dir: &Path,
+    role: Role,
+    node_id: &str,
+) -> Result<Arc<Identity>> {
+    let join = if Identity::load(dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_some()
+    {
+        None
+    } else {
+        Some(make_invite(admin, role, None, Duration::from_secs(60), 1).await?)
+    };
+    identity(dir, join.as_deref(), role, node_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "m", "0s", "5y", "-1m", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
