@@ -163,6 +163,15 @@ impl Identity {
             .sign(&proof::link_message(coordinator_id, nonce, &self.node_id()))
     }
 
+    /// The value of [`proof::PROOF_HEADER`] for a request sent now.
+    pub fn request_proof(&self) -> String {
+        let now = unix_now();
+        format!(
+            "{now}.{}",
+            self.key.sign(&proof::request_message(&self.node_id(), now))
+        )
+    }
+
     /// A renewal request signed now: `(node_id, unix seconds, signature)`.
     pub fn renewal_proof(&self) -> (String, u64, String) {
         let id = self.node_id();

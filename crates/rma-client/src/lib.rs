@@ -167,6 +167,8 @@ enum Bearer {
     Static(String),
     /// A node's current credential, renewed in place.
     Identity(std::sync::Arc<rma_auth::Identity>),
+    /// A node's credential and proof of key, passed on by the router.
+    Forwarded(String, Option<String>),
 }
 
 /// A client of one router or coordinator.
@@ -208,13 +210,21 @@ impl Client {
     }
 
     /// The same client, sending `Authorization: Bearer {token}` with every request (the
-    /// router's admin token, for admin views).
+    /// router's admin token, for admin views; a worker's credential, passed on).
     pub fn with_bearer(mut self, token: impl Into<String>) -> Self {
         self.bearer = Some(Bearer::Static(token.into()));
         self
     }
 
-    /// The same client, sending the node's current credential with every request.
+    /// The same client, passing on a node's credential and its proof of key (the router,
+    /// proxying a worker's registration).
+    pub fn with_forwarded(mut self, token: impl Into<String>, proof: Option<String>) -> Self {
+        self.bearer = Some(Bearer::Forwarded(token.into(), proof));
+        self
+    }
+
+    /// The same client, sending the node's current credential with every request, and a fresh
+    /// proof that it holds the key the credential names.
     pub fn with_identity(mut self, identity: std::sync::Arc<rma_auth::Identity>) -> Self {
         self.bearer = Some(Bearer::Identity(identity));
         self
@@ -224,7 +234,16 @@ impl Client {
         let req = self.http.request(method, url);
         match &self.bearer {
             Some(Bearer::Static(t)) => req.bearer_auth(t),
-            Some(Bearer::Identity(id)) => req.bearer_auth(id.bearer()),
+            Some(Bearer::Identity(id)) => req
+                .bearer_auth(id.bearer())
+                .header(rma_auth::proof::PROOF_HEADER, id.request_proof()),
+            Some(Bearer::Forwarded(token, proof)) => {
+                let req = req.bearer_auth(token);
+                match proof {
+                    Some(p) => req.header(rma_auth::proof::PROOF_HEADER, p),
+                    None => req,
+                }
+            }
             None => req,
         }
     }

@@ -45,10 +45,22 @@ pub(crate) fn app(state: AppState) -> Router {
 async fn register(
     State(state): State<AppState>,
     WorkerClaims(claims): WorkerClaims,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<WorkerRegister>,
 ) -> Result<Json<WorkerRegistered>, ApiError> {
     ids::validate(&req.worker_id).map_err(|e| ApiError::bad_request(format!("worker_id: {e}")))?;
     rma_http::auth::same_node(&claims, "worker", &req.worker_id)?;
+    // A registration decides where work goes (a tunnel URL): the credential alone is not
+    // enough, the worker proves it holds the key.
+    rma_auth::proof::check_request(
+        &claims.cnf,
+        &claims.sub,
+        headers
+            .get(rma_auth::proof::PROOF_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        rma_auth::unix_now(),
+    )
+    .map_err(|e| ApiError::from_auth(&e))?;
     let tunnel_url = match &req.tunnel_url {
         // Only URLs the coordinator's policy lets it call: no proxy into its own network.
         Some(t) => Some(

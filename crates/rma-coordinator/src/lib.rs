@@ -304,12 +304,12 @@ mod tests {
     //! an instant.
     use super::*;
     use axum::http::StatusCode;
-    use rma_http::testing::call_as;
+    use rma_http::testing::{call_as, call_as_node};
 
     /// A coordinator's state in a federation of its own, and a worker credential maker.
     fn state() -> (
         AppState,
-        impl Fn(&str) -> String,
+        impl Fn(&str) -> rma_auth::Identity,
         tokio::sync::watch::Sender<bool>,
     ) {
         let fed = rma_auth::FederationKey::generate();
@@ -326,7 +326,6 @@ mod tests {
         let worker = move |id: &str| {
             fed.identity(id, rma_auth::Role::Worker, None)
                 .expect("identity")
-                .bearer()
         };
         (state, worker, stop)
     }
@@ -336,9 +335,9 @@ mod tests {
         let (state, worker, _stop) = state();
         let w1 = worker("w1");
         let app = api::app(state.clone());
-        let (s, v) = call_as(
+        let (s, v) = call_as_node(
             &app,
-            Some(&w1),
+            &w1,
             "POST",
             "/api/worker/register",
             r#"{"worker_id":"w1","capabilities":{"cpu_cores":4}}"#,
@@ -366,9 +365,9 @@ mod tests {
         // Heartbeats every 30 s keep it active well past 90 s.
         for _ in 0..4 {
             tokio::time::advance(Duration::from_secs(30)).await;
-            let (s, _) = call_as(
+            let (s, _) = call_as_node(
                 &app,
-                Some(&w1),
+                &w1,
                 "POST",
                 "/api/worker/heartbeat",
                 r#"{"worker_id":"w1","current_load":0.25}"#,
@@ -397,9 +396,9 @@ mod tests {
         // Silent for 180 s: removed; its next heartbeat is a 404, so it registers again.
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(state.registry().sweep_once(&mut last), ["w1"]);
-        let (s, v) = call_as(
+        let (s, v) = call_as_node(
             &app,
-            Some(&w1),
+            &w1,
             "POST",
             "/api/worker/heartbeat",
             r#"{"worker_id":"w1"}"#,
@@ -424,7 +423,7 @@ mod tests {
             ("http://127.0.0.1:9", "loopback"),
         ] {
             let body = format!(r#"{{"worker_id":"w","tunnel_url":"{url}"}}"#);
-            let (s, v) = call_as(&app, Some(&w), "POST", "/api/worker/register", &body).await;
+            let (s, v) = call_as_node(&app, &w, "POST", "/api/worker/register", &body).await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{url}: {v}");
             assert!(
                 v["message"].as_str().expect("message").contains(why),
@@ -432,7 +431,7 @@ mod tests {
             );
         }
         let body = r#"{"worker_id":"w","tunnel_url":"https://81.2.69.160:8443"}"#;
-        let (s, v) = call_as(&app, Some(&w), "POST", "/api/worker/register", body).await;
+        let (s, v) = call_as_node(&app, &w, "POST", "/api/worker/register", body).await;
         assert_eq!(s, StatusCode::OK, "a public https tunnel is fine: {v}");
     }
 
@@ -458,16 +457,8 @@ mod tests {
         );
         let coordinator = fed
             .identity("c9", rma_auth::Role::Coordinator, None)
-            .expect("id")
-            .bearer();
-        let (s, _) = call_as(
-            &app,
-            Some(&coordinator),
-            "POST",
-            "/api/worker/register",
-            body,
-        )
-        .await;
+            .expect("id");
+        let (s, _) = call_as_node(&app, &coordinator, "POST", "/api/worker/register", body).await;
         assert_eq!(
             s,
             StatusCode::FORBIDDEN,
@@ -475,15 +466,13 @@ mod tests {
         );
         let other = fed
             .identity("w2", rma_auth::Role::Worker, None)
-            .expect("id")
-            .bearer();
-        let (s, _) = call_as(&app, Some(&other), "POST", "/api/worker/register", body).await;
+            .expect("id");
+        let (s, _) = call_as_node(&app, &other, "POST", "/api/worker/register", body).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "another worker's credential");
         let stranger = rma_auth::FederationKey::generate()
             .identity("w1", rma_auth::Role::Worker, None)
-            .expect("id")
-            .bearer();
-        let (s, _) = call_as(&app, Some(&stranger), "POST", "/api/worker/register", body).await;
+            .expect("id");
+        let (s, _) = call_as_node(&app, &stranger, "POST", "/api/worker/register", body).await;
         assert_eq!(
             s,
             StatusCode::UNAUTHORIZED,
@@ -497,18 +486,30 @@ mod tests {
                 rma_auth::Role::Worker,
                 Some(vec!["echo".into(), "store".into()]),
             )
-            .expect("id")
-            .bearer();
-        let (s, v) = call_as(&app, Some(&w1), "POST", "/api/worker/register", body).await;
+            .expect("id");
+        let (s, _) = call_as(
+            &app,
+            Some(&w1.bearer()),
+            "POST",
+            "/api/worker/register",
+            body,
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "a credential without the proof of its key"
+        );
+        let (s, v) = call_as_node(&app, &w1, "POST", "/api/worker/register", body).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["assigned_services"], serde_json::json!(["echo", "store"]));
 
         // Revoked: dropped at once, refused from then on.
         state.revoke(vec!["w1".into()]);
         assert!(state.registry().lock().get("w1").is_none());
-        let (s, _) = call_as(
+        let (s, _) = call_as_node(
             &app,
-            Some(&w1),
+            &w1,
             "POST",
             "/api/worker/heartbeat",
             r#"{"worker_id":"w1"}"#,
@@ -519,7 +520,7 @@ mod tests {
         // Metrics and the worker listing need the metrics token.
         let (s, _) = call_as(&app, None, "GET", "/metrics", "").await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
-        let (s, _) = call_as(&app, Some(&w1), "GET", "/api/workers", "").await;
+        let (s, _) = call_as(&app, Some(&w1.bearer()), "GET", "/api/workers", "").await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
 
@@ -527,9 +528,7 @@ mod tests {
     async fn assignment_follows_capabilities_and_forced_type() {
         let (state, worker, _stop) = state();
         let app = api::app(state);
-        let (_, v) = call_as(
-            &app,
-            Some(&worker("big")),
+        let (_, v) = call_as_node(&app, &worker("big"),
             "POST",
             "/api/worker/register",
             r#"{"worker_id":"big","capabilities":{"gpus":[{"name":"RTX","memory_mib":8192,"source":"nvml"}],"disk_free_bytes":200000000000}}"#,
@@ -545,9 +544,9 @@ mod tests {
         for s in ["ocr", "enhance", "store", "cache", "echo"] {
             assert!(services.contains(&s), "{s} in {services:?}");
         }
-        let (_, v) = call_as(
+        let (_, v) = call_as_node(
             &app,
-            Some(&worker("forced")),
+            &worker("forced"),
             "POST",
             "/api/worker/register",
             r#"{"worker_id":"forced","worker_type":"storage","services":["echo","store"]}"#,

@@ -24,12 +24,51 @@ pub async fn call_as(
     path: &str,
     body: &str,
 ) -> (StatusCode, serde_json::Value) {
+    match bearer {
+        Some(t) => {
+            let auth = format!("Bearer {t}");
+            call_with(app, &[("authorization", &auth)], method, path, body).await
+        }
+        None => call_with(app, &[], method, path, body).await,
+    }
+}
+
+/// [`call`] as a node: its credential and a fresh proof of its key, as `rma_client` sends them.
+pub async fn call_as_node(
+    app: &axum::Router,
+    node: &rma_auth::Identity,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let proof = node.request_proof();
+    call_with(
+        app,
+        &[
+            ("authorization", &format!("Bearer {}", node.bearer())),
+            (rma_auth::proof::PROOF_HEADER, &proof),
+        ],
+        method,
+        path,
+        body,
+    )
+    .await
+}
+
+/// [`call`] with these headers.
+pub async fn call_with(
+    app: &axum::Router,
+    headers: &[(&str, &str)],
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("content-type", "application/json");
-    if let Some(t) = bearer {
-        req = req.header("authorization", format!("Bearer {t}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     let Ok(req) = req.body(Body::from(body.to_owned())) else {
         return (StatusCode::BAD_REQUEST, serde_json::Value::Null);

@@ -221,6 +221,10 @@ async fn register_worker(
     let bearer = rma_http::auth::bearer(&headers)
         .unwrap_or_default()
         .to_owned();
+    let proof = headers
+        .get(rma_auth::proof::PROOF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let candidates: Vec<(String, String)> = {
         let reg = state.registry();
         reg.candidates_for_worker(Instant::now(), state.next_turn())
@@ -241,7 +245,7 @@ async fn register_worker(
             .set_home(&req.worker_id, &cid, Instant::now());
         match state
             .coordinator(&url)?
-            .with_bearer(bearer.clone())
+            .with_forwarded(bearer.clone(), proof.clone())
             .register_worker(&req)
             .await
         {

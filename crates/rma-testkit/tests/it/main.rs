@@ -4,4 +4,5 @@
 mod contract;
 mod errors;
 mod federation;
+mod security;
 mod services;

@@ -1,0 +1,290 @@
+//! A closed federation, from outside: strangers, thieves of credentials and revoked members
+//! get nothing; members enrol with a join token over HTTP and renew at the router.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rma_auth::Role;
+use rma_client::Client;
+use rma_proto::api::WorkerRegister;
+use rma_proto::link::{self, LinkMessage};
+use rma_proto::membership::InviteRequest;
+use rma_testkit::{Cluster, eventually};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Dials a coordinator's link with `bearer` (if any); the HTTP status when refused.
+async fn dial(
+    coordinator: &str,
+    bearer: Option<&str>,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    u16,
+> {
+    let url = format!(
+        "{}/api/worker/link",
+        coordinator.replace("http://", "ws://")
+    );
+    let mut req = url.into_client_request().expect("request");
+    if let Some(b) = bearer {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {b}").parse().expect("header"),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("dial: {e}"),
+    }
+}
+
+/// The next link message on `ws`.
+async fn next_message(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<LinkMessage> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .ok()??
+        {
+            Ok(Message::Binary(b)) => return link::decode_bytes(&b).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_its_key_never_receives_a_document() {
+    let c = Cluster::start(1, 1).await;
+    let coordinator = c.coordinators[0].as_ref().expect("alive").url();
+
+    // No credential: the link upgrade is refused with 401, a forged one too.
+    assert_eq!(dial(&coordinator, None).await.err(), Some(401));
+    assert_eq!(
+        dial(&coordinator, Some("e30.e30.e30")).await.err(),
+        Some(401)
+    );
+    // A coordinator's credential is not a worker's: 403.
+    let coord_cred = rma_testkit::identity("coord-x", Role::Coordinator).bearer();
+    assert_eq!(dial(&coordinator, Some(&coord_cred)).await.err(), Some(403));
+
+    // A thief with a worker's credential but not its key: the credential alone registers
+    // nothing (no proof of the key) ...
+    let victim = rma_testkit::identity("thief-target", Role::Worker);
+    let stolen = victim.bearer();
+    let plain = Client::new(&coordinator)
+        .expect("client")
+        .with_bearer(stolen.clone());
+    let e = plain
+        .register_worker(&WorkerRegister {
+            worker_id: "thief-target".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no proof, no registration");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(401), "{e}");
+    // ... and cannot answer the link's challenge: the hello is rejected and nothing is sent.
+    let legit = Client::new(&coordinator)
+        .expect("client")
+        .with_identity(victim);
+    legit
+        .register_worker(&WorkerRegister {
+            worker_id: "thief-target".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the real worker registers");
+    let mut ws = dial(&coordinator, Some(&stolen)).await.expect("upgrade");
+    let Some(LinkMessage::Challenge {
+        coordinator_id,
+        nonce,
+    }) = next_message(&mut ws).await
+    else {
+        panic!("the coordinator challenges first")
+    };
+    assert_eq!(coordinator_id, "coord-0");
+    assert!(nonce.len() >= 40, "{nonce}");
+    let forged = rma_auth::NodeKey::generate().sign(&rma_auth::proof::link_message(
+        &coordinator_id,
+        &nonce,
+        "thief-target",
+    ));
+    let hello = link::encode(
+        &LinkMessage::Hello {
+            protocol_version: link::PROTOCOL_VERSION,
+            worker_id: "thief-target".into(),
+            signature: forged,
+        },
+        &[],
+    );
+    ws.send(Message::Binary(hello.into())).await.expect("send");
+    match next_message(&mut ws).await {
+        Some(LinkMessage::Reject { reason, .. }) => assert_eq!(reason, "unauthorized"),
+        other => panic!("expected a reject, got {other:?}"),
+    }
+    assert!(
+        next_message(&mut ws).await.is_none(),
+        "then the link closes"
+    );
+
+    // Every document goes to the one worker that proved itself.
+    let router = c.client();
+    let mut served = BTreeSet::new();
+    for _ in 0..10 {
+        let r = router
+            .call_service(
+                "echo",
+                "",
+                "text/plain",
+                Bytes::from_static(b"private letter"),
+            )
+            .await
+            .expect("echo");
+        assert_eq!(r.status, 200);
+        served.insert(r.header("x-rma-worker").unwrap_or_default().to_owned());
+    }
+    assert_eq!(served, BTreeSet::from(["worker-0".to_owned()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_worker_is_dropped_within_one_heartbeat() {
+    let c = Cluster::start(1, 2).await;
+    let admin = c.client();
+    admin.revoke("worker-1").await.expect("revoked");
+    eventually("worker-1 gone from the topology", || {
+        let admin = admin.clone();
+        async move {
+            let t = admin.topology().await.ok()?;
+            (t.workers.len() == 1 && t.workers[0].id == "worker-0").then_some(())
+        }
+    })
+    .await;
+    let w1 = c.workers[1].as_ref().expect("process still runs");
+    eventually("worker-1's link closed", || {
+        let linked = w1.status().linked;
+        async move { (!linked).then_some(()) }
+    })
+    .await;
+    for _ in 0..6 {
+        let r = admin
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"x"))
+            .await
+            .expect("echo");
+        assert_eq!(r.header("x-rma-worker"), Some("worker-0"));
+    }
+    // It keeps trying and keeps being refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!w1.status().linked);
+    let nodes = admin.nodes().await.expect("nodes");
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.node_id == "worker-1" && n.revoked_at.is_some()),
+        "{nodes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_enrol_with_a_join_token_renew_and_run_only_what_it_allows() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = rma_router::spawn(
+        rma_testkit::router_config(dir.path().join("r.db")),
+        rma_testkit::listener().await,
+    )
+    .expect("router");
+    let admin = Client::new(&router.url())
+        .expect("client")
+        .with_bearer(rma_testkit::ADMIN_TOKEN);
+    let invite = async |role: &str, services: Option<Vec<String>>| {
+        admin
+            .invite(&InviteRequest {
+                role: role.into(),
+                services,
+                ttl_s: Some(60),
+                uses: Some(1),
+                router_url: None,
+            })
+            .await
+            .expect("invite")
+            .token
+    };
+
+    // A coordinator enrols with its token; its identity is kept in its data dir.
+    let cdir = dir.path().join("c");
+    let token = invite("coordinator", None).await;
+    let cid = rma_client::identity::obtain(&cdir, Some(&token), Role::Coordinator, "enrolled-c")
+        .await
+        .expect("enrolled");
+    assert_eq!(cid.node_id(), "enrolled-c");
+    assert_eq!(cid.router_url(), Some(router.url().as_str()));
+    let again = rma_client::identity::obtain(&cdir, None, Role::Coordinator, "ignored")
+        .await
+        .expect("kept");
+    assert_eq!(again.bearer(), cid.bearer(), "a restart needs no token");
+    let e = rma_client::identity::obtain(&cdir, None, Role::Worker, "x")
+        .await
+        .expect_err("wrong role");
+    assert!(e.to_string().contains("not of a worker"), "{e}");
+
+    let mut cc = rma_testkit::coordinator_config("unused", Some(router.url()));
+    cc.id = cid.node_id();
+    cc.identity = cid.clone();
+    let coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+
+    // A worker invited for echo only: offered more, assigned echo only.
+    let wdir = dir.path().join("w");
+    let token = invite("worker", Some(vec!["echo".into()])).await;
+    let wid = rma_client::identity::obtain(&wdir, Some(&token), Role::Worker, "enrolled-w")
+        .await
+        .expect("enrolled");
+    let e = rma_client::identity::obtain(&dir.path().join("w2"), Some(&token), Role::Worker, "w2")
+        .await
+        .expect_err("used up");
+    assert!(e.to_string().contains("used up"), "{e}");
+    let mut wc = rma_testkit::worker_config(&router.url(), "unused", wdir.clone());
+    wc.worker_id = wid.node_id();
+    wc.identity = wid.clone();
+    wc.capabilities = Some(rma_proto::Capabilities {
+        cpu_cores: 2,
+        memory_bytes: 1 << 30,
+        disk_free_bytes: 500_000_000_000,
+        ..Default::default()
+    });
+    let w = rma_worker::spawn(wc).expect("worker");
+    rma_testkit::wait_linked_worker(&w).await;
+    assert_eq!(w.status().assigned_services, ["echo"]);
+    assert_eq!(w.status().coordinator_id.as_deref(), Some("enrolled-c"));
+    let r = eventually("echo through the enrolled nodes", || {
+        let admin = admin.clone();
+        async move {
+            let r = admin
+                .call_service("echo", "", "text/plain", Bytes::from_static(b"enrolled"))
+                .await
+                .ok()?;
+            (r.status == 200).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r.header("x-rma-worker"), Some("enrolled-w"));
+
+    // Renewal: a fresh credential for the same node, kept in the data dir.
+    let before = wid.credential();
+    rma_client::identity::renew(&wid).await.expect("renewed");
+    let after = wid.credential();
+    assert_ne!(before.claims.jti, after.claims.jti);
+    assert_eq!(after.claims.sub, "enrolled-w");
+    assert_eq!(after.claims.services, Some(vec!["echo".to_owned()]));
+    let stored = rma_auth::Identity::load(&wdir)
+        .expect("load")
+        .expect("kept");
+    assert_eq!(stored.bearer(), after.token);
+    drop(w);
+    drop(coord);
+}
