@@ -7,7 +7,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -142,6 +142,24 @@ test("an HEIC photo this browser cannot open is refused in plain words before it
   assert.deepEqual(sent, [], "nothing was uploaded");
 });
 
+test("addresses are shown only to an admin who signs in with the admin token", async () => {
+  const { page, errors } = await openPage();
+  const address = page.locator("[data-testid=coordinators] td.address").first();
+  await address.waitFor({ timeout: 30_000 });
+  assert.equal(await address.textContent(), "—", "the public view has no addresses");
+  await page.locator("[data-testid=admin-token]").fill("not the token");
+  await page.locator("[data-testid=admin-form] button").click();
+  await page.waitForFunction(() => /not valid/.test(document.querySelector("[data-testid=admin-state]")?.textContent ?? ""), null, { timeout: 10_000 });
+  assert.equal(await address.textContent(), "—");
+  const token = readFileSync(path.join(dir, "data", "admin.token"), "utf8").trim();
+  await page.locator("[data-testid=admin-token]").fill(token);
+  await page.locator("[data-testid=admin-form] button").click();
+  await page.waitForFunction((u) => document.querySelector("[data-testid=coordinators] td.address")?.textContent?.startsWith("http://127.0.0.1:"), url, { timeout: 10_000 });
+  assert.match(await page.locator("[data-testid=admin-state]").textContent(), /admin view/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "admin-view.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
 test("the topology shows every node and loses a worker whose process stops", async () => {
   const { page } = await openPage();
   const nodes = page.locator("[data-testid=topology] g.node");
@@ -151,8 +169,11 @@ test("the topology shows every node and loses a worker whose process stops", asy
   assert.equal(await page.locator("g.node.coordinator").count(), 1);
   assert.equal(await page.locator("g.node.storage").count(), 1, "rma up has one storage worker");
 
-  const worker = spawn(RMA, ["worker", "--coordinator-url", url, "--worker-id", "e2e-extra", "--data-dir", path.join(dir, "extra"), "--ocr-threads", "1"], {
-    env: { ...process.env, RUST_LOG: "warn" },
+  // A new worker joins as anyone would: an admin invites it, it enrols with the token.
+  const join = execFileSync(RMA, ["invite", "--router", url, "--role", "worker", "--admin-token-file", path.join(dir, "data", "admin.token")], { encoding: "utf8" }).trim();
+  assert.match(join, /^rmaj1_/);
+  const worker = spawn(RMA, ["worker", "--worker-id", "e2e-extra", "--data-dir", path.join(dir, "extra"), "--ocr-threads", "1"], {
+    env: { ...process.env, RUST_LOG: "warn", RMA_JOIN_TOKEN: join },
     stdio: "ignore",
   });
   extra.push(worker);

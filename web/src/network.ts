@@ -2,7 +2,7 @@
 
 import type { Topology } from "./api";
 import { ago, escapeHtml } from "./format";
-import { TopologyView, followTopology } from "./topology";
+import { TopologyView, adminToken, followTopology } from "./topology";
 
 const $ = (id: string) => document.getElementById(id)!;
 
@@ -18,7 +18,7 @@ function renderHealth(t: Topology) {
 
 function renderTables(t: Topology) {
   $("coordinators").querySelector("tbody")!.innerHTML = t.coordinators
-    .map((c) => `<tr class="${c.status}"><td>${escapeHtml(c.id)}</td><td>${c.status}</td><td>${c.workers}</td><td>${(c.load * 100).toFixed(0)} %</td><td>${c.requests_last_minute}</td><td>${ago(c.last_seen)}</td></tr>`)
+    .map((c) => `<tr class="${c.status}"><td>${escapeHtml(c.id)}</td><td>${c.status}</td><td>${c.workers}</td><td>${(c.load * 100).toFixed(0)} %</td><td>${c.requests_last_minute}</td><td>${ago(c.last_seen)}</td><td class="address">${c.url ? escapeHtml(c.url) : "—"}</td></tr>`)
     .join("");
   $("workers").querySelector("tbody")!.innerHTML = t.workers
     .map((w) => `<tr class="${w.status}"><td>${escapeHtml(w.id)}</td><td>${w.type}</td><td>${w.status}</td><td>${escapeHtml(w.coordinator)}</td><td>${escapeHtml(w.services.join(", "))}</td><td>${(w.load * 100).toFixed(0)} %</td><td>${w.requests_last_minute}</td></tr>`)
@@ -29,7 +29,13 @@ function renderTables(t: Topology) {
 export function followNetwork() {
   const view = new TopologyView($("graph"), $("tooltip"));
   let last: Topology | undefined;
-  followTopology(
+  const state = $("admin-state");
+  const showAdmin = (on: boolean, why = "") => {
+    state.textContent = on ? "admin view: addresses shown" : why || "public view: addresses hidden";
+    $("admin-sign-out").hidden = !on;
+    ($("admin-form") as HTMLFormElement).hidden = on;
+  };
+  const signIn = followTopology(
     (t) => {
       last = t;
       view.update(t);
@@ -40,7 +46,22 @@ export function followNetwork() {
       $("live").textContent = live ? "live" : "reconnecting…";
       if (!live) $("health").textContent = "connecting…";
     },
+    (message) => showAdmin(false, message),
   );
+  showAdmin(adminToken() !== null);
+  $("admin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("admin-token") as HTMLInputElement;
+    const token = input.value.trim();
+    input.value = "";
+    if (!token) return;
+    showAdmin(true);
+    signIn(token);
+  });
+  $("admin-sign-out").addEventListener("click", () => {
+    signIn(null);
+    showAdmin(false);
+  });
   // "last heartbeat" figures age between pushes.
   setInterval(() => last && renderTables(last), 5000);
 }

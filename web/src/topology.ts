@@ -149,19 +149,49 @@ export class TopologyView {
   }
 }
 
-/** Keeps a WebSocket to the topology feed open, reconnecting with backoff. */
-export function followTopology(onTopology: (t: Topology) => void, onState: (live: boolean) => void) {
+/** Where the page keeps an admin token for this tab only. */
+const ADMIN_KEY = "rma-admin-token";
+
+/** The admin token this tab signed in with, if any. */
+export function adminToken(): string | null {
+  return sessionStorage.getItem(ADMIN_KEY);
+}
+
+/**
+ * Keeps a WebSocket to the topology feed open, reconnecting with backoff. The feed is the
+ * public, redacted view (no addresses) until the page signs in with the admin token, which
+ * it sends as the first message (browsers cannot set headers on a WebSocket). Returns a
+ * function that signs in (or out, with `null`).
+ */
+export function followTopology(
+  onTopology: (t: Topology) => void,
+  onState: (live: boolean) => void,
+  onRefused: (message: string) => void = () => {},
+): (token: string | null) => void {
   let delay = 500;
+  let current: WebSocket | undefined;
+  const signIn = (ws: WebSocket) => {
+    const token = adminToken();
+    if (token && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ admin_token: token }));
+  };
   const connect = () => {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${proto}://${location.host}/api/topology/ws`);
+    current = ws;
     ws.onopen = () => {
       delay = 500;
       onState(true);
+      signIn(ws);
     };
     ws.onmessage = (ev) => {
       try {
-        onTopology(JSON.parse(ev.data as string));
+        const msg = JSON.parse(ev.data as string) as Topology | { error: string; message: string };
+        if ("error" in msg) {
+          sessionStorage.removeItem(ADMIN_KEY);
+          onRefused(msg.message);
+        } else {
+          onTopology(msg);
+        }
       } catch {
         /* a malformed frame is skipped; the next one replaces it */
       }
@@ -173,4 +203,14 @@ export function followTopology(onTopology: (t: Topology) => void, onState: (live
     };
   };
   connect();
+  return (token) => {
+    if (token) {
+      sessionStorage.setItem(ADMIN_KEY, token);
+      if (current) signIn(current);
+    } else {
+      sessionStorage.removeItem(ADMIN_KEY);
+      // A new connection starts from the public view.
+      current?.close();
+    }
+  };
 }

@@ -283,6 +283,11 @@ impl AppState {
         admin::require(headers, &self.inner.admin_token)
     }
 
+    /// Whether `token` is the admin token.
+    pub(crate) fn admin_token_is(&self, token: &str) -> bool {
+        rma_auth::same_secret(token.trim().as_bytes(), self.inner.admin_token.as_bytes())
+    }
+
     /// Whether the request carries the admin token.
     pub(crate) fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
         admin::is_admin(headers, &self.inner.admin_token)

@@ -66,6 +66,12 @@ pub(crate) async fn assets(Path(path): Path<String>) -> Response {
 
 /// `GET /api/topology/ws`: sends the topology at once, then every time it changes.
 /// Redacted unless the upgrade request carries the admin token.
+/// What the page sends to see the whole topology.
+#[derive(serde::Deserialize)]
+struct SignIn {
+    admin_token: String,
+}
+
 pub(crate) async fn topology_ws(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -75,7 +81,11 @@ pub(crate) async fn topology_ws(
     ws.on_upgrade(move |socket| push_topology(state, socket, admin))
 }
 
-async fn push_topology(state: AppState, socket: WebSocket, admin: bool) {
+/// Pushes the topology on every change: whole for an admin, redacted for anyone else. A
+/// browser cannot set headers on a WebSocket, so the page signs in by sending
+/// `{"admin_token": "…"}` as a text message; a wrong token is answered with an error and the
+/// view stays redacted.
+async fn push_topology(state: AppState, socket: WebSocket, mut admin: bool) {
     let (mut sink, mut stream) = socket.split();
     let mut rx = state.topology_watch();
     let mut shutdown = state.shutdown();
@@ -91,8 +101,25 @@ async fn push_topology(state: AppState, socket: WebSocket, admin: bool) {
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             msg = stream.next() => match msg {
-                // The page says nothing; anything but a close is ignored.
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Text(text))) => {
+                    let token = serde_json::from_str::<SignIn>(&text).map(|s| s.admin_token);
+                    match token {
+                        Ok(t) if state.admin_token_is(&t) => admin = true,
+                        _ => {
+                            let e = rma_proto::ErrorBody {
+                                error: rma_proto::error_code::UNAUTHORIZED.into(),
+                                message: "the admin token is not valid".into(),
+                            };
+                            let text = serde_json::to_string(&e).unwrap_or_default();
+                            if sink.send(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                // Anything else from the page is ignored.
                 Some(Ok(_)) => continue,
             },
             _ = shutdown.wait() => return,
