@@ -157,6 +157,11 @@ impl Identity {
         self.router_url.as_deref()
     }
 
+    /// A secret for `context` derived from the node's key (a coordinator's sealing key).
+    pub fn derive_secret(&self, context: &str) -> [u8; 32] {
+        self.key.derive_secret(context)
+    }
+
     /// Signs a link challenge.
     pub fn sign_link(&self, coordinator_id: &str, nonce: &str) -> String {
         self.key

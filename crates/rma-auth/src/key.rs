@@ -61,6 +61,12 @@ impl NodeKey {
         B64.encode(self.0.sign(message).to_bytes())
     }
 
+    /// A secret for `context` derived from this key (BLAKE3's key derivation): the same key
+    /// and context always give the same secret, and it tells nothing about the key.
+    pub fn derive_secret(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.0.to_bytes())
+    }
+
     /// PKCS#8 DER of the key, as JWT libraries take it.
     pub(crate) fn pkcs8_der(&self) -> Vec<u8> {
         use ed25519_dalek::pkcs8::EncodePrivateKey;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rma_http::ApiError;
 use rma_http::forwarding::{Decision, Outcome, Policy};
-use rma_proto::{ServiceCall, ServiceReply};
+use rma_proto::results::StoredObject;
+use rma_proto::{ServiceCall, ServiceReply, service};
 use tokio::time::Instant;
 
 use crate::link::{CallError, ProgressFn};
@@ -41,11 +42,60 @@ pub(crate) struct Dispatcher {
     pub(crate) max_attempts: u32,
     /// For workers reached over their tunnel URL.
     pub(crate) http: reqwest::Client,
+    /// Seals what goes to storage workers, opens what comes back.
+    pub(crate) sealer: crate::sealed::Sealer,
 }
 
 impl Dispatcher {
     /// Sends `call` to a worker, and on to others as the forwarding policy says.
     pub(crate) async fn dispatch(
+        &self,
+        call: &ServiceCall,
+        progress: Option<ProgressFn>,
+    ) -> Result<Served, ApiError> {
+        if !matches!(call.service.as_str(), service::STORE | service::CACHE) {
+            return self.dispatch_plain(call, progress).await;
+        }
+        // Storage workers get ciphertext only.
+        let writing = matches!(call.method.as_str(), "POST" | "PUT");
+        let plain_size = call.body.len() as u64;
+        let plain_type = call.content_type.clone();
+        let sealed;
+        let call = if writing {
+            sealed = ServiceCall {
+                body: self.sealer.seal(call.content_type.as_deref(), &call.body),
+                content_type: Some("application/octet-stream".into()),
+                ..call.clone()
+            };
+            &sealed
+        } else {
+            call
+        };
+        let mut served = self.dispatch_plain(call, progress).await?;
+        if served.reply.status != 200 {
+            return Ok(served);
+        }
+        if call.method == "GET" {
+            let (ct, body) = self
+                .sealer
+                .open(&served.reply.body)
+                .map_err(|e| ApiError::upstream(format!("{} from worker {}", e, served.worker)))?;
+            served.reply.body = body;
+            served.reply.content_type = ct;
+        } else if writing && call.service == service::STORE {
+            // Describe the document, not its ciphertext.
+            if let Ok(mut obj) = serde_json::from_slice::<StoredObject>(&served.reply.body) {
+                obj.size = plain_size;
+                obj.content_type = rma_proto::media::essence(plain_type.as_deref())
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                served.reply = ServiceReply::json(&obj);
+            }
+        }
+        Ok(served)
+    }
+
+    /// [`Dispatcher::dispatch`] without sealing.
+    async fn dispatch_plain(
         &self,
         call: &ServiceCall,
         progress: Option<ProgressFn>,

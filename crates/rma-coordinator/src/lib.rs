@@ -26,6 +26,7 @@ mod liveness;
 mod pipeline;
 mod registrar;
 mod registry;
+mod sealed;
 mod session;
 mod tunnel;
 
@@ -105,6 +106,11 @@ impl AppState {
             timeout: config.request_timeout,
             max_attempts: config.max_attempts,
             http: rma_client::http_client_with(None, Some(config.url_policy))?,
+            sealer: sealed::Sealer::new(
+                config
+                    .identity
+                    .derive_secret("rma coordinator storage sealing v1"),
+            ),
         };
         Ok(AppState {
             inner: Arc::new(Inner {

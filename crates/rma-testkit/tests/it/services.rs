@@ -329,7 +329,33 @@ async fn store_keeps_documents_by_content_and_refuses_bad_hashes() {
             .expect("store"),
     );
     let hash = v["hash"].as_str().expect("hash").to_owned();
-    assert_eq!(hash, blake3::hash(&doc).to_hex().as_str());
+    // The storage worker was given ciphertext: the hash is not the document's, and nothing on
+    // its disk holds a word of it.
+    assert_eq!(hash.len(), 64);
+    assert_ne!(hash, blake3::hash(&doc).to_hex().as_str());
+    let mut files = vec![c.dir.path().join("storage-0")];
+    let mut seen = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(
+                std::fs::read_dir(&p)
+                    .expect("dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        } else {
+            let bytes = std::fs::read(&p).expect("file");
+            for needle in [&b"A letter to keep"[..], b"%PDF", b"application/pdf"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds {:?}",
+                    p.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "the object is on the storage worker's disk");
     assert_eq!(v["size"], doc.len());
     assert_eq!(v["content_type"], "application/pdf");
     let again = json(
