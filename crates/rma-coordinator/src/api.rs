@@ -34,7 +34,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/workers", get(workers))
         .route("/api/service/{service}", any(service))
         .route("/api/service/{service}/{*rest}", any(service))
-        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}", get(job).delete(delete_job))
         .route("/api/jobs/{id}/result", get(job_result))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -289,6 +289,24 @@ async fn job(
             "no job {id} here (finished jobs are kept for the retention time)"
         ))
     })
+}
+
+/// `DELETE /api/jobs/{id}`: the job, its result and every stored copy of its document are
+/// deleted. Whoever holds the id may: the id is the job's only key.
+async fn delete_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Ack>, ApiError> {
+    check_job_id(&id)?;
+    if state.jobs().delete(&id, state.dispatcher()).await? {
+        tracing::info!(job = %id, "job deleted with its stored copies");
+        metrics::counter!("rma_coordinator_jobs_deleted_total").increment(1);
+        Ok(Json(Ack {
+            status: "deleted".into(),
+        }))
+    } else {
+        Err(ApiError::not_found(format!("no job {id} here")))
+    }
 }
 
 /// `GET /api/jobs/{id}/result`: the raw result (an enhanced PNG, say).

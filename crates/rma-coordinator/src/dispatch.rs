@@ -164,6 +164,30 @@ impl Dispatcher {
         }
     }
 
+    /// Sends `call` to every active worker offering its service (a delete of stored copies);
+    /// returns how many answered 2xx.
+    pub(crate) async fn dispatch_every(&self, call: &ServiceCall) -> usize {
+        let mut tried: HashSet<String> = HashSet::new();
+        let mut ok = 0;
+        loop {
+            let picked = self
+                .registry
+                .lock()
+                .pick(&call.service, &tried, Instant::now());
+            let Some((worker, route)) = picked else {
+                return ok;
+            };
+            let result = match route {
+                Route::Link(link) => link.call(call, self.timeout, None).await,
+                Route::Http(url) => crate::tunnel::call(&self.http, &url, call, self.timeout).await,
+            };
+            if result.is_ok_and(|r| (200..300).contains(&r.status)) {
+                ok += 1;
+            }
+            tried.insert(worker);
+        }
+    }
+
     fn nobody(&self, call: &ServiceCall, tried: &HashSet<String>) -> ApiError {
         ApiError::no_worker(if tried.is_empty() {
             format!("no active worker offers the {:?} service", call.service)

@@ -45,7 +45,10 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/edge/heartbeat", post(coordinator_heartbeat))
         .route("/api/edge/{coordinator_id}", delete(deregister_coordinator))
         .route("/api/worker/heartbeat", post(worker_heartbeat))
-        .route("/api/jobs/{id}", get(forward::job))
+        .route(
+            "/api/jobs/{id}",
+            get(forward::job).delete(forward::delete_job),
+        )
         .route("/api/jobs/{id}/result", get(forward::job_result))
         .route("/api/admin/coordinators", get(coordinators))
         .route("/api/admin/invites", post(crate::membership::invite))

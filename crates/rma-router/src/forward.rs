@@ -177,15 +177,20 @@ async fn forward(
 
 /// `GET /api/jobs/{id}`: asked of the coordinator that holds the job (named in its id).
 pub(crate) async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, false).await
+    job_at(state, id, Method::GET, false).await
+}
+
+/// `DELETE /api/jobs/{id}`: the job and its stored copies, at the coordinator holding it.
+pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    job_at(state, id, Method::DELETE, false).await
 }
 
 /// `GET /api/jobs/{id}/result`.
 pub(crate) async fn job_result(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, true).await
+    job_at(state, id, Method::GET, true).await
 }
 
-async fn job_at(state: AppState, id: String, result: bool) -> Response {
+async fn job_at(state: AppState, id: String, method: Method, result: bool) -> Response {
     let Some(holder) = rma_proto::ids::job_coordinator(&id) else {
         return ApiError::bad_request(format!("{id:?} is not a job id")).into_response();
     };
@@ -205,7 +210,7 @@ async fn job_at(state: AppState, id: String, result: bool) -> Response {
     } else {
         rma_proto::job::path(&id)
     };
-    let asked = client.raw(Method::GET, &path, None, bytes::Bytes::new(), &[]);
+    let asked = client.raw(method, &path, None, bytes::Bytes::new(), &[]);
     match tokio::time::timeout(Duration::from_secs(30), asked).await {
         Ok(Ok(resp)) => relay(resp, holder, 1),
         Ok(Err(e)) => {

@@ -104,6 +104,21 @@ impl Store {
     }
 
     /// Reads an object back, with its content type.
+    pub(crate) async fn delete(&self, hash: &str) -> Result<(), ServiceError> {
+        check_hash(hash)?;
+        let path = self.object(hash);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                let _ = tokio::fs::remove_file(path.with_extension("type")).await;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ServiceError::NotFound(
+                format!("no document with hash {hash} here"),
+            )),
+            Err(e) => Err(ServiceError::Internal(format!("deleting {hash}: {e}"))),
+        }
+    }
+
     pub(crate) async fn get(&self, hash: &str) -> Result<(Vec<u8>, String), ServiceError> {
         check_hash(hash)?;
         let path = self.object(hash);
@@ -141,11 +156,17 @@ impl Service for Store {
                     let (body, ct) = self.get(h).await?;
                     Ok(ServiceReply::ok(Some(ct), body.into()))
                 }
-                ("GET", h) if h.contains('/') => {
+                ("DELETE", h) if !h.is_empty() && !h.contains('/') => {
+                    self.delete(h).await?;
+                    Ok(ServiceReply::json(&rma_proto::api::Ack {
+                        status: "deleted".into(),
+                    }))
+                }
+                ("GET" | "DELETE", h) if h.contains('/') => {
                     Err(ServiceError::BadInput("a store path is one hash".into()))
                 }
                 (m, _) => Err(ServiceError::MethodNotAllowed(format!(
-                    "store takes POST / (save) and GET /{{hash}} (read), not {m} /{sub}"
+                    "store takes POST / (save), GET /{{hash}} (read) and DELETE /{{hash}}, not {m} /{sub}"
                 ))),
             }
         })

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use rma_http::ApiError;
+
+use crate::dispatch::Dispatcher;
 use rma_proto::ServiceCall;
 use rma_proto::job::{JobProgress, JobState, JobView};
 use rma_proto::results::ServiceResult;
@@ -153,6 +155,22 @@ impl Jobs {
         }
     }
 
+    /// Deletes a job and every stored copy its result names (original, cleaned-up image,
+    /// result) from the storage workers; `false` when there was no such job.
+    pub(crate) async fn delete(&self, id: &str, d: &Dispatcher) -> Result<bool, ApiError> {
+        let result = self
+            .store
+            .delete(id)
+            .await
+            .map_err(|e| ApiError::internal(format!("deleting the job: {e}")))?;
+        let Some(result) = result else {
+            return Ok(false);
+        };
+        self.running().remove(id);
+        forget_copies(d, &[result]).await;
+        Ok(true)
+    }
+
     /// A finished job's raw result and its content type.
     pub(crate) async fn result(
         &self,
@@ -162,5 +180,32 @@ impl Jobs {
             .result(id)
             .await
             .map_err(|e| ApiError::internal(format!("reading the job: {e}")))
+    }
+}
+
+/// The hashes of the stored copies a `process` result names.
+pub(crate) fn stored_copies(result: &[u8]) -> Vec<String> {
+    let Ok(p) = serde_json::from_slice::<rma_proto::results::ProcessResult>(result) else {
+        return Vec::new();
+    };
+    [p.stored.original, p.stored.enhanced, p.stored.result]
+        .into_iter()
+        .flatten()
+        .map(|o| o.hash)
+        .collect()
+}
+
+/// Deletes from every storage worker the copies these results name (best effort: a worker
+/// offline now keeps its copy; the threat model says so).
+pub(crate) async fn forget_copies(d: &Dispatcher, results: &[Vec<u8>]) {
+    for hash in results.iter().flat_map(|r| stored_copies(r)) {
+        let call = ServiceCall {
+            service: rma_proto::service::STORE.to_owned(),
+            method: "DELETE".into(),
+            path: format!("/{hash}"),
+            ..Default::default()
+        };
+        let removed = d.dispatch_every(&call).await;
+        tracing::debug!(%hash, removed, "stored copy deleted");
     }
 }

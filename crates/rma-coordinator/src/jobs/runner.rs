@@ -70,8 +70,15 @@ impl Runner {
                 last_expiry = tokio::time::Instant::now();
                 let cutoff = super::now_ms() - this.jobs.retention.as_millis() as i64;
                 match this.jobs.store.expire(cutoff).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(expired = n, "finished jobs past retention deleted"),
+                    Ok(results) if results.is_empty() => {}
+                    Ok(results) => {
+                        tracing::info!(
+                            expired = results.len(),
+                            "finished jobs past retention deleted"
+                        );
+                        // Retention applies to every copy: the stored documents go too.
+                        super::forget_copies(&this.dispatcher, &results).await;
+                    }
                     Err(e) => tracing::error!(error = %e, "could not delete old jobs"),
                 }
             }

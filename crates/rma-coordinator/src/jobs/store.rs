@@ -243,13 +243,36 @@ impl JobStore {
         .await
     }
 
-    /// Deletes finished jobs that finished before `cutoff_ms`; returns how many.
-    pub(crate) async fn expire(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+    /// Deletes finished jobs that finished before `cutoff_ms`; returns the results of those
+    /// that had one (for the copies they name to be deleted too).
+    pub(crate) async fn expire(&self, cutoff_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.with(move |c| {
-            c.execute(
-                "DELETE FROM jobs WHERE state IN ('done', 'failed') AND finished_ms < ?1",
-                params![cutoff_ms],
+            let mut stmt = c.prepare(
+                "DELETE FROM jobs WHERE state IN ('done', 'failed') AND finished_ms < ?1
+                 RETURNING result",
+            )?;
+            let rows = stmt.query_map(params![cutoff_ms], |r| r.get::<_, Option<Vec<u8>>>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r?.unwrap_or_default());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes one job, whatever its state; its result if it was there (empty when it had
+    /// none), `None` when there was no such job.
+    pub(crate) async fn delete(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "DELETE FROM jobs WHERE id = ?1 RETURNING result",
+                params![id],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
             )
+            .optional()
+            .map(|o| o.map(Option::unwrap_or_default))
         })
         .await
     }

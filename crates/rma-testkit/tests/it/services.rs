@@ -724,3 +724,62 @@ async fn ai_proxies_to_an_openai_compatible_backend() {
         .expect("answer");
     assert_eq!(status_and_code(&r), (404, "not_found".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_job_deletes_its_result_and_every_stored_copy() {
+    let c = cluster_with_storage().await;
+    let client = c.client();
+    let doc = pdf_with_text(&["A letter to forget"]);
+    let accepted = client
+        .submit_job("process", "", "application/pdf", doc.into())
+        .await
+        .expect("submitted");
+    // 128 random bits in the id.
+    let tail = accepted.job_id.rsplit_once("-j").expect("job id").1;
+    assert_eq!(tail.len(), 32, "{}", accepted.job_id);
+    let done = client
+        .wait(&accepted.job_id, Duration::from_secs(60), |_| {})
+        .await
+        .expect("done");
+    assert_eq!(done.state, JobState::Done);
+    let result = serde_json::to_value(&done.result).expect("json");
+    let hashes: Vec<String> = ["original", "result"]
+        .iter()
+        .map(|k| {
+            result["stored"][k]["hash"]
+                .as_str()
+                .expect("stored")
+                .to_owned()
+        })
+        .collect();
+    let get_stored = async |h: &str| {
+        client
+            .raw(
+                Method::GET,
+                &format!("api/service/store/{h}"),
+                None,
+                Bytes::new(),
+                &[],
+            )
+            .await
+            .expect("get")
+            .status
+    };
+    for h in &hashes {
+        assert_eq!(get_stored(h).await, 200, "stored before the delete");
+    }
+
+    client.delete_job(&accepted.job_id).await.expect("deleted");
+    let e = client.job(&accepted.job_id).await.expect_err("gone");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(404), "{e}");
+    for h in &hashes {
+        assert_eq!(get_stored(h).await, 404, "{h}: every copy is gone");
+    }
+    let e = client
+        .delete_job(&accepted.job_id)
+        .await
+        .expect_err("twice");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(404), "{e}");
+    let e = client.delete_job("not-a-job").await.expect_err("bad id");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+}
