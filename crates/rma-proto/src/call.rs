@@ -119,6 +119,26 @@ impl ServiceReply {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Query strings, service names and JSON bodies come from the network: reading any of
+        /// them is an answer or an error, never a panic.
+        #[test]
+        fn query_strings_names_and_json_bodies_never_panic(query in ".{0,120}", name in ".{0,40}", json in ".{0,200}") {
+            let call = ServiceCall { query: query.clone(), ..ServiceCall::post("echo", None, Bytes::new()) };
+            let _ = call.query_param("lang");
+            let _ = call.url_path();
+            let _ = crate::service::is_valid_name(&name);
+            let _ = crate::service::url_path(&name, "", &query);
+            let reply = ServiceReply::ok(Some("application/json".into()), Bytes::from(json.clone()));
+            let _ = reply.parse::<crate::results::ServiceResult>();
+            let _ = reply.error_message();
+            let _ = serde_json::from_str::<crate::api::WorkerRegister>(&json);
+            let _ = serde_json::from_str::<crate::api::CoordinatorHeartbeat>(&json);
+            let _ = serde_json::from_str::<crate::membership::EnrollRequest>(&json);
+            let _ = serde_json::from_str::<crate::job::JobView>(&json);
+        }
+    }
+
     #[test]
     fn query_params_and_paths() {
         let c = ServiceCall {
