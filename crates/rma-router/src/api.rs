@@ -37,7 +37,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/service/{service}", any(forward::service))
         .route("/api/service/{service}/{*rest}", any(forward::service))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.limiter(),
+            state.clone(),
             crate::limit::middleware,
         ));
     let r = Router::new()

@@ -40,6 +40,13 @@ pub struct RouterConfig {
     pub ip_rate_limit: u32,
     /// How many of them may come at once before the rate applies [50].
     pub ip_rate_burst: u32,
+    /// Uploads need a client credential (`--clients keyed`) [false: anyone may upload,
+    /// limited per address].
+    pub clients_keyed: bool,
+    /// Uploads one client (a credential of role client) may send a second [50]; 0: no limit.
+    pub client_rate_limit: u32,
+    /// How many of them may come at once [200].
+    pub client_rate_burst: u32,
 }
 
 impl RouterConfig {
@@ -66,6 +73,9 @@ impl RouterConfig {
             federation_key: None,
             ip_rate_limit: 10,
             ip_rate_burst: 50,
+            clients_keyed: false,
+            client_rate_limit: 50,
+            client_rate_burst: 200,
         }
     }
 }

@@ -68,6 +68,7 @@ struct Inner {
     turn: AtomicUsize,
     admin_token: String,
     limiter: limit::Limiter,
+    client_limiter: limit::Limiter<String>,
     federation: rma_auth::FederationKey,
     /// Every revoked node, for the checks of membership calls.
     revoked: rma_auth::Revoked,
@@ -160,6 +161,8 @@ impl AppState {
         let http = rma_client::http_client_with(None, Some(config.url_policy))
             .map_err(|e| SpawnError::Client(e.to_string()))?;
         let limiter = limit::Limiter::new(config.ip_rate_limit, config.ip_rate_burst);
+        let client_limiter =
+            limit::Limiter::new(config.client_rate_limit, config.client_rate_burst);
         Ok(AppState {
             inner: Arc::new(Inner {
                 topology: tokio::sync::watch::Sender::new(Default::default()),
@@ -171,6 +174,7 @@ impl AppState {
                 turn: AtomicUsize::new(0),
                 admin_token,
                 limiter,
+                client_limiter,
                 federation,
                 revoked,
                 revoked_at: Mutex::new(revoked_at),
@@ -275,6 +279,11 @@ impl AppState {
         self.inner.limiter.clone()
     }
 
+    /// The per-client limiter.
+    pub(crate) fn client_limiter(&self) -> limit::Limiter<String> {
+        self.inner.client_limiter.clone()
+    }
+
     /// 401 unless the request carries the admin token.
     pub(crate) fn require_admin(
         &self,
@@ -367,12 +376,13 @@ pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHa
     handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(topology_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(ping_loop(state.clone(), shutdown.clone())));
-    let limiter = state.limiter();
+    let (limiter, clients) = (state.limiter(), state.client_limiter());
     handle.adopt(tokio::spawn(rma_http::every(
         Duration::from_secs(60),
         shutdown,
         move || {
             limiter.forget_idle();
+            clients.forget_idle();
             std::future::ready(())
         },
     )));

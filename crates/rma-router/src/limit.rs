@@ -2,7 +2,12 @@
 //! federation work — service requests (uploads) and registrations. Job polls, the topology, the
 //! UI and health are not limited. Over the limit: 429 `{error: "rate_limited"}` with
 //! `Retry-After`. GCRA (governor), one bucket per IP address, buckets forgotten once full again.
+//!
+//! Organisations get client keys (`rma invite --role client`): an upload carrying a client
+//! credential is limited per client (its own, larger bucket) instead of per address, and with
+//! `--clients keyed` an upload without one is refused with 401. The admin token is not limited.
 
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -14,11 +19,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rma_http::ApiError;
 
-/// The router's limiter; `None` inside when limits are off.
-#[derive(Clone, Default)]
-pub(crate) struct Limiter(Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>);
+/// A keyed limiter (per address, per client); `None` inside when limits are off.
+#[derive(Clone)]
+pub(crate) struct Limiter<K: Hash + Eq + Clone = IpAddr>(Option<Arc<DefaultKeyedRateLimiter<K>>>);
 
-impl std::fmt::Debug for Limiter {
+impl<K: Hash + Eq + Clone> std::fmt::Debug for Limiter<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
             "Limiter(on)"
@@ -28,8 +33,8 @@ impl std::fmt::Debug for Limiter {
     }
 }
 
-impl Limiter {
-    /// `per_second` requests a second per address, bursts of `burst`; off when `per_second` is 0.
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    /// `per_second` requests a second per key, bursts of `burst`; off when `per_second` is 0.
     pub(crate) fn new(per_second: u32, burst: u32) -> Self {
         let Some(rate) = NonZeroU32::new(per_second) else {
             return Limiter(None);
@@ -40,12 +45,12 @@ impl Limiter {
         ))))
     }
 
-    /// Lets `ip` through, or says how long it must wait.
-    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), std::time::Duration> {
+    /// Lets `key` through, or says how long it must wait.
+    pub(crate) fn check(&self, key: K) -> Result<(), std::time::Duration> {
         match &self.0 {
             None => Ok(()),
             Some(l) => l
-                .check_key(&ip)
+                .check_key(&key)
                 .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
         }
     }
@@ -61,26 +66,61 @@ impl Limiter {
 
 /// The middleware on limited routes.
 pub(crate) async fn middleware(
-    State(limiter): State<Limiter>,
+    State(state): State<crate::AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    // Requests driven in-process (tests without sockets) have no peer and are not limited.
-    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
-        return next.run(req).await;
+    let upload = req.uri().path().starts_with("/api/service/");
+    let bearer = rma_http::auth::bearer(req.headers()).map(str::to_owned);
+    let checked = match (upload, bearer) {
+        (true, Some(_)) if state.is_admin(req.headers()) => return next.run(req).await,
+        (true, Some(token)) => {
+            let claims = state
+                .federation()
+                .verifier()
+                .verify_as(&token, rma_auth::Role::Client)
+                .map_err(|e| ApiError::from_auth(&e));
+            match claims {
+                Ok(c) if state.revoked().contains(&c.sub) => {
+                    return ApiError::forbidden(format!("client {} has been revoked", c.sub))
+                        .into_response();
+                }
+                Ok(c) => state
+                    .client_limiter()
+                    .check(c.sub.clone())
+                    .map_err(|w| (w, c.sub)),
+                Err(e) => return e.into_response(),
+            }
+        }
+        (true, None) if state.config().clients_keyed => {
+            return ApiError::unauthorized(
+                "this router takes documents from organisations with a client key only: ask its operator for one (rma invite --role client), then rma submit --join TOKEN",
+            )
+            .into_response();
+        }
+        _ => {
+            // Requests driven in-process (tests without sockets) have no peer and are not
+            // limited.
+            let Some(ConnectInfo(peer)) =
+                req.extensions().get::<ConnectInfo<SocketAddr>>().copied()
+            else {
+                return next.run(req).await;
+            };
+            state
+                .limiter()
+                .check(peer.ip())
+                .map_err(|w| (w, peer.ip().to_string()))
+        }
     };
-    match limiter.check(peer.ip()) {
+    match checked {
         Ok(()) => next.run(req).await,
-        Err(wait) => {
+        Err((wait, who)) => {
             metrics::counter!("rma_router_rate_limited_total").increment(1);
             let secs = wait.as_secs().max(1);
             let mut resp = ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 rma_proto::error_code::RATE_LIMITED,
-                format!(
-                    "too many requests from {}; try again in {secs} s",
-                    peer.ip()
-                ),
+                format!("too many requests from {who}; try again in {secs} s"),
             )
             .into_response();
             rma_http::set_header(resp.headers_mut(), "retry-after", &secs.to_string());
@@ -95,7 +135,7 @@ mod tests {
 
     #[test]
     fn each_address_has_its_own_bucket() {
-        let l = Limiter::new(1, 3);
+        let l: Limiter = Limiter::new(1, 3);
         let a: IpAddr = "10.0.0.1".parse().expect("ip");
         let b: IpAddr = "10.0.0.2".parse().expect("ip");
         for _ in 0..3 {
@@ -104,7 +144,7 @@ mod tests {
         let wait = l.check(a).expect_err("over the burst");
         assert!(wait <= std::time::Duration::from_secs(1));
         assert!(l.check(b).is_ok(), "another address is served");
-        let off = Limiter::new(0, 0);
+        let off: Limiter = Limiter::new(0, 0);
         for _ in 0..1000 {
             assert!(off.check(a).is_ok());
         }

@@ -76,6 +76,16 @@ struct RouterArgs {
     /// How many of them one address may send at once before the rate applies.
     #[arg(long, env = "RMA_IP_RATE_BURST", default_value_t = 50)]
     ip_rate_burst: u32,
+    /// Who may upload: `open` (anyone, limited per address) or `keyed` (only organisations with
+    /// a client key: rma invite --role client).
+    #[arg(long, env = "RMA_CLIENTS", value_enum, default_value = "open")]
+    clients: ClientsArg,
+    /// Uploads one client key may send a second (0: no limit).
+    #[arg(long, env = "RMA_CLIENT_RATE_LIMIT", default_value_t = 50)]
+    client_rate_limit: u32,
+    /// How many of them one client key may send at once.
+    #[arg(long, env = "RMA_CLIENT_RATE_BURST", default_value_t = 200)]
+    client_rate_burst: u32,
     /// Call plain-http URLs that others register, not only https (a LAN without TLS).
     #[arg(long, env = "RMA_ALLOW_HTTP")]
     allow_http: bool,
@@ -139,6 +149,15 @@ struct CoordinatorArgs {
     /// Link-local and metadata addresses are never called.
     #[arg(long, env = "RMA_ALLOW_PRIVATE_ADDRESSES")]
     allow_private_addresses: bool,
+}
+
+/// `--clients` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClientsArg {
+    /// Anyone may upload (limited per address).
+    Open,
+    /// Uploads need a client key.
+    Keyed,
 }
 
 /// `WORKER_TYPE` values.
@@ -390,6 +409,9 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.url_policy.allow_private = a.allow_private_addresses;
     config.ip_rate_limit = a.ip_rate_limit;
     config.ip_rate_burst = a.ip_rate_burst;
+    config.clients_keyed = a.clients == ClientsArg::Keyed;
+    config.client_rate_limit = a.client_rate_limit;
+    config.client_rate_burst = a.client_rate_burst;
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());

@@ -61,6 +61,18 @@ pub(crate) struct SubmitArgs {
     /// OCR language(s), e.g. eng or eng+fra.
     #[arg(long)]
     lang: Option<String>,
+    /// Where this organisation's client key and credential live (routers with
+    /// `--clients keyed` take uploads only with one; others give keyed clients their own limits).
+    #[arg(long, env = "RMA_CLIENT_DIR")]
+    client_dir: Option<PathBuf>,
+    /// A join token (`rma invite --role client`) to enrol the client key, on first use only.
+    #[arg(
+        long,
+        env = "RMA_JOIN_TOKEN",
+        hide_env_values = true,
+        requires = "client_dir"
+    )]
+    join: Option<String>,
 }
 
 struct Submitted {
@@ -98,8 +110,18 @@ fn content_type(path: &Path, bytes: &[u8]) -> &'static str {
 
 /// Runs `rma submit`.
 pub(crate) async fn run(a: SubmitArgs) -> Result<()> {
-    let client = Client::with_timeout(&a.router, Duration::from_secs(120))
+    let mut client = Client::with_timeout(&a.router, Duration::from_secs(120))
         .map_err(|e| anyhow::anyhow!("--router: {e}"))?;
+    if let Some(dir) = &a.client_dir {
+        let id = crate::members::identity(dir, a.join.as_deref(), rma_auth::Role::Client, "client")
+            .await?;
+        if id.renew_in() == 0
+            && let Err(e) = rma_client::identity::renew(&id).await
+        {
+            eprintln!("warning: could not renew the client credential: {e}");
+        }
+        client = client.with_identity(id);
+    }
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

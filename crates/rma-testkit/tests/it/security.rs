@@ -288,3 +288,68 @@ async fn nodes_enrol_with_a_join_token_renew_and_run_only_what_it_allows() {
     drop(w);
     drop(coord);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_router_takes_uploads_only_with_a_client_key_and_limits_each_client() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.clients_keyed = true;
+    rc.client_rate_limit = 1;
+    rc.client_rate_burst = 3;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let upload = async |c: &Client| {
+        let r = c
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"letter"))
+            .await
+            .expect("answer");
+        let v: serde_json::Value = r.json().unwrap_or_default();
+        (
+            r.status.as_u16(),
+            v["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let anyone = Client::new(&router.url()).expect("client");
+    assert_eq!(upload(&anyone).await, (401, "unauthorized".into()));
+    let worker = anyone
+        .clone()
+        .with_identity(rma_testkit::identity("w", Role::Worker));
+    assert_eq!(
+        upload(&worker).await,
+        (403, "forbidden".into()),
+        "a worker is not a client"
+    );
+
+    // A client key passes (here: to be told no coordinator is up), up to its own limit.
+    let charity = anyone
+        .clone()
+        .with_identity(rma_testkit::identity("charity-a", Role::Client));
+    for _ in 0..3 {
+        assert_eq!(upload(&charity).await, (503, "no_coordinator".into()));
+    }
+    assert_eq!(upload(&charity).await, (429, "rate_limited".into()));
+    let other = anyone
+        .clone()
+        .with_identity(rma_testkit::identity("charity-b", Role::Client));
+    assert_eq!(
+        upload(&other).await,
+        (503, "no_coordinator".into()),
+        "another client has its own bucket"
+    );
+    // Revoked: refused at once.
+    let admin = anyone.clone().with_bearer(rma_testkit::ADMIN_TOKEN);
+    admin.revoke("charity-b").await.expect("revoke");
+    assert_eq!(upload(&other).await, (403, "forbidden".into()));
+    // Job polls need no key: the id is the key.
+    let poll = anyone
+        .raw(
+            reqwest::Method::GET,
+            &rma_proto::job::path(&rma_proto::ids::job_id("coord-x", 7)),
+            None,
+            Bytes::new(),
+            &[],
+        )
+        .await
+        .expect("poll");
+    assert_eq!(poll.status.as_u16(), 404);
+}
