@@ -96,6 +96,60 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// Certificate authorities trusted beside the system's (a self-hosted federation's own CA).
+static EXTRA_ROOTS: std::sync::RwLock<Vec<Vec<u8>>> = std::sync::RwLock::new(Vec::new());
+
+/// Trusts the certificates in `pem` (a CA, or a self-signed certificate) for every client made
+/// from now on, beside the system's roots: `RMA_CA_CERT` in the CLI. Returns how many.
+pub fn trust_pem(pem: &[u8]) -> Result<usize, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no certificate".into());
+    }
+    let mut roots = EXTRA_ROOTS.write().unwrap_or_else(|p| p.into_inner());
+    for c in &certs {
+        if !roots.iter().any(|r| r.as_slice() == c.as_ref()) {
+            roots.push(c.to_vec());
+        }
+    }
+    Ok(certs.len())
+}
+
+/// The certificates [`trust_pem`] added (DER).
+pub fn extra_roots() -> Vec<Vec<u8>> {
+    EXTRA_ROOTS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// A rustls client configuration for other clients (the worker's link): the system's roots and
+/// the [`trust_pem`] ones; `None` when there are no extra ones (the defaults then serve).
+pub fn tls_client_config() -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    let extra = extra_roots();
+    if extra.is_empty() {
+        return None;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(c);
+    }
+    for der in extra {
+        let _ = roots.add(rustls::pki_types::CertificateDer::from(der));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(std::sync::Arc::new(config))
+}
+
 /// A raw service answer: status, content type, headers, body.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
@@ -151,6 +205,11 @@ pub fn http_client_with(
         .pool_idle_timeout(Duration::from_secs(30));
     if let Some(t) = timeout {
         b = b.timeout(t);
+    }
+    for der in extra_roots() {
+        if let Ok(cert) = reqwest::Certificate::from_der(&der) {
+            b = b.add_root_certificate(cert);
+        }
     }
     if let Some(p) = policy {
         b = b

@@ -8,13 +8,16 @@ use rma_auth::Identity;
 use rma_proto::urls::AddressPolicy;
 
 /// Everything a coordinator needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CoordinatorConfig {
     /// Its id: the node id its credential names.
     pub id: String,
     /// Its identity: key, credential (renewed at the router), and the federation's public key
     /// it checks workers' credentials with.
     pub identity: Arc<Identity>,
+    /// Serve https with this certificate and key (`--tls-cert/--tls-key`); the link is then
+    /// `wss`.
+    pub tls: Option<rma_http::tls::TlsConfig>,
     /// The token `/metrics` and the worker listing need (`Authorization: Bearer …`); without
     /// one they answer 401 to everyone.
     pub metrics_token: Option<String>,
@@ -60,6 +63,7 @@ impl CoordinatorConfig {
             id: identity.node_id(),
             identity,
             metrics_token: None,
+            tls: None,
             public_url: None,
             router_url: None,
             location: None,

@@ -238,7 +238,7 @@ pub fn spawn(
     config.url_policy.allow_loopback |= addr.ip().is_loopback();
     let public_url = match &config.public_url {
         Some(u) => rma_proto::urls::base_url("public URL", u)?,
-        None => derive_public_url(addr),
+        None => derive_public_url(addr, config.tls.is_some()),
     };
     let router = config
         .router_url
@@ -251,7 +251,8 @@ pub fn spawn(
     let identity = config.identity.clone();
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::new(config, public_url, shutdown.clone())?;
-    let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
+    let tls = state.config().tls.clone();
+    let mut handle = rma_http::serve_with(listener, api::app(state.clone()), stop, tls)?;
     handle.adopt(tokio::spawn(liveness_loop(state.clone(), shutdown.clone())));
     let runner = jobs::runner::Runner {
         jobs: state.inner.jobs.clone(),
@@ -281,14 +282,15 @@ pub async fn deregister(config: &CoordinatorConfig, grace: Duration) {
     }
 }
 
-/// `http://{addr}`, with an unspecified address (0.0.0.0, ::) replaced by loopback.
-fn derive_public_url(addr: std::net::SocketAddr) -> String {
+/// `http(s)://{addr}`, with an unspecified address (0.0.0.0, ::) replaced by loopback.
+fn derive_public_url(addr: std::net::SocketAddr, https: bool) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
 /// Sweeps workers every third of the worker timeout (at most every 5 s).

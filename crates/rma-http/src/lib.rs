@@ -13,11 +13,12 @@ mod server;
 pub mod sqlite;
 mod target;
 pub mod testing;
+pub mod tls;
 mod window;
 
 pub use error::{ApiError, JsonBody};
 pub use periodic::every;
-pub use server::{ServerHandle, Shutdown, serve};
+pub use server::{ServerHandle, Shutdown, serve, serve_with};
 pub use target::ServiceTarget;
 pub use window::RateWindow;
 

@@ -38,6 +38,8 @@ impl Shutdown {
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    /// Whether it serves TLS.
+    https: bool,
     stop: watch::Sender<bool>,
     /// Background loops (registrar, sweeper…): aborted on drop.
     tasks: Vec<JoinHandle<()>>,
@@ -51,7 +53,8 @@ impl ServerHandle {
 
     /// `http://{addr}`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Ties a background task's life to this handle.
@@ -76,25 +79,57 @@ pub fn serve(
     app: Router,
     stop: watch::Sender<bool>,
 ) -> std::io::Result<ServerHandle> {
+    serve_with(listener, app, stop, None)
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    stop: watch::Sender<bool>,
+    tls: Option<crate::tls::TlsConfig>,
+) -> std::io::Result<ServerHandle> {
+    use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
     let mut signal = Shutdown(stop.subscribe());
-    let server = tokio::spawn(async move {
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { signal.wait().await })
-        .await;
-        if let Err(e) = result {
-            tracing::error!(%addr, error = %e, "server stopped with an error");
+    let mut tasks = Vec::new();
+    let https = tls.is_some();
+    let server = match tls {
+        None => tokio::spawn(async move {
+            let result = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { signal.wait().await })
+            .await;
+            if let Err(e) = result {
+                tracing::error!(%addr, error = %e, "server stopped with an error");
+            }
+        }),
+        Some(config) => {
+            let (tls_listener, accept) = crate::tls::TlsListener::new(listener, config)?;
+            tasks.push(accept);
+            tokio::spawn(async move {
+                // `tap_io` gives the connection's peer address to handlers, as plain TCP does.
+                let result = axum::serve(
+                    tls_listener.tap_io(|_| {}),
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { signal.wait().await })
+                .await;
+                if let Err(e) = result {
+                    tracing::error!(%addr, error = %e, "server stopped with an error");
+                }
+            })
         }
-    });
+    };
     // The server task is not kept: it ends by itself once the signal fires and its
     // connections drain; aborting it would cut in-flight requests.
     drop(server);
     Ok(ServerHandle {
         addr,
+        https,
         stop,
-        tasks: Vec::new(),
+        tasks,
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rma_proto::urls::AddressPolicy;
 
 /// Everything the router needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RouterConfig {
     /// The SQLite file of the coordinator registry.
     pub db_path: PathBuf,
@@ -47,6 +47,8 @@ pub struct RouterConfig {
     pub client_rate_limit: u32,
     /// How many of them may come at once [200].
     pub client_rate_burst: u32,
+    /// Serve https with this certificate and key (`--tls-cert/--tls-key`).
+    pub tls: Option<rma_http::tls::TlsConfig>,
 }
 
 impl RouterConfig {
@@ -76,6 +78,7 @@ impl RouterConfig {
             clients_keyed: false,
             client_rate_limit: 50,
             client_rate_burst: 200,
+            tls: None,
         }
     }
 }

@@ -366,7 +366,8 @@ pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHa
     config.url_policy.allow_loopback |= listener.local_addr()?.ip().is_loopback();
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::with_shutdown(config, shutdown.clone())?;
-    let mut handle = rma_http::serve(listener, api::app(state.clone()), stop)?;
+    let tls = state.config().tls.clone();
+    let mut handle = rma_http::serve_with(listener, api::app(state.clone()), stop, tls)?;
     *state
         .inner
         .listen_url

@@ -76,7 +76,9 @@ pub(crate) async fn run(
         }
         Err(_) => return SessionEnd::Dropped("the credential is not a valid header".into()),
     }
-    let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    let connector = rma_client::tls_client_config().map(tokio_tungstenite::Connector::Rustls);
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector);
     let (ws, _) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(Ok(ok)) => ok,
         Ok(Err(e)) => return SessionEnd::Dropped(format!("connecting to {url}: {e}")),

@@ -18,8 +18,34 @@ use tokio::net::TcpListener;
 #[derive(Debug, Parser)]
 #[command(name = "rma", version, about, long_about = None)]
 struct Cli {
+    /// A PEM certificate (a federation's own CA, or a self-signed certificate) to trust for
+    /// https and wss beside the system's roots.
+    #[arg(long, global = true, env = "RMA_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--tls-cert` / `--tls-key`.
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// Serve https with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "RMA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "RMA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn config(&self) -> Result<Option<rma_http::tls::TlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Ok(Some(
+                rma_http::tls::server_config(c, k).context("--tls-cert/--tls-key")?,
+            )),
+            _ => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +119,8 @@ struct RouterArgs {
     /// Link-local and metadata addresses are never called.
     #[arg(long, env = "RMA_ALLOW_PRIVATE_ADDRESSES")]
     allow_private_addresses: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +149,8 @@ struct CoordinatorArgs {
     /// The token /metrics and /api/workers take [default: made once in {data-dir}/metrics.token].
     #[arg(long, env = "RMA_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Free text shown in the admin API, e.g. "Leeds office".
     #[arg(long, env = "RMA_LOCATION")]
     location: Option<String>,
@@ -353,6 +383,11 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Some(ca) = &cli.ca_cert {
+        let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}", ca.display()))?;
+        rma_client::trust_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", ca.display()))?;
+    }
     match cli.command {
         Command::Router(a) => router(a).await,
         Command::Coordinator(a) => coordinator(a).await,
@@ -412,6 +447,7 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.clients_keyed = a.clients == ClientsArg::Keyed;
     config.client_rate_limit = a.client_rate_limit;
     config.client_rate_burst = a.client_rate_burst;
+    config.tls = a.tls.config()?;
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());
@@ -455,6 +491,8 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
             a.listen.port()
         )
     });
+    // Checked before enrolling: a bad flag must not spend the join token.
+    let tls = a.tls.config()?;
     let identity = members::identity(
         &a.data_dir,
         a.join.as_deref(),
@@ -463,6 +501,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     )
     .await?;
     let mut cfg = coordinator_config(&a, identity);
+    cfg.tls = tls;
     cfg.metrics_token = Some(match &a.metrics_token {
         Some(t) => t.clone(),
         None => secret_file(&a.data_dir.join("metrics.token"))?,

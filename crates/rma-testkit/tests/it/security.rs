@@ -353,3 +353,69 @@ async fn a_keyed_router_takes_uploads_only_with_a_client_key_and_limits_each_cli
         .expect("poll");
     assert_eq!(poll.status.as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_coordinator_and_the_link_speak_tls() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write");
+    // Our own CA, trusted as `RMA_CA_CERT` makes the CLI trust it.
+    rma_client::trust_pem(ck.cert.pem().as_bytes()).expect("trust");
+    let tls = rma_http::tls::server_config(&cert, &key).expect("tls config");
+    assert!(
+        rma_http::tls::server_config(&key, &cert).is_err(),
+        "swapped files"
+    );
+
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.tls = Some(tls.clone());
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    assert!(
+        router.url().starts_with("https://127.0.0.1:"),
+        "{}",
+        router.url()
+    );
+    let mut cc = rma_testkit::coordinator_config("tls-c", Some(router.url()));
+    cc.tls = Some(tls);
+    let coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    assert!(coord.url().starts_with("https://"), "{}", coord.url());
+    let w = rma_worker::spawn(rma_testkit::worker_config(
+        &router.url(),
+        "tls-w",
+        dir.path().join("w"),
+    ))
+    .expect("worker");
+    rma_testkit::wait_linked_worker(&w).await;
+
+    let admin = Client::new(&router.url())
+        .expect("client")
+        .with_bearer(rma_testkit::ADMIN_TOKEN);
+    let r = eventually("echo over https and wss", || {
+        let admin = admin.clone();
+        async move {
+            let r = admin
+                .call_service(
+                    "echo",
+                    "",
+                    "text/plain",
+                    Bytes::from_static(b"sealed in transit"),
+                )
+                .await
+                .ok()?;
+            (r.status == 200).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r.header("x-rma-worker"), Some("tls-w"));
+    assert_eq!(r.body, Bytes::from_static(b"sealed in transit"));
+    // Plain http to a TLS port gets nothing.
+    let plain = router.url().replace("https://", "http://");
+    assert!(reqwest::get(format!("{plain}/health")).await.is_err());
+    drop(w);
+    drop(coord);
+}
