@@ -15,7 +15,7 @@ export type WorkerType = "gpu" | "storage" | "edge" | "cpu";
 
 export type CoordinatorStatus = "healthy" | "unreachable" | "stale";
 
-export type WorkerStatus = "active" | "stale";
+export type WorkerStatus = "active" | "stale" | "quarantined";
 
 export type CoordinatorInfo = { 
 /**
@@ -194,6 +194,8 @@ done: number,
  */
 total: number, };
 
+export type Verdict = "agreed" | "unverified" | "disagreed";
+
 export type JobStep = { 
 /**
  * `store`, `enhance`, `ocr`, `pdf-text` or `extract`.
@@ -218,7 +220,11 @@ ms: number,
 /**
  * `hit` or `miss` when the cache was consulted.
  */
-cache: string | null, };
+cache: string | null, 
+/**
+ * The spot check's verdict, when this step was checked on a second worker.
+ */
+verified?: Verdict, };
 
 export type JobView = { 
 /**
@@ -289,6 +295,10 @@ result: ServiceResult | null,
  * The steps of `process`, copied from its result.
  */
 steps?: Array<JobStep>, 
+/**
+ * The spot check's verdict (the worst of its steps' for `process`), when it was checked.
+ */
+verified?: Verdict, 
 /**
  * Where to fetch the raw answer (an enhanced PNG, say): `/api/jobs/{id}/result`.
  */

@@ -121,7 +121,7 @@ export function show(e: Entry, panel: HTMLElement) {
     ${pages.length > 1
       ? pages.map((p) => `<details open><summary>Page ${p.page}${p.source === "ocr" ? " (read from the scan)" : ""}</summary><pre class="text">${highlight(p.text, marks)}</pre></details>`).join("")
       : `<pre class="text" data-testid="text">${highlight(text, marks)}</pre>`}` : ""}
-    ${j.steps?.length ? `<h3>Where it ran</h3><ol class="steps">${j.steps.map((s) => `<li>${escapeHtml(s.step)} on <b>${escapeHtml(s.worker)}</b> via ${escapeHtml(s.coordinator)} · ${s.ms} ms${s.cache === "hit" ? " · from cache" : ""}</li>`).join("")}</ol>` : ""}`;
+    ${j.steps?.length ? `<h3>Where it ran</h3><ol class="steps">${j.steps.map((s) => `<li>${escapeHtml(s.step)} on <b>${escapeHtml(s.worker)}</b> via ${escapeHtml(s.coordinator)} · ${s.ms} ms${s.cache === "hit" ? " · from cache" : ""}${s.verified ? ` · checked on a second worker: ${s.verified}` : ""}</li>`).join("")}</ol>` : ""}${j.verified === "disagreed" ? `<p class="warn" data-testid="disagreed">Two volunteers' machines gave different answers for this document; the answer most of them agreed on is shown. Check the facts against the letter.</p>` : ""}`;
   panel.querySelector<HTMLButtonElement>("[data-act=txt]")?.addEventListener("click", () => download(`${base}.txt`, "text/plain", text));
   panel.querySelector<HTMLButtonElement>("[data-act=json]")?.addEventListener("click", () => download(`${base}.json`, "application/json", JSON.stringify(j, null, 2)));
   const copyBtn = panel.querySelector<HTMLButtonElement>("[data-act=copy]");

@@ -81,6 +81,9 @@ pub struct Claims {
     /// The services it may run (workers) or hold (coordinators); `None`: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<String>>,
+    /// Who runs the node (an invite's `--owner`): spot checks ask a worker of another owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The public key the node must prove it holds (RFC 7800 calls this confirmation).
     pub cnf: PublicKey,
     /// Issued at, Unix seconds.
@@ -92,6 +95,11 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Who runs the node: its owner, else the node itself.
+    pub fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or(&self.sub)
+    }
+
     /// Whether the credential lets its node run `service`.
     pub fn allows(&self, service: &str) -> bool {
         self.services
@@ -169,8 +177,26 @@ impl FederationKey {
         role: Role,
         services: Option<Vec<String>>,
     ) -> Result<crate::Identity, AuthError> {
+        self.identity_of(node_id, role, services, None)
+    }
+
+    /// [`FederationKey::identity`] for a node run by `owner`.
+    pub fn identity_of(
+        &self,
+        node_id: &str,
+        role: Role,
+        services: Option<Vec<String>>,
+        owner: Option<String>,
+    ) -> Result<crate::Identity, AuthError> {
         let key = NodeKey::generate();
-        let c = self.issue(node_id, role, services, &key.public(), CREDENTIAL_TTL)?;
+        let c = self.issue(
+            node_id,
+            role,
+            services,
+            owner,
+            &key.public(),
+            CREDENTIAL_TTL,
+        )?;
         crate::Identity::new(key, &c.token, &self.public(), None)
     }
 
@@ -180,6 +206,7 @@ impl FederationKey {
         node_id: &str,
         role: Role,
         services: Option<Vec<String>>,
+        owner: Option<String>,
         node_key: &PublicKey,
         ttl: Duration,
     ) -> Result<Credential, AuthError> {
@@ -189,6 +216,7 @@ impl FederationKey {
             sub: node_id.to_owned(),
             role,
             services,
+            owner,
             cnf: node_key.clone(),
             iat,
             exp: iat + ttl.as_secs().max(1),
@@ -287,6 +315,7 @@ mod tests {
                 "w1",
                 Role::Worker,
                 Some(vec!["ocr".into()]),
+                None,
                 &node.public(),
                 CREDENTIAL_TTL,
             )
@@ -331,7 +360,14 @@ mod tests {
         let fed = FederationKey::generate();
         let node = NodeKey::generate();
         let mut c = fed
-            .issue("w1", Role::Worker, None, &node.public(), CREDENTIAL_TTL)
+            .issue(
+                "w1",
+                Role::Worker,
+                None,
+                None,
+                &node.public(),
+                CREDENTIAL_TTL,
+            )
             .expect("issued");
         c.claims.iat -= 2 * 24 * 3600;
         c.claims.exp = c.claims.iat + 24 * 3600;

@@ -224,7 +224,14 @@ mod tests {
         let fed = FederationKey::generate();
         let key = Identity::node_key(dir.path()).expect("key");
         let c = fed
-            .issue("w1", Role::Worker, None, &key.public(), CREDENTIAL_TTL)
+            .issue(
+                "w1",
+                Role::Worker,
+                None,
+                None,
+                &key.public(),
+                CREDENTIAL_TTL,
+            )
             .expect("issue");
         let id = Identity::new(
             key.clone(),
@@ -239,7 +246,14 @@ mod tests {
         assert!(id.renew_in() > 15 * 3600);
 
         let c2 = fed
-            .issue("w1", Role::Worker, None, &key.public(), CREDENTIAL_TTL)
+            .issue(
+                "w1",
+                Role::Worker,
+                None,
+                None,
+                &key.public(),
+                CREDENTIAL_TTL,
+            )
             .expect("issue");
         id.replace(&c2.token).expect("renewed");
         let back = Identity::load(dir.path()).expect("load").expect("there");
@@ -248,7 +262,14 @@ mod tests {
 
         // A credential for another node or key is refused.
         let other = fed
-            .issue("w2", Role::Worker, None, &key.public(), CREDENTIAL_TTL)
+            .issue(
+                "w2",
+                Role::Worker,
+                None,
+                None,
+                &key.public(),
+                CREDENTIAL_TTL,
+            )
             .expect("issue");
         assert!(id.replace(&other.token).is_err());
         let stranger = NodeKey::generate();

@@ -87,6 +87,9 @@ async fn register(
         link: None,
         requests: Default::default(),
         tunnel_down: false,
+        owner: claims.owner().to_owned(),
+        strikes: 0,
+        quarantined: false,
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);
@@ -274,6 +277,9 @@ fn into_response(served: Served) -> Response {
     );
     if let Some(c) = served.cache {
         set_header(resp.headers_mut(), headers::CACHE, c);
+    }
+    if let Some(v) = served.verified {
+        set_header(resp.headers_mut(), headers::VERIFIED, v.as_str());
     }
     resp
 }

@@ -40,18 +40,33 @@ fn key(call: &ServiceCall) -> String {
 }
 
 /// Dispatches `call`, through the cache when the service is cacheable and a cache worker exists.
-/// `?cache=false` skips the lookup (the fresh answer is still stored).
+/// `?cache=false` skips the lookup (the fresh answer is still stored). A fresh answer of a
+/// deterministic service is spot-checked when `verify` or when drawn (see `spotcheck`); a
+/// checked answer that disagreed is not cached.
 pub(crate) async fn cached(
     d: &Dispatcher,
     call: ServiceCall,
     progress: Option<ProgressFn>,
+    verify: bool,
 ) -> Result<Served, ApiError> {
-    let cacheable = call.method == "POST"
+    let deterministic = call.method == "POST"
         && call.path.is_empty()
-        && CACHEABLE.contains(&call.service.as_str())
-        && d.registry.offers(service::CACHE);
+        && (CACHEABLE.contains(&call.service.as_str()) || call.service == service::ECHO);
+    let cacheable =
+        deterministic && call.service != service::ECHO && d.registry.offers(service::CACHE);
+    // Asked for, any deterministic service is checked; drawn, only those worth the work.
+    let drawn =
+        verify || (CACHEABLE.contains(&call.service.as_str()) && crate::spotcheck::drawn(d, false));
+    let check = |served: Served| async {
+        if deterministic && served.reply.status == 200 && drawn {
+            crate::spotcheck::check(d, &call, served).await
+        } else {
+            served
+        }
+    };
     if !cacheable {
-        return d.dispatch(&call, progress).await;
+        let served = d.dispatch(&call, progress).await?;
+        return Ok(check(served).await);
     }
     let k = key(&call);
     let skip_lookup = call.query.split('&').any(|p| p == "cache=false");
@@ -76,7 +91,8 @@ pub(crate) async fn cached(
     metrics::counter!("rma_coordinator_cache_total", "result" => "miss").increment(1);
     let mut served = d.dispatch(&call, progress).await?;
     served.cache = Some("miss");
-    if served.reply.status == 200 {
+    let served = check(served).await;
+    if served.reply.status == 200 && served.verified != Some(rma_proto::job::Verdict::Disagreed) {
         let fill = ServiceCall {
             service: service::CACHE.to_owned(),
             method: "PUT".into(),

@@ -51,6 +51,12 @@ pub struct CoordinatorConfig {
     pub job_retention: Duration,
     /// Jobs run at once [8].
     pub max_concurrent_jobs: usize,
+    /// The share of answers of deterministic services (OCR, PDF text, clean-up, extraction)
+    /// also asked of a second worker of another owner and compared [0.05]; `?verify=true`
+    /// checks any call.
+    pub spot_check_share: f64,
+    /// Spot checks a worker may lose before it is quarantined (no new work) [3].
+    pub quarantine_after: u32,
     /// Which worker tunnel URLs it agrees to register and call: https to public addresses by
     /// default; loopback too when the coordinator listens on loopback (set by `spawn`).
     pub url_policy: AddressPolicy,
@@ -80,6 +86,8 @@ impl CoordinatorConfig {
             job_retention: Duration::from_secs(7 * 24 * 3600),
             max_concurrent_jobs: 8,
             url_policy: AddressPolicy::default(),
+            spot_check_share: 0.05,
+            quarantine_after: 3,
         }
     }
 

@@ -27,6 +27,8 @@ pub(crate) struct Served {
     pub(crate) attempts: u32,
     /// `hit` or `miss` when the cache was consulted.
     pub(crate) cache: Option<&'static str>,
+    /// The spot check's verdict, when the answer was checked.
+    pub(crate) verified: Option<rma_proto::job::Verdict>,
 }
 
 /// What everything below the HTTP handlers needs to send work to workers. Cheap to clone.
@@ -44,6 +46,10 @@ pub(crate) struct Dispatcher {
     pub(crate) http: reqwest::Client,
     /// Seals what goes to storage workers, opens what comes back.
     pub(crate) sealer: crate::sealed::Sealer,
+    /// The share of answers spot-checked on a second worker (0.0–1.0).
+    pub(crate) spot_check_share: f64,
+    /// Spot checks a worker may lose before it is quarantined.
+    pub(crate) quarantine_after: u32,
 }
 
 impl Dispatcher {
@@ -134,6 +140,7 @@ impl Dispatcher {
                 worker: worker.clone(),
                 attempts,
                 cache: None,
+                verified: None,
             };
             match (policy.classify(outcome), result) {
                 (Decision::Answer, Ok(reply)) => return Ok(served(reply)),
@@ -162,6 +169,24 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Sends `call` once to one active worker offering its service that is not in `exclude`
+    /// (a spot check): who answered and what, or `None` when none is there or it failed.
+    pub(crate) async fn ask_one(
+        &self,
+        call: &ServiceCall,
+        exclude: &HashSet<String>,
+    ) -> Option<(String, ServiceReply)> {
+        let (worker, route) = self
+            .registry
+            .lock()
+            .pick(&call.service, exclude, Instant::now())?;
+        let result = match route {
+            Route::Link(link) => link.call(call, self.timeout, None).await,
+            Route::Http(url) => crate::tunnel::call(&self.http, &url, call, self.timeout).await,
+        };
+        result.ok().map(|r| (worker, r))
     }
 
     /// Sends `call` to every active worker offering its service (a delete of stored copies);

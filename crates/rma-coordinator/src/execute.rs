@@ -12,12 +12,14 @@ use crate::link::ProgressFn;
 /// Runs `call`; `progress` hears pages or steps done.
 pub(crate) async fn execute(
     d: &Dispatcher,
-    call: ServiceCall,
+    mut call: ServiceCall,
     progress: Option<ProgressFn>,
 ) -> Result<Served, ApiError> {
+    // `?verify=true` asks for a spot check; it is ours, not the service's.
+    let verify = crate::spotcheck::take_verify(&mut call);
     if call.service == service::PROCESS {
-        crate::pipeline::run(d, call, progress).await
+        crate::pipeline::run(d, call, progress, verify).await
     } else {
-        crate::cache::cached(d, call, progress).await
+        crate::cache::cached(d, call, progress, verify).await
     }
 }

@@ -28,6 +28,7 @@ mod registrar;
 mod registry;
 mod sealed;
 mod session;
+mod spotcheck;
 mod tunnel;
 
 use std::sync::Arc;
@@ -106,6 +107,8 @@ impl AppState {
             timeout: config.request_timeout,
             max_attempts: config.max_attempts,
             http: rma_client::http_client_with(None, Some(config.url_policy))?,
+            spot_check_share: config.spot_check_share.clamp(0.0, 1.0),
+            quarantine_after: config.quarantine_after,
             sealer: sealed::Sealer::new(
                 config
                     .identity

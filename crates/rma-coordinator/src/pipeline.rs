@@ -28,6 +28,8 @@ struct Run<'a> {
     progress: Option<ProgressFn>,
     done: u32,
     total: u32,
+    /// Spot-check every step (`?verify=true`).
+    verify: bool,
 }
 
 impl Run<'_> {
@@ -39,13 +41,14 @@ impl Run<'_> {
         let served = if call.service == service::STORE {
             self.d.dispatch(&call, None).await
         } else {
-            cached(self.d, call, None).await
+            cached(self.d, call, None, self.verify).await
         }
         .map_err(|e| ApiError::new(e.status, e.code, format!("step {label}: {}", e.message)))?;
         let Served {
             reply,
             worker,
             cache,
+            verified,
             ..
         } = served;
         if reply.status >= 400 {
@@ -65,6 +68,7 @@ impl Run<'_> {
             status: reply.status,
             ms: started.elapsed().as_millis() as u64,
             cache: cache.map(str::to_owned),
+            verified,
         });
         if !self.workers.contains(&worker) {
             self.workers.push(worker);
@@ -107,6 +111,7 @@ pub(crate) async fn run(
     d: &Dispatcher,
     call: ServiceCall,
     progress: Option<ProgressFn>,
+    verify: bool,
 ) -> Result<Served, ApiError> {
     if call.method != "POST" || !call.path.is_empty() {
         return Err(ApiError::new(
@@ -137,6 +142,7 @@ pub(crate) async fn run(
         progress,
         done: 0,
         total: 2 + u32::from(enhancing) + if storing { 3 } else { 0 },
+        verify,
     };
     run.report();
     let ocr_query = lang_query(&call.query);
@@ -202,11 +208,14 @@ pub(crate) async fn run(
         result.stored.result = Some(run.json_step("store result", c).await?);
         result.steps = run.steps.clone();
     }
+    // The job's verdict is its worst step's.
+    let verified = run.steps.iter().filter_map(|s| s.verified).max();
     Ok(Served {
         reply: ServiceReply::json(&result),
         worker: run.workers.join(","),
         attempts: 1,
         cache: None,
+        verified,
     })
 }
 

@@ -40,6 +40,12 @@ pub(crate) struct WorkerEntry {
     pub(crate) requests: rma_http::RateWindow,
     /// A call to its tunnel URL failed to connect; cleared by its next heartbeat.
     pub(crate) tunnel_down: bool,
+    /// Who runs it (its credential's owner, else its own id): spot checks ask another owner.
+    pub(crate) owner: String,
+    /// Spot checks it lost (its answer was the odd one out).
+    pub(crate) strikes: u32,
+    /// No new work: it lost too many spot checks.
+    pub(crate) quarantined: bool,
 }
 
 /// How work reaches a worker.
@@ -187,6 +193,9 @@ impl Workers {
                 entry.link = old.link.clone();
             }
             entry.requests = old.requests.clone();
+            // Registering again does not clear a record.
+            entry.strikes = old.strikes;
+            entry.quarantined = old.quarantined;
         }
         self.map.insert(entry.id.clone(), entry);
     }
@@ -239,6 +248,32 @@ impl Workers {
         }
     }
 
+    /// Who runs worker `id`.
+    pub(crate) fn owner_of(&self, id: &str) -> Option<String> {
+        self.map.get(id).map(|w| w.owner.clone())
+    }
+
+    /// Workers whose owner is in `owners`: excluded from a spot check.
+    pub(crate) fn owned_by(&self, owners: &HashSet<String>) -> HashSet<String> {
+        self.map
+            .values()
+            .filter(|w| owners.contains(&w.owner))
+            .map(|w| w.id.clone())
+            .collect()
+    }
+
+    /// Records a lost spot check; `true` when this quarantines the worker.
+    pub(crate) fn strike(&mut self, id: &str, limit: u32) -> bool {
+        match self.map.get_mut(id) {
+            Some(w) if !w.quarantined => {
+                w.strikes += 1;
+                w.quarantined = w.strikes >= limit.max(1);
+                w.quarantined
+            }
+            _ => false,
+        }
+    }
+
     /// Removes a worker (revoked); its link, if any, is closed.
     pub(crate) fn remove(&mut self, id: &str) -> bool {
         match self.map.remove(id) {
@@ -277,7 +312,7 @@ impl Workers {
         let eligible: Vec<&WorkerEntry> = self
             .map
             .values()
-            .filter(|w| !exclude.contains(&w.id))
+            .filter(|w| !exclude.contains(&w.id) && !w.quarantined)
             .filter(|w| w.services.iter().any(|s| s == service))
             .filter(|w| self.liveness(w, now) == Liveness::Active)
             .collect();
@@ -315,7 +350,9 @@ impl Workers {
                 id: w.id.clone(),
                 worker_type: w.worker_type,
                 services: w.services.clone(),
-                status: if self.liveness(w, now) == Liveness::Active {
+                status: if w.quarantined {
+                    WorkerStatus::Quarantined
+                } else if self.liveness(w, now) == Liveness::Active {
                     WorkerStatus::Active
                 } else {
                     WorkerStatus::Stale
@@ -402,6 +439,9 @@ mod tests {
             link: linked.then(LinkHandle::detached),
             requests: Default::default(),
             tunnel_down: false,
+            owner: id.into(),
+            strikes: 0,
+            quarantined: false,
         }
     }
 

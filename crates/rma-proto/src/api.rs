@@ -215,6 +215,8 @@ pub enum WorkerStatus {
     Active,
     /// Heartbeats late, or no way to reach it: out of rotation.
     Stale,
+    /// Its answers disagreed with other workers' in spot checks too often: no new work.
+    Quarantined,
 }
 
 /// `rma probe --json`: what a machine's worker would detect and be assigned.

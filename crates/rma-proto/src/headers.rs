@@ -13,3 +13,5 @@ pub const ATTEMPTS: &str = "x-rma-attempts";
 pub const FORWARDED_BY: &str = "x-rma-forwarded-by";
 /// `hit` when a cached result answered, `miss` when the cache was asked and a worker answered.
 pub const CACHE: &str = "x-rma-cache";
+/// The spot check's verdict on an answer: `agreed`, `unverified` or `disagreed`.
+pub const VERIFIED: &str = "x-rma-verified";

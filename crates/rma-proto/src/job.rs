@@ -87,6 +87,36 @@ pub struct JobStep {
     pub ms: u64,
     /// `hit` or `miss` when the cache was consulted.
     pub cache: Option<String>,
+    /// The spot check's verdict, when this step was checked on a second worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub verified: Option<Verdict>,
+}
+
+/// What a spot check found: the answer was asked of a second worker of another owner too (the
+/// way BOINC validates volunteers' results).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum Verdict {
+    /// Both answers were the same.
+    Agreed,
+    /// No second worker of another owner was there to ask.
+    Unverified,
+    /// The answers differed: the one a third worker agreed with was kept, or, without a third,
+    /// the first; either way the job is flagged.
+    Disagreed,
+}
+
+impl Verdict {
+    /// `agreed`, `unverified` or `disagreed` (the `x-rma-verified` header).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Agreed => "agreed",
+            Verdict::Unverified => "unverified",
+            Verdict::Disagreed => "disagreed",
+        }
+    }
 }
 
 /// `GET /api/jobs/{id}`.
@@ -133,6 +163,10 @@ pub struct JobView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub steps: Option<Vec<JobStep>>,
+    /// The spot check's verdict (the worst of its steps' for `process`), when it was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub verified: Option<Verdict>,
     /// Where to fetch the raw answer (an enhanced PNG, say): `/api/jobs/{id}/result`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]

@@ -16,6 +16,10 @@ pub struct InviteRequest {
     /// How many nodes may enrol with it [1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uses: Option<u32>,
+    /// Who runs the node(s) it enrols (a person or an organisation): spot checks compare
+    /// answers of workers of different owners. Absent: each node is its own owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The router URL the token names (what nodes will reach the router at); the router's
     /// own address when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +87,9 @@ pub struct NodeInfo {
     pub role: String,
     /// Services it may run or hold; absent: any.
     pub services: Option<Vec<String>>,
+    /// Who runs it, when the invite said.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Its public key, base64url.
     pub public_key: String,
     /// RFC 3339.

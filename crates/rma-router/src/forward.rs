@@ -21,8 +21,9 @@ use crate::AppState;
 const PASS_REQUEST: [&str; 3] = ["accept", "prefer", headers::FORWARDED_BY];
 
 /// Response headers passed back to the client (besides ours).
-const PASS_RESPONSE: [&str; 6] = [
+const PASS_RESPONSE: [&str; 7] = [
     headers::CACHE,
+    headers::VERIFIED,
     "content-type",
     "location",
     headers::COORDINATOR,

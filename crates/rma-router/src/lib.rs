@@ -479,6 +479,7 @@ mod tests {
                 id,
                 rma_auth::Role::Coordinator,
                 None,
+                None,
                 &rma_auth::NodeKey::generate().public(),
                 rma_auth::CREDENTIAL_TTL,
             )

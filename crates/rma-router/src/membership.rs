@@ -53,6 +53,9 @@ pub(crate) async fn invite(
         .parse()
         .map_err(|e: String| ApiError::bad_request(format!("role: {e}")))?;
     check_services(&req.services)?;
+    if let Some(o) = &req.owner {
+        ids::validate(o).map_err(|e| ApiError::bad_request(format!("owner: {e}")))?;
+    }
     let ttl = req.ttl_s.map_or(DEFAULT_INVITE_TTL, Duration::from_secs);
     if ttl.is_zero() || ttl > MAX_INVITE_TTL {
         return Err(ApiError::bad_request(
@@ -77,6 +80,7 @@ pub(crate) async fn invite(
     let stored = StoredInvite {
         role: role.as_str().to_owned(),
         services: req.services.clone(),
+        owner: req.owner.clone(),
     };
     let (now_ms, exp_ms) = (to_ms(now), to_ms(expires));
     state
@@ -127,6 +131,7 @@ pub(crate) async fn enroll(
             node_id: candidate.clone(),
             role: role.as_str().to_owned(),
             services: invite.services.clone(),
+            owner: invite.owner.clone(),
             public_key: key.to_string(),
             enrolled_at_ms: now_ms,
             revoked_at_ms: None,
@@ -149,7 +154,7 @@ pub(crate) async fn enroll(
     })?;
     tracing::info!(node = %node_id, %role, "node enrolled");
     metrics::counter!("rma_router_enrolments_total", "role" => role.as_str()).increment(1);
-    issue(&state, &node_id, role, invite.services, &key)
+    issue(&state, &node_id, role, invite.services, invite.owner, &key)
 }
 
 fn issue(
@@ -157,11 +162,12 @@ fn issue(
     node_id: &str,
     role: Role,
     services: Option<Vec<String>>,
+    owner: Option<String>,
     key: &PublicKey,
 ) -> Result<Json<Enrolled>, ApiError> {
     let c = state
         .federation()
-        .issue(node_id, role, services, key, CREDENTIAL_TTL)
+        .issue(node_id, role, services, owner, key, CREDENTIAL_TTL)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(Enrolled {
         node_id: node_id.to_owned(),
@@ -210,7 +216,7 @@ pub(crate) async fn renew(
         .parse()
         .map_err(|e: String| ApiError::internal(e))?;
     metrics::counter!("rma_router_renewals_total").increment(1);
-    issue(&state, &node.node_id, role, node.services, &key)
+    issue(&state, &node.node_id, role, node.services, node.owner, &key)
 }
 
 /// `GET /api/admin/nodes` (admin token).
@@ -226,6 +232,7 @@ pub(crate) async fn nodes(
                 node_id: n.node_id,
                 role: n.role,
                 services: n.services,
+                owner: n.owner,
                 public_key: n.public_key,
                 enrolled_at: rma_http::rfc3339(from_ms(n.enrolled_at_ms)),
                 revoked_at: n.revoked_at_ms.map(|ms| rma_http::rfc3339(from_ms(ms))),

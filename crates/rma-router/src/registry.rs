@@ -291,7 +291,7 @@ impl Registry {
     /// Worker status as shown in the topology: the workers of a coordinator that is stale or
     /// cannot be reached cannot be reached either.
     pub(crate) fn worker_status(&self, e: &Entry, w: &WorkerSummary, now: Instant) -> WorkerStatus {
-        if self.status(e, now) != CoordinatorStatus::Healthy {
+        if self.status(e, now) != CoordinatorStatus::Healthy && w.status == WorkerStatus::Active {
             WorkerStatus::Stale
         } else {
             w.status

@@ -22,6 +22,7 @@ const MIGRATIONS: [&str; 2] = [
          secret_hash TEXT PRIMARY KEY NOT NULL,
          role TEXT NOT NULL,
          services TEXT,
+         owner TEXT,
          uses_left INTEGER NOT NULL,
          expires_at_ms INTEGER NOT NULL
      );
@@ -29,6 +30,7 @@ const MIGRATIONS: [&str; 2] = [
          node_id TEXT PRIMARY KEY NOT NULL,
          role TEXT NOT NULL,
          services TEXT,
+         owner TEXT,
          public_key TEXT NOT NULL,
          enrolled_at_ms INTEGER NOT NULL,
          revoked_at_ms INTEGER
@@ -70,6 +72,7 @@ pub(crate) struct StoredNode {
     pub(crate) node_id: String,
     pub(crate) role: String,
     pub(crate) services: Option<Vec<String>>,
+    pub(crate) owner: Option<String>,
     pub(crate) public_key: String,
     pub(crate) enrolled_at_ms: i64,
     pub(crate) revoked_at_ms: Option<i64>,
@@ -80,6 +83,7 @@ pub(crate) struct StoredNode {
 pub(crate) struct StoredInvite {
     pub(crate) role: String,
     pub(crate) services: Option<Vec<String>>,
+    pub(crate) owner: Option<String>,
 }
 
 fn services_from(text: Option<String>) -> Option<Vec<String>> {
@@ -97,13 +101,15 @@ fn node_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNode> {
         node_id: r.get(0)?,
         role: r.get(1)?,
         services: services_from(r.get(2)?),
-        public_key: r.get(3)?,
-        enrolled_at_ms: r.get(4)?,
-        revoked_at_ms: r.get(5)?,
+        owner: r.get(3)?,
+        public_key: r.get(4)?,
+        enrolled_at_ms: r.get(5)?,
+        revoked_at_ms: r.get(6)?,
     })
 }
 
-const NODE_COLUMNS: &str = "node_id, role, services, public_key, enrolled_at_ms, revoked_at_ms";
+const NODE_COLUMNS: &str =
+    "node_id, role, services, owner, public_key, enrolled_at_ms, revoked_at_ms";
 
 /// The registry file.
 #[derive(Debug)]
@@ -213,12 +219,13 @@ impl Store {
                 params![now_ms],
             )?;
             c.execute(
-                "INSERT INTO invites (secret_hash, role, services, uses_left, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO invites (secret_hash, role, services, owner, uses_left, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     secret_hash,
                     invite.role,
                     services_to(&invite.services),
+                    invite.owner,
                     uses,
                     expires_at_ms
                 ],
@@ -239,12 +246,13 @@ impl Store {
             c.query_row(
                 "UPDATE invites SET uses_left = uses_left - 1
                  WHERE secret_hash = ?1 AND uses_left > 0 AND expires_at_ms >= ?2
-                 RETURNING role, services",
+                 RETURNING role, services, owner",
                 params![secret_hash, now_ms],
                 |r| {
                     Ok(StoredInvite {
                         role: r.get(0)?,
                         services: services_from(r.get(1)?),
+                        owner: r.get(2)?,
                     })
                 },
             )
@@ -256,15 +264,17 @@ impl Store {
     pub(crate) fn add_node(&self, node: &StoredNode) -> Result<bool, StoreError> {
         self.with(|c| {
             let n = c.execute(
-                "INSERT INTO nodes (node_id, role, services, public_key, enrolled_at_ms, revoked_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)
+                "INSERT INTO nodes (node_id, role, services, owner, public_key, enrolled_at_ms, revoked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
                  ON CONFLICT(node_id) DO UPDATE SET role = excluded.role,
-                     services = excluded.services, enrolled_at_ms = excluded.enrolled_at_ms
+                     services = excluded.services, owner = excluded.owner,
+                     enrolled_at_ms = excluded.enrolled_at_ms
                  WHERE nodes.public_key = excluded.public_key AND nodes.revoked_at_ms IS NULL",
                 params![
                     node.node_id,
                     node.role,
                     services_to(&node.services),
+                    node.owner,
                     node.public_key,
                     node.enrolled_at_ms
                 ],
@@ -307,8 +317,8 @@ impl Store {
             )?;
             if n == 0 {
                 c.execute(
-                    "INSERT INTO nodes (node_id, role, services, public_key, enrolled_at_ms, revoked_at_ms)
-                     VALUES (?1, 'unknown', NULL, '', ?2, ?2)",
+                    "INSERT INTO nodes (node_id, role, services, owner, public_key, enrolled_at_ms, revoked_at_ms)
+                     VALUES (?1, 'unknown', NULL, NULL, '', ?2, ?2)",
                     params![node_id, now_ms],
                 )?;
             }
@@ -363,6 +373,7 @@ mod tests {
         let inv = StoredInvite {
             role: "worker".into(),
             services: Some(vec!["ocr".into()]),
+            owner: Some("alice".into()),
         };
         s.add_invite("h1", &inv, 2, 1000, 0).expect("add");
         assert_eq!(s.take_invite("h1", 10).expect("take"), Some(inv.clone()));
@@ -375,6 +386,7 @@ mod tests {
             node_id: "w1".into(),
             role: "worker".into(),
             services: None,
+            owner: None,
             public_key: key.into(),
             enrolled_at_ms: 5,
             revoked_at_ms: None,

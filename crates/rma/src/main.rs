@@ -68,6 +68,8 @@ enum Command {
     Revoke(members::RevokeArgs),
     /// List the enrolled nodes.
     Nodes(members::NodesArgs),
+    /// Show the federation: coordinators, workers, who is stale or quarantined.
+    Status(members::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +151,13 @@ struct CoordinatorArgs {
     /// The token /metrics and /api/workers take [default: made once in {data-dir}/metrics.token].
     #[arg(long, env = "RMA_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Share of OCR, PDF-text, clean-up and extraction answers also asked of a worker of another
+    /// owner and compared (0 to 1); `?verify=true` checks any call.
+    #[arg(long, env = "RMA_SPOT_CHECK_SHARE", default_value_t = 0.05)]
+    spot_check_share: f64,
+    /// Spot checks a worker may lose before it is quarantined (no new work).
+    #[arg(long, env = "RMA_QUARANTINE_AFTER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    quarantine_after: u32,
     #[command(flatten)]
     tls: TlsArgs,
     /// Free text shown in the admin API, e.g. "Leeds office".
@@ -398,6 +407,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Invite(a) => members::invite(a).await,
         Command::Revoke(a) => members::revoke(a).await,
         Command::Nodes(a) => members::nodes(a).await,
+        Command::Status(a) => members::status(a).await,
     }
 }
 
@@ -500,7 +510,14 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
         &wanted,
     )
     .await?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.spot_check_share),
+        "--spot-check-share {} is not between 0 and 1",
+        a.spot_check_share
+    );
     let mut cfg = coordinator_config(&a, identity);
+    cfg.spot_check_share = a.spot_check_share;
+    cfg.quarantine_after = a.quarantine_after;
     cfg.tls = tls;
     cfg.metrics_token = Some(match &a.metrics_token {
         Some(t) => t.clone(),

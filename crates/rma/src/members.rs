@@ -40,6 +40,10 @@ pub(crate) struct InviteArgs {
     /// How many nodes may enrol with it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     uses: u32,
+    /// Who runs the node(s) (a volunteer, an organisation): spot checks compare answers of
+    /// workers of different owners [default: each node is its own owner].
+    #[arg(long)]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +58,19 @@ pub(crate) struct RevokeArgs {
 pub(crate) struct NodesArgs {
     #[command(flatten)]
     admin: AdminArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The router (e.g. http://127.0.0.1:8787).
+    #[arg(long, env = "RMA_ROUTER_URL", default_value = "http://127.0.0.1:8787")]
+    router: String,
+    /// A file holding the admin token, for the addresses too (RMA_ADMIN_TOKEN works as well).
+    #[arg(long, env = "RMA_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -113,6 +130,7 @@ pub(crate) async fn make_invite(
     admin: &Client,
     role: Role,
     services: Option<Vec<String>>,
+    owner: Option<String>,
     ttl: Duration,
     uses: u32,
 ) -> Result<String> {
@@ -122,6 +140,7 @@ pub(crate) async fn make_invite(
             services,
             ttl_s: Some(ttl.as_secs()),
             uses: Some(uses),
+            owner,
             router_url: Some(admin.base().as_str().trim_end_matches('/').to_owned()),
         })
         .await
@@ -131,7 +150,7 @@ pub(crate) async fn make_invite(
 
 pub(crate) async fn invite(a: InviteArgs) -> Result<()> {
     let admin = admin_client(&a.admin)?;
-    let token = make_invite(&admin, a.role, a.services, a.ttl, a.uses).await?;
+    let token = make_invite(&admin, a.role, a.services, a.owner, a.ttl, a.uses).await?;
     // The token and nothing else on stdout, for scripts.
     println!("{token}");
     Ok(())
@@ -172,6 +191,63 @@ pub(crate) async fn nodes(a: NodesArgs) -> Result<()> {
     Ok(())
 }
 
+/// `rma status`: the federation as the router sees it — coordinators, workers, and who is
+/// stale or quarantined.
+pub(crate) async fn status(a: StatusArgs) -> Result<()> {
+    let mut client = Client::new(&a.router).map_err(|e| anyhow::anyhow!("--router: {e}"))?;
+    if let Ok(token) = admin_token(a.admin_token_file.as_deref()) {
+        client = client.with_bearer(token);
+    }
+    let t = client
+        .topology()
+        .await
+        .with_context(|| format!("cannot read the topology of {}", a.router))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    println!("coordinators");
+    for c in &t.coordinators {
+        let status = serde_json::to_value(c.status)?;
+        println!(
+            "  {:<28} {:<12} {:>3} workers  load {:>3.0} %  {}",
+            c.id,
+            status.as_str().unwrap_or("?"),
+            c.workers,
+            c.load * 100.0,
+            c.url
+        );
+    }
+    println!("workers");
+    for w in &t.workers {
+        let status = serde_json::to_value(w.status)?;
+        let status = status.as_str().unwrap_or("?");
+        println!(
+            "  {:<28} {:<8} {:<12} {:<24} {}",
+            w.id,
+            w.worker_type.to_string(),
+            if status == "quarantined" {
+                "QUARANTINED"
+            } else {
+                status
+            },
+            w.coordinator,
+            w.services.join(",")
+        );
+    }
+    let quarantined = t
+        .workers
+        .iter()
+        .filter(|w| w.status == rma_proto::api::WorkerStatus::Quarantined)
+        .count();
+    if quarantined > 0 {
+        println!(
+            "{quarantined} worker(s) quarantined: their answers disagreed with other owners' in spot checks; revoke them with `rma revoke NODE`"
+        );
+    }
+    Ok(())
+}
+
 /// The identity in `dir`, enrolling with `join` when there is none.
 pub(crate) async fn identity(
     dir: &Path,
@@ -198,7 +274,7 @@ pub(crate) async fn local_identity(
     {
         None
     } else {
-        Some(make_invite(admin, role, None, Duration::from_secs(60), 1).await?)
+        Some(make_invite(admin, role, None, None, Duration::from_secs(60), 1).await?)
     };
     identity(dir, join.as_deref(), role, node_id).await
 }

@@ -379,6 +379,7 @@ impl Federation {
                     services: None,
                     ttl_s: Some(3600),
                     uses: Some(10),
+                    owner: None,
                     router_url: Some(router_url.clone()),
                 })
                 .await

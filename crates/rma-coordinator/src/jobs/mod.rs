@@ -152,6 +152,9 @@ impl Jobs {
             status: row.result_status,
             result,
             steps,
+            verified: row
+                .verified
+                .and_then(|v| serde_json::from_value(serde_json::Value::String(v)).ok()),
         }
     }
 

@@ -152,6 +152,7 @@ impl Runner {
         );
         tracing::info!(service = %call.service, %worker, "job run elsewhere in the federation: no worker for it here");
         Some(Served {
+            verified: None,
             reply: ServiceReply {
                 status: resp.status.as_u16(),
                 content_type: resp.header("content-type").map(str::to_owned),
@@ -174,6 +175,7 @@ fn finished(outcome: Result<Served, ApiError>) -> (&'static str, Finished) {
                 status: s.reply.status,
                 content_type: s.reply.content_type,
                 body: s.reply.body,
+                verified: s.verified.map(|v| v.as_str()),
             },
         ),
         Ok(s) => {

@@ -13,7 +13,7 @@ use rma_proto::ServiceCall;
 use rma_proto::job::JobState;
 use rusqlite::{Connection, OptionalExtension, params};
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS jobs (
          id TEXT PRIMARY KEY NOT NULL,
          service TEXT NOT NULL,
@@ -38,6 +38,7 @@ const MIGRATIONS: [&str; 2] = [
      );
      CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created_ms)",
     "ALTER TABLE jobs ADD COLUMN error_code TEXT",
+    "ALTER TABLE jobs ADD COLUMN verified TEXT",
 ];
 
 /// A failure of the job file.
@@ -71,6 +72,8 @@ pub(crate) enum Finished {
         status: u16,
         content_type: Option<String>,
         body: Bytes,
+        /// The spot check's verdict (`agreed`…), when checked.
+        verified: Option<&'static str>,
     },
     /// An error answer or a failure to run.
     Failed {
@@ -96,6 +99,7 @@ pub(crate) struct JobRow {
     pub(crate) result_status: Option<u16>,
     pub(crate) error: Option<String>,
     pub(crate) error_code: Option<String>,
+    pub(crate) verified: Option<String>,
     pub(crate) created_ms: i64,
     pub(crate) started_ms: Option<i64>,
     pub(crate) finished_ms: Option<i64>,
@@ -227,10 +231,11 @@ impl JobStore {
         let id = id.to_owned();
         self.with(move |c| {
             match how {
-                Finished::Done { worker, status, content_type, body } => c.execute(
+                Finished::Done { worker, status, content_type, body, verified } => c.execute(
                     "UPDATE jobs SET state = 'done', done = ?2, total = ?3, worker = ?4, result = ?5,
-                         result_type = ?6, result_status = ?7, finished_ms = ?8, input = NULL WHERE id = ?1",
-                    params![id, total.max(done), total, worker, body.as_ref(), content_type, status, now_ms()],
+                         result_type = ?6, result_status = ?7, finished_ms = ?8, input = NULL, verified = ?9
+                     WHERE id = ?1",
+                    params![id, total.max(done), total, worker, body.as_ref(), content_type, status, now_ms(), verified],
                 ),
                 Finished::Failed { worker, status, code, message } => c.execute(
                     "UPDATE jobs SET state = 'failed', done = ?2, total = ?3, worker = COALESCE(?4, worker), error = ?5,
@@ -283,7 +288,7 @@ impl JobStore {
         self.with(move |c| {
             c.query_row(
                 "SELECT id, service, state, done, total, runs, worker, result, result_type, result_status, error,
-                        error_code, created_ms, started_ms, finished_ms FROM jobs WHERE id = ?1",
+                        error_code, created_ms, started_ms, finished_ms, verified FROM jobs WHERE id = ?1",
                 params![id],
                 |r| {
                     let state: String = r.get(2)?;
@@ -303,6 +308,7 @@ impl JobStore {
                         created_ms: r.get(12)?,
                         started_ms: r.get(13)?,
                         finished_ms: r.get(14)?,
+                        verified: r.get(15)?,
                     })
                 },
             )

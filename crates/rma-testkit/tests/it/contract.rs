@@ -7,7 +7,7 @@ use rma_proto::api::{
     CoordinatorHealth, CoordinatorInfo, CoordinatorStatus, ErrorBody, RouterHealth, Topology,
     TopologyCoordinator, TopologyWorker, WorkerCounts, WorkerStatus,
 };
-use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView};
+use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict};
 use rma_proto::results::{
     Amount, CacheStored, Date, DocumentKind, ExtractResult, Facts, OcrResult, Page, PageSource,
     PdfTextResult, ProcessResult, Reference, Sender, ServiceResult, StoredObject, StoredRefs,
@@ -38,6 +38,7 @@ fn generated() -> String {
         decl::<JobAccepted>(&cfg),
         decl::<JobState>(&cfg),
         decl::<JobProgress>(&cfg),
+        decl::<Verdict>(&cfg),
         decl::<JobStep>(&cfg),
         decl::<JobView>(&cfg),
         // Results.

@@ -2,6 +2,7 @@
 //! get nothing; members enrol with a join token over HTTP and renew at the router.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -209,6 +210,7 @@ async fn nodes_enrol_with_a_join_token_renew_and_run_only_what_it_allows() {
                 services,
                 ttl_s: Some(60),
                 uses: Some(1),
+                owner: None,
                 router_url: None,
             })
             .await
@@ -418,4 +420,98 @@ async fn router_coordinator_and_the_link_speak_tls() {
     assert!(reqwest::get(format!("{plain}/health")).await.is_err());
     drop(w);
     drop(coord);
+}
+
+/// An echo that lies: it answers something else than it was sent.
+struct LyingEcho;
+
+impl rma_services::Service for LyingEcho {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn call(
+        &self,
+        req: rma_services::ServiceRequest,
+    ) -> rma_services::BoxFuture<'_, Result<rma_services::ServiceReply, rma_services::ServiceError>>
+    {
+        Box::pin(async move {
+            Ok(rma_services::ServiceReply::ok(
+                req.call.content_type.clone(),
+                Bytes::from_static(b"you owe us 9999 pounds"),
+            ))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_checks_catch_a_lying_worker_and_quarantine_it() {
+    let mut c = Cluster::start(1, 2).await;
+    let mut lies = rma_services::Registry::new();
+    lies.add(Arc::new(LyingEcho));
+    let liar = rma_worker::spawn_with(
+        rma_testkit::worker_config(&c.router_url, "liar", c.dir.path().join("liar")),
+        lies,
+    )
+    .expect("liar");
+    c.workers.push(Some(liar));
+    c.wait_linked().await;
+
+    let client = c.client();
+    let mut verdicts = BTreeSet::new();
+    for i in 0..40 {
+        let body = format!("letter {i}");
+        let r = client
+            .call_service(
+                "echo",
+                "verify=true",
+                "text/plain",
+                Bytes::from(body.clone()),
+            )
+            .await
+            .expect("echo");
+        assert_eq!(r.status, 200);
+        // The majority's answer comes back, even when the liar answered first.
+        assert_eq!(r.body, Bytes::from(body), "answer {i}");
+        let v = r.header("x-rma-verified").expect("a verdict").to_owned();
+        verdicts.insert(v);
+    }
+    assert!(verdicts.contains("agreed"), "{verdicts:?}");
+    assert!(verdicts.contains("disagreed"), "{verdicts:?}");
+    let admin = c.client();
+    eventually("the liar shows as quarantined", || {
+        let admin = admin.clone();
+        async move {
+            let t = admin.topology().await.ok()?;
+            t.workers
+                .iter()
+                .any(|w| w.id == "liar" && w.status == rma_proto::api::WorkerStatus::Quarantined)
+                .then_some(())
+        }
+    })
+    .await;
+    // Quarantined: it gets no new work.
+    for _ in 0..10 {
+        let r = client
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"x"))
+            .await
+            .expect("echo");
+        assert_ne!(r.header("x-rma-worker"), Some("liar"));
+        assert_eq!(r.body, Bytes::from_static(b"x"));
+    }
+    // A job asked to be verified says so.
+    let job = client
+        .submit_job(
+            "echo",
+            "verify=true",
+            "text/plain",
+            Bytes::from_static(b"job"),
+        )
+        .await
+        .expect("job");
+    let view = client
+        .wait(&job.job_id, Duration::from_secs(30), |_| {})
+        .await
+        .expect("done");
+    assert_eq!(view.verified, Some(rma_proto::job::Verdict::Agreed));
 }
