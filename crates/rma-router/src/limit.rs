@@ -75,11 +75,20 @@ pub(crate) async fn middleware(
     let checked = match (upload, bearer) {
         (true, Some(_)) if state.is_admin(req.headers()) => return next.run(req).await,
         (true, Some(token)) => {
+            // Organisations (client keys) upload; so do coordinators, running a job elsewhere
+            // in the federation when they have no worker for it.
             let claims = state
                 .federation()
                 .verifier()
-                .verify_as(&token, rma_auth::Role::Client)
-                .map_err(|e| ApiError::from_auth(&e));
+                .verify(&token)
+                .map_err(|e| ApiError::from_auth(&e))
+                .and_then(|c| match c.role {
+                    rma_auth::Role::Client | rma_auth::Role::Coordinator => Ok(c),
+                    rma_auth::Role::Worker => Err(ApiError::forbidden(format!(
+                        "uploads need a client key; {} holds a worker credential",
+                        c.sub
+                    ))),
+                });
             match claims {
                 Ok(c) if state.revoked().contains(&c.sub) => {
                     return ApiError::forbidden(format!("client {} has been revoked", c.sub))
