@@ -57,6 +57,8 @@ pub struct CoordinatorConfig {
     pub spot_check_share: f64,
     /// Spot checks a worker may lose before it is quarantined (no new work) [3].
     pub quarantine_after: u32,
+    /// Requests one worker may have in flight at once; a worker at it is passed over [64].
+    pub max_in_flight_per_worker: u32,
     /// Which worker tunnel URLs it agrees to register and call: https to public addresses by
     /// default; loopback too when the coordinator listens on loopback (set by `spawn`).
     pub url_policy: AddressPolicy,
@@ -88,6 +90,7 @@ impl CoordinatorConfig {
             url_policy: AddressPolicy::default(),
             spot_check_share: 0.05,
             quarantine_after: 3,
+            max_in_flight_per_worker: 64,
         }
     }
 

@@ -100,6 +100,7 @@ impl AppState {
         let registry = Registry::new(Thresholds {
             timeout: config.worker_timeout,
             expire_after: config.worker_expire_after,
+            max_in_flight: config.max_in_flight_per_worker.max(1),
         });
         let dispatcher = Dispatcher {
             registry,

@@ -100,6 +100,12 @@ impl LinkHandle {
         Self::new(mpsc::channel(1).0)
     }
 
+    /// Counts `n` calls in flight without sending them: for tests of registry logic.
+    #[cfg(test)]
+    pub(crate) fn pretend_in_flight(&self, n: u32) {
+        self.inner.in_flight.store(n, Ordering::Relaxed);
+    }
+
     /// Whether it has closed.
     pub(crate) fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)

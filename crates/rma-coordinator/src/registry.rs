@@ -154,6 +154,8 @@ pub(crate) struct Thresholds {
     pub(crate) timeout: std::time::Duration,
     /// Removed after this much silence.
     pub(crate) expire_after: std::time::Duration,
+    /// Requests one worker may have in flight; past it the worker is skipped until one ends.
+    pub(crate) max_in_flight: u32,
 }
 
 /// All workers.
@@ -313,6 +315,7 @@ impl Workers {
             .map
             .values()
             .filter(|w| !exclude.contains(&w.id) && !w.quarantined)
+            .filter(|w| w.in_flight() < self.thresholds.max_in_flight)
             .filter(|w| w.services.iter().any(|s| s == service))
             .filter(|w| self.liveness(w, now) == Liveness::Active)
             .collect();
@@ -424,6 +427,7 @@ mod tests {
     const T: Thresholds = Thresholds {
         timeout: Duration::from_secs(90),
         expire_after: Duration::from_secs(180),
+        max_in_flight: 64,
     };
 
     fn worker(id: &str, services: &[&str], now: Instant, linked: bool) -> WorkerEntry {
@@ -443,6 +447,32 @@ mod tests {
             strikes: 0,
             quarantined: false,
         }
+    }
+
+    #[test]
+    fn a_worker_at_its_in_flight_limit_is_passed_over_and_quarantine_takes_it_out() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(T);
+        let busy = worker("busy", &["echo"], t0, true);
+        busy.link.as_ref().expect("link").pretend_in_flight(64);
+        w.register(busy);
+        w.register(worker("free", &["echo"], t0, true));
+        let none = HashSet::new();
+        for _ in 0..4 {
+            assert_eq!(w.pick("echo", &none, t0).expect("a worker").0, "free");
+        }
+        assert!(!w.strike("free", 2));
+        assert!(w.strike("free", 2), "the second strike quarantines");
+        assert!(
+            w.pick("echo", &none, t0).is_none(),
+            "busy and quarantined: nobody"
+        );
+        let s = w.summaries(t0);
+        let free = s.iter().find(|x| x.id == "free").expect("listed");
+        assert_eq!(free.status, WorkerStatus::Quarantined);
+        // Registering again keeps the record.
+        w.register(worker("free", &["echo"], t0, true));
+        assert!(w.pick("echo", &none, t0).is_none());
     }
 
     #[test]

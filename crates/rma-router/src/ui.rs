@@ -78,7 +78,10 @@ pub(crate) async fn topology_ws(
     ws: WebSocketUpgrade,
 ) -> Response {
     let admin = state.is_admin(&headers);
-    ws.on_upgrade(move |socket| push_topology(state, socket, admin))
+    // The page only ever sends a sign-in: nothing bigger is read.
+    ws.max_message_size(4096)
+        .max_frame_size(4096)
+        .on_upgrade(move |socket| push_topology(state, socket, admin))
 }
 
 /// Pushes the topology on every change: whole for an admin, redacted for anyone else. A

@@ -11,12 +11,22 @@ use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest, medi
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
     dir: PathBuf,
+    quota: Option<std::sync::Arc<crate::quota::Quota>>,
 }
 
 impl Cache {
     /// Keeps entries under `dir`.
     pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
-        Cache { dir: dir.into() }
+        Cache {
+            dir: dir.into(),
+            quota: None,
+        }
+    }
+
+    /// The same, bounded by `quota`.
+    pub(crate) fn with_quota(mut self, quota: std::sync::Arc<crate::quota::Quota>) -> Self {
+        self.quota = Some(quota);
+        self
     }
 
     fn entry(&self, key: &str) -> PathBuf {
@@ -52,6 +62,9 @@ impl Service for Cache {
                         .unwrap_or_else(|| "application/octet-stream".to_owned());
                     write_atomic(&path.with_extension("type"), ct.as_bytes()).await?;
                     write_atomic(&path, &req.call.body).await?;
+                    if let Some(q) = &self.quota {
+                        q.after_write();
+                    }
                     Ok(ServiceReply::json(&rma_proto::results::CacheStored {
                         key: key.to_owned(),
                         size: req.call.body.len() as u64,

@@ -15,6 +15,7 @@ mod media;
 mod ocr;
 mod pdf;
 mod pdf_text;
+mod quota;
 mod store;
 
 use std::collections::BTreeMap;
@@ -81,6 +82,27 @@ pub struct ServicesConfig {
     pub ocr_threads: usize,
     /// An OpenAI-compatible backend for `ai`.
     pub ai_backend: Option<String>,
+    /// Most bytes `store` keeps; the oldest objects go first past it [50 GB].
+    pub store_max_bytes: u64,
+    /// Most bytes `cache` keeps [2 GB].
+    pub cache_max_bytes: u64,
+    /// Objects older than this go from `store` and `cache` whatever else happens [8 days: the
+    /// jobs' 7-day retention and a margin].
+    pub max_age: std::time::Duration,
+}
+
+impl ServicesConfig {
+    /// Defaults around a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServicesConfig {
+            data_dir: data_dir.into(),
+            ocr_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ai_backend: None,
+            store_max_bytes: 50_000_000_000,
+            cache_max_bytes: 2_000_000_000,
+            max_age: std::time::Duration::from_secs(8 * 24 * 3600),
+        }
+    }
 }
 
 /// A boxed future, so services can be stored as trait objects.
@@ -210,8 +232,21 @@ impl Registry {
         r.add(Arc::new(pdf.clone()));
         r.add(Arc::new(enhance::Enhance));
         r.add(Arc::new(extract::Extract::new(Some(ocr), Some(pdf))));
-        r.add(Arc::new(store::Store::new(cfg.data_dir.join("store"))));
-        r.add(Arc::new(cache::Cache::new(cfg.data_dir.join("cache"))));
+        let (store_dir, cache_dir) = (cfg.data_dir.join("store"), cfg.data_dir.join("cache"));
+        r.add(Arc::new(store::Store::new(&store_dir).with_quota(
+            Arc::new(quota::Quota::new(
+                store_dir.clone(),
+                cfg.store_max_bytes,
+                cfg.max_age,
+            )),
+        )));
+        r.add(Arc::new(cache::Cache::new(&cache_dir).with_quota(
+            Arc::new(quota::Quota::new(
+                cache_dir.clone(),
+                cfg.cache_max_bytes,
+                cfg.max_age,
+            )),
+        )));
         if let Some(url) = &cfg.ai_backend {
             r.add(Arc::new(ai::Ai::new(url)?));
         }

@@ -61,12 +61,22 @@ fn rand_suffix() -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     dir: PathBuf,
+    quota: Option<std::sync::Arc<crate::quota::Quota>>,
 }
 
 impl Store {
     /// Keeps objects under `dir/objects`.
     pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
-        Store { dir: dir.into() }
+        Store {
+            dir: dir.into(),
+            quota: None,
+        }
+    }
+
+    /// The same, bounded by `quota`.
+    pub(crate) fn with_quota(mut self, quota: std::sync::Arc<crate::quota::Quota>) -> Self {
+        self.quota = Some(quota);
+        self
     }
 
     fn object(&self, hash: &str) -> PathBuf {
@@ -94,6 +104,9 @@ impl Store {
         if created {
             write_atomic(&path.with_extension("type"), content_type.as_bytes()).await?;
             write_atomic(&path, body).await?;
+            if let Some(q) = &self.quota {
+                q.after_write();
+            }
         }
         Ok(StoredObject {
             hash,

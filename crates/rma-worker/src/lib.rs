@@ -143,9 +143,9 @@ impl Drop for WorkerHandle {
 /// given), then runs the agent.
 pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, SpawnError> {
     let services = Registry::for_worker(&rma_services::ServicesConfig {
-        data_dir: config.data_dir.clone(),
         ocr_threads: config.ocr_threads,
         ai_backend: config.ai_backend.clone(),
+        ..rma_services::ServicesConfig::new(config.data_dir.clone())
     })?;
     spawn_with(config, services)
 }

@@ -155,6 +155,9 @@ struct CoordinatorArgs {
     /// owner and compared (0 to 1); `?verify=true` checks any call.
     #[arg(long, env = "RMA_SPOT_CHECK_SHARE", default_value_t = 0.05)]
     spot_check_share: f64,
+    /// Requests one worker may have in flight at once; a worker at it is passed over.
+    #[arg(long, env = "RMA_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
     /// Spot checks a worker may lose before it is quarantined (no new work).
     #[arg(long, env = "RMA_QUARANTINE_AFTER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     quarantine_after: u32,
@@ -518,6 +521,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     let mut cfg = coordinator_config(&a, identity);
     cfg.spot_check_share = a.spot_check_share;
     cfg.quarantine_after = a.quarantine_after;
+    cfg.max_in_flight_per_worker = a.max_in_flight;
     cfg.tls = tls;
     cfg.metrics_token = Some(match &a.metrics_token {
         Some(t) => t.clone(),
