@@ -1,6 +1,7 @@
 //! Serving a role's router on an already-bound listener, with a handle that stops it on drop.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -30,6 +31,49 @@ impl Shutdown {
     /// Whether the signal has fired.
     pub fn is_set(&self) -> bool {
         *self.0.borrow()
+    }
+}
+
+/// How long a client may take to send a request's headers (a slow or silent client is cut off).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `signal` fires; each is served by hyper's HTTP/1 with upgrades
+/// (the link and the topology WebSocket), a header read timeout, and the peer's address in
+/// the request extensions (`ConnectInfo`), as `axum::serve` would. On the signal, connections
+/// finish their requests and close.
+async fn accept_loop<L>(mut listener: L, app: Router, mut signal: Shutdown)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    loop {
+        let (io, peer) = tokio::select! {
+            c = listener.accept() => c,
+            _ = signal.wait() => return,
+        };
+        let svc = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let mut signal = signal.clone();
+        tokio::spawn(async move {
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = signal.wait() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
 }
 
@@ -89,38 +133,16 @@ pub fn serve_with(
     stop: watch::Sender<bool>,
     tls: Option<crate::tls::TlsConfig>,
 ) -> std::io::Result<ServerHandle> {
-    use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
-    let mut signal = Shutdown(stop.subscribe());
+    let signal = Shutdown(stop.subscribe());
     let mut tasks = Vec::new();
     let https = tls.is_some();
     let server = match tls {
-        None => tokio::spawn(async move {
-            let result = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { signal.wait().await })
-            .await;
-            if let Err(e) = result {
-                tracing::error!(%addr, error = %e, "server stopped with an error");
-            }
-        }),
+        None => tokio::spawn(accept_loop(listener, app, signal)),
         Some(config) => {
             let (tls_listener, accept) = crate::tls::TlsListener::new(listener, config)?;
             tasks.push(accept);
-            tokio::spawn(async move {
-                // `tap_io` gives the connection's peer address to handlers, as plain TCP does.
-                let result = axum::serve(
-                    tls_listener.tap_io(|_| {}),
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { signal.wait().await })
-                .await;
-                if let Err(e) = result {
-                    tracing::error!(%addr, error = %e, "server stopped with an error");
-                }
-            })
+            tokio::spawn(accept_loop(tls_listener, app, signal))
         }
     };
     // The server task is not kept: it ends by itself once the signal fires and its
@@ -132,4 +154,53 @@ pub fn serve_with(
         stop,
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client that sends half a request and then nothing is cut off after the header read
+    /// timeout (paused time: the runtime jumps the clock while everyone waits), while a
+    /// well-behaved one on another connection is served.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let app = Router::new().route(
+            "/health",
+            axum::routing::get(|axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        let (stop, _) = Shutdown::new();
+        let handle = serve(listener, app, stop).expect("serve");
+        let mut slow = tokio::net::TcpStream::connect(handle.addr())
+            .await
+            .expect("connect");
+        slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let started = tokio::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = slow.read_to_end(&mut buf).await;
+        assert!(
+            started.elapsed() >= HEADER_READ_TIMEOUT,
+            "closed after {:?}",
+            started.elapsed()
+        );
+        let mut ok = tokio::net::TcpStream::connect(handle.addr())
+            .await
+            .expect("connect");
+        ok.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with("127.0.0.1"),
+            "the peer address reaches handlers: {answer}"
+        );
+    }
 }
