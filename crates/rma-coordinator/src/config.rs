@@ -51,6 +51,9 @@ pub struct CoordinatorConfig {
     pub job_retention: Duration,
     /// Jobs run at once [8].
     pub max_concurrent_jobs: usize,
+    /// Jobs queued or running at most; a submission past it gets 429 [10,000]. Bounds the jobs
+    /// file and what one flood can queue.
+    pub max_unfinished_jobs: usize,
     /// The share of answers of deterministic services (OCR, PDF text, clean-up, extraction)
     /// also asked of a second worker of another owner and compared [0.05]; `?verify=true`
     /// checks any call.
@@ -87,6 +90,7 @@ impl CoordinatorConfig {
             jobs_db: None,
             job_retention: Duration::from_secs(7 * 24 * 3600),
             max_concurrent_jobs: 8,
+            max_unfinished_jobs: 10_000,
             url_policy: AddressPolicy::default(),
             spot_check_share: 0.05,
             quarantine_after: 3,

@@ -96,7 +96,12 @@ impl AppState {
         public_url: String,
         shutdown: Shutdown,
     ) -> Result<Self, SpawnError> {
-        let jobs = Jobs::open(config.jobs_db.as_deref(), &config.id, config.job_retention)?;
+        let jobs = Jobs::open(
+            config.jobs_db.as_deref(),
+            &config.id,
+            config.job_retention,
+            config.max_unfinished_jobs,
+        )?;
         let registry = Registry::new(Thresholds {
             timeout: config.worker_timeout,
             expire_after: config.worker_expire_after,

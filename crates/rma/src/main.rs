@@ -155,6 +155,9 @@ struct CoordinatorArgs {
     /// owner and compared (0 to 1); `?verify=true` checks any call.
     #[arg(long, env = "RMA_SPOT_CHECK_SHARE", default_value_t = 0.05)]
     spot_check_share: f64,
+    /// Jobs queued or running at most; a submission past it gets 429.
+    #[arg(long, env = "RMA_MAX_UNFINISHED_JOBS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_unfinished_jobs: u32,
     /// Requests one worker may have in flight at once; a worker at it is passed over.
     #[arg(long, env = "RMA_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
@@ -522,6 +525,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.spot_check_share = a.spot_check_share;
     cfg.quarantine_after = a.quarantine_after;
     cfg.max_in_flight_per_worker = a.max_in_flight;
+    cfg.max_unfinished_jobs = a.max_unfinished_jobs as usize;
     cfg.tls = tls;
     cfg.metrics_token = Some(match &a.metrics_token {
         Some(t) => t.clone(),

@@ -30,6 +30,8 @@ pub(crate) struct Jobs {
     store: JobStore,
     coordinator_id: String,
     retention: Duration,
+    /// Queued and running jobs at most; a submission past it is refused (429).
+    max_unfinished: usize,
     /// Live progress of running jobs (not written to the file on every page).
     progress: Mutex<HashMap<String, (u32, u32)>>,
     /// Jobs being run by this process.
@@ -55,11 +57,13 @@ impl Jobs {
         path: Option<&Path>,
         coordinator_id: &str,
         retention: Duration,
+        max_unfinished: usize,
     ) -> Result<Jobs, StoreError> {
         Ok(Jobs {
             store: JobStore::open(path)?,
             coordinator_id: coordinator_id.to_owned(),
             retention,
+            max_unfinished,
             progress: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             wake: Notify::new(),
@@ -74,10 +78,22 @@ impl Jobs {
     /// Stores a call as a queued job and wakes the runner; returns the job id.
     pub(crate) async fn submit(&self, call: ServiceCall) -> Result<String, ApiError> {
         let id = rma_proto::ids::job_id(&self.coordinator_id, rand::random::<u128>());
-        self.store
-            .insert(&id, call)
+        let stored = self
+            .store
+            .insert(&id, call, self.max_unfinished)
             .await
             .map_err(|e| ApiError::internal(format!("could not store the job: {e}")))?;
+        if !stored {
+            metrics::counter!("rma_coordinator_jobs_refused_total").increment(1);
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                rma_proto::error_code::RATE_LIMITED,
+                format!(
+                    "this coordinator holds {} unfinished jobs, its limit; try again when some have finished",
+                    self.max_unfinished
+                ),
+            ));
+        }
         metrics::counter!("rma_coordinator_jobs_submitted_total").increment(1);
         self.wake();
         Ok(id)

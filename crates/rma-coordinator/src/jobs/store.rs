@@ -146,16 +146,23 @@ impl JobStore {
         .map_err(StoreError::from)
     }
 
-    /// Stores a call as a queued job.
-    pub(crate) async fn insert(&self, id: &str, call: ServiceCall) -> Result<(), StoreError> {
+    /// Stores a call as a queued job, unless `max_unfinished` jobs are queued or running
+    /// already (checked and inserted in one statement): whether it was stored.
+    pub(crate) async fn insert(
+        &self,
+        id: &str,
+        call: ServiceCall,
+        max_unfinished: usize,
+    ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             c.execute(
                 "INSERT INTO jobs (id, service, method, path, query, content_type, request_id, input, state, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
-                params![id, call.service, call.method, call.path, call.query, call.content_type, call.request_id, call.body.as_ref(), now_ms()],
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9
+                 WHERE (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')) < ?10",
+                params![id, call.service, call.method, call.path, call.query, call.content_type, call.request_id, call.body.as_ref(), now_ms(), max_unfinished as i64],
             )
-            .map(drop)
+            .map(|n| n > 0)
         })
         .await
     }
@@ -356,8 +363,12 @@ mod tests {
         );
         {
             let store = JobStore::open(Some(&path)).expect("open");
-            store.insert("c1-ja", call.clone()).await.expect("a");
-            store.insert("c1-jb", call.clone()).await.expect("b");
+            assert!(store.insert("c1-ja", call.clone(), 2).await.expect("a"));
+            assert!(store.insert("c1-jb", call.clone(), 2).await.expect("b"));
+            assert!(
+                !store.insert("c1-jc", call.clone(), 2).await.expect("c"),
+                "two unfinished jobs are the limit"
+            );
             store.mark_running("c1-ja").await.expect("running");
         }
         let store = JobStore::open(Some(&path)).expect("reopen");
