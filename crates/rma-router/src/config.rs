@@ -40,6 +40,9 @@ pub struct RouterConfig {
     pub ip_rate_limit: u32,
     /// How many of them may come at once before the rate applies [50].
     pub ip_rate_burst: u32,
+    /// Megabytes of uploads one address may send an hour without a client key [1024]; 0: no
+    /// quota.
+    pub ip_upload_mb_per_hour: u32,
     /// Uploads need a client credential (`--clients keyed`) [false: anyone may upload,
     /// limited per address].
     pub clients_keyed: bool,
@@ -75,6 +78,7 @@ impl RouterConfig {
             federation_key: None,
             ip_rate_limit: 10,
             ip_rate_burst: 50,
+            ip_upload_mb_per_hour: 1024,
             clients_keyed: false,
             client_rate_limit: 50,
             client_rate_burst: 200,

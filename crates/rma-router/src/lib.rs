@@ -69,6 +69,7 @@ struct Inner {
     admin_token: String,
     limiter: limit::Limiter,
     client_limiter: limit::Limiter<String>,
+    upload_quota: limit::Limiter,
     federation: rma_auth::FederationKey,
     /// Every revoked node, for the checks of membership calls.
     revoked: rma_auth::Revoked,
@@ -163,6 +164,8 @@ impl AppState {
         let limiter = limit::Limiter::new(config.ip_rate_limit, config.ip_rate_burst);
         let client_limiter =
             limit::Limiter::new(config.client_rate_limit, config.client_rate_burst);
+        let upload_quota =
+            limit::Limiter::hourly(config.ip_upload_mb_per_hour.saturating_mul(1024));
         Ok(AppState {
             inner: Arc::new(Inner {
                 topology: tokio::sync::watch::Sender::new(Default::default()),
@@ -175,6 +178,7 @@ impl AppState {
                 admin_token,
                 limiter,
                 client_limiter,
+                upload_quota,
                 federation,
                 revoked,
                 revoked_at: Mutex::new(revoked_at),
@@ -279,6 +283,11 @@ impl AppState {
         self.inner.limiter.clone()
     }
 
+    /// The per-address hourly upload quota (kilobytes).
+    pub(crate) fn upload_quota(&self) -> limit::Limiter {
+        self.inner.upload_quota.clone()
+    }
+
     /// The per-client limiter.
     pub(crate) fn client_limiter(&self) -> limit::Limiter<String> {
         self.inner.client_limiter.clone()
@@ -377,13 +386,18 @@ pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHa
     handle.adopt(tokio::spawn(expiry_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(topology_loop(state.clone(), shutdown.clone())));
     handle.adopt(tokio::spawn(ping_loop(state.clone(), shutdown.clone())));
-    let (limiter, clients) = (state.limiter(), state.client_limiter());
+    let (limiter, clients, uploads) = (
+        state.limiter(),
+        state.client_limiter(),
+        state.upload_quota(),
+    );
     handle.adopt(tokio::spawn(rma_http::every(
         Duration::from_secs(60),
         shutdown,
         move || {
             limiter.forget_idle();
             clients.forget_idle();
+            uploads.forget_idle();
             std::future::ready(())
         },
     )));

@@ -55,6 +55,29 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         }
     }
 
+    /// Takes `n` units (kilobytes of upload) from `key`'s bucket, or says how long it must
+    /// wait; more than the whole bucket at once waits an hour.
+    pub(crate) fn check_n(&self, key: K, n: u32) -> Result<(), std::time::Duration> {
+        let (Some(l), Some(n)) = (&self.0, NonZeroU32::new(n)) else {
+            return Ok(());
+        };
+        match l.check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
+            Err(_) => Err(std::time::Duration::from_secs(3600)),
+        }
+    }
+
+    /// An hourly quota of `per_hour` units per key (all of it may be used at once); off at 0.
+    pub(crate) fn hourly(per_hour: u32) -> Self {
+        let Some(n) = NonZeroU32::new(per_hour) else {
+            return Limiter(None);
+        };
+        Limiter(Some(Arc::new(RateLimiter::keyed(
+            Quota::per_hour(n).allow_burst(n),
+        ))))
+    }
+
     /// Forgets addresses whose buckets are full again (bounds memory); run now and then.
     pub(crate) fn forget_idle(&self) {
         if let Some(l) = &self.0 {
@@ -115,9 +138,25 @@ pub(crate) async fn middleware(
             else {
                 return next.run(req).await;
             };
+            // Anonymous uploads also have a quota of bytes an hour per address, counted in
+            // kilobytes (a body without a length counts one).
+            let kilobytes = req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(1, |b| b.div_ceil(1024).max(1))
+                .min(u64::from(u32::MAX)) as u32;
             state
                 .limiter()
                 .check(peer.ip())
+                .and_then(|()| {
+                    if upload {
+                        state.upload_quota().check_n(peer.ip(), kilobytes)
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|w| (w, peer.ip().to_string()))
         }
     };

@@ -114,6 +114,7 @@ pub fn router_config(db: PathBuf) -> RouterConfig {
     c.admin_token = Some(ADMIN_TOKEN.to_owned());
     c.federation_key = Some(federation().clone());
     c.ip_rate_limit = 0;
+    c.ip_upload_mb_per_hour = 0;
     c
 }
 

@@ -104,6 +104,9 @@ struct RouterArgs {
     /// How many of them one address may send at once before the rate applies.
     #[arg(long, env = "RMA_IP_RATE_BURST", default_value_t = 50)]
     ip_rate_burst: u32,
+    /// Megabytes of uploads one address may send an hour without a client key (0: no quota).
+    #[arg(long, env = "RMA_IP_UPLOAD_MB_PER_HOUR", default_value_t = 1024)]
+    ip_upload_mb_per_hour: u32,
     /// Who may upload: `open` (anyone, limited per address) or `keyed` (only organisations with
     /// a client key: rma invite --role client).
     #[arg(long, env = "RMA_CLIENTS", value_enum, default_value = "open")]
@@ -461,6 +464,7 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.ip_rate_limit = a.ip_rate_limit;
     config.ip_rate_burst = a.ip_rate_burst;
     config.clients_keyed = a.clients == ClientsArg::Keyed;
+    config.ip_upload_mb_per_hour = a.ip_upload_mb_per_hour;
     config.client_rate_limit = a.client_rate_limit;
     config.client_rate_burst = a.client_rate_burst;
     config.tls = a.tls.config()?;

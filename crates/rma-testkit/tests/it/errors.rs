@@ -398,3 +398,46 @@ async fn a_flood_from_one_address_gets_429_while_others_are_served() {
         .expect("health");
     assert_eq!(health.status(), 503, "degraded, not limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_uploads_too_many_megabytes_an_hour_gets_429() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.ip_upload_mb_per_hour = 1;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let anyone = Client::new(&router.url()).expect("client");
+    let upload = async |size: usize| {
+        let r = anyone
+            .call_service(
+                "echo",
+                "",
+                "application/octet-stream",
+                Bytes::from(vec![0u8; size]),
+            )
+            .await
+            .expect("answer");
+        r.json().expect("JSON")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // 600 KB passes the quota (here: no coordinator is up), the next 600 KB does not.
+    assert_eq!(upload(600 * 1024).await, "no_coordinator");
+    assert_eq!(upload(600 * 1024).await, "rate_limited");
+    // Small uploads still fit in what is left.
+    assert_eq!(upload(1024).await, "no_coordinator");
+    // A client key is not held to the per-address quota.
+    let charity = anyone
+        .clone()
+        .with_identity(rma_testkit::identity("charity", Role::Client));
+    let r = charity
+        .call_service(
+            "echo",
+            "",
+            "application/octet-stream",
+            Bytes::from(vec![0u8; 900 * 1024]),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(r.json().expect("JSON")["error"], "no_coordinator");
+}
