@@ -184,6 +184,14 @@ async fn health(State(state): State<AppState>) -> Json<CoordinatorHealth> {
     })
 }
 
+/// The node id of a valid, unrevoked client key on the request (the router passes it on),
+/// for the per-client bound of the job queue. Anything else is an anonymous submission.
+fn client_of(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    rma_http::auth::Membership::member(state, headers, rma_auth::Role::Client)
+        .ok()
+        .map(|c| c.sub)
+}
+
 /// Whether the client asked for an async answer (`Prefer: respond-async`).
 fn wants_async(headers: &HeaderMap) -> bool {
     headers
@@ -210,10 +218,12 @@ async fn service(
         .map_or_else(|_| "other".to_owned(), ServiceTarget::metric_label);
     let mut resp = match call_of(&state, target, method, &headers, body, &rid).await {
         Err(e) => e.into_response(),
-        Ok(call) if wants_async(&headers) => match state.jobs().submit(call).await {
-            Ok(id) => accepted(id),
-            Err(e) => e.into_response(),
-        },
+        Ok(call) if wants_async(&headers) => {
+            match state.jobs().submit(call, client_of(&state, &headers)).await {
+                Ok(id) => accepted(id),
+                Err(e) => e.into_response(),
+            }
+        }
         Ok(call) => match execute(state.dispatcher(), call, None).await {
             Ok(served) => into_response(served),
             Err(e) => e.into_response(),

@@ -54,6 +54,8 @@ pub struct CoordinatorConfig {
     /// Jobs queued or running at most; a submission past it gets 429 [10,000]. Bounds the jobs
     /// file and what one flood can queue.
     pub max_unfinished_jobs: usize,
+    /// Of them, what one client key may have [1,000].
+    pub max_unfinished_jobs_per_client: usize,
     /// The share of answers of deterministic services (OCR, PDF text, clean-up, extraction)
     /// also asked of a second worker of another owner and compared [0.05]; `?verify=true`
     /// checks any call.
@@ -91,6 +93,7 @@ impl CoordinatorConfig {
             job_retention: Duration::from_secs(7 * 24 * 3600),
             max_concurrent_jobs: 8,
             max_unfinished_jobs: 10_000,
+            max_unfinished_jobs_per_client: 1_000,
             url_policy: AddressPolicy::default(),
             spot_check_share: 0.05,
             quarantine_after: 3,

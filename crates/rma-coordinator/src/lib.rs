@@ -100,7 +100,10 @@ impl AppState {
             config.jobs_db.as_deref(),
             &config.id,
             config.job_retention,
-            config.max_unfinished_jobs,
+            (
+                config.max_unfinished_jobs,
+                config.max_unfinished_jobs_per_client,
+            ),
         )?;
         let registry = Registry::new(Thresholds {
             timeout: config.worker_timeout,

@@ -34,6 +34,7 @@ const PASS_RESPONSE: [&str; 7] = [
 /// `ANY /api/service/{service}[/{*rest}]`.
 pub(crate) async fn service(
     State(state): State<AppState>,
+    client: Option<axum::Extension<crate::limit::ClientKey>>,
     target: Result<ServiceTarget, ApiError>,
     method: Method,
     headers: HeaderMap,
@@ -45,7 +46,10 @@ pub(crate) async fn service(
         .as_ref()
         .map_or_else(|_| "other".to_owned(), |t| service_label(&t.service));
     let result = match target {
-        Ok(t) => forward(&state, t, method, &headers, body, &rid).await,
+        Ok(t) => {
+            let client = client.map(|axum::Extension(k)| k.0);
+            forward(&state, t, method, &headers, body, &rid, client.as_deref()).await
+        }
         Err(e) => Err(e),
     };
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
@@ -85,6 +89,7 @@ async fn forward(
     headers: &HeaderMap,
     body: Body,
     rid: &str,
+    client: Option<&str>,
 ) -> Result<Response, ApiError> {
     let call = target
         .read_call(
@@ -97,10 +102,15 @@ async fn forward(
         .await?;
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let forwarded_by = text(headers::FORWARDED_BY);
-    let extra: Vec<(&str, &str)> = PASS_REQUEST
+    let mut extra: Vec<(&str, &str)> = PASS_REQUEST
         .iter()
         .filter_map(|n| text(*n).map(|v| (*n, v)))
         .collect();
+    // A verified client key goes on, so the coordinator can bound that client's queue.
+    let client_auth = client.map(|t| format!("Bearer {t}"));
+    if let Some(a) = &client_auth {
+        extra.push(("authorization", a));
+    }
     let timeout = state.config().request_timeout;
     let mut last_failure = String::new();
     let mut tried = 0usize;

@@ -88,9 +88,14 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 }
 
 /// The middleware on limited routes.
+/// A client credential that passed the checks, for the forwarder to pass on to the coordinator
+/// (which bounds each client's queue of jobs). Never the admin token.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientKey(pub(crate) String);
+
 pub(crate) async fn middleware(
     State(state): State<crate::AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let upload = req.uri().path().starts_with("/api/service/");
@@ -117,10 +122,15 @@ pub(crate) async fn middleware(
                     return ApiError::forbidden(format!("client {} has been revoked", c.sub))
                         .into_response();
                 }
-                Ok(c) => state
-                    .client_limiter()
-                    .check(c.sub.clone())
-                    .map_err(|w| (w, c.sub)),
+                Ok(c) => {
+                    if c.role == rma_auth::Role::Client {
+                        req.extensions_mut().insert(ClientKey(token));
+                    }
+                    state
+                        .client_limiter()
+                        .check(c.sub.clone())
+                        .map_err(|w| (w, c.sub))
+                }
                 Err(e) => return e.into_response(),
             }
         }

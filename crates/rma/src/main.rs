@@ -161,6 +161,9 @@ struct CoordinatorArgs {
     /// Jobs queued or running at most; a submission past it gets 429.
     #[arg(long, env = "RMA_MAX_UNFINISHED_JOBS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_unfinished_jobs: u32,
+    /// Of them, what one client key may have.
+    #[arg(long, env = "RMA_MAX_UNFINISHED_JOBS_PER_CLIENT", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_unfinished_jobs_per_client: u32,
     /// Requests one worker may have in flight at once; a worker at it is passed over.
     #[arg(long, env = "RMA_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
@@ -530,6 +533,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.quarantine_after = a.quarantine_after;
     cfg.max_in_flight_per_worker = a.max_in_flight;
     cfg.max_unfinished_jobs = a.max_unfinished_jobs as usize;
+    cfg.max_unfinished_jobs_per_client = a.max_unfinished_jobs_per_client as usize;
     cfg.tls = tls;
     cfg.metrics_token = Some(match &a.metrics_token {
         Some(t) => t.clone(),

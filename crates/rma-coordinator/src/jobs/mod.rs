@@ -30,8 +30,9 @@ pub(crate) struct Jobs {
     store: JobStore,
     coordinator_id: String,
     retention: Duration,
-    /// Queued and running jobs at most; a submission past it is refused (429).
-    max_unfinished: usize,
+    /// Queued and running jobs at most, in all and per client key; a submission past either
+    /// is refused (429).
+    max_unfinished: (usize, usize),
     /// Live progress of running jobs (not written to the file on every page).
     progress: Mutex<HashMap<String, (u32, u32)>>,
     /// Jobs being run by this process.
@@ -57,7 +58,7 @@ impl Jobs {
         path: Option<&Path>,
         coordinator_id: &str,
         retention: Duration,
-        max_unfinished: usize,
+        max_unfinished: (usize, usize),
     ) -> Result<Jobs, StoreError> {
         Ok(Jobs {
             store: JobStore::open(path)?,
@@ -75,23 +76,33 @@ impl Jobs {
         self.wake.notify_one();
     }
 
-    /// Stores a call as a queued job and wakes the runner; returns the job id.
-    pub(crate) async fn submit(&self, call: ServiceCall) -> Result<String, ApiError> {
+    /// Stores a call as a queued job of `client` (a verified client key's node id) and wakes the
+    /// runner; returns the job id.
+    pub(crate) async fn submit(
+        &self,
+        call: ServiceCall,
+        client: Option<String>,
+    ) -> Result<String, ApiError> {
         let id = rma_proto::ids::job_id(&self.coordinator_id, rand::random::<u128>());
         let stored = self
             .store
-            .insert(&id, call, self.max_unfinished)
+            .insert(&id, call, client.clone(), self.max_unfinished)
             .await
             .map_err(|e| ApiError::internal(format!("could not store the job: {e}")))?;
         if !stored {
             metrics::counter!("rma_coordinator_jobs_refused_total").increment(1);
+            let (all, per_client) = self.max_unfinished;
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 rma_proto::error_code::RATE_LIMITED,
-                format!(
-                    "this coordinator holds {} unfinished jobs, its limit; try again when some have finished",
-                    self.max_unfinished
-                ),
+                match client {
+                    Some(c) => format!(
+                        "the job queue is full: this coordinator takes at most {all} unfinished jobs, {per_client} of client {c}; try again when some have finished"
+                    ),
+                    None => format!(
+                        "the job queue is full: this coordinator takes at most {all} unfinished jobs; try again when some have finished"
+                    ),
+                },
             ));
         }
         metrics::counter!("rma_coordinator_jobs_submitted_total").increment(1);

@@ -13,7 +13,7 @@ use rma_proto::ServiceCall;
 use rma_proto::job::JobState;
 use rusqlite::{Connection, OptionalExtension, params};
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS jobs (
          id TEXT PRIMARY KEY NOT NULL,
          service TEXT NOT NULL,
@@ -39,6 +39,8 @@ const MIGRATIONS: [&str; 3] = [
      CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created_ms)",
     "ALTER TABLE jobs ADD COLUMN error_code TEXT",
     "ALTER TABLE jobs ADD COLUMN verified TEXT",
+    "ALTER TABLE jobs ADD COLUMN client TEXT;
+     CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, state)",
 ];
 
 /// A failure of the job file.
@@ -146,21 +148,24 @@ impl JobStore {
         .map_err(StoreError::from)
     }
 
-    /// Stores a call as a queued job, unless `max_unfinished` jobs are queued or running
-    /// already (checked and inserted in one statement): whether it was stored.
+    /// Stores a call as a queued job, unless `limits.0` jobs are queued or running already, or
+    /// `limits.1` of `client`'s (checked and inserted in one statement): whether it was stored.
     pub(crate) async fn insert(
         &self,
         id: &str,
         call: ServiceCall,
-        max_unfinished: usize,
+        client: Option<String>,
+        (max_unfinished, per_client): (usize, usize),
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             c.execute(
-                "INSERT INTO jobs (id, service, method, path, query, content_type, request_id, input, state, created_ms)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9
-                 WHERE (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')) < ?10",
-                params![id, call.service, call.method, call.path, call.query, call.content_type, call.request_id, call.body.as_ref(), now_ms(), max_unfinished as i64],
+                "INSERT INTO jobs (id, service, method, path, query, content_type, request_id, input, state, created_ms, client)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?11
+                 WHERE (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')) < ?10
+                   AND (?11 IS NULL OR (SELECT COUNT(*) FROM jobs
+                        WHERE client = ?11 AND state IN ('queued', 'running')) < ?12)",
+                params![id, call.service, call.method, call.path, call.query, call.content_type, call.request_id, call.body.as_ref(), now_ms(), max_unfinished as i64, client, per_client as i64],
             )
             .map(|n| n > 0)
         })
@@ -363,10 +368,31 @@ mod tests {
         );
         {
             let store = JobStore::open(Some(&path)).expect("open");
-            assert!(store.insert("c1-ja", call.clone(), 2).await.expect("a"));
-            assert!(store.insert("c1-jb", call.clone(), 2).await.expect("b"));
+            let org = || Some("org".to_owned());
             assert!(
-                !store.insert("c1-jc", call.clone(), 2).await.expect("c"),
+                store
+                    .insert("c1-ja", call.clone(), org(), (3, 1))
+                    .await
+                    .expect("a")
+            );
+            assert!(
+                !store
+                    .insert("c1-jx", call.clone(), org(), (3, 1))
+                    .await
+                    .expect("x"),
+                "one unfinished job is this client's limit"
+            );
+            assert!(
+                store
+                    .insert("c1-jb", call.clone(), None, (2, 1))
+                    .await
+                    .expect("b")
+            );
+            assert!(
+                !store
+                    .insert("c1-jc", call.clone(), None, (2, 1))
+                    .await
+                    .expect("c"),
                 "two unfinished jobs are the limit"
             );
             store.mark_running("c1-ja").await.expect("running");

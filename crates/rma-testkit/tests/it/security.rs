@@ -515,3 +515,68 @@ async fn spot_checks_catch_a_lying_worker_and_quarantine_it() {
         .expect("done");
     assert_eq!(view.verified, Some(rma_proto::job::Verdict::Agreed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_key_has_a_bounded_share_of_the_job_queue() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = rma_router::spawn(
+        rma_testkit::router_config(dir.path().join("r.db")),
+        rma_testkit::listener().await,
+    )
+    .expect("router");
+    let mut cc = rma_testkit::coordinator_config("queue-c", Some(router.url()));
+    cc.max_unfinished_jobs_per_client = 2;
+    let _coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    let w = rma_worker::spawn(rma_testkit::worker_config(
+        &router.url(),
+        "queue-w",
+        dir.path().join("w"),
+    ))
+    .expect("worker");
+    rma_testkit::wait_linked_worker(&w).await;
+    let as_client = |id: &str| {
+        Client::new(&router.url())
+            .expect("client")
+            .with_identity(rma_testkit::identity(id, Role::Client))
+    };
+    // One try each (submit_job would wait and retry a 429).
+    let try_submit = async |c: &Client| {
+        c.raw(
+            reqwest::Method::POST,
+            "api/service/echo?delay_ms=3000",
+            Some("text/plain"),
+            Bytes::from_static(b"slow"),
+            &[("prefer", "respond-async")],
+        )
+        .await
+        .expect("answer")
+    };
+    let submit = async |c: &Client| try_submit(c).await.status.as_u16();
+    let org = as_client("org-a");
+    eventually("the router routes echo", || {
+        let org = org.clone();
+        async move {
+            let r = org
+                .call_service("echo", "", "text/plain", Bytes::from_static(b"x"))
+                .await
+                .ok()?;
+            (r.status == 200).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(submit(&org).await, 202);
+    assert_eq!(submit(&org).await, 202);
+    // The router passed the client key on; the coordinator bounds that client's queue.
+    let third = try_submit(&org).await;
+    assert_eq!(third.status.as_u16(), 429, "over this client's share");
+    assert!(
+        third.error_message().contains("org-a"),
+        "{}",
+        third.error_message()
+    );
+    // Another organisation, and anonymous uploads, are not held back by it.
+    assert_eq!(submit(&as_client("org-b")).await, 202);
+    let anyone = Client::new(&router.url()).expect("client");
+    assert_eq!(submit(&anyone).await, 202);
+}
