@@ -493,6 +493,23 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         listed.contains("proc-coord") && listed.contains("proc-worker"),
         "{listed}"
     );
+    // `rma status` shows the federation, quarantined workers included (none here).
+    let out = rma(&["status", "--router", &router_url])
+        .output()
+        .await
+        .expect("status");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        status.contains("proc-coord")
+            && status.contains("proc-worker")
+            && status.contains("active"),
+        "{status}"
+    );
 
     // SIGTERM: the worker drains and exits cleanly; the coordinator deregisters.
     let term = |pid: u32| {
@@ -527,6 +544,30 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // `rma revoke` marks the worker revoked; its renewals are refused from now on.
+    let out = rma(&["revoke", "proc-worker", "--router", &router_url])
+        .env("RMA_ADMIN_TOKEN", &admin_token)
+        .output()
+        .await
+        .expect("revoke");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rma(&["nodes", "--router", &router_url, "--json"])
+        .env("RMA_ADMIN_TOKEN", &admin_token)
+        .output()
+        .await
+        .expect("nodes");
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let worker = nodes
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|n| n["node_id"] == "proc-worker")
+        .expect("listed");
+    assert!(worker["revoked_at"].is_string(), "{worker}");
 }
 
 #[tokio::test]
