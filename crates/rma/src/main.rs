@@ -641,11 +641,17 @@ async fn up(a: UpArgs) -> Result<()> {
     // credentials over HTTP; later starts reuse the identities kept in the data dir.
     let admin = rma_client::Client::new(&router.url())?
         .with_bearer(secret_file(&a.data_dir.join("admin.token"))?);
+    // The router made (or read) this key on start; identities must be of this federation.
+    let federation = rma_auth::FederationKey::load_or_create(&a.data_dir.join("federation.key"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .0
+        .public();
     let cid = members::local_identity(
         &admin,
         &a.data_dir.join("coordinator"),
         rma_auth::Role::Coordinator,
         "coord-local",
+        &federation,
     )
     .await?;
     let mut ccfg = rma_coordinator::CoordinatorConfig::new(cid);
@@ -662,9 +668,14 @@ async fn up(a: UpArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for i in 1..=a.workers {
         let dir = a.data_dir.join(format!("worker-{i}"));
-        let wid =
-            members::local_identity(&admin, &dir, rma_auth::Role::Worker, &format!("local-{i}"))
-                .await?;
+        let wid = members::local_identity(
+            &admin,
+            &dir,
+            rma_auth::Role::Worker,
+            &format!("local-{i}"),
+            &federation,
+        )
+        .await?;
         let mut w = rma_worker::WorkerConfig::new(router.url(), wid);
         w.data_dir = dir;
         w.capabilities = Some(caps.clone());

@@ -261,20 +261,25 @@ pub(crate) async fn identity(
 }
 
 /// For the processes `rma up` starts: the identity in `dir`, or one enrolled now with an
-/// invite `admin` makes.
+/// invite `admin` makes. An identity of another federation (the router's files were removed
+/// and the data dir kept) is replaced.
 pub(crate) async fn local_identity(
     admin: &Client,
     dir: &Path,
     role: Role,
     node_id: &str,
+    federation: &rma_auth::PublicKey,
 ) -> Result<Arc<Identity>> {
-    let join = if Identity::load(dir)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .is_some()
-    {
-        None
-    } else {
-        Some(make_invite(admin, role, None, None, Duration::from_secs(60), 1).await?)
+    let kept = Identity::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let join = match kept {
+        Some(id) if id.verifier().public() == federation => None,
+        stale => {
+            if stale.is_some() {
+                tracing::info!(dir = %dir.display(), "identity of another federation; enrolling again");
+                let _ = std::fs::remove_file(dir.join("identity.json"));
+            }
+            Some(make_invite(admin, role, None, None, Duration::from_secs(60), 1).await?)
+        }
     };
     identity(dir, join.as_deref(), role, node_id).await
 }
