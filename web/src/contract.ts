@@ -224,7 +224,11 @@ cache: string | null,
 /**
  * The spot check's verdict, when this step was checked on a second worker.
  */
-verified?: Verdict, };
+verified?: Verdict, 
+/**
+ * The cache entry its answer was kept under (a hash), so deleting the job deletes it too.
+ */
+cache_key?: string, };
 
 export type JobView = { 
 /**

@@ -19,7 +19,7 @@ const CACHEABLE: [&str; 4] = [
 /// The cache key of a call: BLAKE3 over a versioned, unambiguous encoding of the service, the
 /// sub-path, the query parameters (sorted, so their order does not matter), the content type
 /// and the hash of the body.
-fn key(call: &ServiceCall) -> String {
+pub(crate) fn key(call: &ServiceCall) -> String {
     let mut params: Vec<&str> = call.query.split('&').filter(|p| !p.is_empty()).collect();
     params.sort_unstable();
     let body_hash = blake3::hash(&call.body);

@@ -38,6 +38,7 @@ impl Run<'_> {
     async fn step(&mut self, label: &str, call: ServiceCall) -> Result<ServiceReply, ApiError> {
         let started = Instant::now();
         let step = call.service.clone();
+        let key = (call.service != service::STORE).then(|| crate::cache::key(&call));
         let served = if call.service == service::STORE {
             self.d.dispatch(&call, None).await
         } else {
@@ -67,6 +68,8 @@ impl Run<'_> {
             coordinator: self.d.coordinator_id.clone(),
             status: reply.status,
             ms: started.elapsed().as_millis() as u64,
+            // Kept only when the cache was consulted (an entry may exist under it).
+            cache_key: key.filter(|_| cache.is_some()),
             cache: cache.map(str::to_owned),
             verified,
         });

@@ -91,6 +91,10 @@ pub struct JobStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub verified: Option<Verdict>,
+    /// The cache entry its answer was kept under (a hash), so deleting the job deletes it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub cache_key: Option<String>,
 }
 
 /// What a spot check found: the answer was asked of a second worker of another owner too (the

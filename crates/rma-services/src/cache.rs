@@ -70,8 +70,20 @@ impl Service for Cache {
                         size: req.call.body.len() as u64,
                     }))
                 }
+                "DELETE" => match tokio::fs::remove_file(&path).await {
+                    Ok(()) => {
+                        let _ = tokio::fs::remove_file(path.with_extension("type")).await;
+                        Ok(ServiceReply::json(&rma_proto::api::Ack {
+                            status: "deleted".into(),
+                        }))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(
+                        ServiceError::NotFound(format!("no cached result for {key}")),
+                    ),
+                    Err(e) => Err(ServiceError::Internal(format!("deleting cache entry: {e}"))),
+                },
                 m => Err(ServiceError::MethodNotAllowed(format!(
-                    "cache takes GET and PUT /{{key}}, not {m}"
+                    "cache takes GET, PUT and DELETE /{{key}}, not {m}"
                 ))),
             }
         })

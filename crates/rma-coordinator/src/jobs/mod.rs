@@ -213,29 +213,35 @@ impl Jobs {
     }
 }
 
-/// The hashes of the stored copies a `process` result names.
-pub(crate) fn stored_copies(result: &[u8]) -> Vec<String> {
+/// The copies a `process` result names: `(service, key)` of its stored objects and of the
+/// cache entries its steps left.
+pub(crate) fn stored_copies(result: &[u8]) -> Vec<(&'static str, String)> {
     let Ok(p) = serde_json::from_slice::<rma_proto::results::ProcessResult>(result) else {
         return Vec::new();
     };
-    [p.stored.original, p.stored.enhanced, p.stored.result]
+    let stored = [p.stored.original, p.stored.enhanced, p.stored.result]
         .into_iter()
         .flatten()
-        .map(|o| o.hash)
-        .collect()
+        .map(|o| (rma_proto::service::STORE, o.hash));
+    let cached = p
+        .steps
+        .into_iter()
+        .filter_map(|s| s.cache_key)
+        .map(|k| (rma_proto::service::CACHE, k));
+    stored.chain(cached).collect()
 }
 
 /// Deletes from every storage worker the copies these results name (best effort: a worker
 /// offline now keeps its copy; the threat model says so).
 pub(crate) async fn forget_copies(d: &Dispatcher, results: &[Vec<u8>]) {
-    for hash in results.iter().flat_map(|r| stored_copies(r)) {
+    for (service, key) in results.iter().flat_map(|r| stored_copies(r)) {
         let call = ServiceCall {
-            service: rma_proto::service::STORE.to_owned(),
+            service: service.to_owned(),
             method: "DELETE".into(),
-            path: format!("/{hash}"),
+            path: format!("/{key}"),
             ..Default::default()
         };
         let removed = d.dispatch_every(&call).await;
-        tracing::debug!(%hash, removed, "stored copy deleted");
+        tracing::debug!(%service, %key, removed, "stored copy deleted");
     }
 }

@@ -768,12 +768,52 @@ async fn deleting_a_job_deletes_its_result_and_every_stored_copy() {
     for h in &hashes {
         assert_eq!(get_stored(h).await, 200, "stored before the delete");
     }
+    // The steps' answers were cached (sealed) too; the job names their entries.
+    let cache_keys: Vec<String> = result["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["cache_key"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!cache_keys.is_empty(), "{result}");
+    let get_cached = async |k: &str| {
+        eventually("the cache entry is there", || async {
+            let r = client
+                .raw(
+                    Method::GET,
+                    &format!("api/service/cache/{k}"),
+                    None,
+                    Bytes::new(),
+                    &[],
+                )
+                .await
+                .ok()?;
+            (r.status == 200).then_some(())
+        })
+        .await
+    };
+    for k in &cache_keys {
+        get_cached(k).await;
+    }
 
     client.delete_job(&accepted.job_id).await.expect("deleted");
     let e = client.job(&accepted.job_id).await.expect_err("gone");
     assert_eq!(e.status().map(|s| s.as_u16()), Some(404), "{e}");
     for h in &hashes {
         assert_eq!(get_stored(h).await, 404, "{h}: every copy is gone");
+    }
+    for k in &cache_keys {
+        let r = client
+            .raw(
+                Method::GET,
+                &format!("api/service/cache/{k}"),
+                None,
+                Bytes::new(),
+                &[],
+            )
+            .await
+            .expect("get");
+        assert_eq!(r.status.as_u16(), 404, "{k}: the cached answer is gone");
     }
     let e = client
         .delete_job(&accepted.job_id)
