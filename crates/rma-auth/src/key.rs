@@ -151,6 +151,21 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Reads the secret token in `path` (trimmed), or makes one (256 random bits, hex) and writes it
+/// there with [`write_private`]. Returns it and whether it was made now. The admin token, a
+/// coordinator's metrics token.
+pub fn load_or_create_secret(path: &Path) -> std::io::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let token = crate::credential::random_hex(32);
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok((token, true))
+}
+
 /// Writes `bytes` to `path` readable and writable by its owner only (0600 on Unix), through
 /// a temporary file renamed into place so a crash never leaves half a key.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -196,6 +211,28 @@ mod tests {
         std::fs::write(&path, "not a key").expect("write");
         let e = NodeKey::load_or_create(&path).expect_err("corrupt");
         assert!(e.to_string().contains("not an rma key"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_is_made_once_private_and_then_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("admin.token");
+        let (a, made) = load_or_create_secret(&path).expect("made");
+        assert!(made && a.len() == 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .ends_with('\n')
+        );
+        let (b, made) = load_or_create_secret(&path).expect("kept");
+        assert!(!made);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use credential::{
 pub use error::AuthError;
 pub use identity::Identity;
 pub use join::JoinToken;
-pub use key::{NodeKey, PublicKey, write_private};
+pub use key::{NodeKey, PublicKey, load_or_create_secret, write_private};
 
 /// Nodes revoked while their credentials may still be valid: the router's list, and each
 /// coordinator's copy of it (refreshed by every heartbeat answer).

@@ -120,16 +120,7 @@ impl Dispatcher {
                 return kept.ok_or_else(|| self.nobody(call, &tried));
             };
             attempts += 1;
-            let result = match route {
-                Route::Link(link) => link.call(call, self.timeout, progress.clone()).await,
-                Route::Http(url) => {
-                    let r = crate::tunnel::call(&self.http, &url, call, self.timeout).await;
-                    if r == Err(CallError::Lost) {
-                        self.registry.lock().mark_tunnel_down(&worker);
-                    }
-                    r
-                }
-            };
+            let result = self.send(&worker, route, call, progress.clone()).await;
             let outcome = match &result {
                 Ok(reply) => Outcome::Answered(reply.status),
                 Err(CallError::Lost) => Outcome::Unreachable,
@@ -182,10 +173,7 @@ impl Dispatcher {
             .registry
             .lock()
             .pick(&call.service, exclude, Instant::now())?;
-        let result = match route {
-            Route::Link(link) => link.call(call, self.timeout, None).await,
-            Route::Http(url) => crate::tunnel::call(&self.http, &url, call, self.timeout).await,
-        };
+        let result = self.send(&worker, route, call, None).await;
         result.ok().map(|r| (worker, r))
     }
 
@@ -202,14 +190,32 @@ impl Dispatcher {
             let Some((worker, route)) = picked else {
                 return ok;
             };
-            let result = match route {
-                Route::Link(link) => link.call(call, self.timeout, None).await,
-                Route::Http(url) => crate::tunnel::call(&self.http, &url, call, self.timeout).await,
-            };
+            let result = self.send(&worker, route, call, None).await;
             if result.is_ok_and(|r| (200..300).contains(&r.status)) {
                 ok += 1;
             }
             tried.insert(worker);
+        }
+    }
+
+    /// One attempt: `call` to `worker` down its link or over its tunnel URL; a tunnel that cannot
+    /// be reached is taken out of use.
+    async fn send(
+        &self,
+        worker: &str,
+        route: Route,
+        call: &ServiceCall,
+        progress: Option<ProgressFn>,
+    ) -> Result<ServiceReply, CallError> {
+        match route {
+            Route::Link(link) => link.call(call, self.timeout, progress).await,
+            Route::Http(url) => {
+                let r = crate::tunnel::call(&self.http, &url, call, self.timeout).await;
+                if r == Err(CallError::Lost) {
+                    self.registry.lock().mark_tunnel_down(worker);
+                }
+                r
+            }
         }
     }
 

@@ -107,7 +107,7 @@ impl AppState {
             Some(t) => t.clone(),
             None => {
                 let path = admin::token_path(&config.db_path);
-                let (token, made) = admin::load_or_create(&path)
+                let (token, made) = rma_auth::load_or_create_secret(&path)
                     .map_err(|e| SpawnError::AdminToken(path.clone(), e))?;
                 if made {
                     tracing::info!(path = %path.display(), "admin token written (mode 0600); admin views need it");

@@ -639,8 +639,8 @@ async fn up(a: UpArgs) -> Result<()> {
     .context("cannot start the router")?;
     // Everything enrols as any member would: invites made with the admin token, traded for
     // credentials over HTTP; later starts reuse the identities kept in the data dir.
-    let admin = rma_client::Client::new(&router.url())?
-        .with_bearer(secret_file(&a.data_dir.join("admin.token"))?);
+    let admin_token = secret_file(&a.data_dir.join("admin.token"))?;
+    let admin = rma_client::Client::new(&router.url())?.with_bearer(admin_token.clone());
     // The router made (or read) this key on start; identities must be of this federation.
     let federation = rma_auth::FederationKey::load_or_create(&a.data_dir.join("federation.key"))
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -655,7 +655,7 @@ async fn up(a: UpArgs) -> Result<()> {
     )
     .await?;
     let mut ccfg = rma_coordinator::CoordinatorConfig::new(cid);
-    ccfg.metrics_token = Some(secret_file(&a.data_dir.join("admin.token"))?);
+    ccfg.metrics_token = Some(admin_token);
     ccfg.router_url = Some(router.url());
     ccfg.router_heartbeat_interval = Duration::from_secs(2);
     ccfg.jobs_db = Some(a.data_dir.join("coordinator-jobs.db"));
@@ -727,18 +727,11 @@ async fn up(a: UpArgs) -> Result<()> {
 
 /// A secret kept in a 0600 file: read, or made (256 random bits, hex) and written.
 fn secret_file(path: &std::path::Path) -> Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let (token, made) = rma_auth::load_or_create_secret(path)
+        .with_context(|| format!("cannot read or write {}", path.display()))?;
+    if made {
+        tracing::info!(path = %path.display(), "token written (mode 0600)");
     }
-    let token: String = (0..32)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect();
-    rma_auth::write_private(path, format!("{token}\n").as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tracing::info!(path = %path.display(), "token written (mode 0600)");
     Ok(token)
 }
 
