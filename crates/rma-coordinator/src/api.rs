@@ -90,6 +90,9 @@ async fn register(
         owner: claims.owner().to_owned(),
         strikes: 0,
         quarantined: false,
+        cores: req.capabilities.cpu_cores,
+        observed: Default::default(),
+        dispatched: 0,
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);

@@ -64,6 +64,8 @@ pub struct CoordinatorConfig {
     pub quarantine_after: u32,
     /// Requests one worker may have in flight at once; a worker at it is passed over [64].
     pub max_in_flight_per_worker: u32,
+    /// How a worker is chosen for a call [p2c].
+    pub balance: rma_http::balance::Balance,
     /// Which worker tunnel URLs it agrees to register and call: https to public addresses by
     /// default; loopback too when the coordinator listens on loopback (set by `spawn`).
     pub url_policy: AddressPolicy,
@@ -98,6 +100,7 @@ impl CoordinatorConfig {
             spot_check_share: 0.05,
             quarantine_after: 3,
             max_in_flight_per_worker: 64,
+            balance: rma_http::balance::Balance::P2c,
         }
     }
 

@@ -198,8 +198,10 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt: `call` to `worker` down its link or over its tunnel URL; a tunnel that cannot
-    /// be reached is taken out of use.
+    /// One attempt: `call` to `worker` (picked, so counted in flight there) down its link or
+    /// over its tunnel URL; a tunnel that cannot be reached is taken out of use. The call is
+    /// counted out again however it ends (a dropped handler included), and an answer's round
+    /// trip feeds the worker's service-time estimate.
     async fn send(
         &self,
         worker: &str,
@@ -207,7 +209,14 @@ impl Dispatcher {
         call: &ServiceCall,
         progress: Option<ProgressFn>,
     ) -> Result<ServiceReply, CallError> {
-        match route {
+        let mut ticket = Ticket {
+            registry: &self.registry,
+            worker,
+            service: &call.service,
+            started: Instant::now(),
+            answered: false,
+        };
+        let result = match route {
             Route::Link(link) => link.call(call, self.timeout, progress).await,
             Route::Http(url) => {
                 let r = crate::tunnel::call(&self.http, &url, call, self.timeout).await;
@@ -216,7 +225,9 @@ impl Dispatcher {
                 }
                 r
             }
-        }
+        };
+        ticket.answered = result.as_ref().is_ok_and(|r| r.status < 500);
+        result
     }
 
     fn nobody(&self, call: &ServiceCall, tried: &HashSet<String>) -> ApiError {
@@ -229,5 +240,27 @@ impl Dispatcher {
                 tried.len()
             )
         })
+    }
+}
+
+/// A call in flight at a worker: counted out when dropped.
+struct Ticket<'a> {
+    registry: &'a Registry,
+    worker: &'a str,
+    service: &'a str,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        self.registry.lock().finished(
+            self.worker,
+            self.service,
+            now.saturating_duration_since(self.started),
+            self.answered,
+            now,
+        );
     }
 }

@@ -109,6 +109,7 @@ impl AppState {
             timeout: config.worker_timeout,
             expire_after: config.worker_expire_after,
             max_in_flight: config.max_in_flight_per_worker.max(1),
+            balance: config.balance,
         });
         let dispatcher = Dispatcher {
             registry,

@@ -9,6 +9,9 @@ use std::time::SystemTime;
 
 use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
 use rma_proto::{WorkerType, service};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rma_http::balance::{self, Balance, Load, PeakEwma};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -46,7 +49,30 @@ pub(crate) struct WorkerEntry {
     pub(crate) strikes: u32,
     /// No new work: it lost too many spot checks.
     pub(crate) quarantined: bool,
+    /// CPU cores it reported: how many OCR (and other CPU-bound) calls it runs at once.
+    pub(crate) cores: u32,
+    /// What this coordinator observed of it, per service.
+    pub(crate) observed: BTreeMap<String, Observed>,
+    /// Calls this coordinator has sent it that have not ended.
+    pub(crate) dispatched: u32,
 }
+
+/// What the coordinator observed of one worker at one service.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Observed {
+    /// Peak-EWMA of the time from sending a call to its answer.
+    pub(crate) latency: Option<PeakEwma>,
+}
+
+/// Services whose calls a worker runs one per core; others (echo, store, cache) are I/O and
+/// counted one by one.
+const CPU_BOUND: [&str; 5] = [
+    service::OCR,
+    service::ENHANCE,
+    service::PDF_TEXT,
+    service::EXTRACT,
+    service::AI,
+];
 
 /// How work reaches a worker.
 #[derive(Debug, Clone)]
@@ -82,7 +108,29 @@ impl WorkerEntry {
 
     /// Requests in flight on it, as the coordinator counts them.
     pub(crate) fn in_flight(&self) -> u32 {
-        self.link.as_ref().map_or(0, LinkHandle::in_flight)
+        self.link
+            .as_ref()
+            .map_or(0, LinkHandle::in_flight)
+            .max(self.dispatched)
+    }
+
+    /// What the balancer knows of it for a call to `service`.
+    fn load_for(&self, service: &str) -> Load {
+        Load {
+            latency_s: self
+                .observed
+                .get(service)
+                .and_then(|o| o.latency)
+                .map(|e| e.estimate()),
+            in_flight: self.in_flight(),
+            queue: 0,
+            capacity: if CPU_BOUND.contains(&service) {
+                self.cores.max(1)
+            } else {
+                1
+            },
+            health: 1.0,
+        }
     }
 }
 
@@ -156,23 +204,53 @@ pub(crate) struct Thresholds {
     pub(crate) expire_after: std::time::Duration,
     /// Requests one worker may have in flight; past it the worker is skipped until one ends.
     pub(crate) max_in_flight: u32,
+    /// How a worker is chosen among those that could take a call.
+    pub(crate) balance: Balance,
 }
 
 /// All workers.
 #[derive(Debug)]
 pub(crate) struct Workers {
     map: BTreeMap<String, WorkerEntry>,
+    /// Service → ids of the workers assigned it, so a pick looks at those only.
+    by_service: BTreeMap<String, Vec<String>>,
     thresholds: Thresholds,
     turn: usize,
+    rng: SmallRng,
 }
+
+/// Above this many workers offering a service, P2C draws its two candidates by probing at
+/// random instead of listing every eligible worker: picking stays O(1) at 10,000 workers.
+const PROBE_ABOVE: usize = 32;
 
 impl Workers {
     /// An empty registry.
     pub(crate) fn new(thresholds: Thresholds) -> Self {
         Workers {
             map: BTreeMap::new(),
+            by_service: BTreeMap::new(),
             thresholds,
             turn: 0,
+            rng: SmallRng::from_os_rng(),
+        }
+    }
+
+    /// The same with a fixed random seed (tests).
+    #[cfg(test)]
+    pub(crate) fn seeded(thresholds: Thresholds, seed: u64) -> Self {
+        Workers {
+            rng: SmallRng::seed_from_u64(seed),
+            ..Workers::new(thresholds)
+        }
+    }
+
+    fn unindex(&mut self, id: &str) {
+        if let Some(old) = self.map.get(id) {
+            for s in &old.services {
+                if let Some(ids) = self.by_service.get_mut(s) {
+                    ids.retain(|x| x != id);
+                }
+            }
         }
     }
 
@@ -198,8 +276,36 @@ impl Workers {
             // Registering again does not clear a record.
             entry.strikes = old.strikes;
             entry.quarantined = old.quarantined;
+            entry.observed = old.observed.clone();
+            entry.dispatched = old.dispatched;
+        }
+        self.unindex(&entry.id);
+        for s in &entry.services {
+            self.by_service
+                .entry(s.clone())
+                .or_default()
+                .push(entry.id.clone());
         }
         self.map.insert(entry.id.clone(), entry);
+    }
+
+    /// A call to `worker` for `service` ended after `took`; `answered` when the worker
+    /// answered (a lost link teaches nothing about its speed).
+    pub(crate) fn finished(
+        &mut self,
+        worker: &str,
+        service: &str,
+        took: std::time::Duration,
+        answered: bool,
+        now: Instant,
+    ) {
+        if let Some(w) = self.map.get_mut(worker) {
+            w.dispatched = w.dispatched.saturating_sub(1);
+            if answered {
+                let o = w.observed.entry(service.to_owned()).or_default();
+                balance::observe(&mut o.latency, took, now);
+            }
+        }
     }
 
     /// Applies a heartbeat; false when the worker is unknown.
@@ -278,6 +384,7 @@ impl Workers {
 
     /// Removes a worker (revoked); its link, if any, is closed.
     pub(crate) fn remove(&mut self, id: &str) -> bool {
+        self.unindex(id);
         match self.map.remove(id) {
             Some(w) => {
                 if let Some(l) = w.link {
@@ -297,37 +404,74 @@ impl Workers {
             .filter(|w| self.liveness(w, now) == Liveness::Expired)
             .map(|w| w.id.clone())
             .collect();
+        for id in &expired {
+            self.unindex(id);
+        }
         expired
             .iter()
             .filter_map(|id| self.map.remove(id))
             .collect()
     }
 
-    /// Picks an active worker offering `service`, not in `exclude`, round-robin. Returns its id
-    /// and link.
+    /// Picks an active worker offering `service`, not in `exclude`, by the balancing policy,
+    /// and counts the call as in flight there until [`Workers::finished`]. Returns its id and
+    /// how to reach it.
     pub(crate) fn pick(
         &mut self,
         service: &str,
         exclude: &HashSet<String>,
         now: Instant,
     ) -> Option<(String, Route)> {
-        let eligible: Vec<&WorkerEntry> = self
-            .map
-            .values()
-            .filter(|w| !exclude.contains(&w.id) && !w.quarantined)
-            .filter(|w| w.in_flight() < self.thresholds.max_in_flight)
-            .filter(|w| w.services.iter().any(|s| s == service))
-            .filter(|w| self.liveness(w, now) == Liveness::Active)
-            .collect();
-        if eligible.is_empty() {
-            return None;
-        }
-        let start = self.turn % eligible.len();
+        let ids = self.by_service.get(service)?;
+        let th = self.thresholds;
+        let map = &self.map;
+        let eligible = |id: &String| {
+            map.get(id).is_some_and(|w| {
+                !exclude.contains(&w.id)
+                    && !w.quarantined
+                    && w.in_flight() < th.max_in_flight
+                    && liveness(w.last_seen, now, w.reachable(), th.timeout, th.expire_after)
+                        == Liveness::Active
+            })
+        };
+        let turn = self.turn;
         self.turn = self.turn.wrapping_add(1);
-        let id = eligible[start].id.clone();
+        let mut chosen = None;
+        if self.thresholds.balance == Balance::P2c && ids.len() > PROBE_ABOVE {
+            // Probe a few random workers; two eligible ones are enough for P2C.
+            let mut found: Vec<&String> = Vec::with_capacity(2);
+            for _ in 0..16 {
+                let id = &ids[rand::Rng::random_range(&mut self.rng, 0..ids.len())];
+                if !found.contains(&id) && eligible(id) {
+                    found.push(id);
+                    if found.len() == 2 {
+                        break;
+                    }
+                }
+            }
+            if found.len() == 2 {
+                let loads: Vec<Load> = found
+                    .iter()
+                    .filter_map(|id| map.get(*id).map(|w| w.load_for(service)))
+                    .collect();
+                let i = balance::choose(Balance::P2c, &loads, turn, &mut self.rng)?;
+                chosen = Some(found[i].clone());
+            }
+        }
+        if chosen.is_none() {
+            let found: Vec<&String> = ids.iter().filter(|id| eligible(id)).collect();
+            let loads: Vec<Load> = found
+                .iter()
+                .filter_map(|id| map.get(*id).map(|w| w.load_for(service)))
+                .collect();
+            let i = balance::choose(self.thresholds.balance, &loads, turn, &mut self.rng)?;
+            chosen = Some(found[i].clone());
+        }
+        let id = chosen?;
         let w = self.map.get_mut(&id)?;
-        w.requests.record(now);
         let route = w.route()?;
+        w.requests.record(now);
+        w.dispatched += 1;
         Some((id, route))
     }
 
@@ -428,6 +572,7 @@ mod tests {
         timeout: Duration::from_secs(90),
         expire_after: Duration::from_secs(180),
         max_in_flight: 64,
+        balance: Balance::RoundRobin,
     };
 
     fn worker(id: &str, services: &[&str], now: Instant, linked: bool) -> WorkerEntry {
@@ -446,6 +591,9 @@ mod tests {
             owner: id.into(),
             strikes: 0,
             quarantined: false,
+            cores: 1,
+            observed: BTreeMap::new(),
+            dispatched: 0,
         }
     }
 
@@ -537,5 +685,77 @@ mod tests {
         let inv = w.inventory(t0);
         assert_eq!(inv.get("echo"), Some(&2));
         assert_eq!(inv.get("ocr"), Some(&1));
+    }
+
+    #[test]
+    fn p2c_keeps_a_slow_worker_busy_in_proportion_to_its_speed() {
+        // Three workers, one 5× slower. Calls end in order of when they would finish, with at
+        // most 6 in flight: the slow one must get work (no starvation) but far less.
+        let t0 = Instant::now();
+        let mut w = Workers::seeded(
+            Thresholds {
+                balance: Balance::P2c,
+                ..T
+            },
+            11,
+        );
+        for id in ["a", "b", "slow"] {
+            w.register(worker(id, &["echo"], t0, true));
+        }
+        let speed = |id: &str| if id == "slow" { 50u64 } else { 10 };
+        let none = HashSet::new();
+        let mut clock = 0u64; // ms
+        let mut running: Vec<(u64, String)> = Vec::new(); // (finishes at, worker)
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for _ in 0..3_000 {
+            while running.len() >= 6 {
+                running.sort();
+                let (at, id) = running.remove(0);
+                clock = clock.max(at);
+                let now = t0 + Duration::from_millis(clock);
+                w.finished(&id, "echo", Duration::from_millis(speed(&id)), true, now);
+            }
+            let now = t0 + Duration::from_millis(clock);
+            let (id, _) = w.pick("echo", &none, now).expect("a worker");
+            // Work queues on a worker: it finishes after those already there.
+            let queued = running.iter().filter(|(_, x)| *x == id).count() as u64;
+            running.push((clock + speed(&id) * (queued + 1), id.clone()));
+            *counts.entry(id).or_default() += 1;
+        }
+        let slow = counts.get("slow").copied().unwrap_or(0);
+        assert!(slow > 0, "the slow worker is not starved: {counts:?}");
+        assert!(
+            slow < counts["a"] / 3 && slow < counts["b"] / 3,
+            "it gets a share near its speed (1/5 of a fast one): {counts:?}"
+        );
+    }
+
+    #[test]
+    fn picking_among_thousands_probes_instead_of_scanning() {
+        let t0 = Instant::now();
+        let mut w = Workers::seeded(
+            Thresholds {
+                balance: Balance::P2c,
+                ..T
+            },
+            5,
+        );
+        for i in 0..2_000 {
+            w.register(worker(&format!("w{i}"), &["echo"], t0, true));
+        }
+        let none = HashSet::new();
+        let mut seen = HashSet::new();
+        for _ in 0..500 {
+            let (id, _) = w.pick("echo", &none, t0).expect("a worker");
+            seen.insert(id);
+        }
+        assert!(seen.len() > 400, "picks spread: {}", seen.len());
+        // Removing workers keeps the index true.
+        for i in 0..2_000 {
+            if i != 7 {
+                w.remove(&format!("w{i}"));
+            }
+        }
+        assert_eq!(w.pick("echo", &none, t0).expect("the one left").0, "w7");
     }
 }

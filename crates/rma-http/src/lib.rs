@@ -6,6 +6,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod auth;
+pub mod balance;
 mod error;
 pub mod forwarding;
 mod periodic;

@@ -122,10 +122,10 @@ async fn register_coordinator(
         .collect();
     let total = {
         let mut reg = state.registry();
-        let (services, workers, load, requests) = match previous {
+        let (services, workers, load, requests, seen) = match previous {
             // A re-registration keeps the inventory it already reported.
-            Some(p) if p.url == url => (p.services, p.workers, p.load, p.requests),
-            _ => (services, Vec::new(), 0.0, Default::default()),
+            Some(p) if p.url == url => (p.services, p.workers, p.load, p.requests, p.seen),
+            _ => (services, Vec::new(), 0.0, Default::default(), Default::default()),
         };
         reg.upsert(Entry {
             id: id.clone(),
@@ -142,6 +142,7 @@ async fn register_coordinator(
             ping_misses: 0,
             inventory_known: true,
             requests,
+            seen,
         });
         reg.len()
     };

@@ -50,6 +50,8 @@ pub struct RouterConfig {
     pub client_rate_limit: u32,
     /// How many of them may come at once [200].
     pub client_rate_burst: u32,
+    /// How a coordinator is chosen for a service request [p2c].
+    pub balance: rma_http::balance::Balance,
     /// Serve https with this certificate and key (`--tls-cert/--tls-key`).
     pub tls: Option<rma_http::tls::TlsConfig>,
 }
@@ -82,6 +84,7 @@ impl RouterConfig {
             clients_keyed: false,
             client_rate_limit: 50,
             client_rate_burst: 200,
+            balance: rma_http::balance::Balance::P2c,
             tls: None,
         }
     }

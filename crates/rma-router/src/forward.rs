@@ -118,7 +118,9 @@ async fn forward(
     loop {
         let candidates: Vec<(String, String)> = {
             let reg = state.registry();
-            reg.candidates_for_service(&call.service, Instant::now(), state.next_turn())
+            let turn = state.next_turn();
+            let policy = state.config().balance;
+            reg.candidates_for_service(&call.service, Instant::now(), turn, policy, &mut rand::rng())
                 .into_iter()
                 // A coordinator passing on a job it cannot run is not sent it back.
                 .filter(|e| Some(e.id.as_str()) != forwarded_by)
@@ -139,6 +141,7 @@ async fn forward(
         for (cid, url) in candidates {
             tried += 1;
             let client = state.coordinator(&url)?;
+            let mut ticket = Ticket::start(state, &cid, &call.service);
             let sent = tokio::time::timeout(timeout, client.send(&call, &extra));
             let (outcome, answer) = match sent.await {
                 Err(_) => (Outcome::TimedOut, None),
@@ -153,6 +156,11 @@ async fn forward(
                 }
                 Ok(Ok(resp)) => (Outcome::Answered(resp.status.as_u16()), Some(resp)),
             };
+            // 2xx–3xx teach its speed; 502, 503, no connection and timeouts count against it;
+            // a 4xx (the client's fault) or a 500 from a service does neither.
+            ticket.answered = matches!(outcome, Outcome::Answered(s) if s < 400);
+            ticket.failed = !matches!(outcome, Outcome::Answered(s) if s != 502 && s != 503);
+            drop(ticket);
             match (Policy::ROUTER.classify(outcome), answer) {
                 (Decision::Fail, _) => {
                     return Err(ApiError::timeout(format!(
@@ -256,4 +264,44 @@ fn relay(resp: RawResponse, coordinator: &str, attempts: usize) -> Response {
         &attempts.to_string(),
     );
     (status, out_headers, resp.body).into_response()
+}
+
+/// A forward in flight at a coordinator: counted out when dropped (a client that goes away
+/// mid-request included); an answer's round trip feeds the coordinator's estimate, anything
+/// else counts against its health.
+struct Ticket<'a> {
+    state: &'a AppState,
+    coordinator: &'a str,
+    service: &'a str,
+    started: Instant,
+    answered: bool,
+    failed: bool,
+}
+
+impl<'a> Ticket<'a> {
+    fn start(state: &'a AppState, coordinator: &'a str, service: &'a str) -> Self {
+        state.registry().forward_started(coordinator);
+        Ticket {
+            state,
+            coordinator,
+            service,
+            started: Instant::now(),
+            answered: false,
+            failed: false,
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        self.state.registry().forward_ended(
+            self.coordinator,
+            self.service,
+            now.saturating_duration_since(self.started),
+            self.answered,
+            self.failed,
+            now,
+        );
+    }
 }

@@ -157,6 +157,7 @@ impl AppState {
                 ping_misses: 0,
                 inventory_known: false,
                 requests: Default::default(),
+                seen: Default::default(),
             });
         }
         let http = rma_client::http_client_with(None, Some(config.url_policy))

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
+use rand::Rng;
+use rma_http::balance::{self, Balance, Load, PeakEwma};
 use rma_proto::api::{CoordinatorHeartbeat, CoordinatorStatus, WorkerStatus, WorkerSummary};
 use tokio::time::Instant;
 
@@ -42,6 +44,33 @@ pub(crate) struct Entry {
     pub(crate) inventory_known: bool,
     /// Requests the router sent it, for the topology's traffic figures.
     pub(crate) requests: rma_http::RateWindow,
+    /// What the router observed forwarding to it.
+    pub(crate) seen: Seen,
+}
+
+/// What the router observed of one coordinator while forwarding to it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seen {
+    /// Peak-EWMA round trip per service.
+    pub(crate) latency: BTreeMap<String, PeakEwma>,
+    /// Requests the router has in flight there.
+    pub(crate) in_flight: u32,
+    /// Forwards that failed (no connection, 502, 503, timeout) in the last minute.
+    pub(crate) failures: rma_http::RateWindow,
+}
+
+impl Entry {
+    /// What the balancer knows of it for a request to `service`.
+    fn load_for(&self, service: &str, now: Instant) -> Load {
+        Load {
+            latency_s: self.seen.latency.get(service).map(PeakEwma::estimate),
+            in_flight: self.seen.in_flight,
+            // What it reported running beyond what we sent it (a heartbeat ago).
+            queue: self.active_requests.saturating_sub(self.seen.in_flight),
+            capacity: 1,
+            health: 1.0 / (1.0 + self.seen.failures.count(now) as f64),
+        }
+    }
 }
 
 /// How long a placement made by the router outlives heartbeats that do not list the worker yet.
@@ -171,6 +200,39 @@ impl Registry {
         }
     }
 
+    /// A forward to coordinator `id` starts.
+    pub(crate) fn forward_started(&mut self, id: &str) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.seen.in_flight += 1;
+        }
+    }
+
+    /// A forward to coordinator `id` for `service` ended after `took`: answered (its time
+    /// feeds the estimate), failed (it counts against the coordinator's health), or neither.
+    pub(crate) fn forward_ended(
+        &mut self,
+        id: &str,
+        service: &str,
+        took: Duration,
+        answered: bool,
+        failed: bool,
+        now: Instant,
+    ) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.seen.in_flight = e.seen.in_flight.saturating_sub(1);
+            if answered {
+                let mut slot = e.seen.latency.get(service).copied();
+                balance::observe(&mut slot, took, now);
+                if let Some(v) = slot {
+                    e.seen.latency.insert(service.to_owned(), v);
+                }
+            }
+            if failed {
+                e.seen.failures.record(now);
+            }
+        }
+    }
+
     /// Whether a coordinator is out of rotation for failing to answer.
     pub(crate) fn is_unreachable(&self, e: &Entry) -> bool {
         e.unreachable || e.ping_misses >= self.thresholds.ping_misses_out
@@ -228,14 +290,31 @@ impl Registry {
     /// whose inventory has an active worker for it, rotated by `turn` (round-robin); then those
     /// whose inventory is not known yet (loaded from the file after a router restart); then, as
     /// a last resort, those marked unreachable.
-    pub(crate) fn candidates_for_service(
+    pub(crate) fn candidates_for_service<R: Rng + ?Sized>(
         &self,
         service: &str,
         now: Instant,
         turn: usize,
+        policy: Balance,
+        rng: &mut R,
     ) -> Vec<&Entry> {
         let offering = |e: &&Entry| e.services.get(service).copied().unwrap_or(0) > 0;
         let mut out = self.rotated(now, turn, offering);
+        // The healthy ones lead `out`; the policy picks which of them goes first, the others
+        // follow in turn as fallbacks.
+        let healthy = out
+            .iter()
+            .take_while(|e| self.status(e, now) == CoordinatorStatus::Healthy)
+            .count();
+        if policy != Balance::RoundRobin && healthy > 1 {
+            let loads: Vec<Load> = out[..healthy]
+                .iter()
+                .map(|e| e.load_for(service, now))
+                .collect();
+            if let Some(i) = balance::choose(policy, &loads, turn, rng) {
+                out[..healthy].rotate_left(i);
+            }
+        }
         let unknown = self.rotated(now, turn, |e| !e.inventory_known);
         let at = out
             .iter()
@@ -326,6 +405,7 @@ mod tests {
             ping_misses: 0,
             inventory_known: true,
             requests: Default::default(),
+            seen: Default::default(),
         }
     }
 
@@ -348,7 +428,7 @@ mod tests {
             CoordinatorStatus::Stale
         );
         assert!(
-            r.candidates_for_service("echo", t0 + Duration::from_secs(300), 0)
+            r.candidates_for_service("echo", t0 + Duration::from_secs(300), 0, Balance::RoundRobin, &mut rand::rng())
                 .is_empty()
         );
         assert!(r.sweep(t0 + Duration::from_secs(599)).is_empty());
@@ -386,10 +466,10 @@ mod tests {
         r.upsert(entry("a", t0, &["echo"]));
         r.upsert(entry("b", t0, &["ocr"]));
         r.upsert(entry("c", t0, &["echo", "ocr"]));
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "c"]);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 1)), ["c", "a"]);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 2)), ["a", "c"]);
-        assert!(r.candidates_for_service("store", t0, 0).is_empty());
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "c"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 1, Balance::RoundRobin, &mut rand::rng())), ["c", "a"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 2, Balance::RoundRobin, &mut rand::rng())), ["a", "c"]);
+        assert!(r.candidates_for_service("store", t0, 0, Balance::RoundRobin, &mut rand::rng()).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -424,8 +504,8 @@ mod tests {
         let mut loaded = entry("b", t0, &[]);
         loaded.inventory_known = false;
         r.upsert(loaded);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
-        assert_eq!(ids(r.candidates_for_service("ocr", t0, 0)), ["b"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
+        assert_eq!(ids(r.candidates_for_service("ocr", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["b"]);
     }
 
     #[test]
@@ -435,13 +515,13 @@ mod tests {
         r.upsert(entry("a", t0, &["echo"]));
         r.upsert(entry("b", t0, &["echo"]));
         assert!(!r.record_ping("a", false), "one miss is not enough");
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
         assert!(r.record_ping("a", false), "the second miss takes it out");
         assert_eq!(
             r.status(r.get("a").expect("a"), t0),
             CoordinatorStatus::Unreachable
         );
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["b", "a"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["b", "a"]);
         // A heartbeat (it can reach us) does not bring it back: we cannot reach it.
         r.heartbeat(
             CoordinatorHeartbeat {
@@ -457,7 +537,7 @@ mod tests {
             CoordinatorStatus::Unreachable
         );
         assert!(r.record_ping("a", true), "an answer brings it back");
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
     }
 
     #[test]
@@ -467,15 +547,15 @@ mod tests {
         r.upsert(entry("a", t0, &["echo"]));
         r.upsert(entry("b", t0, &["echo"]));
         r.mark_unreachable("a");
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["b", "a"]);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 1)), ["b", "a"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["b", "a"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 1, Balance::RoundRobin, &mut rand::rng())), ["b", "a"]);
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),
             services: [("echo".to_owned(), 1)].into(),
             ..Default::default()
         };
         r.heartbeat(hb, t0, SystemTime::now());
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0)), ["a", "b"]);
+        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
     }
 
     #[test]
@@ -515,5 +595,35 @@ mod tests {
         };
         r.heartbeat(hb, t0, SystemTime::now());
         assert!(r.home_of("w2").is_none());
+    }
+
+    #[test]
+    fn p2c_sends_fewer_requests_to_a_slow_or_failing_coordinator() {
+        use rand::SeedableRng;
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        for id in ["fast", "slow", "failing"] {
+            r.upsert(entry(id, t0, &["echo"]));
+        }
+        for _ in 0..5 {
+            r.forward_ended("fast", "echo", Duration::from_millis(10), true, false, t0);
+            r.forward_ended("slow", "echo", Duration::from_millis(100), true, false, t0);
+            r.forward_ended("failing", "echo", Duration::from_millis(10), true, false, t0);
+        }
+        for _ in 0..3 {
+            r.forward_started("failing");
+            r.forward_ended("failing", "echo", Duration::ZERO, false, true, t0);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut first: BTreeMap<String, u32> = BTreeMap::new();
+        for turn in 0..3_000 {
+            let c = r.candidates_for_service("echo", t0, turn, Balance::P2c, &mut rng);
+            assert_eq!(c.len(), 3, "the others stay as fallbacks");
+            *first.entry(c[0].id.clone()).or_default() += 1;
+        }
+        // Fast wins both pairs it is in; slow (10×) loses to fast and to failing (health ¼ → 40 ms).
+        assert!(first["fast"] > 1_900, "{first:?}");
+        assert!(first.get("slow").copied().unwrap_or(0) < 100, "{first:?}");
+        assert!(first["failing"] > 900, "{first:?}");
     }
 }

@@ -111,6 +111,11 @@ struct RouterArgs {
     /// a client key: rma invite --role client).
     #[arg(long, env = "RMA_CLIENTS", value_enum, default_value = "open")]
     clients: ClientsArg,
+    /// How to choose among candidates: p2c (power of two choices over peak-EWMA service time ×
+    /// in-flight), weighted (1/(latency+1) × 1/(queue+1) × health, weighted random) or
+    /// round-robin.
+    #[arg(long, env = "RMA_BALANCE", default_value = "p2c", value_parser = clap::value_parser!(rma_http::balance::Balance))]
+    balance: rma_http::balance::Balance,
     /// Uploads one client key may send a second (0: no limit).
     #[arg(long, env = "RMA_CLIENT_RATE_LIMIT", default_value_t = 50)]
     client_rate_limit: u32,
@@ -167,6 +172,11 @@ struct CoordinatorArgs {
     /// Requests one worker may have in flight at once; a worker at it is passed over.
     #[arg(long, env = "RMA_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
+    /// How to choose among candidates: p2c (power of two choices over peak-EWMA service time ×
+    /// in-flight), weighted (1/(latency+1) × 1/(queue+1) × health, weighted random) or
+    /// round-robin.
+    #[arg(long, env = "RMA_BALANCE", default_value = "p2c", value_parser = clap::value_parser!(rma_http::balance::Balance))]
+    balance: rma_http::balance::Balance,
     /// Spot checks a worker may lose before it is quarantined (no new work).
     #[arg(long, env = "RMA_QUARANTINE_AFTER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     quarantine_after: u32,
@@ -470,6 +480,7 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.ip_upload_mb_per_hour = a.ip_upload_mb_per_hour;
     config.client_rate_limit = a.client_rate_limit;
     config.client_rate_burst = a.client_rate_burst;
+    config.balance = a.balance;
     config.tls = a.tls.config()?;
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
@@ -532,6 +543,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.spot_check_share = a.spot_check_share;
     cfg.quarantine_after = a.quarantine_after;
     cfg.max_in_flight_per_worker = a.max_in_flight;
+    cfg.balance = a.balance;
     cfg.max_unfinished_jobs = a.max_unfinished_jobs as usize;
     cfg.max_unfinished_jobs_per_client = a.max_unfinished_jobs_per_client as usize;
     cfg.tls = tls;
