@@ -11,6 +11,7 @@ use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use rma_http::trace::{ServerTiming, TraceContext};
 use rma_http::auth::WorkerClaims;
 use rma_http::{ApiError, JsonBody, ServiceTarget, request_id, set_header};
 use rma_proto::api::{
@@ -119,6 +120,8 @@ async fn heartbeat(
             "current_load must be a finite number",
         ));
     }
+    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => crate::registry::worker_label(&hb.worker_id)).increment(1);
+    metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => crate::registry::worker_label(&hb.worker_id)).set(f64::from(hb.heartbeats_failed));
     let known = state.registry().lock().heartbeat(
         &hb.worker_id,
         hb.current_load,
@@ -219,19 +222,58 @@ async fn service(
     let label = target
         .as_ref()
         .map_or_else(|_| "other".to_owned(), ServiceTarget::metric_label);
+    let start_wall = std::time::SystemTime::now();
+    let parent = TraceContext::from_headers(&headers);
+    let span = TraceContext::child_of(parent.as_ref());
+    let mut timing = ServerTiming::default();
     let mut resp = match call_of(&state, target, method, &headers, body, &rid).await {
         Err(e) => e.into_response(),
-        Ok(call) if wants_async(&headers) => {
+        Ok(mut call) if wants_async(&headers) => {
+            call.traceparent = Some(span.header());
             match state.jobs().submit(call, client_of(&state, &headers)).await {
                 Ok(id) => accepted(id),
                 Err(e) => e.into_response(),
             }
         }
-        Ok(call) => match execute(state.dispatcher(), call, None).await {
-            Ok(served) => into_response(served),
-            Err(e) => e.into_response(),
-        },
+        Ok(mut call) => {
+            call.traceparent = Some(span.header());
+            let dispatching = Instant::now();
+            let result = execute(state.dispatcher(), call, None).await;
+            let dispatched = dispatching.elapsed();
+            let worker = result
+                .as_ref()
+                .ok()
+                .and_then(|s| s.reply.took_us)
+                .map(std::time::Duration::from_micros);
+            timing.push("coordinator", started.elapsed().saturating_sub(dispatched));
+            match worker {
+                Some(w) => {
+                    timing.push("link", dispatched.saturating_sub(w));
+                    timing.push("worker", w);
+                }
+                None => timing.push("dispatch", dispatched),
+            }
+            match result {
+                Ok(served) => into_response(served),
+                Err(e) => e.into_response(),
+            }
+        }
     };
+    if !timing.0.is_empty() {
+        set_header(resp.headers_mut(), headers::SERVER_TIMING, &timing.header());
+    }
+    rma_http::trace::record(rma_http::trace::Span {
+        name: "coordinator",
+        context: span,
+        parent: parent.map(|p| p.span_id),
+        start: start_wall,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("rma.node", state.config().id.clone()),
+            ("rma.service", label.clone()),
+            ("http.response.status_code", resp.status().as_u16().to_string()),
+        ],
+    });
     set_header(resp.headers_mut(), headers::COORDINATOR, &state.config().id);
     set_header(resp.headers_mut(), headers::REQUEST_ID, &rid);
     metrics::counter!("rma_coordinator_service_requests_total", "service" => label.clone(), "status" => resp.status().as_u16().to_string()).increment(1);

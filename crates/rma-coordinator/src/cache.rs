@@ -76,6 +76,7 @@ pub(crate) async fn cached(
             method: "GET".into(),
             path: format!("/{k}"),
             request_id: call.request_id.clone(),
+            traceparent: call.traceparent.clone(),
             ..Default::default()
         };
         match d.dispatch(&lookup, None).await {
@@ -101,6 +102,7 @@ pub(crate) async fn cached(
             content_type: served.reply.content_type.clone(),
             request_id: call.request_id.clone(),
             body: served.reply.body.clone(),
+            traceparent: call.traceparent.clone(),
         };
         let d = d.clone();
         tokio::spawn(async move {

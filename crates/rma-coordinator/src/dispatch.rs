@@ -112,10 +112,10 @@ impl Dispatcher {
         let mut kept: Option<Served> = None;
         let mut attempts = 0u32;
         loop {
-            let picked = self
-                .registry
-                .lock()
-                .pick(&call.service, &tried, Instant::now());
+            let choosing = Instant::now();
+            let picked = self.registry.lock().pick(&call.service, &tried, choosing);
+            metrics::histogram!("rma_coordinator_routing_seconds")
+                .record(choosing.elapsed().as_secs_f64());
             let Some((worker, route)) = picked else {
                 return kept.ok_or_else(|| self.nobody(call, &tried));
             };
@@ -227,6 +227,17 @@ impl Dispatcher {
             }
         };
         ticket.answered = result.as_ref().is_ok_and(|r| r.status < 500);
+        if let Ok(ServiceReply {
+            took_us: Some(us), ..
+        }) = &result
+        {
+            metrics::histogram!(
+                "rma_coordinator_worker_service_seconds",
+                "worker" => crate::registry::worker_label(worker),
+                "service" => rma_proto::service::metric_label(&call.service)
+            )
+            .record(*us as f64 / 1e6);
+        }
         result
     }
 

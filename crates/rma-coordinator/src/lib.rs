@@ -111,6 +111,7 @@ impl AppState {
             max_in_flight: config.max_in_flight_per_worker.max(1),
             balance: config.balance,
         });
+        registry.lock().publish_gauges(tokio::time::Instant::now());
         let dispatcher = Dispatcher {
             registry,
             coordinator_id: config.id.clone(),
@@ -246,6 +247,9 @@ pub fn spawn(
     mut config: CoordinatorConfig,
     listener: TcpListener,
 ) -> Result<CoordinatorHandle, SpawnError> {
+    rma_http::metrics::install();
+    metrics::gauge!("rma_coordinator_jobs_queued").set(0.0);
+    metrics::gauge!("rma_coordinator_jobs_running").set(0.0);
     let addr = listener.local_addr()?;
     // A coordinator on loopback (`rma up`, tests) has workers on loopback.
     config.url_policy.allow_loopback |= addr.ip().is_loopback();

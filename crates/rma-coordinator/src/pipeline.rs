@@ -23,6 +23,8 @@ use crate::link::ProgressFn;
 struct Run<'a> {
     d: &'a Dispatcher,
     request_id: Option<String>,
+    /// The coordinator's span: every step is its child.
+    traceparent: Option<String>,
     steps: Vec<JobStep>,
     workers: Vec<String>,
     progress: Option<ProgressFn>,
@@ -104,6 +106,7 @@ impl Run<'_> {
         ServiceCall {
             query: query.to_owned(),
             request_id: self.request_id.clone(),
+            traceparent: self.traceparent.clone(),
             ..ServiceCall::post(service, Some(content_type.to_owned()), body)
         }
     }
@@ -140,6 +143,7 @@ pub(crate) async fn run(
     let mut run = Run {
         d,
         request_id: call.request_id.clone(),
+        traceparent: call.traceparent.clone(),
         steps: Vec::new(),
         workers: Vec::new(),
         progress,

@@ -187,6 +187,7 @@ impl Registry {
             }
             tracing::info!(worker = %w.id, "worker expired and removed");
         }
+        self.lock().publish_gauges(now);
         if fingerprint != *last {
             *last = fingerprint;
             self.changed();
@@ -217,6 +218,13 @@ pub(crate) struct Workers {
     thresholds: Thresholds,
     turn: usize,
     rng: SmallRng,
+}
+
+/// The bounded `worker` label for a worker id.
+pub(crate) fn worker_label(id: &str) -> String {
+    static LABELS: std::sync::OnceLock<rma_http::metrics::WorkerLabels> =
+        std::sync::OnceLock::new();
+    LABELS.get_or_init(Default::default).label(id)
 }
 
 /// Above this many workers offering a service, P2C draws its two candidates by probing at
@@ -301,6 +309,8 @@ impl Workers {
     ) {
         if let Some(w) = self.map.get_mut(worker) {
             w.dispatched = w.dispatched.saturating_sub(1);
+            metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(worker))
+                .set(f64::from(w.dispatched));
             if answered {
                 let o = w.observed.entry(service.to_owned()).or_default();
                 balance::observe(&mut o.latency, took, now);
@@ -472,7 +482,20 @@ impl Workers {
         let route = w.route()?;
         w.requests.record(now);
         w.dispatched += 1;
+        metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(&id))
+            .set(f64::from(w.dispatched));
         Some((id, route))
+    }
+
+    /// Sets the `rma_coordinator_workers{state}` gauges.
+    pub(crate) fn publish_gauges(&self, now: Instant) {
+        let c = self.counts(now);
+        let quarantined = self.map.values().filter(|w| w.quarantined).count();
+        metrics::gauge!("rma_coordinator_workers", "state" => "registered").set(c.total as f64);
+        metrics::gauge!("rma_coordinator_workers", "state" => "active").set(c.active as f64);
+        metrics::gauge!("rma_coordinator_workers", "state" => "stale").set(c.stale as f64);
+        metrics::gauge!("rma_coordinator_workers", "state" => "quarantined")
+            .set(quarantined as f64);
     }
 
     /// Counts for `/health`.

@@ -29,6 +29,9 @@ pub(crate) async fn call(
         Ok(Ok(resp)) => Ok(ServiceReply {
             status: resp.status.as_u16(),
             content_type: resp.header("content-type").map(str::to_owned),
+            took_us: resp
+                .header(rma_proto::headers::TOOK_US)
+                .and_then(|v| v.parse().ok()),
             body: resp.body,
         }),
     }

@@ -9,12 +9,15 @@ pub mod auth;
 pub mod balance;
 mod error;
 pub mod forwarding;
+pub mod metrics;
+pub mod otlp;
 mod periodic;
 mod server;
 pub mod sqlite;
 mod target;
 pub mod testing;
 pub mod tls;
+pub mod trace;
 mod window;
 
 pub use error::{ApiError, JsonBody};
@@ -39,9 +42,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use rma_proto::error_code;
-use std::sync::OnceLock;
 
 /// Reads a request body, refusing with 413 as soon as it passes `limit` bytes (checked against
 /// `Content-Length` first, then while streaming, so an over-long chunked body is cut short).
@@ -89,19 +91,9 @@ pub fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-/// The process-wide Prometheus recorder, installed on first use. All roles of one process
-/// (as in `rma up`) share it; their series are told apart by their names' prefixes
-/// (`rma_router_…`, `rma_coordinator_…`).
+/// The process-wide Prometheus recorder: [`metrics::install`] at each role's start.
 pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Fails only when another recorder was installed first (a host application's);
-        // then our series go there and this handle renders empty, which is harmless.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
+    metrics::install()
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -76,16 +76,13 @@ impl ServiceTarget {
                 .map(str::to_owned),
             request_id,
             body,
+            traceparent: crate::trace::TraceContext::from_headers(headers).map(|c| c.header()),
         })
     }
 
     /// A bounded label for metrics: the name when it is short, else `other`.
     pub fn metric_label(&self) -> String {
-        if self.service.len() <= 16 {
-            self.service.clone()
-        } else {
-            "other".to_owned()
-        }
+        rma_proto::service::metric_label(&self.service).to_owned()
     }
 }
 

@@ -200,6 +200,9 @@ pub struct WorkerHeartbeat {
     /// Service requests running on the worker now.
     #[serde(default)]
     pub active_requests: u32,
+    /// Heartbeats it failed to deliver since it started (for the success rate).
+    #[serde(default)]
+    pub heartbeats_failed: u32,
 }
 
 fn default_ok() -> String {

@@ -31,6 +31,9 @@ pub struct ServiceCall {
     /// The body (a document, text, JSON). Not in the JSON header: it travels as raw bytes.
     #[serde(skip)]
     pub body: Bytes,
+    /// W3C trace context of the hop that sent the call (`00-{trace}-{parent}-{flags}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl ServiceCall {
@@ -70,6 +73,10 @@ pub struct ServiceReply {
     /// The body. Not in the JSON header: it travels as raw bytes.
     #[serde(skip)]
     pub body: Bytes,
+    /// Microseconds the worker spent executing the call (set by the worker, reported over the
+    /// link; the coordinator exports it per worker and in `Server-Timing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_us: Option<u64>,
 }
 
 impl ServiceReply {
@@ -79,6 +86,7 @@ impl ServiceReply {
             status: 200,
             content_type,
             body,
+            took_us: None,
         }
     }
 

@@ -15,3 +15,16 @@ pub const FORWARDED_BY: &str = "x-rma-forwarded-by";
 pub const CACHE: &str = "x-rma-cache";
 /// The spot check's verdict on an answer: `agreed`, `unverified` or `disagreed`.
 pub const VERIFIED: &str = "x-rma-verified";
+
+/// Worker → coordinator over a tunnel URL: microseconds the worker spent on the call.
+pub const TOOK_US: &str = "x-rma-took-us";
+
+/// W3C trace context, accepted or started at the router and carried to the worker.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// W3C trace context of the answer: the trace and the router's span (so a client that sent no
+/// `traceparent` learns the trace id to look for).
+pub const TRACERESPONSE: &str = "traceresponse";
+
+/// Time spent at each hop (`router`, `coordinator`, `link`, `worker`), in milliseconds.
+pub const SERVER_TIMING: &str = "server-timing";

@@ -24,6 +24,17 @@ pub const ECHO: &str = "echo";
 /// extract, store.
 pub const PROCESS: &str = "process";
 
+/// The services rma knows, as metric label values.
+pub const KNOWN: [&str; 10] = [
+    OCR, ENHANCE, AI, STORE, CACHE, PDF_TEXT, EXTRACT, ECHO, PROCESS, EDGE_PROXY,
+];
+
+/// A service name as a metric label: known names as they are, anything else `other`, so a
+/// client inventing names cannot grow the series count.
+pub fn metric_label(name: &str) -> &'static str {
+    KNOWN.iter().find(|k| **k == name).copied().unwrap_or("other")
+}
+
 /// The path of a service request relative to a role's base URL, without a leading slash:
 /// `api/service/{service}{rest}[?{query}]`. `rest` is empty or starts with `/`.
 pub fn url_path(service: &str, rest: &str, query: &str) -> String {

@@ -109,7 +109,7 @@ async fn register_coordinator(
     };
     // Durable first: a coordinator told "registered" is in the file.
     state
-        .store(move |s| s.upsert(&row))
+        .write(move |s| s.upsert(&row))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     // A coordinator credential limited to services routes only those to it.
@@ -196,7 +196,7 @@ async fn deregister_coordinator(
     let known = state.registry().remove(&id).is_some();
     let id2 = id.clone();
     let in_file = state
-        .store(move |s| s.delete(&id2))
+        .write(move |s| s.delete(&id2))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     if !known && !in_file {

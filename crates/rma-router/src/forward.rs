@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rma_client::{ClientError, RawResponse};
 use rma_http::forwarding::{Decision, Outcome, Policy};
+use rma_http::trace::{ServerTiming, TraceContext};
 use rma_http::{ApiError, ServiceTarget, request_id, set_header};
 use rma_proto::{headers, service};
 use tokio::time::Instant;
@@ -21,7 +22,8 @@ use crate::AppState;
 const PASS_REQUEST: [&str; 3] = ["accept", "prefer", headers::FORWARDED_BY];
 
 /// Response headers passed back to the client (besides ours).
-const PASS_RESPONSE: [&str; 7] = [
+const PASS_RESPONSE: [&str; 8] = [
+    headers::SERVER_TIMING,
     headers::CACHE,
     headers::VERIFIED,
     "content-type",
@@ -41,6 +43,9 @@ pub(crate) async fn service(
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    let start_wall = std::time::SystemTime::now();
+    let parent = TraceContext::from_headers(&headers);
+    let span = TraceContext::child_of(parent.as_ref());
     let rid = request_id(&headers);
     let label = target
         .as_ref()
@@ -48,12 +53,35 @@ pub(crate) async fn service(
     let result = match target {
         Ok(t) => {
             let client = client.map(|axum::Extension(k)| k.0);
-            forward(&state, t, method, &headers, body, &rid, client.as_deref()).await
+            let hop = Hop {
+                rid: &rid,
+                client: client.as_deref(),
+                trace: &span,
+            };
+            forward(&state, t, method, &headers, body, hop).await
         }
         Err(e) => Err(e),
     };
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     set_header(resp.headers_mut(), headers::REQUEST_ID, &rid);
+    // Our own time is what the hops below did not account for.
+    let below = ServerTiming::from_headers(resp.headers());
+    let own = (started.elapsed().as_secs_f64() * 1000.0 - below.total_ms()).max(0.0);
+    let mut timing = ServerTiming(vec![("router".to_owned(), own)]);
+    timing.0.extend(below.0);
+    set_header(resp.headers_mut(), headers::SERVER_TIMING, &timing.header());
+    set_header(resp.headers_mut(), headers::TRACERESPONSE, &span.header());
+    rma_http::trace::record(rma_http::trace::Span {
+        name: "router",
+        context: span,
+        parent: parent.map(|p| p.span_id),
+        start: start_wall,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("rma.service", label.clone()),
+            ("http.response.status_code", resp.status().as_u16().to_string()),
+        ],
+    });
     let outcome = resp.status().as_u16().to_string();
     metrics::counter!("rma_router_service_requests_total", "service" => label.clone(), "status" => outcome).increment(1);
     metrics::histogram!("rma_router_service_request_seconds", "service" => label)
@@ -63,23 +91,14 @@ pub(crate) async fn service(
 
 /// Keeps metric labels bounded: unknown names are folded into `other`.
 fn service_label(name: &str) -> String {
-    const KNOWN: [&str; 10] = [
-        service::OCR,
-        service::ENHANCE,
-        service::AI,
-        service::STORE,
-        service::CACHE,
-        service::PDF_TEXT,
-        service::EXTRACT,
-        service::ECHO,
-        service::PROCESS,
-        service::EDGE_PROXY,
-    ];
-    if KNOWN.contains(&name) {
-        name.to_owned()
-    } else {
-        "other".to_owned()
-    }
+    service::metric_label(name).to_owned()
+}
+
+/// Who a forwarded request is for: its request id, its verified client key, its trace span.
+struct Hop<'a> {
+    rid: &'a str,
+    client: Option<&'a str>,
+    trace: &'a TraceContext,
 }
 
 async fn forward(
@@ -88,9 +107,9 @@ async fn forward(
     method: Method,
     headers: &HeaderMap,
     body: Body,
-    rid: &str,
-    client: Option<&str>,
+    hop: Hop<'_>,
 ) -> Result<Response, ApiError> {
+    let Hop { rid, client, trace } = hop;
     let call = target
         .read_call(
             &method,
@@ -111,11 +130,15 @@ async fn forward(
     if let Some(a) = &client_auth {
         extra.push(("authorization", a));
     }
+    // The coordinator's parent is the router's span.
+    let traceparent = trace.header();
+    extra.push((headers::TRACEPARENT, &traceparent));
     let timeout = state.config().request_timeout;
     let mut last_failure = String::new();
     let mut tried = 0usize;
     let deadline = Instant::now() + state.config().failover_wait;
     loop {
+        let choosing = Instant::now();
         let candidates: Vec<(String, String)> = {
             let reg = state.registry();
             let turn = state.next_turn();
@@ -127,6 +150,8 @@ async fn forward(
                 .map(|e| (e.id.clone(), e.url.clone()))
                 .collect()
         };
+        metrics::histogram!("rma_router_selection_seconds")
+            .record(choosing.elapsed().as_secs_f64());
         if candidates.is_empty() && tried == 0 {
             let any = state.registry().fresh_count(Instant::now()) > 0;
             return Err(if any {

@@ -334,13 +334,25 @@ impl AppState {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// [`AppState::store`] for a write, timed in `rma_router_registry_write_seconds`.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let r = self.store(f).await;
+        metrics::histogram!("rma_router_registry_write_seconds")
+            .record(started.elapsed().as_secs_f64());
+        r
+    }
+
     /// Removes coordinators silent for `expire_after`, from memory and from the file; returns
     /// their ids. The expiry loop calls this; tests call it after advancing paused time.
     pub(crate) async fn sweep_once(&self) -> Vec<String> {
         let expired = self.registry().sweep(Instant::now());
         for id in &expired {
             let id2 = id.clone();
-            match self.store(move |s| s.delete(&id2)).await {
+            match self.write(move |s| s.delete(&id2)).await {
                 Ok(_) => tracing::info!(coordinator = %id, "coordinator expired and removed"),
                 Err(e) => {
                     tracing::error!(coordinator = %id, error = %e, "could not remove expired coordinator from the registry file")
@@ -372,10 +384,12 @@ pub type RouterHandle = ServerHandle;
 
 /// Starts a router on `listener`: opens the registry, serves the API, runs expiry.
 pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHandle, SpawnError> {
+    rma_http::metrics::install();
     // A router on loopback (`rma up`, tests) has coordinators on loopback.
     config.url_policy.allow_loopback |= listener.local_addr()?.ip().is_loopback();
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::with_shutdown(config, shutdown.clone())?;
+    state.registry().publish_gauges(Instant::now());
     let tls = state.config().tls.clone();
     let mut handle = rma_http::serve_with(listener, api::app(state.clone()), stop, tls)?;
     *state
@@ -462,6 +476,7 @@ async fn ping_all(state: &AppState, timeout: Duration) {
 async fn topology_loop(state: AppState, shutdown: Shutdown) {
     rma_http::every(Duration::from_millis(250), shutdown, || {
         state.publish_topology();
+        state.registry().publish_gauges(Instant::now());
         std::future::ready(())
     })
     .await;

@@ -84,7 +84,7 @@ pub(crate) async fn invite(
     };
     let (now_ms, exp_ms) = (to_ms(now), to_ms(expires));
     state
-        .store(move |s| s.add_invite(&hash, &stored, uses, exp_ms, now_ms))
+        .write(move |s| s.add_invite(&hash, &stored, uses, exp_ms, now_ms))
         .await
         .map_err(store_err)?;
     tracing::info!(%role, uses, ttl_s = ttl.as_secs(), "invite made");
@@ -110,7 +110,7 @@ pub(crate) async fn enroll(
     let hash = JoinToken::secret_hash(&token.secret);
     let now_ms = to_ms(SystemTime::now());
     let invite = state
-        .store(move |s| s.take_invite(&hash, now_ms))
+        .write(move |s| s.take_invite(&hash, now_ms))
         .await
         .map_err(store_err)?
         .ok_or_else(|| {
@@ -137,7 +137,7 @@ pub(crate) async fn enroll(
             revoked_at_ms: None,
         };
         if state
-            .store(move |s| s.add_node(&node))
+            .write(move |s| s.add_node(&node))
             .await
             .map_err(store_err)?
         {
@@ -254,14 +254,14 @@ pub(crate) async fn revoke(
     let id = node_id.clone();
     let now_ms = to_ms(SystemTime::now());
     let known = state
-        .store(move |s| s.revoke(&id, now_ms))
+        .write(move |s| s.revoke(&id, now_ms))
         .await
         .map_err(store_err)?;
     state.note_revoked(&node_id, now_ms);
     if state.registry().remove(&node_id).is_some() {
         let id = node_id.clone();
         state
-            .store(move |s| s.delete(&id))
+            .write(move |s| s.delete(&id))
             .await
             .map_err(store_err)?;
         tracing::info!(coordinator = %node_id, "revoked coordinator removed from routing");

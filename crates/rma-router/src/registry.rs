@@ -147,6 +147,22 @@ impl Registry {
         }
     }
 
+    /// Sets the `rma_router_coordinators{status}` gauges.
+    pub(crate) fn publish_gauges(&self, now: Instant) {
+        let (mut healthy, mut unreachable, mut stale) = (0u32, 0u32, 0u32);
+        for e in self.entries.values() {
+            match self.status(e, now) {
+                CoordinatorStatus::Healthy => healthy += 1,
+                CoordinatorStatus::Unreachable => unreachable += 1,
+                CoordinatorStatus::Stale => stale += 1,
+            }
+        }
+        metrics::gauge!("rma_router_coordinators", "status" => "healthy").set(f64::from(healthy));
+        metrics::gauge!("rma_router_coordinators", "status" => "unreachable")
+            .set(f64::from(unreachable));
+        metrics::gauge!("rma_router_coordinators", "status" => "stale").set(f64::from(stale));
+    }
+
     /// Coordinators not stale at `now`.
     pub(crate) fn fresh_count(&self, now: Instant) -> usize {
         self.entries
@@ -229,6 +245,7 @@ impl Registry {
             }
             if failed {
                 e.seen.failures.record(now);
+                metrics::counter!("rma_router_coordinator_failures_total").increment(1);
             }
         }
     }

@@ -87,6 +87,7 @@ impl Service for Ai {
                 status,
                 content_type: ct,
                 body,
+                took_us: None,
             })
         })
     }

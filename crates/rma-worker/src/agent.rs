@@ -10,7 +10,7 @@ use std::time::Duration;
 use rma_client::{Backoff, Client};
 use rma_proto::Capabilities;
 use rma_proto::api::{WorkerHeartbeat, WorkerRegister};
-use rma_services::Registry;
+use crate::Exec as Registry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -120,6 +120,7 @@ async fn heartbeats(
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the registration was the first sign of life
+    let mut failed = 0u32;
     loop {
         tick.tick().await;
         let hb = WorkerHeartbeat {
@@ -127,13 +128,20 @@ async fn heartbeats(
             status: "ok".into(),
             current_load: crate::load_per_core(),
             active_requests: in_flight.load(Ordering::Relaxed),
+            heartbeats_failed: failed,
         };
         match client.worker_heartbeat(&hb).await {
-            Ok(_) => {}
+            Ok(_) => {
+                metrics::counter!("rma_worker_heartbeats_total", "result" => "ok").increment(1);
+            }
             Err(e) if e.status() == Some(rma_client::HttpStatus::NOT_FOUND) => {
                 return SessionEnd::Reregister("heartbeat answered 404".into());
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => {
+                failed = failed.saturating_add(1);
+                metrics::counter!("rma_worker_heartbeats_total", "result" => "failed").increment(1);
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
         }
     }
 }

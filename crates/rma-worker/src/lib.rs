@@ -54,6 +54,13 @@ pub struct WorkerConfig {
     pub use_tunnel: bool,
     /// Keep a link to the coordinator [true]; without one, work comes only over `tunnel_url`.
     pub use_link: bool,
+    /// Every call takes this many times as long [1.0]: the benchmarks' stand-in for an old
+    /// laptop next to a gaming PC. Values below 1 are read as 1.
+    pub slowdown: f64,
+    /// Serve `GET /metrics` (bearer `metrics_token`) on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The token `/metrics` on `metrics_listen` takes.
+    pub metrics_token: Option<String>,
 }
 
 /// Why a worker could not start.
@@ -88,6 +95,9 @@ impl WorkerConfig {
             listen: None,
             use_tunnel: false,
             use_link: true,
+            slowdown: 1.0,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
@@ -139,6 +149,111 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// The worker's services with what every call goes through: timing, the queue-depth gauge,
+/// and the benchmarks' slowdown.
+pub(crate) struct Exec {
+    services: Registry,
+    slowdown: f64,
+    /// This worker's id, for its spans.
+    id: String,
+}
+
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exec")
+            .field("slowdown", &self.slowdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exec {
+    /// The services' names.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.services.names()
+    }
+
+    /// Runs one call; the reply says how long it took (`took_us`).
+    pub(crate) async fn run(&self, req: rma_services::ServiceRequest) -> rma_proto::ServiceReply {
+        let label = rma_proto::service::metric_label(&req.call.service);
+        let parent = req
+            .call
+            .traceparent
+            .as_deref()
+            .and_then(rma_http::trace::TraceContext::parse);
+        let start_wall = std::time::SystemTime::now();
+        let started = tokio::time::Instant::now();
+        metrics::gauge!("rma_worker_queue_depth").increment(1.0);
+        let mut reply = self.services.dispatch(req).await;
+        if self.slowdown > 1.0 && self.slowdown.is_finite() {
+            tokio::time::sleep(started.elapsed().mul_f64(self.slowdown - 1.0)).await;
+        }
+        let took = started.elapsed();
+        metrics::gauge!("rma_worker_queue_depth").decrement(1.0);
+        metrics::histogram!("rma_worker_service_seconds", "service" => label)
+            .record(took.as_secs_f64());
+        reply.took_us = Some(took.as_micros().min(u128::from(u64::MAX)) as u64);
+        // Only a call that came with a trace makes a span: the coordinator always sends one.
+        if let Some(parent) = parent {
+            rma_http::trace::record(rma_http::trace::Span {
+                name: "worker",
+                context: parent.child(),
+                parent: Some(parent.span_id),
+                start: start_wall,
+                end: start_wall + took,
+                attributes: vec![
+                    ("rma.node", self.id.clone()),
+                    ("rma.service", label.to_owned()),
+                    ("http.response.status_code", reply.status.to_string()),
+                ],
+            });
+        }
+        reply
+    }
+}
+
+/// Serves `GET /metrics` on `addr`, behind `token` when there is one.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    token: Option<String>,
+) -> Result<rma_http::ServerHandle, SpawnError> {
+    use axum::http::HeaderMap;
+    use axum::response::IntoResponse;
+    let std_listener =
+        std::net::TcpListener::bind(addr).map_err(|e| SpawnError::Listen(addr, e))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| SpawnError::Listen(addr, e))?;
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| SpawnError::Listen(addr, e))?;
+    let token = Arc::new(token);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: HeaderMap| {
+            let token = token.clone();
+            async move {
+                let given = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                if let Some(t) = token.as_deref()
+                    && !rma_auth::bearer(given)
+                        .is_some_and(|b| rma_auth::same_secret(b.as_bytes(), t.as_bytes()))
+                {
+                    return rma_http::ApiError::unauthorized(
+                        "GET /metrics needs the worker's metrics token (Authorization: Bearer …)",
+                    )
+                    .into_response();
+                }
+                rma_http::metrics_handler().await
+            }
+        }),
+    );
+    let (stop, _) = rma_http::Shutdown::new();
+    let handle = rma_http::serve(listener, rma_http::finish(app), stop)
+        .map_err(|e| SpawnError::Listen(addr, e))?;
+    tracing::info!(url = %handle.url(), "serving /metrics");
+    Ok(handle)
+}
+
 /// Starts a worker with every service this build implements: probes (unless capabilities are
 /// given), then runs the agent.
 pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, SpawnError> {
@@ -155,7 +270,17 @@ pub fn spawn_with(
     mut config: WorkerConfig,
     services: Registry,
 ) -> Result<WorkerHandle, SpawnError> {
-    let services = Arc::new(services);
+    rma_http::metrics::install();
+    metrics::gauge!("rma_worker_queue_depth").set(0.0);
+    let services = Arc::new(Exec {
+        services,
+        slowdown: config.slowdown,
+        id: config.worker_id.clone(),
+    });
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, config.metrics_token.clone())?),
+        None => None,
+    };
     let cloudflared = if config.use_tunnel {
         Some(tunnel::find_cloudflared().map_err(SpawnError::Tunnel)?)
     } else {
@@ -216,8 +341,9 @@ pub fn spawn_with(
             }
         };
         caps.ai_backend = ai;
-        // Kept for the worker's life: the HTTP listener and the cloudflared process.
+        // Kept for the worker's life: the HTTP listeners and the cloudflared process.
         let _server = server;
+        let _metrics = metrics_server;
         let mut _tunnel = None;
         if let (Some(binary), Some(local)) = (cloudflared, _server.as_ref().map(|s| s.url())) {
             match tunnel::start_cloudflared(&binary, &local).await {

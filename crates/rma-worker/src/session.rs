@@ -12,7 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use rma_proto::link::session::{Action, End, Event, Session};
 use rma_proto::link::{self, LinkMessage};
 use rma_proto::{ServiceCall, ServiceReply};
-use rma_services::{Progress, Registry, ServiceRequest};
+use crate::Exec as Registry;
+use rma_services::{Progress, ServiceRequest};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -210,7 +211,7 @@ fn spawn_request(
     };
     in_flight.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        let reply = services.dispatch(req).await;
+        let reply = services.run(req).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
         let _ = answers.send((id, reply)).await;
     });

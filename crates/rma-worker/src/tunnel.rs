@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use rma_http::ServiceTarget;
-use rma_services::{Registry, ServiceRequest};
+use crate::Exec as Registry;
+use rma_services::ServiceRequest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -49,11 +50,14 @@ async fn serve(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let reply = services.dispatch(ServiceRequest::from(call)).await;
+    let reply = services.run(ServiceRequest::from(call)).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = (status, reply.body).into_response();
     if let Some(ct) = reply.content_type {
         rma_http::set_header(out.headers_mut(), "content-type", &ct);
+    }
+    if let Some(us) = reply.took_us {
+        rma_http::set_header(out.headers_mut(), rma_proto::headers::TOOK_US, &us.to_string());
     }
     out
 }

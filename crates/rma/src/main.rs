@@ -22,6 +22,10 @@ struct Cli {
     /// https and wss beside the system's roots.
     #[arg(long, global = true, env = "RMA_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// Export each hop's trace span over OTLP/HTTP (JSON) to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is added).
+    #[arg(long, global = true, env = "RMA_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -298,6 +302,16 @@ struct WorkerArgs {
     /// On Ctrl-C or SIGTERM, seconds to finish the requests in hand before stopping.
     #[arg(long, env = "RMA_DRAIN_GRACE", default_value_t = 30)]
     drain_grace: u64,
+    /// Serve Prometheus metrics on this address (GET /metrics with the metrics token).
+    #[arg(long, env = "RMA_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// The token /metrics takes [default: made once in {data-dir}/metrics.token].
+    #[arg(long, env = "RMA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Make every call take this many times as long (1 to 100): a stand-in for a slow machine
+    /// in benchmarks and tests, never for production.
+    #[arg(long, env = "RMA_SLOWDOWN", default_value_t = 1.0)]
+    slowdown: f64,
 }
 
 #[derive(Debug, Args)]
@@ -418,6 +432,15 @@ async fn run(cli: Cli) -> Result<()> {
         let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}", ca.display()))?;
         rma_client::trust_pem(&pem)
             .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", ca.display()))?;
+    }
+    if let Some(endpoint) = &cli.otlp_endpoint {
+        let role = match &cli.command {
+            Command::Router(_) => "rma-router",
+            Command::Coordinator(_) => "rma-coordinator",
+            Command::Worker(_) => "rma-worker",
+            _ => "rma",
+        };
+        rma_http::otlp::start(endpoint, role).context("--otlp-endpoint")?;
     }
     match cli.command {
         Command::Router(a) => router(a).await,
@@ -576,6 +599,11 @@ async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
         }
     }
     // Everything that can be checked here is, before a join token's use is spent.
+    anyhow::ensure!(
+        (1.0..=100.0).contains(&a.slowdown),
+        "--slowdown {} is not between 1 and 100",
+        a.slowdown
+    );
     if a.use_tunnel {
         rma_worker::find_cloudflared().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -604,6 +632,14 @@ async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
     c.listen = a.listen;
     c.use_tunnel = a.use_tunnel;
     c.use_link = !a.no_link;
+    c.slowdown = a.slowdown;
+    if let Some(addr) = a.metrics_listen {
+        c.metrics_listen = Some(addr);
+        c.metrics_token = Some(match &a.metrics_token {
+            Some(t) => t.clone(),
+            None => secret_file(&c.data_dir.join("metrics.token"))?,
+        });
+    }
     if let Some(n) = a.ocr_threads {
         c.ocr_threads = n.into();
     }

@@ -48,10 +48,13 @@ impl Runner {
                         Vec::new()
                     }
                 };
-                for (id, call) in queued {
+                for (id, call, created_ms) in queued {
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         break;
                     };
+                    let waited = (super::now_ms() - created_ms).max(0) as f64 / 1000.0;
+                    metrics::histogram!("rma_coordinator_job_schedule_to_start_seconds")
+                        .record(waited);
                     this.jobs.running().insert(id.clone());
                     if let Err(e) = this.jobs.store.mark_running(&id).await {
                         tracing::error!(job = %id, error = %e, "could not mark the job running");
@@ -66,6 +69,10 @@ impl Runner {
                     });
                 }
             }
+            if let Ok(depth) = this.jobs.store.queue_depth().await {
+                metrics::gauge!("rma_coordinator_jobs_queued").set(depth as f64);
+            }
+            metrics::gauge!("rma_coordinator_jobs_running").set(this.jobs.running().len() as f64);
             if last_expiry.elapsed() > Duration::from_secs(3600) {
                 last_expiry = tokio::time::Instant::now();
                 let cutoff = super::now_ms() - this.jobs.retention.as_millis() as i64;
@@ -157,6 +164,7 @@ impl Runner {
                 status: resp.status.as_u16(),
                 content_type: resp.header("content-type").map(str::to_owned),
                 body: resp.body,
+                took_us: None,
             },
             worker,
             attempts: 1,

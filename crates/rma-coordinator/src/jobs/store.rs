@@ -172,15 +172,26 @@ impl JobStore {
         .await
     }
 
+    /// Jobs queued and not started.
+    pub(crate) async fn queue_depth(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let n: i64 = c.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| {
+                r.get(0)
+            })?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
     /// Up to `limit` queued jobs not in `exclude`, oldest first, with their calls.
     pub(crate) async fn queued(
         &self,
         limit: usize,
         exclude: HashSet<String>,
-    ) -> Result<Vec<(String, ServiceCall)>, StoreError> {
+    ) -> Result<Vec<(String, ServiceCall, i64)>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare(
-                "SELECT id, service, method, path, query, content_type, request_id, input FROM jobs
+                "SELECT id, service, method, path, query, content_type, request_id, input, created_ms FROM jobs
                  WHERE state = 'queued' ORDER BY created_ms LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![(limit + exclude.len()) as i64], |r| {
@@ -195,12 +206,14 @@ impl JobStore {
                         content_type: r.get(5)?,
                         request_id: r.get(6)?,
                         body: Bytes::from(input.unwrap_or_default()),
+                        ..Default::default()
                     },
+                    r.get::<_, i64>(8)?,
                 ))
             })?;
             Ok(rows
                 .flatten()
-                .filter(|(id, _)| !exclude.contains(id))
+                .filter(|(id, _, _)| !exclude.contains(id))
                 .take(limit)
                 .collect())
         })
