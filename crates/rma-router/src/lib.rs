@@ -390,6 +390,9 @@ pub fn spawn(mut config: RouterConfig, listener: TcpListener) -> Result<RouterHa
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::with_shutdown(config, shutdown.clone())?;
     state.registry().publish_gauges(Instant::now());
+    // Counters a dashboard plots are listed at 0 before the first event.
+    metrics::counter!("rma_router_coordinator_failures_total").absolute(0);
+    metrics::counter!("rma_router_rate_limited_total").absolute(0);
     let tls = state.config().tls.clone();
     let mut handle = rma_http::serve_with(listener, api::app(state.clone()), stop, tls)?;
     *state

@@ -120,6 +120,7 @@ pub fn load_per_core() -> f64 {
 #[derive(Debug)]
 pub struct WorkerHandle {
     status: watch::Receiver<AgentStatus>,
+    metrics_url: Option<String>,
     drain: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -128,6 +129,11 @@ impl WorkerHandle {
     /// The agent's status now.
     pub fn status(&self) -> AgentStatus {
         self.status.borrow().clone()
+    }
+
+    /// Where its `/metrics` is served (`metrics_listen`), as a base URL.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.metrics_url.as_deref()
     }
 
     /// A receiver to wait for status changes.
@@ -327,6 +333,7 @@ pub fn spawn_with(
         }
         server = Some(handle);
     }
+    let metrics_url = metrics_server.as_ref().map(|s| s.url());
     let (tx, rx) = watch::channel(AgentStatus::default());
     let (drain_tx, drain_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -369,6 +376,7 @@ pub fn spawn_with(
     });
     Ok(WorkerHandle {
         status: rx,
+        metrics_url,
         drain: drain_tx,
         task,
     })

@@ -125,6 +125,7 @@ async fn a_worker_heartbeat_through_the_router_reaches_its_own_coordinator() {
                 status: "ok".into(),
                 current_load: load,
                 active_requests: 0,
+                heartbeats_failed: 0,
             })
             .await
             .expect("heartbeat accepted");

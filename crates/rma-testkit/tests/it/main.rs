@@ -4,5 +4,6 @@
 mod contract;
 mod errors;
 mod federation;
+mod observability;
 mod security;
 mod services;
