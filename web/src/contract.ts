@@ -118,7 +118,19 @@ last_seen: string,
 /**
  * Free text from its registration.
  */
-location: string | null, };
+location: string | null, 
+/**
+ * Requests the router has in flight there.
+ */
+active_requests: number, 
+/**
+ * Forwards to it that failed (no connection, 502, 503, timeout) over the last minute.
+ */
+failures_last_minute: number, 
+/**
+ * p99 of the router's round trips to it over the last minute or two, per service, ms.
+ */
+latency_p99_ms?: { [key in string]: number }, };
 
 export type TopologyWorker = { 
 /**
@@ -156,7 +168,15 @@ requests_last_minute: number,
 /**
  * Its last heartbeat, RFC 3339.
  */
-last_seen: string, };
+last_seen: string, 
+/**
+ * p99 of its coordinator's round trips to it, per service, ms.
+ */
+latency_p99_ms?: { [key in string]: number }, 
+/**
+ * Calls to it that failed over the last minute.
+ */
+failures_last_minute: number, };
 
 export type Topology = { 
 /**

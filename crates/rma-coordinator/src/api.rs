@@ -94,6 +94,7 @@ async fn register(
         cores: req.capabilities.cpu_cores,
         observed: Default::default(),
         dispatched: 0,
+        failures: Default::default(),
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);

@@ -128,6 +128,7 @@ mod tests {
             content_type: Some("image/png; x=1".into()),
             request_id: Some("r".into()),
             body: Bytes::from_static(body),
+            traceparent: None,
         }
     }
 

@@ -214,7 +214,7 @@ impl Dispatcher {
             worker,
             service: &call.service,
             started: Instant::now(),
-            answered: false,
+            answered: None,
         };
         let result = match route {
             Route::Link(link) => link.call(call, self.timeout, progress).await,
@@ -226,7 +226,7 @@ impl Dispatcher {
                 r
             }
         };
-        ticket.answered = result.as_ref().is_ok_and(|r| r.status < 500);
+        ticket.answered = Some(result.as_ref().is_ok_and(|r| r.status < 500));
         if let Ok(ServiceReply {
             took_us: Some(us), ..
         }) = &result
@@ -260,7 +260,7 @@ struct Ticket<'a> {
     worker: &'a str,
     service: &'a str,
     started: Instant,
-    answered: bool,
+    answered: Option<bool>,
 }
 
 impl Drop for Ticket<'_> {

@@ -55,13 +55,17 @@ pub(crate) struct WorkerEntry {
     pub(crate) observed: BTreeMap<String, Observed>,
     /// Calls this coordinator has sent it that have not ended.
     pub(crate) dispatched: u32,
+    /// Calls to it that failed (lost, 5xx) over the last minute.
+    pub(crate) failures: rma_http::RateWindow,
 }
 
 /// What the coordinator observed of one worker at one service.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Observed {
     /// Peak-EWMA of the time from sending a call to its answer.
     pub(crate) latency: Option<PeakEwma>,
+    /// The same times over the last minute or two, for the p99 operators see.
+    pub(crate) window: rma_http::LatencyWindow,
 }
 
 /// Services whose calls a worker runs one per core; others (echo, store, cache) are I/O and
@@ -286,6 +290,7 @@ impl Workers {
             entry.quarantined = old.quarantined;
             entry.observed = old.observed.clone();
             entry.dispatched = old.dispatched;
+            entry.failures = old.failures.clone();
         }
         self.unindex(&entry.id);
         for s in &entry.services {
@@ -297,23 +302,29 @@ impl Workers {
         self.map.insert(entry.id.clone(), entry);
     }
 
-    /// A call to `worker` for `service` ended after `took`; `answered` when the worker
-    /// answered (a lost link teaches nothing about its speed).
+    /// A call to `worker` for `service` ended after `took`: `Some(true)` when the worker
+    /// answered, `Some(false)` when it failed (lost, 5xx; that teaches nothing about its
+    /// speed), `None` when the caller gave up waiting.
     pub(crate) fn finished(
         &mut self,
         worker: &str,
         service: &str,
         took: std::time::Duration,
-        answered: bool,
+        answered: Option<bool>,
         now: Instant,
     ) {
         if let Some(w) = self.map.get_mut(worker) {
             w.dispatched = w.dispatched.saturating_sub(1);
             metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(worker))
                 .set(f64::from(w.dispatched));
-            if answered {
-                let o = w.observed.entry(service.to_owned()).or_default();
-                balance::observe(&mut o.latency, took, now);
+            match answered {
+                Some(true) => {
+                    let o = w.observed.entry(service.to_owned()).or_default();
+                    balance::observe(&mut o.latency, took, now);
+                    o.window.record(now, took);
+                }
+                Some(false) => w.failures.record(now),
+                None => {}
             }
         }
     }
@@ -532,6 +543,12 @@ impl Workers {
                 requests_last_minute: w.requests.count(now),
                 last_seen: rma_http::rfc3339(rma_http::wall_of(w.last_seen)),
                 tunnel_url: w.tunnel_url.clone(),
+                latency_p99_ms: w
+                    .observed
+                    .iter()
+                    .filter_map(|(s, o)| Some((s.clone(), o.window.quantile_ms(now, 0.99)?)))
+                    .collect(),
+                failures_last_minute: w.failures.count(now),
             })
             .collect()
     }
@@ -617,6 +634,7 @@ mod tests {
             cores: 1,
             observed: BTreeMap::new(),
             dispatched: 0,
+            failures: Default::default(),
         }
     }
 
@@ -736,7 +754,7 @@ mod tests {
                 let (at, id) = running.remove(0);
                 clock = clock.max(at);
                 let now = t0 + Duration::from_millis(clock);
-                w.finished(&id, "echo", Duration::from_millis(speed(&id)), true, now);
+                w.finished(&id, "echo", Duration::from_millis(speed(&id)), Some(true), now);
             }
             let now = t0 + Duration::from_millis(clock);
             let (id, _) = w.pick("echo", &none, now).expect("a worker");

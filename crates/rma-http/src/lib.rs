@@ -24,7 +24,7 @@ pub use error::{ApiError, JsonBody};
 pub use periodic::every;
 pub use server::{ServerHandle, Shutdown, serve, serve_with};
 pub use target::ServiceTarget;
-pub use window::RateWindow;
+pub use window::{LatencyWindow, RateWindow};
 
 /// Wall time as RFC 3339 with milliseconds.
 pub fn rfc3339(t: std::time::SystemTime) -> String {

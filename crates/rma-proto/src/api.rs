@@ -78,6 +78,12 @@ pub struct WorkerSummary {
     /// The URL it can also be called at, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_url: Option<String>,
+    /// p99 of the coordinator's round trips to it over the last minute or two, per service, ms.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_p99_ms: BTreeMap<String, f64>,
+    /// Calls to it that failed (lost, 5xx) over the last minute.
+    #[serde(default)]
+    pub failures_last_minute: u64,
 }
 
 /// `POST /api/edge/heartbeat`: a coordinator is alive; carries load and inventory.
@@ -299,6 +305,15 @@ pub struct TopologyCoordinator {
     /// Free text from its registration.
     #[serde(default)]
     pub location: Option<String>,
+    /// Requests the router has in flight there.
+    #[serde(default)]
+    pub active_requests: u32,
+    /// Forwards to it that failed (no connection, 502, 503, timeout) over the last minute.
+    #[serde(default)]
+    pub failures_last_minute: u64,
+    /// p99 of the router's round trips to it over the last minute or two, per service, ms.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_p99_ms: BTreeMap<String, f64>,
 }
 
 /// A worker in [`Topology`].
@@ -327,6 +342,12 @@ pub struct TopologyWorker {
     /// Its last heartbeat, RFC 3339.
     #[serde(default)]
     pub last_seen: String,
+    /// p99 of its coordinator's round trips to it, per service, ms.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_p99_ms: BTreeMap<String, f64>,
+    /// Calls to it that failed over the last minute.
+    #[serde(default)]
+    pub failures_last_minute: u64,
 }
 
 /// `GET /api/topology`. Without the admin token it is [`Topology::redacted`].
@@ -367,6 +388,8 @@ mod tests {
             requests_last_minute: 0,
             last_seen: String::new(),
             tunnel_url: None,
+            latency_p99_ms: Default::default(),
+            failures_last_minute: 0,
         };
         let v = serde_json::to_value(&w).expect("serialise");
         assert_eq!(v["type"], "gpu");

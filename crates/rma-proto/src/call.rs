@@ -168,12 +168,14 @@ mod tests {
             status: 400,
             content_type: None,
             body: Bytes::from_static(br#"{"error":"bad_request","message":"no"}"#),
+            took_us: None,
         };
         assert_eq!(r.error_message(), "no");
         let r = ServiceReply {
             status: 502,
             content_type: None,
             body: Bytes::from_static(b"<html>"),
+            took_us: None,
         };
         assert_eq!(r.error_message(), "<html>");
     }

@@ -377,6 +377,14 @@ pub(crate) fn topology_of(state: &AppState) -> Topology {
             requests_last_minute: e.requests.count(now),
             last_seen: rma_http::rfc3339(e.last_seen_wall),
             location: e.location.clone(),
+            active_requests: e.seen.in_flight,
+            failures_last_minute: e.seen.failures.count(now),
+            latency_p99_ms: e
+                .seen
+                .windows
+                .iter()
+                .filter_map(|(s, w)| Some((s.clone(), w.quantile_ms(now, 0.99)?)))
+                .collect(),
         });
         for w in &e.workers {
             // A worker that re-homed is listed by its new coordinator only, even while the old
@@ -394,6 +402,8 @@ pub(crate) fn topology_of(state: &AppState) -> Topology {
                 active_requests: w.active_requests,
                 requests_last_minute: w.requests_last_minute,
                 last_seen: w.last_seen.clone(),
+                latency_p99_ms: w.latency_p99_ms.clone(),
+                failures_last_minute: w.failures_last_minute,
             });
         }
     }

@@ -57,6 +57,8 @@ pub(crate) struct Seen {
     pub(crate) in_flight: u32,
     /// Forwards that failed (no connection, 502, 503, timeout) in the last minute.
     pub(crate) failures: rma_http::RateWindow,
+    /// Round trips per service over the last minute or two, for the p99 operators see.
+    pub(crate) windows: BTreeMap<String, rma_http::LatencyWindow>,
 }
 
 impl Entry {
@@ -242,6 +244,11 @@ impl Registry {
                 if let Some(v) = slot {
                     e.seen.latency.insert(service.to_owned(), v);
                 }
+                e.seen
+                    .windows
+                    .entry(service.to_owned())
+                    .or_default()
+                    .record(now, took);
             }
             if failed {
                 e.seen.failures.record(now);
@@ -591,6 +598,8 @@ mod tests {
             requests_last_minute: 0,
             last_seen: String::new(),
             tunnel_url: None,
+            latency_p99_ms: Default::default(),
+            failures_last_minute: 0,
         };
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),

@@ -206,35 +206,7 @@ pub(crate) async fn status(a: StatusArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(());
     }
-    println!("coordinators");
-    for c in &t.coordinators {
-        let status = serde_json::to_value(c.status)?;
-        println!(
-            "  {:<28} {:<12} {:>3} workers  load {:>3.0} %  {}",
-            c.id,
-            status.as_str().unwrap_or("?"),
-            c.workers,
-            c.load * 100.0,
-            c.url
-        );
-    }
-    println!("workers");
-    for w in &t.workers {
-        let status = serde_json::to_value(w.status)?;
-        let status = status.as_str().unwrap_or("?");
-        println!(
-            "  {:<28} {:<8} {:<12} {:<24} {}",
-            w.id,
-            w.worker_type.to_string(),
-            if status == "quarantined" {
-                "QUARANTINED"
-            } else {
-                status
-            },
-            w.coordinator,
-            w.services.join(",")
-        );
-    }
+    print!("{}", status_screen(&t));
     let quarantined = t
         .workers
         .iter()
@@ -246,6 +218,88 @@ pub(crate) async fn status(a: StatusArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `ocr 812ms, echo 3.1ms`: p99 per service, or `-`.
+fn p99s(m: &std::collections::BTreeMap<String, f64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter()
+        .map(|(s, ms)| {
+            if *ms >= 1000.0 {
+                format!("{s} {:.1}s", ms / 1000.0)
+            } else if *ms >= 10.0 {
+                format!("{s} {ms:.0}ms")
+            } else {
+                format!("{s} {ms:.1}ms")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The operator's one screen: coordinators, then workers, one line each.
+pub(crate) fn status_screen(t: &rma_proto::api::Topology) -> String {
+    use std::fmt::Write;
+    let word = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+    let mut out = String::new();
+    let active = t
+        .workers
+        .iter()
+        .filter(|w| w.status == rma_proto::api::WorkerStatus::Active)
+        .count();
+    let _ = writeln!(
+        out,
+        "{} coordinator(s), {} worker(s), {} active; req/min and failures over the last minute, p99 over the last 1–2 minutes",
+        t.coordinators.len(),
+        t.workers.len(),
+        active
+    );
+    let _ = writeln!(
+        out,
+        "\nCOORDINATOR                  STATE        WORKERS  LOAD  IN-FLIGHT  REQ/MIN  FAIL/MIN  P99 (router → coordinator)"
+    );
+    for c in &t.coordinators {
+        let _ = writeln!(
+            out,
+            "{:<28} {:<12} {:>7} {:>4.0}% {:>10} {:>8} {:>9}  {}",
+            c.id,
+            word(serde_json::to_value(c.status).unwrap_or_default()),
+            c.workers,
+            c.load * 100.0,
+            c.active_requests,
+            c.requests_last_minute,
+            c.failures_last_minute,
+            p99s(&c.latency_p99_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nWORKER                       TYPE  STATE        COORDINATOR              LOAD  IN-FLIGHT  REQ/MIN  FAIL/MIN  SERVICES  P99 (coordinator → worker)"
+    );
+    for w in &t.workers {
+        let status = word(serde_json::to_value(w.status).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{:<28} {:<5} {:<12} {:<24} {:>3.0}% {:>10} {:>8} {:>9}  {}  {}",
+            w.id,
+            w.worker_type.to_string(),
+            if status == "quarantined" {
+                "QUARANTINED".to_owned()
+            } else {
+                status
+            },
+            w.coordinator,
+            w.load * 100.0,
+            w.active_requests,
+            w.requests_last_minute,
+            w.failures_last_minute,
+            w.services.join(","),
+            p99s(&w.latency_p99_ms)
+        );
+    }
+    out
 }
 
 /// The identity in `dir`, enrolling with `join` when there is none.

@@ -511,6 +511,22 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         "{status}"
     );
 
+    assert!(status.contains("P99") && status.contains("REQ/MIN"), "{status}");
+    // With the admin token and --json: what the router measured forwarding the echo.
+    let out = rma(&["status", "--router", &router_url, "--json"])
+        .env("RMA_ADMIN_TOKEN", &admin_token)
+        .output()
+        .await
+        .expect("status --json");
+    assert!(out.status.success());
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let c = &t["coordinators"][0];
+    assert_eq!(c["id"], "proc-coord");
+    assert!(c["requests_last_minute"].as_u64() >= Some(1), "{c}");
+    assert!(c["latency_p99_ms"]["echo"].as_f64().is_some_and(|ms| ms > 0.0), "{c}");
+    assert_eq!(c["failures_last_minute"], 0, "{c}");
+    assert_eq!(t["workers"][0]["id"], "proc-worker");
+
     // SIGTERM: the worker drains and exits cleanly; the coordinator deregisters.
     let term = |pid: u32| {
         let _ = std::process::Command::new("kill")

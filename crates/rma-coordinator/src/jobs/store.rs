@@ -412,7 +412,7 @@ mod tests {
         }
         let store = JobStore::open(Some(&path)).expect("reopen");
         let queued = store.queued(10, HashSet::new()).await.expect("queued");
-        let ids: Vec<&str> = queued.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = queued.iter().map(|(id, _, _)| id.as_str()).collect();
         assert_eq!(ids, ["c1-ja", "c1-jb"]);
         assert_eq!(queued[0].1, call, "the input is kept");
         let row = store.get("c1-ja").await.expect("get").expect("exists");

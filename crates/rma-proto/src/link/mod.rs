@@ -189,6 +189,7 @@ mod tests {
             content_type: Some("application/octet-stream".into()),
             request_id: Some("r-1".into()),
             body: bytes::Bytes::from_static(&[0u8, 159, 146, 150, 255]),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let frame = bytes::Bytes::from(encode_request(7, &call));
         let back = decode_bytes(&frame).expect("decodes");
@@ -212,6 +213,7 @@ mod tests {
             status: 201,
             content_type: None,
             body: bytes::Bytes::from_static(b"done"),
+            took_us: Some(1234),
         };
         let frame = bytes::Bytes::from(encode_response(7, &reply));
         assert_eq!(
