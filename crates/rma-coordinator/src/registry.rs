@@ -66,6 +66,8 @@ pub(crate) struct Observed {
     pub(crate) latency: Option<PeakEwma>,
     /// The same times over the last minute or two, for the p99 operators see.
     pub(crate) window: rma_http::LatencyWindow,
+    /// Calls of this service in flight there.
+    pub(crate) in_flight: u32,
 }
 
 /// Services whose calls a worker runs one per core; others (echo, store, cache) are I/O and
@@ -119,14 +121,15 @@ impl WorkerEntry {
     }
 
     /// What the balancer knows of it for a call to `service`.
-    fn load_for(&self, service: &str) -> Load {
+    fn load_for(&self, service: &str, now: Instant) -> Load {
+        let observed = self.observed.get(service);
+        // Calls of other services in flight do not slow this one much (echo sleeps, OCR
+        // computes): the cost counts this service's calls.
         Load {
-            latency_s: self
-                .observed
-                .get(service)
+            latency_s: observed
                 .and_then(|o| o.latency)
-                .map(|e| e.estimate()),
-            in_flight: self.in_flight(),
+                .map(|e| e.estimate_at(now)),
+            in_flight: observed.map_or(0, |o| o.in_flight),
             queue: 0,
             capacity: if CPU_BOUND.contains(&service) {
                 self.cores.max(1)
@@ -315,6 +318,9 @@ impl Workers {
     ) {
         if let Some(w) = self.map.get_mut(worker) {
             w.dispatched = w.dispatched.saturating_sub(1);
+            if let Some(o) = w.observed.get_mut(service) {
+                o.in_flight = o.in_flight.saturating_sub(1);
+            }
             metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(worker))
                 .set(f64::from(w.dispatched));
             match answered {
@@ -473,7 +479,7 @@ impl Workers {
             if found.len() == 2 {
                 let loads: Vec<Load> = found
                     .iter()
-                    .filter_map(|id| map.get(*id).map(|w| w.load_for(service)))
+                    .filter_map(|id| map.get(*id).map(|w| w.load_for(service, now)))
                     .collect();
                 let i = balance::choose(Balance::P2c, &loads, turn, &mut self.rng)?;
                 chosen = Some(found[i].clone());
@@ -483,7 +489,7 @@ impl Workers {
             let found: Vec<&String> = ids.iter().filter(|id| eligible(id)).collect();
             let loads: Vec<Load> = found
                 .iter()
-                .filter_map(|id| map.get(*id).map(|w| w.load_for(service)))
+                .filter_map(|id| map.get(*id).map(|w| w.load_for(service, now)))
                 .collect();
             let i = balance::choose(self.thresholds.balance, &loads, turn, &mut self.rng)?;
             chosen = Some(found[i].clone());
@@ -493,6 +499,7 @@ impl Workers {
         let route = w.route()?;
         w.requests.record(now);
         w.dispatched += 1;
+        w.observed.entry(service.to_owned()).or_default().in_flight += 1;
         metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(&id))
             .set(f64::from(w.dispatched));
         Some((id, route))

@@ -176,7 +176,9 @@ fn fallback_latency(loads: &[Load]) -> f64 {
 /// A peak-sensitive exponentially weighted moving average of service time (Finagle's and
 /// linkerd's "peak EWMA"): a sample above the estimate replaces it at once, one below pulls it
 /// down with a weight that grows with the time since the last sample, so a candidate that
-/// slows down is avoided at once and one that recovers is trusted again within `decay`.
+/// slows down is avoided at once and one that recovers is trusted again within `DECAY`.
+/// Without samples the estimate decays towards zero ([`PeakEwma::estimate_at`]), so a
+/// candidate avoided after one bad peak is tried again instead of starved for good.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PeakEwma {
     estimate_s: f64,
@@ -198,7 +200,8 @@ impl PeakEwma {
     /// Records a sample taken at `now`.
     pub fn observe(&mut self, sample: Duration, now: Instant) {
         let s = sample.as_secs_f64();
-        if s > self.estimate_s {
+        let prior = self.estimate_at(now);
+        if s > prior {
             self.estimate_s = s;
         } else {
             let elapsed = now.saturating_duration_since(self.stamp).as_secs_f64();
@@ -208,9 +211,15 @@ impl PeakEwma {
         self.stamp = self.stamp.max(now);
     }
 
-    /// The estimate in seconds.
+    /// The estimate in seconds as of the last sample.
     pub fn estimate(&self) -> f64 {
         self.estimate_s
+    }
+
+    /// The estimate at `now`: the last one decayed towards zero by the time since.
+    pub fn estimate_at(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.stamp).as_secs_f64();
+        self.estimate_s * (-elapsed / Self::DECAY.as_secs_f64()).exp()
     }
 }
 
@@ -359,5 +368,8 @@ mod tests {
         e.observe(Duration::from_millis(100), t0 + PeakEwma::DECAY * 3);
         e.observe(Duration::from_millis(1), t0 + PeakEwma::DECAY * 3);
         assert!(e.estimate() > 0.099);
+        // Left alone, a bad peak fades, so the candidate is tried again.
+        let later = t0 + PeakEwma::DECAY * 5;
+        assert!(e.estimate_at(later) < 0.02, "{}", e.estimate_at(later));
     }
 }

@@ -305,7 +305,7 @@ struct Ticket<'a> {
 
 impl<'a> Ticket<'a> {
     fn start(state: &'a AppState, coordinator: &'a str, service: &'a str) -> Self {
-        state.registry().forward_started(coordinator);
+        state.registry().forward_started(coordinator, service);
         Ticket {
             state,
             coordinator,

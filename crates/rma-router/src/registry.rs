@@ -55,6 +55,8 @@ pub(crate) struct Seen {
     pub(crate) latency: BTreeMap<String, PeakEwma>,
     /// Requests the router has in flight there.
     pub(crate) in_flight: u32,
+    /// The same per service.
+    pub(crate) in_flight_by_service: BTreeMap<String, u32>,
     /// Forwards that failed (no connection, 502, 503, timeout) in the last minute.
     pub(crate) failures: rma_http::RateWindow,
     /// Round trips per service over the last minute or two, for the p99 operators see.
@@ -65,8 +67,13 @@ impl Entry {
     /// What the balancer knows of it for a request to `service`.
     fn load_for(&self, service: &str, now: Instant) -> Load {
         Load {
-            latency_s: self.seen.latency.get(service).map(PeakEwma::estimate),
-            in_flight: self.seen.in_flight,
+            latency_s: self.seen.latency.get(service).map(|e| e.estimate_at(now)),
+            in_flight: self
+                .seen
+                .in_flight_by_service
+                .get(service)
+                .copied()
+                .unwrap_or(0),
             // What it reported running beyond what we sent it (a heartbeat ago).
             queue: self.active_requests.saturating_sub(self.seen.in_flight),
             capacity: 1,
@@ -219,9 +226,13 @@ impl Registry {
     }
 
     /// A forward to coordinator `id` starts.
-    pub(crate) fn forward_started(&mut self, id: &str) {
+    pub(crate) fn forward_started(&mut self, id: &str, service: &str) {
         if let Some(e) = self.entries.get_mut(id) {
             e.seen.in_flight += 1;
+            *e.seen
+                .in_flight_by_service
+                .entry(service.to_owned())
+                .or_default() += 1;
         }
     }
 
@@ -238,6 +249,9 @@ impl Registry {
     ) {
         if let Some(e) = self.entries.get_mut(id) {
             e.seen.in_flight = e.seen.in_flight.saturating_sub(1);
+            if let Some(n) = e.seen.in_flight_by_service.get_mut(service) {
+                *n = n.saturating_sub(1);
+            }
             if answered {
                 let mut slot = e.seen.latency.get(service).copied();
                 balance::observe(&mut slot, took, now);
@@ -637,7 +651,7 @@ mod tests {
             r.forward_ended("failing", "echo", Duration::from_millis(10), true, false, t0);
         }
         for _ in 0..3 {
-            r.forward_started("failing");
+            r.forward_started("failing", "echo");
             r.forward_ended("failing", "echo", Duration::ZERO, false, true, t0);
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
