@@ -11,8 +11,8 @@ use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use rma_http::trace::{ServerTiming, TraceContext};
 use rma_http::auth::WorkerClaims;
+use rma_http::trace::{ServerTiming, TraceContext};
 use rma_http::{ApiError, JsonBody, ServiceTarget, request_id, set_header};
 use rma_proto::api::{
     Ack, CoordinatorHealth, WorkerHeartbeat, WorkerRegister, WorkerRegistered, WorkerSummary,
@@ -147,8 +147,12 @@ async fn link_upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let limit = state.config().max_body_bytes + 64 * 1024;
+    // A coordinator holds thousands of links, mostly idle: a small read buffer per link (it
+    // grows for a large document) keeps each one cheap.
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
             crate::session::serve(
                 state.registry().clone(),
@@ -272,7 +276,10 @@ async fn service(
         attributes: vec![
             ("rma.node", state.config().id.clone()),
             ("rma.service", label.clone()),
-            ("http.response.status_code", resp.status().as_u16().to_string()),
+            (
+                "http.response.status_code",
+                resp.status().as_u16().to_string(),
+            ),
         ],
     });
     set_header(resp.headers_mut(), headers::COORDINATOR, &state.config().id);

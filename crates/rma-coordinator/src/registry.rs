@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
-use rma_proto::{WorkerType, service};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rma_http::balance::{self, Balance, Load, PeakEwma};
+use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
+use rma_proto::{WorkerType, service};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -126,9 +126,7 @@ impl WorkerEntry {
         // Calls of other services in flight do not slow this one much (echo sleeps, OCR
         // computes): the cost counts this service's calls.
         Load {
-            latency_s: observed
-                .and_then(|o| o.latency)
-                .map(|e| e.estimate_at(now)),
+            latency_s: observed.and_then(|o| o.latency).map(|e| e.estimate_at(now)),
             in_flight: observed.map_or(0, |o| o.in_flight),
             queue: 0,
             capacity: if CPU_BOUND.contains(&service) {
@@ -761,7 +759,13 @@ mod tests {
                 let (at, id) = running.remove(0);
                 clock = clock.max(at);
                 let now = t0 + Duration::from_millis(clock);
-                w.finished(&id, "echo", Duration::from_millis(speed(&id)), Some(true), now);
+                w.finished(
+                    &id,
+                    "echo",
+                    Duration::from_millis(speed(&id)),
+                    Some(true),
+                    now,
+                );
             }
             let now = t0 + Duration::from_millis(clock);
             let (id, _) = w.pick("echo", &none, now).expect("a worker");

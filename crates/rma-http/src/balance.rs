@@ -265,7 +265,10 @@ mod tests {
     #[test]
     fn round_robin_ignores_load() {
         let loads = [load(1.0, 0), load(50.0, 9), load(1.0, 0)];
-        assert_eq!(shares(Balance::RoundRobin, &loads, 300), vec![100, 100, 100]);
+        assert_eq!(
+            shares(Balance::RoundRobin, &loads, 300),
+            vec![100, 100, 100]
+        );
     }
 
     #[test]
@@ -291,7 +294,10 @@ mod tests {
             load(50.0, 0),
         ];
         let counts = shares(Balance::P2c, &loaded, 10_000);
-        assert!(counts[4] > 3_000, "the idle slow one wins its draws: {counts:?}");
+        assert!(
+            counts[4] > 3_000,
+            "the idle slow one wins its draws: {counts:?}"
+        );
     }
 
     #[test]

@@ -128,7 +128,10 @@ fn describe() {
         Unit::Seconds,
         "Time this worker spent executing a call, by service."
     );
-    describe_gauge!("rma_worker_queue_depth", "Calls running on this worker now.");
+    describe_gauge!(
+        "rma_worker_queue_depth",
+        "Calls running on this worker now."
+    );
     describe_counter!(
         "rma_worker_heartbeats_total",
         "Heartbeats this worker sent, by result (ok, failed)."
@@ -170,8 +173,14 @@ mod tests {
         let text = h.render();
         assert!(text.contains("rma_test_gauge_at_start 0"), "{text}");
         assert!(text.contains("# TYPE rma_test_seconds histogram"), "{text}");
-        assert!(text.contains("rma_test_seconds_bucket{le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("rma_test_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
+        assert!(
+            text.contains("rma_test_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rma_test_seconds_bucket{le=\"0.0025\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

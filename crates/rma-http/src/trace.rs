@@ -116,7 +116,8 @@ fn new_span_id() -> [u8; 8] {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -270,7 +271,8 @@ mod tests {
 
     #[test]
     fn server_timing_parses_and_prints() {
-        let t = ServerTiming::parse("coordinator;dur=0.5, link;desc=\"x\";dur=1.25, bogus, w;dur=-1");
+        let t =
+            ServerTiming::parse("coordinator;dur=0.5, link;desc=\"x\";dur=1.25, bogus, w;dur=-1");
         assert_eq!(
             t.0,
             vec![("coordinator".to_owned(), 0.5), ("link".to_owned(), 1.25)]

@@ -32,7 +32,11 @@ pub const KNOWN: [&str; 10] = [
 /// A service name as a metric label: known names as they are, anything else `other`, so a
 /// client inventing names cannot grow the series count.
 pub fn metric_label(name: &str) -> &'static str {
-    KNOWN.iter().find(|k| **k == name).copied().unwrap_or("other")
+    KNOWN
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The path of a service request relative to a role's base URL, without a leading slash:

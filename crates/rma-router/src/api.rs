@@ -125,7 +125,13 @@ async fn register_coordinator(
         let (services, workers, load, requests, seen) = match previous {
             // A re-registration keeps the inventory it already reported.
             Some(p) if p.url == url => (p.services, p.workers, p.load, p.requests, p.seen),
-            _ => (services, Vec::new(), 0.0, Default::default(), Default::default()),
+            _ => (
+                services,
+                Vec::new(),
+                0.0,
+                Default::default(),
+                Default::default(),
+            ),
         };
         reg.upsert(Entry {
             id: id.clone(),

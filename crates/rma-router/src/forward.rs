@@ -79,7 +79,10 @@ pub(crate) async fn service(
         end: std::time::SystemTime::now(),
         attributes: vec![
             ("rma.service", label.clone()),
-            ("http.response.status_code", resp.status().as_u16().to_string()),
+            (
+                "http.response.status_code",
+                resp.status().as_u16().to_string(),
+            ),
         ],
     });
     let outcome = resp.status().as_u16().to_string();
@@ -143,12 +146,18 @@ async fn forward(
             let reg = state.registry();
             let turn = state.next_turn();
             let policy = state.config().balance;
-            reg.candidates_for_service(&call.service, Instant::now(), turn, policy, &mut rand::rng())
-                .into_iter()
-                // A coordinator passing on a job it cannot run is not sent it back.
-                .filter(|e| Some(e.id.as_str()) != forwarded_by)
-                .map(|e| (e.id.clone(), e.url.clone()))
-                .collect()
+            reg.candidates_for_service(
+                &call.service,
+                Instant::now(),
+                turn,
+                policy,
+                &mut rand::rng(),
+            )
+            .into_iter()
+            // A coordinator passing on a job it cannot run is not sent it back.
+            .filter(|e| Some(e.id.as_str()) != forwarded_by)
+            .map(|e| (e.id.clone(), e.url.clone()))
+            .collect()
         };
         metrics::histogram!("rma_router_selection_seconds")
             .record(choosing.elapsed().as_secs_f64());

@@ -466,8 +466,14 @@ mod tests {
             CoordinatorStatus::Stale
         );
         assert!(
-            r.candidates_for_service("echo", t0 + Duration::from_secs(300), 0, Balance::RoundRobin, &mut rand::rng())
-                .is_empty()
+            r.candidates_for_service(
+                "echo",
+                t0 + Duration::from_secs(300),
+                0,
+                Balance::RoundRobin,
+                &mut rand::rng()
+            )
+            .is_empty()
         );
         assert!(r.sweep(t0 + Duration::from_secs(599)).is_empty());
         assert_eq!(r.sweep(t0 + Duration::from_secs(600)), ["a"]);
@@ -504,10 +510,22 @@ mod tests {
         r.upsert(entry("a", t0, &["echo"]));
         r.upsert(entry("b", t0, &["ocr"]));
         r.upsert(entry("c", t0, &["echo", "ocr"]));
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "c"]);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 1, Balance::RoundRobin, &mut rand::rng())), ["c", "a"]);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 2, Balance::RoundRobin, &mut rand::rng())), ["a", "c"]);
-        assert!(r.candidates_for_service("store", t0, 0, Balance::RoundRobin, &mut rand::rng()).is_empty());
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["a", "c"]
+        );
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 1, Balance::RoundRobin, &mut rand::rng())),
+            ["c", "a"]
+        );
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 2, Balance::RoundRobin, &mut rand::rng())),
+            ["a", "c"]
+        );
+        assert!(
+            r.candidates_for_service("store", t0, 0, Balance::RoundRobin, &mut rand::rng())
+                .is_empty()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -542,8 +560,14 @@ mod tests {
         let mut loaded = entry("b", t0, &[]);
         loaded.inventory_known = false;
         r.upsert(loaded);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
-        assert_eq!(ids(r.candidates_for_service("ocr", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["b"]);
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["a", "b"]
+        );
+        assert_eq!(
+            ids(r.candidates_for_service("ocr", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["b"]
+        );
     }
 
     #[test]
@@ -553,13 +577,19 @@ mod tests {
         r.upsert(entry("a", t0, &["echo"]));
         r.upsert(entry("b", t0, &["echo"]));
         assert!(!r.record_ping("a", false), "one miss is not enough");
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["a", "b"]
+        );
         assert!(r.record_ping("a", false), "the second miss takes it out");
         assert_eq!(
             r.status(r.get("a").expect("a"), t0),
             CoordinatorStatus::Unreachable
         );
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["b", "a"]);
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["b", "a"]
+        );
         // A heartbeat (it can reach us) does not bring it back: we cannot reach it.
         r.heartbeat(
             CoordinatorHeartbeat {
@@ -575,7 +605,10 @@ mod tests {
             CoordinatorStatus::Unreachable
         );
         assert!(r.record_ping("a", true), "an answer brings it back");
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -585,15 +618,24 @@ mod tests {
         r.upsert(entry("a", t0, &["echo"]));
         r.upsert(entry("b", t0, &["echo"]));
         r.mark_unreachable("a");
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["b", "a"]);
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 1, Balance::RoundRobin, &mut rand::rng())), ["b", "a"]);
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["b", "a"]
+        );
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 1, Balance::RoundRobin, &mut rand::rng())),
+            ["b", "a"]
+        );
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),
             services: [("echo".to_owned(), 1)].into(),
             ..Default::default()
         };
         r.heartbeat(hb, t0, SystemTime::now());
-        assert_eq!(ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())), ["a", "b"]);
+        assert_eq!(
+            ids(r.candidates_for_service("echo", t0, 0, Balance::RoundRobin, &mut rand::rng())),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -648,7 +690,14 @@ mod tests {
         for _ in 0..5 {
             r.forward_ended("fast", "echo", Duration::from_millis(10), true, false, t0);
             r.forward_ended("slow", "echo", Duration::from_millis(100), true, false, t0);
-            r.forward_ended("failing", "echo", Duration::from_millis(10), true, false, t0);
+            r.forward_ended(
+                "failing",
+                "echo",
+                Duration::from_millis(10),
+                true,
+                false,
+                t0,
+            );
         }
         for _ in 0..3 {
             r.forward_started("failing", "echo");

@@ -4,7 +4,11 @@
 //! two workers), so the load generator shares the machine's cores with it, as it would on a
 //! volunteer's box.
 //!
-//! `cargo bench -p rma-testkit --bench echo -- [--seconds N] [--levels 1,8,32]`
+//! `cargo bench -p rma-testkit --bench echo -- [--seconds N] [--levels 1,8,32] [--compare NAME=URL]`
+//!
+//! `--compare` adds rows for another server answering `POST {URL}api/service/echo` with the body
+//! (bench/nginx.sh passes an nginx two-hop proxy chain in front of an nginx echo), measured by the
+//! same client in the same run.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,7 @@ struct Args {
     seconds: u64,
     levels: Vec<usize>,
     workers: usize,
+    compare: Vec<(String, String)>,
 }
 
 fn parse_args() -> Args {
@@ -23,12 +28,18 @@ fn parse_args() -> Args {
         seconds: 5,
         levels: vec![1, 8, 32, 128],
         workers: 2,
+        compare: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.seconds),
             "--workers" => a.workers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.workers),
+            "--compare" => {
+                if let Some((name, url)) = it.next().as_deref().and_then(|v| v.split_once('=')) {
+                    a.compare.push((name.to_owned(), url.to_owned()));
+                }
+            }
             "--levels" => {
                 if let Some(v) = it.next() {
                     a.levels = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
@@ -111,9 +122,20 @@ fn main() {
             Client::with_http(&cluster.router_url, http.clone()).expect("router client");
         let direct = Client::with_http(
             &cluster.coordinators[0].as_ref().expect("coordinator").url(),
-            http,
+            http.clone(),
         )
         .expect("coordinator client");
+        let others: Vec<(String, Client)> = args
+            .compare
+            .iter()
+            .map(|(name, url)| {
+                let c = Client::with_http(url, http.clone()).expect("comparison client");
+                (name.clone(), c)
+            })
+            .collect();
+        for (_, c) in &others {
+            let _ = run(c, 8, 1).await;
+        }
         // Warm up connections and the JIT-free paths alike.
         let _ = run(&via_router, 8, 1).await;
         println!(
@@ -126,10 +148,12 @@ fn main() {
         println!("| path | concurrency | requests | errors | req/s | p50 ms | p99 ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for &c in &args.levels {
-            for (name, client) in [
+            let mut rows: Vec<(&str, &Client)> = vec![
                 ("router → coordinator → worker", &via_router),
                 ("coordinator → worker", &direct),
-            ] {
+            ];
+            rows.extend(others.iter().map(|(n, c)| (n.as_str(), c)));
+            for (name, client) in rows {
                 let o = run(client, c, args.seconds).await;
                 println!(
                     "| {name} | {c} | {} | {} | {:.0} | {:.2} | {:.2} |",

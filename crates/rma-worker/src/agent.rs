@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::Exec as Registry;
 use rma_client::{Backoff, Client};
 use rma_proto::Capabilities;
 use rma_proto::api::{WorkerHeartbeat, WorkerRegister};
-use crate::Exec as Registry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 

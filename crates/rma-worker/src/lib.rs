@@ -54,8 +54,9 @@ pub struct WorkerConfig {
     pub use_tunnel: bool,
     /// Keep a link to the coordinator [true]; without one, work comes only over `tunnel_url`.
     pub use_link: bool,
-    /// Every call takes this many times as long [1.0]: the benchmarks' stand-in for an old
-    /// laptop next to a gaming PC. Values below 1 are read as 1.
+    /// Every call takes this many times as long, and calls run one at a time [1.0: off]: the
+    /// benchmarks' stand-in for an old single-core laptop next to a gaming PC. Values below 1
+    /// are read as 1.
     pub slowdown: f64,
     /// Serve `GET /metrics` (bearer `metrics_token`) on this address.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -160,6 +161,8 @@ impl Drop for WorkerHandle {
 pub(crate) struct Exec {
     services: Registry,
     slowdown: f64,
+    /// One call at a time when slowed down.
+    gate: Option<tokio::sync::Semaphore>,
     /// This worker's id, for its spans.
     id: String,
 }
@@ -188,10 +191,16 @@ impl Exec {
             .and_then(rma_http::trace::TraceContext::parse);
         let start_wall = std::time::SystemTime::now();
         let started = tokio::time::Instant::now();
+        let _turn = match &self.gate {
+            Some(g) => g.acquire().await.ok(),
+            None => None,
+        };
         metrics::gauge!("rma_worker_queue_depth").increment(1.0);
+        let working = tokio::time::Instant::now();
         let mut reply = self.services.dispatch(req).await;
         if self.slowdown > 1.0 && self.slowdown.is_finite() {
-            tokio::time::sleep(started.elapsed().mul_f64(self.slowdown - 1.0)).await;
+            // The work itself is stretched, not the wait for the gate.
+            tokio::time::sleep(working.elapsed().mul_f64(self.slowdown - 1.0)).await;
         }
         let took = started.elapsed();
         metrics::gauge!("rma_worker_queue_depth").decrement(1.0);
@@ -281,6 +290,7 @@ pub fn spawn_with(
     let services = Arc::new(Exec {
         services,
         slowdown: config.slowdown,
+        gate: (config.slowdown > 1.0).then(|| tokio::sync::Semaphore::new(1)),
         id: config.worker_id.clone(),
     });
     let metrics_server = match config.metrics_listen {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::Exec as Registry;
 use futures_util::{SinkExt, StreamExt};
 use rma_proto::link::session::{Action, End, Event, Session};
 use rma_proto::link::{self, LinkMessage};
 use rma_proto::{ServiceCall, ServiceReply};
-use crate::Exec as Registry;
 use rma_services::{Progress, ServiceRequest};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;

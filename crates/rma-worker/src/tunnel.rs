@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Exec as Registry;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -14,7 +15,6 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use rma_http::ServiceTarget;
-use crate::Exec as Registry;
 use rma_services::ServiceRequest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -57,7 +57,11 @@ async fn serve(
         rma_http::set_header(out.headers_mut(), "content-type", &ct);
     }
     if let Some(us) = reply.took_us {
-        rma_http::set_header(out.headers_mut(), rma_proto::headers::TOOK_US, &us.to_string());
+        rma_http::set_header(
+            out.headers_mut(),
+            rma_proto::headers::TOOK_US,
+            &us.to_string(),
+        );
     }
     out
 }

@@ -308,8 +308,8 @@ struct WorkerArgs {
     /// The token /metrics takes [default: made once in {data-dir}/metrics.token].
     #[arg(long, env = "RMA_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
-    /// Make every call take this many times as long (1 to 100): a stand-in for a slow machine
-    /// in benchmarks and tests, never for production.
+    /// Make every call take this many times as long, one call at a time (1 to 100): a stand-in
+    /// for a slow single-core machine in benchmarks and tests, never for production.
     #[arg(long, env = "RMA_SLOWDOWN", default_value_t = 1.0)]
     slowdown: f64,
 }
@@ -442,6 +442,12 @@ async fn run(cli: Cli) -> Result<()> {
         };
         rma_http::otlp::start(endpoint, role).context("--otlp-endpoint")?;
     }
+    if matches!(
+        cli.command,
+        Command::Router(_) | Command::Coordinator(_) | Command::Worker(_) | Command::Up(_)
+    ) {
+        raise_open_files();
+    }
     match cli.command {
         Command::Router(a) => router(a).await,
         Command::Coordinator(a) => coordinator(a).await,
@@ -453,6 +459,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Revoke(a) => members::revoke(a).await,
         Command::Nodes(a) => members::nodes(a).await,
         Command::Status(a) => members::status(a).await,
+    }
+}
+
+/// Every link, coordinator and client connection is a file descriptor: raise the soft limit
+/// to the hard one, and say so when even that is low for a coordinator of many workers.
+fn raise_open_files() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) if now < 4096 => tracing::warn!(
+            limit = now,
+            "only {now} open files allowed: a coordinator holds one per linked worker; raise the hard limit (ulimit -Hn, or LimitNOFILE= in a systemd unit)"
+        ),
+        Ok(now) if now > before => {
+            tracing::debug!(from = before, to = now, "raised the open files limit")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
 }
 

@@ -511,7 +511,10 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         "{status}"
     );
 
-    assert!(status.contains("P99") && status.contains("REQ/MIN"), "{status}");
+    assert!(
+        status.contains("P99") && status.contains("REQ/MIN"),
+        "{status}"
+    );
     // With the admin token and --json: what the router measured forwarding the echo.
     let out = rma(&["status", "--router", &router_url, "--json"])
         .env("RMA_ADMIN_TOKEN", &admin_token)
@@ -523,7 +526,12 @@ async fn router_coordinator_and_worker_as_separate_processes() {
     let c = &t["coordinators"][0];
     assert_eq!(c["id"], "proc-coord");
     assert!(c["requests_last_minute"].as_u64() >= Some(1), "{c}");
-    assert!(c["latency_p99_ms"]["echo"].as_f64().is_some_and(|ms| ms > 0.0), "{c}");
+    assert!(
+        c["latency_p99_ms"]["echo"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "{c}"
+    );
     assert_eq!(c["failures_last_minute"], 0, "{c}");
     assert_eq!(t["workers"][0]["id"], "proc-worker");
 

@@ -175,9 +175,11 @@ impl JobStore {
     /// Jobs queued and not started.
     pub(crate) async fn queue_depth(&self) -> Result<u64, StoreError> {
         self.with(|c| {
-            let n: i64 = c.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| {
-                r.get(0)
-            })?;
+            let n: i64 = c.query_row(
+                "SELECT count(*) FROM jobs WHERE state = 'queued'",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(n.max(0) as u64)
         })
         .await

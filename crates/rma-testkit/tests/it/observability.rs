@@ -96,7 +96,12 @@ async fn a_traceparent_is_kept_from_router_to_worker_and_every_process_step() {
     assert!(tr.starts_with(&format!("00-{trace}-")), "{tr}");
     let router_span = tr.split('-').nth(2).expect("span").to_owned();
     let timing = r.header("server-timing").expect("server-timing").to_owned();
-    for hop in ["router;dur=", "coordinator;dur=", "link;dur=", "worker;dur="] {
+    for hop in [
+        "router;dur=",
+        "coordinator;dur=",
+        "link;dur=",
+        "worker;dur=",
+    ] {
         assert!(timing.contains(hop), "{hop} in {timing}");
     }
     // The collector gets one span per hop, each the child of the one before.
@@ -108,10 +113,19 @@ async fn a_traceparent_is_kept_from_router_to_worker_and_every_process_step() {
     let by_name: BTreeMap<&str, &(String, String, String, String)> =
         spans.iter().map(|s| (s.3.as_str(), s)).collect();
     let (router, coord, worker) = (by_name["router"], by_name["coordinator"], by_name["worker"]);
-    assert_eq!(router.2, client_span, "the router's parent is the client's span");
+    assert_eq!(
+        router.2, client_span,
+        "the router's parent is the client's span"
+    );
     assert_eq!(router.1, router_span);
-    assert_eq!(coord.2, router.1, "the coordinator's parent is the router's span");
-    assert_eq!(worker.2, coord.1, "the worker's parent is the coordinator's span");
+    assert_eq!(
+        coord.2, router.1,
+        "the coordinator's parent is the router's span"
+    );
+    assert_eq!(
+        worker.2, coord.1,
+        "the worker's parent is the coordinator's span"
+    );
 
     // Without a traceparent the router starts a trace; `process` steps all hang under the
     // coordinator's span.
@@ -137,7 +151,10 @@ async fn a_traceparent_is_kept_from_router_to_worker_and_every_process_step() {
         .find(|s| s.3 == "coordinator")
         .expect("coordinator span");
     for w in spans.iter().filter(|s| s.3 == "worker") {
-        assert_eq!(w.2, coord.1, "every step is the coordinator span's child: {spans:?}");
+        assert_eq!(
+            w.2, coord.1,
+            "every step is the coordinator span's child: {spans:?}"
+        );
     }
 }
 
@@ -200,13 +217,20 @@ async fn metrics_are_there_before_the_first_scrape_and_the_dashboard_names_only_
     let worker_metrics = format!("{worker_url}/metrics");
     // Heartbeats and the job land within moments; the first scrape that has them has all.
     let text = eventually("a scrape with heartbeats and the job", || {
-        let (a, b, w) = (router_url.clone(), coord_url.clone(), worker_metrics.clone());
+        let (a, b, w) = (
+            router_url.clone(),
+            coord_url.clone(),
+            worker_metrics.clone(),
+        );
         async move {
             let mut text = scrape(a, rma_testkit::ADMIN_TOKEN).await?;
             text.push_str(&scrape(b, rma_testkit::METRICS_TOKEN).await?);
             text.push_str(&scrape(w, "worker-metrics-token").await?);
             (has_series(&text, "rma_coordinator_worker_heartbeats_failed")
-                && has_series(&text, "rma_coordinator_job_schedule_to_start_seconds_bucket")
+                && has_series(
+                    &text,
+                    "rma_coordinator_job_schedule_to_start_seconds_bucket",
+                )
                 && has_series(&text, "rma_worker_heartbeats_total"))
             .then_some(text)
         }
@@ -232,7 +256,10 @@ async fn metrics_are_there_before_the_first_scrape_and_the_dashboard_names_only_
     }
     assert!(used.len() >= 12, "{used:?}");
     let missing: Vec<&String> = used.iter().filter(|n| !has_series(&text, n)).collect();
-    assert!(missing.is_empty(), "the dashboard plots series nobody exports: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "the dashboard plots series nobody exports: {missing:?}"
+    );
 
     // Every family exported is documented.
     let doc = std::fs::read_to_string(root.join("docs/metrics.md")).expect("docs/metrics.md");
@@ -253,7 +280,10 @@ async fn metrics_are_there_before_the_first_scrape_and_the_dashboard_names_only_
         .iter()
         .filter(|f| !doc.contains(&format!("`{f}`")))
         .collect();
-    assert!(undocumented.is_empty(), "not in docs/metrics.md: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "not in docs/metrics.md: {undocumented:?}"
+    );
 
     // The worker's own endpoint wants its token.
     let r = http.get(&worker_metrics).send().await.expect("answer");
@@ -282,7 +312,12 @@ async fn under_p2c_a_five_times_slower_worker_gets_fewer_requests_but_some() {
             let client = client.clone();
             async move {
                 let r = client
-                    .call_service("echo", "delay_ms=20", "text/plain", Bytes::from_static(b"x"))
+                    .call_service(
+                        "echo",
+                        "delay_ms=20",
+                        "text/plain",
+                        Bytes::from_static(b"x"),
+                    )
                     .await
                     .expect("echo");
                 assert_eq!(r.status, 200);
@@ -321,7 +356,9 @@ async fn under_p2c_a_five_times_slower_worker_gets_fewer_requests_but_some() {
         .await
         .expect("text");
     assert!(
-        text.contains("rma_coordinator_worker_service_seconds_bucket{worker=\"slow\",service=\"echo\""),
+        text.contains(
+            "rma_coordinator_worker_service_seconds_bucket{worker=\"slow\",service=\"echo\""
+        ),
         "per-worker execution time"
     );
 }
