@@ -98,6 +98,7 @@ async fn register(
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);
+    metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => crate::registry::worker_label(&req.worker_id)).set(0.0);
     state.registry().changed();
     Ok(Json(WorkerRegistered {
         status: "registered".into(),
@@ -152,7 +153,6 @@ async fn link_upgrade(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
             crate::session::serve(
                 state.registry().clone(),
@@ -267,7 +267,7 @@ async fn service(
     if !timing.0.is_empty() {
         set_header(resp.headers_mut(), headers::SERVER_TIMING, &timing.header());
     }
-    rma_http::trace::record(rma_http::trace::Span {
+    rma_http::trace::record(span.sampled, || rma_http::trace::Span {
         name: "coordinator",
         context: span,
         parent: parent.map(|p| p.span_id),

@@ -319,8 +319,6 @@ impl Workers {
             if let Some(o) = w.observed.get_mut(service) {
                 o.in_flight = o.in_flight.saturating_sub(1);
             }
-            metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(worker))
-                .set(f64::from(w.dispatched));
             match answered {
                 Some(true) => {
                     let o = w.observed.entry(service.to_owned()).or_default();
@@ -498,8 +496,6 @@ impl Workers {
         w.requests.record(now);
         w.dispatched += 1;
         w.observed.entry(service.to_owned()).or_default().in_flight += 1;
-        metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(&id))
-            .set(f64::from(w.dispatched));
         Some((id, route))
     }
 
@@ -512,6 +508,10 @@ impl Workers {
         metrics::gauge!("rma_coordinator_workers", "state" => "stale").set(c.stale as f64);
         metrics::gauge!("rma_coordinator_workers", "state" => "quarantined")
             .set(quarantined as f64);
+        for w in self.map.values() {
+            metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => worker_label(&w.id))
+                .set(f64::from(w.in_flight()));
+        }
     }
 
     /// Counts for `/health`.

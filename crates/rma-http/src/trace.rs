@@ -222,12 +222,11 @@ pub fn exporting() -> bool {
     SINK.get().is_some()
 }
 
-/// Hands a finished span to the sink, when there is one and the trace is sampled.
-pub fn record(span: Span) {
-    if span.context.sampled
-        && let Some(sink) = SINK.get()
-    {
-        sink.export(span);
+/// Hands a finished span to the sink, when there is one and the trace is sampled. The span is
+/// built by `make` only then, so a process that exports nothing pays nothing for it.
+pub fn record(sampled: bool, make: impl FnOnce() -> Span) {
+    if sampled && let Some(sink) = SINK.get() {
+        sink.export(make());
     }
 }
 

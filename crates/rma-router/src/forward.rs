@@ -71,7 +71,7 @@ pub(crate) async fn service(
     timing.0.extend(below.0);
     set_header(resp.headers_mut(), headers::SERVER_TIMING, &timing.header());
     set_header(resp.headers_mut(), headers::TRACERESPONSE, &span.header());
-    rma_http::trace::record(rma_http::trace::Span {
+    rma_http::trace::record(span.sampled, || rma_http::trace::Span {
         name: "router",
         context: span,
         parent: parent.map(|p| p.span_id),

@@ -209,7 +209,7 @@ impl Exec {
         reply.took_us = Some(took.as_micros().min(u128::from(u64::MAX)) as u64);
         // Only a call that came with a trace makes a span: the coordinator always sends one.
         if let Some(parent) = parent {
-            rma_http::trace::record(rma_http::trace::Span {
+            rma_http::trace::record(parent.sampled, || rma_http::trace::Span {
                 name: "worker",
                 context: parent.child(),
                 parent: Some(parent.span_id),
