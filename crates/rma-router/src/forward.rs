@@ -18,6 +18,9 @@ use tokio::time::Instant;
 
 use crate::AppState;
 
+/// Coordinators tried before looking at the registry again.
+const MAX_TRIES_PER_ROUND: usize = 8;
+
 /// Request headers passed on to the coordinator (besides content type and request id).
 const PASS_REQUEST: [&str; 3] = ["accept", "prefer", headers::FORWARDED_BY];
 
@@ -156,6 +159,8 @@ async fn forward(
             .into_iter()
             // A coordinator passing on a job it cannot run is not sent it back.
             .filter(|e| Some(e.id.as_str()) != forwarded_by)
+            // A round tries a few; the next round (a failover in progress) asks again.
+            .take(MAX_TRIES_PER_ROUND)
             .map(|e| (e.id.clone(), e.url.clone()))
             .collect()
         };

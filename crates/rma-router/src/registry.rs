@@ -344,7 +344,19 @@ impl Registry {
             .iter()
             .take_while(|e| self.status(e, now) == CoordinatorStatus::Healthy)
             .count();
-        if policy != Balance::RoundRobin && healthy > 1 {
+        if policy == Balance::P2c && healthy > 2 {
+            // Only the two drawn are costed: a choice among 1,000 coordinators costs what a
+            // choice between two does.
+            let a = rng.random_range(0..healthy);
+            let mut b = rng.random_range(0..healthy - 1);
+            if b >= a {
+                b += 1;
+            }
+            let pair = [out[a].load_for(service, now), out[b].load_for(service, now)];
+            if let Some(i) = balance::choose(policy, &pair, turn, rng) {
+                out[..healthy].rotate_left(if i == 0 { a } else { b });
+            }
+        } else if policy != Balance::RoundRobin && healthy > 1 {
             let loads: Vec<Load> = out[..healthy]
                 .iter()
                 .map(|e| e.load_for(service, now))

@@ -1,7 +1,8 @@
 //! The job file: one SQLite table of jobs with their inputs and results. Every call runs on
 //! the blocking pool, so a slow disk never stalls the async runtime.
 //!
-//! Schema versions: 1 the table; 2 adds `error_code` (the code of a failure).
+//! Schema versions: 1 the table; 2 adds `error_code` (the code of a failure); 3 `verified`;
+//! 4 `client`; 5 `traceparent` (the trace a job's run continues).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,7 +14,7 @@ use rma_proto::ServiceCall;
 use rma_proto::job::JobState;
 use rusqlite::{Connection, OptionalExtension, params};
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS jobs (
          id TEXT PRIMARY KEY NOT NULL,
          service TEXT NOT NULL,
@@ -41,6 +42,7 @@ const MIGRATIONS: [&str; 4] = [
     "ALTER TABLE jobs ADD COLUMN verified TEXT",
     "ALTER TABLE jobs ADD COLUMN client TEXT;
      CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, state)",
+    "ALTER TABLE jobs ADD COLUMN traceparent TEXT",
 ];
 
 /// A failure of the job file.
@@ -160,12 +162,12 @@ impl JobStore {
         let id = id.to_owned();
         self.with(move |c| {
             c.execute(
-                "INSERT INTO jobs (id, service, method, path, query, content_type, request_id, input, state, created_ms, client)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?11
+                "INSERT INTO jobs (id, service, method, path, query, content_type, request_id, input, state, created_ms, client, traceparent)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?11, ?13
                  WHERE (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')) < ?10
                    AND (?11 IS NULL OR (SELECT COUNT(*) FROM jobs
                         WHERE client = ?11 AND state IN ('queued', 'running')) < ?12)",
-                params![id, call.service, call.method, call.path, call.query, call.content_type, call.request_id, call.body.as_ref(), now_ms(), max_unfinished as i64, client, per_client as i64],
+                params![id, call.service, call.method, call.path, call.query, call.content_type, call.request_id, call.body.as_ref(), now_ms(), max_unfinished as i64, client, per_client as i64, call.traceparent],
             )
             .map(|n| n > 0)
         })
@@ -193,7 +195,7 @@ impl JobStore {
     ) -> Result<Vec<(String, ServiceCall, i64)>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare(
-                "SELECT id, service, method, path, query, content_type, request_id, input, created_ms FROM jobs
+                "SELECT id, service, method, path, query, content_type, request_id, input, created_ms, traceparent FROM jobs
                  WHERE state = 'queued' ORDER BY created_ms LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![(limit + exclude.len()) as i64], |r| {
@@ -208,7 +210,7 @@ impl JobStore {
                         content_type: r.get(5)?,
                         request_id: r.get(6)?,
                         body: Bytes::from(input.unwrap_or_default()),
-                        ..Default::default()
+                        traceparent: r.get(9)?,
                     },
                     r.get::<_, i64>(8)?,
                 ))

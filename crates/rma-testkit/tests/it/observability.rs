@@ -156,6 +156,33 @@ async fn a_traceparent_is_kept_from_router_to_worker_and_every_process_step() {
             "every step is the coordinator span's child: {spans:?}"
         );
     }
+
+    // An async job keeps its trace: its run, later, hangs under the span that accepted it.
+    let trace3 = "0af7651916cd43dd8448eb211c80319c";
+    let tp3 = format!("00-{trace3}-b7ad6b7169203331-01");
+    let r = c
+        .client()
+        .raw(
+            reqwest::Method::POST,
+            "api/service/echo",
+            Some("text/plain"),
+            Bytes::from_static(b"later"),
+            &[("traceparent", tp3.as_str()), ("prefer", "respond-async")],
+        )
+        .await
+        .expect("job");
+    assert_eq!(r.status, 202);
+    let spans = eventually("the job's worker span exported", || async {
+        let s = spans_of(trace3);
+        s.iter().any(|s| s.3 == "worker").then_some(s)
+    })
+    .await;
+    let coord = spans
+        .iter()
+        .find(|s| s.3 == "coordinator")
+        .expect("coordinator span");
+    let worker = spans.iter().find(|s| s.3 == "worker").expect("worker span");
+    assert_eq!(worker.2, coord.1, "{spans:?}");
 }
 
 /// `name` appears as a series in Prometheus `text`.
