@@ -74,6 +74,24 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     Ok(buf.freeze())
 }
 
+/// Reads and drops what a client is still sending of a body we refuse (at most `limit` bytes,
+/// for at most `within`), so it gets our answer instead of a broken pipe: hyper closes a
+/// connection whose request body was not read, and a client mid-upload sees only the reset.
+/// Past either bound the connection is closed as before.
+pub async fn discard_body(body: Body, limit: usize, within: std::time::Duration) {
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > limit {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// The `X-Request-Id` of a request, or a new one when the client sent none (or an unusable one).
 pub fn request_id(headers: &HeaderMap) -> String {
     headers

@@ -115,6 +115,9 @@ pub fn router_config(db: PathBuf) -> RouterConfig {
     c.federation_key = Some(federation().clone());
     c.ip_rate_limit = 0;
     c.ip_upload_mb_per_hour = 0;
+    // Tests of routing semantics (spreading, retries, spot checks reaching a given worker)
+    // count on the rotation; load-aware choice has tests of its own that ask for it.
+    c.balance = rma_http::balance::Balance::RoundRobin;
     c
 }
 
@@ -127,6 +130,7 @@ pub fn coordinator_config(id: &str, router_url: Option<String>) -> CoordinatorCo
     c.metrics_token = Some(METRICS_TOKEN.to_owned());
     // Spot checks only where a test asks for them (`?verify=true`): counts stay exact.
     c.spot_check_share = 0.0;
+    c.balance = rma_http::balance::Balance::RoundRobin;
     c
 }
 
@@ -159,6 +163,7 @@ pub struct Cluster {
     pub coordinators: Vec<Option<CoordinatorHandle>>,
     /// Workers by index; `None` once killed.
     pub workers: Vec<Option<WorkerHandle>>,
+    balance: rma_http::balance::Balance,
 }
 
 impl Cluster {
@@ -166,12 +171,27 @@ impl Cluster {
     /// registered through it; returns once every worker is linked and the router routes echo
     /// to every coordinator that holds a worker.
     pub async fn start(coordinators: usize, workers: usize) -> Cluster {
+        Self::start_with_balance(
+            coordinators,
+            workers,
+            rma_http::balance::Balance::RoundRobin,
+        )
+        .await
+    }
+
+    /// [`Cluster::start`] with router and coordinators choosing by `balance`.
+    pub async fn start_with_balance(
+        coordinators: usize,
+        workers: usize,
+        balance: rma_http::balance::Balance,
+    ) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("tempdir");
         let l = listener().await;
         let router_addr = l.local_addr().expect("addr");
-        let router = rma_router::spawn(router_config(dir.path().join("router.db")), l)
-            .expect("router starts");
+        let mut rc = router_config(dir.path().join("router.db"));
+        rc.balance = balance;
+        let router = rma_router::spawn(rc, l).expect("router starts");
         let router_url = router.url();
         let mut cluster = Cluster {
             dir,
@@ -180,6 +200,7 @@ impl Cluster {
             router_addr,
             coordinators: Vec::new(),
             workers: Vec::new(),
+            balance,
         };
         for i in 0..coordinators {
             cluster.add_coordinator(&format!("coord-{i}")).await;
@@ -193,11 +214,9 @@ impl Cluster {
 
     /// Starts another coordinator registered at the router; waits until the router lists it.
     pub async fn add_coordinator(&mut self, id: &str) -> usize {
-        let c = rma_coordinator::spawn(
-            coordinator_config(id, Some(self.router_url.clone())),
-            listener().await,
-        )
-        .expect("coordinator starts");
+        let mut cc = coordinator_config(id, Some(self.router_url.clone()));
+        cc.balance = self.balance;
+        let c = rma_coordinator::spawn(cc, listener().await).expect("coordinator starts");
         self.coordinators.push(Some(c));
         let client = self.client();
         let id2 = id.to_owned();
@@ -308,8 +327,9 @@ impl Cluster {
             TcpListener::bind(self.router_addr).await.ok()
         })
         .await;
-        let r = rma_router::spawn(router_config(self.dir.path().join("router.db")), l)
-            .expect("router restarts");
+        let mut rc = router_config(self.dir.path().join("router.db"));
+        rc.balance = self.balance;
+        let r = rma_router::spawn(rc, l).expect("router restarts");
         self.router = Some(r);
     }
 }

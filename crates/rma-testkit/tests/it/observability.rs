@@ -327,7 +327,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_p2c_a_five_times_slower_worker_gets_fewer_requests_but_some() {
-    let mut c = Cluster::start(1, 0).await;
+    let mut c = Cluster::start_with_balance(1, 0, rma_http::balance::Balance::P2c).await;
     for id in ["fast-a", "fast-b"] {
         c.add_worker(id).await;
     }
