@@ -93,7 +93,6 @@ async fn register(
         quarantined: false,
         cores: req.capabilities.cpu_cores,
         observed: Default::default(),
-        dispatched: 0,
         failures: Default::default(),
     });
     tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
@@ -122,8 +121,11 @@ async fn heartbeat(
             "current_load must be a finite number",
         ));
     }
-    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => crate::registry::worker_label(&hb.worker_id)).increment(1);
-    metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => crate::registry::worker_label(&hb.worker_id)).set(f64::from(hb.heartbeats_failed));
+    let label = crate::registry::worker_label(&hb.worker_id);
+    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone())
+        .increment(1);
+    metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => label)
+        .set(f64::from(hb.heartbeats_failed));
     let known = state.registry().lock().heartbeat(
         &hb.worker_id,
         hb.current_load,

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rma_http::balance::{self, Balance, Load, PeakEwma};
+use rma_http::balance::{self, Balance, Load, PerService};
 use rma_proto::api::{WorkerCounts, WorkerStatus, WorkerSummary};
 use rma_proto::{WorkerType, service};
 use tokio::sync::watch;
@@ -51,23 +51,10 @@ pub(crate) struct WorkerEntry {
     pub(crate) quarantined: bool,
     /// CPU cores it reported: how many OCR (and other CPU-bound) calls it runs at once.
     pub(crate) cores: u32,
-    /// What this coordinator observed of it, per service.
-    pub(crate) observed: BTreeMap<String, Observed>,
-    /// Calls this coordinator has sent it that have not ended.
-    pub(crate) dispatched: u32,
+    /// What this coordinator observed of it, per service (calls in flight included).
+    pub(crate) observed: PerService,
     /// Calls to it that failed (lost, 5xx) over the last minute.
     pub(crate) failures: rma_http::RateWindow,
-}
-
-/// What the coordinator observed of one worker at one service.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Observed {
-    /// Peak-EWMA of the time from sending a call to its answer.
-    pub(crate) latency: Option<PeakEwma>,
-    /// The same times over the last minute or two, for the p99 operators see.
-    pub(crate) window: rma_http::LatencyWindow,
-    /// Calls of this service in flight there.
-    pub(crate) in_flight: u32,
 }
 
 /// Services whose calls a worker runs one per core; others (echo, store, cache) are I/O and
@@ -117,17 +104,17 @@ impl WorkerEntry {
         self.link
             .as_ref()
             .map_or(0, LinkHandle::in_flight)
-            .max(self.dispatched)
+            .max(self.observed.in_flight())
     }
 
     /// What the balancer knows of it for a call to `service`.
     fn load_for(&self, service: &str, now: Instant) -> Load {
-        let observed = self.observed.get(service);
         // Calls of other services in flight do not slow this one much (echo sleeps, OCR
         // computes): the cost counts this service's calls.
+        let (latency_s, in_flight) = self.observed.load(service, now);
         Load {
-            latency_s: observed.and_then(|o| o.latency).map(|e| e.estimate_at(now)),
-            in_flight: observed.map_or(0, |o| o.in_flight),
+            latency_s,
+            in_flight,
             queue: 0,
             capacity: if CPU_BOUND.contains(&service) {
                 self.cores.max(1)
@@ -290,7 +277,6 @@ impl Workers {
             entry.strikes = old.strikes;
             entry.quarantined = old.quarantined;
             entry.observed = old.observed.clone();
-            entry.dispatched = old.dispatched;
             entry.failures = old.failures.clone();
         }
         self.unindex(&entry.id);
@@ -315,18 +301,9 @@ impl Workers {
         now: Instant,
     ) {
         if let Some(w) = self.map.get_mut(worker) {
-            w.dispatched = w.dispatched.saturating_sub(1);
-            if let Some(o) = w.observed.get_mut(service) {
-                o.in_flight = o.in_flight.saturating_sub(1);
-            }
-            match answered {
-                Some(true) => {
-                    let o = w.observed.entry(service.to_owned()).or_default();
-                    balance::observe(&mut o.latency, took, now);
-                    o.window.record(now, took);
-                }
-                Some(false) => w.failures.record(now),
-                None => {}
+            w.observed.ended(service, took, answered == Some(true), now);
+            if answered == Some(false) {
+                w.failures.record(now);
             }
         }
     }
@@ -494,8 +471,7 @@ impl Workers {
         let w = self.map.get_mut(&id)?;
         let route = w.route()?;
         w.requests.record(now);
-        w.dispatched += 1;
-        w.observed.entry(service.to_owned()).or_default().in_flight += 1;
+        w.observed.started(service);
         Some((id, route))
     }
 
@@ -548,11 +524,7 @@ impl Workers {
                 requests_last_minute: w.requests.count(now),
                 last_seen: rma_http::rfc3339(rma_http::wall_of(w.last_seen)),
                 tunnel_url: w.tunnel_url.clone(),
-                latency_p99_ms: w
-                    .observed
-                    .iter()
-                    .filter_map(|(s, o)| Some((s.clone(), o.window.quantile_ms(now, 0.99)?)))
-                    .collect(),
+                latency_p99_ms: w.observed.p99_ms(now),
                 failures_last_minute: w.failures.count(now),
             })
             .collect()
@@ -637,8 +609,7 @@ mod tests {
             strikes: 0,
             quarantined: false,
             cores: 1,
-            observed: BTreeMap::new(),
-            dispatched: 0,
+            observed: PerService::default(),
             failures: Default::default(),
         }
     }

@@ -231,6 +231,76 @@ pub fn observe(slot: &mut Option<PeakEwma>, sample: Duration, now: Instant) {
     }
 }
 
+/// What a chooser observed of one candidate at one service.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Peak-EWMA of the round trip.
+    pub latency: Option<PeakEwma>,
+    /// The same round trips over the last minute or two, for the p99 operators see.
+    pub window: crate::LatencyWindow,
+    /// Calls of this service in flight there.
+    pub in_flight: u32,
+}
+
+/// What a chooser observed of one candidate, per service: both hops keep one per candidate
+/// (the coordinator per worker, the router per coordinator).
+#[derive(Debug, Clone, Default)]
+pub struct PerService(std::collections::BTreeMap<String, Observed>);
+
+impl PerService {
+    /// A call to `service` starts.
+    pub fn started(&mut self, service: &str) {
+        match self.0.get_mut(service) {
+            Some(o) => o.in_flight += 1,
+            None => {
+                self.0.insert(
+                    service.to_owned(),
+                    Observed {
+                        in_flight: 1,
+                        ..Observed::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// A call to `service` ended after `took`; when `answered`, its round trip feeds the
+    /// estimate and the window.
+    pub fn ended(&mut self, service: &str, took: Duration, answered: bool, now: Instant) {
+        if !self.0.contains_key(service) {
+            self.0.insert(service.to_owned(), Observed::default());
+        }
+        if let Some(o) = self.0.get_mut(service) {
+            o.in_flight = o.in_flight.saturating_sub(1);
+            if answered {
+                observe(&mut o.latency, took, now);
+                o.window.record(now, took);
+            }
+        }
+    }
+
+    /// The estimate for `service` at `now` (see [`PeakEwma::estimate_at`]) and the calls of it
+    /// in flight.
+    pub fn load(&self, service: &str, now: Instant) -> (Option<f64>, u32) {
+        self.0.get(service).map_or((None, 0), |o| {
+            (o.latency.map(|e| e.estimate_at(now)), o.in_flight)
+        })
+    }
+
+    /// Calls in flight, all services.
+    pub fn in_flight(&self) -> u32 {
+        self.0.values().map(|o| o.in_flight).sum()
+    }
+
+    /// p99 of the round trips per service over the last minute or two, in ms.
+    pub fn p99_ms(&self, now: Instant) -> std::collections::BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .filter_map(|(s, o)| Some((s.clone(), o.window.quantile_ms(now, 0.99)?)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

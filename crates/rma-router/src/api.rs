@@ -383,14 +383,9 @@ pub(crate) fn topology_of(state: &AppState) -> Topology {
             requests_last_minute: e.requests.count(now),
             last_seen: rma_http::rfc3339(e.last_seen_wall),
             location: e.location.clone(),
-            active_requests: e.seen.in_flight,
+            active_requests: e.seen.services.in_flight(),
             failures_last_minute: e.seen.failures.count(now),
-            latency_p99_ms: e
-                .seen
-                .windows
-                .iter()
-                .filter_map(|(s, w)| Some((s.clone(), w.quantile_ms(now, 0.99)?)))
-                .collect(),
+            latency_p99_ms: e.seen.services.p99_ms(now),
         });
         for w in &e.workers {
             // A worker that re-homed is listed by its new coordinator only, even while the old

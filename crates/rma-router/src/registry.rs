@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use rma_http::balance::{self, Balance, Load, PeakEwma};
+use rma_http::balance::{self, Balance, Load, PerService};
 use rma_proto::api::{CoordinatorHeartbeat, CoordinatorStatus, WorkerStatus, WorkerSummary};
 use tokio::time::Instant;
 
@@ -51,31 +51,23 @@ pub(crate) struct Entry {
 /// What the router observed of one coordinator while forwarding to it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Seen {
-    /// Peak-EWMA round trip per service.
-    pub(crate) latency: BTreeMap<String, PeakEwma>,
-    /// Requests the router has in flight there.
-    pub(crate) in_flight: u32,
-    /// The same per service.
-    pub(crate) in_flight_by_service: BTreeMap<String, u32>,
+    /// Round trips and forwards in flight, per service.
+    pub(crate) services: PerService,
     /// Forwards that failed (no connection, 502, 503, timeout) in the last minute.
     pub(crate) failures: rma_http::RateWindow,
-    /// Round trips per service over the last minute or two, for the p99 operators see.
-    pub(crate) windows: BTreeMap<String, rma_http::LatencyWindow>,
 }
 
 impl Entry {
     /// What the balancer knows of it for a request to `service`.
     fn load_for(&self, service: &str, now: Instant) -> Load {
+        let (latency_s, in_flight) = self.seen.services.load(service, now);
         Load {
-            latency_s: self.seen.latency.get(service).map(|e| e.estimate_at(now)),
-            in_flight: self
-                .seen
-                .in_flight_by_service
-                .get(service)
-                .copied()
-                .unwrap_or(0),
+            latency_s,
+            in_flight,
             // What it reported running beyond what we sent it (a heartbeat ago).
-            queue: self.active_requests.saturating_sub(self.seen.in_flight),
+            queue: self
+                .active_requests
+                .saturating_sub(self.seen.services.in_flight()),
             capacity: 1,
             health: 1.0 / (1.0 + self.seen.failures.count(now) as f64),
         }
@@ -228,11 +220,7 @@ impl Registry {
     /// A forward to coordinator `id` starts.
     pub(crate) fn forward_started(&mut self, id: &str, service: &str) {
         if let Some(e) = self.entries.get_mut(id) {
-            e.seen.in_flight += 1;
-            *e.seen
-                .in_flight_by_service
-                .entry(service.to_owned())
-                .or_default() += 1;
+            e.seen.services.started(service);
         }
     }
 
@@ -248,22 +236,7 @@ impl Registry {
         now: Instant,
     ) {
         if let Some(e) = self.entries.get_mut(id) {
-            e.seen.in_flight = e.seen.in_flight.saturating_sub(1);
-            if let Some(n) = e.seen.in_flight_by_service.get_mut(service) {
-                *n = n.saturating_sub(1);
-            }
-            if answered {
-                let mut slot = e.seen.latency.get(service).copied();
-                balance::observe(&mut slot, took, now);
-                if let Some(v) = slot {
-                    e.seen.latency.insert(service.to_owned(), v);
-                }
-                e.seen
-                    .windows
-                    .entry(service.to_owned())
-                    .or_default()
-                    .record(now, took);
-            }
+            e.seen.services.ended(service, took, answered, now);
             if failed {
                 e.seen.failures.record(now);
                 metrics::counter!("rma_router_coordinator_failures_total").increment(1);
