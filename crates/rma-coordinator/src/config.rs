@@ -43,6 +43,9 @@ pub struct CoordinatorConfig {
     pub link_ping_interval: Duration,
     /// A link silent for this many ping intervals is closed [5].
     pub link_ping_misses: u32,
+    /// Pings a second this coordinator spends on all its links together [1,000]; past it,
+    /// the ping interval doubles (up to 64 s) and every worker is told. 0: never scaled.
+    pub link_ping_budget: u32,
     /// Workers tried for one request when links drop under it [3].
     pub max_attempts: u32,
     /// The SQLite file of async jobs; in memory (lost on restart) when `None`.
@@ -90,6 +93,7 @@ impl CoordinatorConfig {
             max_body_bytes: 50 * 1024 * 1024,
             link_ping_interval: Duration::from_secs(1),
             link_ping_misses: 5,
+            link_ping_budget: 1_000,
             max_attempts: 3,
             jobs_db: None,
             job_retention: Duration::from_secs(7 * 24 * 3600),

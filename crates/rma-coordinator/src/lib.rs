@@ -78,6 +78,8 @@ struct Inner {
     shutdown: Shutdown,
     /// Nodes the router says are revoked (their credentials may not have expired yet).
     revoked: rma_auth::Revoked,
+    /// Links open now (the ping interval grows with them).
+    links: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -135,6 +137,7 @@ impl AppState {
                 active_requests: AtomicU32::new(0),
                 shutdown,
                 revoked: rma_auth::Revoked::default(),
+                links: Arc::default(),
             }),
         })
     }
@@ -207,6 +210,8 @@ impl AppState {
             coordinator_id: self.config().id.clone(),
             ping_interval: self.config().link_ping_interval,
             ping_misses: self.config().link_ping_misses,
+            ping_budget: self.config().link_ping_budget,
+            links: self.inner.links.clone(),
         }
     }
 

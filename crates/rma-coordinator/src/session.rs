@@ -5,6 +5,8 @@
 //! it, and takes the worker out of rotation the moment the session ends.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -28,6 +30,43 @@ pub(crate) struct SessionConfig {
     pub(crate) ping_interval: Duration,
     /// Silent intervals before the link is given up.
     pub(crate) ping_misses: u32,
+    /// Pings a second for all links together (0: the interval never grows).
+    pub(crate) ping_budget: u32,
+    /// Links open now, shared by every session.
+    pub(crate) links: Arc<AtomicUsize>,
+}
+
+/// The longest ping interval a large fleet gets.
+const MAX_PING_INTERVAL: Duration = Duration::from_secs(64);
+
+/// The ping interval for a coordinator holding `links` links, now pinging every `current`:
+/// the configured `base`, doubled until all pings together stay within `budget` a second
+/// (up to [`MAX_PING_INTERVAL`]). Kept at `current` while the fleet is within a quarter of a
+/// boundary, so a fleet hovering at a threshold does not retune every link back and forth.
+pub(crate) fn ping_interval_for(
+    base: Duration,
+    budget: u32,
+    links: usize,
+    current: Duration,
+) -> Duration {
+    let scaled = |links: usize| {
+        let mut i = base;
+        if budget == 0 || base.is_zero() {
+            return i;
+        }
+        while links as f64 / i.as_secs_f64() > f64::from(budget) && i < MAX_PING_INTERVAL {
+            i *= 2;
+        }
+        i
+    };
+    let (up, down) = (scaled(links), scaled(links + links / 4));
+    if current < up {
+        up
+    } else if current > down {
+        down
+    } else {
+        current
+    }
 }
 
 /// Whether the hello comes from the node the credential names and is signed with its key.
@@ -112,7 +151,23 @@ pub(crate) async fn serve(
                 }
                 Some(Err(e)) => break 'session format!("link error: {e}"),
             },
-            _ = ticker.tick() => session.on_timeout(now()),
+            _ = ticker.tick() => {
+                let mut out = session.on_timeout(now());
+                // A growing fleet is pinged less often; the worker is told first.
+                let current = session.ping_interval();
+                let want = ping_interval_for(
+                    cfg.ping_interval,
+                    cfg.ping_budget,
+                    cfg.links.load(Ordering::Relaxed),
+                    current,
+                );
+                if want != current && worker_id.is_some() {
+                    out.extend(session.retune(now(), want));
+                    ticker = tokio::time::interval_at(Instant::now() + want, want);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                out
+            }
             _ = link.closed() => break 'session "link replaced or closed".to_owned(),
             _ = shutdown.wait() => break 'session "coordinator shutting down".to_owned(),
             _ = &mut writer, if !writer_done => {
@@ -153,6 +208,17 @@ pub(crate) async fn serve(
                             if let Some(old) = old {
                                 old.close();
                             }
+                            // A link joining a large fleet starts at the fleet's interval.
+                            let links = cfg.links.fetch_add(1, Ordering::Relaxed) + 1;
+                            let want = ping_interval_for(
+                                cfg.ping_interval,
+                                cfg.ping_budget,
+                                links,
+                                cfg.ping_interval,
+                            );
+                            session.retune(now(), want);
+                            ticker = tokio::time::interval_at(Instant::now() + want, want);
+                            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             queue.extend(session.accept(now(), &cfg.coordinator_id));
                             tracing::info!(worker = %id, "link up");
                             metrics::gauge!("rma_coordinator_links").increment(1.0);
@@ -164,6 +230,33 @@ pub(crate) async fn serve(
                 Action::Deliver(Event::Response { id, reply }) => link.complete(id, reply),
                 Action::Deliver(Event::Progress { id, done, total }) => {
                     link.progress(id, done, total)
+                }
+                Action::Deliver(Event::Heartbeat {
+                    current_load,
+                    active_requests,
+                    heartbeats_failed,
+                }) => {
+                    let Some(id) = &worker_id else { continue };
+                    let label = crate::registry::worker_label(id);
+                    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone())
+                        .increment(1);
+                    metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => label)
+                        .set(f64::from(heartbeats_failed));
+                    let load = if current_load.is_finite() {
+                        current_load
+                    } else {
+                        0.0
+                    };
+                    let known =
+                        registry
+                            .lock()
+                            .heartbeat(id, load, active_requests, Instant::now());
+                    if !known {
+                        queue.extend(session.reject(
+                            "unknown_worker",
+                            format!("worker {id:?} is no longer registered here; register again"),
+                        ));
+                    }
                 }
                 Action::Deliver(Event::Draining { reason }) => {
                     // Out of rotation at once; the link stays open for the answers to the
@@ -180,6 +273,7 @@ pub(crate) async fn serve(
     };
     link.close();
     if let Some(id) = &worker_id {
+        cfg.links.fetch_sub(1, Ordering::Relaxed);
         registry.lock().detach_link(id, &link);
         metrics::gauge!("rma_coordinator_links").decrement(1.0);
         tracing::info!(worker = %id, reason = %why, "link down; worker out of rotation");
@@ -195,5 +289,29 @@ pub(crate) async fn serve(
             .is_err()
     {
         writer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_ping_interval_doubles_as_the_fleet_outgrows_the_budget_and_does_not_flap() {
+        let f = |links, current| ping_interval_for(SEC, 1_000, links, current);
+        assert_eq!(f(10, SEC), SEC);
+        assert_eq!(f(1_000, SEC), SEC);
+        assert_eq!(f(1_001, SEC), 2 * SEC);
+        assert_eq!(f(10_000, SEC), 16 * SEC);
+        assert_eq!(f(1_000_000, SEC), MAX_PING_INTERVAL);
+        // At 16 s for 10,000 links: a few leaving changes nothing, most leaving brings it back.
+        assert_eq!(f(9_000, 16 * SEC), 16 * SEC);
+        assert_eq!(f(7_000, 16 * SEC), 16 * SEC);
+        assert_eq!(f(6_000, 16 * SEC), 8 * SEC);
+        assert_eq!(f(100, 16 * SEC), SEC);
+        // Off: always the configured interval.
+        assert_eq!(ping_interval_for(SEC, 0, 1_000_000, SEC), SEC);
     }
 }

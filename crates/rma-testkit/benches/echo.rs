@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rma_client::Client;
+use rma_http::trace::ServerTiming;
 use rma_testkit::Cluster;
 
 struct Args {
@@ -56,6 +57,8 @@ struct Outcome {
     errors: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// Each hop's `Server-Timing` entry (ms), one sample per request that had it.
+    timing: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
 async fn run(client: &Client, concurrency: usize, seconds: u64) -> Outcome {
@@ -69,25 +72,36 @@ async fn run(client: &Client, concurrency: usize, seconds: u64) -> Outcome {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
+            let mut timing: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match client
                     .call_service("echo", "", "application/octet-stream", body.clone())
                     .await
                 {
-                    Ok(r) if r.status == 200 && r.body.len() == 1024 => lat.push(t.elapsed()),
+                    Ok(r) if r.status == 200 && r.body.len() == 1024 => {
+                        lat.push(t.elapsed());
+                        let st = r.header("server-timing").map(ServerTiming::parse);
+                        for (name, ms) in st.map(|s| s.0).unwrap_or_default() {
+                            timing.entry(name).or_default().push(ms);
+                        }
+                    }
                     _ => errors += 1,
                 }
             }
-            (lat, errors)
+            (lat, errors, timing)
         }));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
+    let mut timing: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for t in tasks {
-        if let Ok((l, e)) = t.await {
+        if let Ok((l, e, st)) = t.await {
             latencies.extend(l);
             errors += e;
+            for (name, v) in st {
+                timing.entry(name).or_default().extend(v);
+            }
         }
     }
     let elapsed = started.elapsed();
@@ -97,6 +111,7 @@ async fn run(client: &Client, concurrency: usize, seconds: u64) -> Outcome {
         errors,
         elapsed,
         latencies,
+        timing,
     }
 }
 
@@ -110,7 +125,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() {
     let args = parse_args();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rt = if std::env::var("BENCH_CURRENT_THREAD").is_ok() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    } else {
+        tokio::runtime::Runtime::new().expect("runtime")
+    };
     rt.block_on(async {
         let cluster = Cluster::start(1, args.workers).await;
         let http = reqwest::Client::builder()
@@ -147,6 +169,7 @@ fn main() {
         println!();
         println!("| path | concurrency | requests | errors | req/s | p50 ms | p99 ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
+        let mut breakdown = Vec::new();
         for &c in &args.levels {
             let mut rows: Vec<(&str, &Client)> = vec![
                 ("router → coordinator → worker", &via_router),
@@ -163,7 +186,26 @@ fn main() {
                     pct(&o.latencies, 0.50),
                     pct(&o.latencies, 0.99)
                 );
+                if !o.timing.is_empty() {
+                    breakdown.push((format!("{name} at {c}"), pct(&o.latencies, 0.5), o.timing));
+                }
             }
+        }
+        // Where the time goes: each hop's own time from Server-Timing (medians); what is left
+        // of the client's p50 is sockets, the client and the scheduler.
+        println!();
+        println!("Where the time goes (median ms per Server-Timing entry; rest = client p50 − their sum):");
+        println!();
+        for (row, p50, mut timing) in breakdown {
+            let mut parts = Vec::new();
+            let mut sum = 0.0;
+            for (name, v) in timing.iter_mut() {
+                v.sort_by(f64::total_cmp);
+                let m = v[v.len() / 2];
+                sum += m;
+                parts.push(format!("{name} {m:.3}"));
+            }
+            println!("- {row}: {}, rest {:.3} (p50 {p50:.3})", parts.join(", "), p50 - sum);
         }
     });
 }

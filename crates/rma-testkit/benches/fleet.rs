@@ -77,6 +77,13 @@ fn child(role: &str) {
             let mut c = rma_coordinator::CoordinatorConfig::new(id);
             c.metrics_token = Some(TOKEN.into());
             c.spot_check_share = 0.0;
+            // An experiment's knob: the coordinator's configured ping interval.
+            if let Some(s) = std::env::var("RMA_FLEET_PING_S")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                c.link_ping_interval = Duration::from_secs_f64(s);
+            }
             let h = rma_coordinator::spawn(c, l).expect("coordinator");
             println!("{}", h.url());
             Box::new(h)

@@ -82,7 +82,7 @@ pub(crate) async fn run(
         let end = tokio::select! {
             end = session::run(&config, &link_base, &reg.coordinator_id, services.clone(), in_flight.clone(), &status, drain.clone()), if config.use_link => end,
             _ = wait_drain(drain.clone()), if !config.use_link => SessionEnd::Drained,
-            end = heartbeats(&client, &config, in_flight.clone()) => end,
+            end = heartbeats(&client, &config, in_flight.clone(), &status) => end,
         };
         status.send_modify(|s| s.linked = false);
         // A link that stayed up a while earns a fresh backoff.
@@ -116,6 +116,7 @@ async fn heartbeats(
     client: &Client,
     config: &WorkerConfig,
     in_flight: Arc<AtomicU32>,
+    status: &watch::Sender<AgentStatus>,
 ) -> SessionEnd {
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,6 +124,10 @@ async fn heartbeats(
     let mut failed = 0u32;
     loop {
         tick.tick().await;
+        if status.borrow().linked {
+            // The link carries the heartbeat (session.rs): one frame, no request.
+            continue;
+        }
         let hb = WorkerHeartbeat {
             worker_id: config.worker_id.clone(),
             status: "ok".into(),

@@ -108,6 +108,10 @@ pub(crate) async fn run(
     // re-arming a sleep for every frame costs more than the frames themselves under load.
     let mut ticker = tokio::time::interval(session.ping_interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While linked, heartbeats ride the link (the HTTP ones pause; see agent.rs).
+    let beat_every = config.heartbeat_interval.max(Duration::from_millis(100));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + beat_every, beat_every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = 'session: loop {
         while let Some(action) = queue.pop_front() {
             match action {
@@ -132,6 +136,14 @@ pub(crate) async fn run(
                     ticker = tokio::time::interval(session.ping_interval());
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     status.send_modify(|s| s.linked = true);
+                }
+                Action::Deliver(Event::Tuned { ping_interval }) => {
+                    tracing::debug!(
+                        ping_interval_ms = ping_interval.as_millis() as u64,
+                        "the coordinator retuned the link"
+                    );
+                    ticker = tokio::time::interval(ping_interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
                 Action::Deliver(Event::Request { id, call }) => {
                     spawn_request(
@@ -158,6 +170,17 @@ pub(crate) async fn run(
             },
             Some((id, reply)) = answers.recv() => session.answered(id, reply),
             _ = ticker.tick() => session.on_timeout(now()),
+            _ = beat.tick(), if session.is_open() => {
+                metrics::counter!("rma_worker_heartbeats_total", "result" => "ok").increment(1);
+                vec![Action::Send(
+                    LinkMessage::Heartbeat {
+                        current_load: crate::load_per_core(),
+                        active_requests: in_flight.load(Ordering::Relaxed),
+                        heartbeats_failed: 0,
+                    },
+                    Default::default(),
+                )]
+            }
             _ = &mut writer => break 'session SessionEnd::Dropped("could not write to the link".into()),
             changed = drain.changed(), if !draining => {
                 if changed.is_ok() && *drain.borrow() {

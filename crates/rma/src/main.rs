@@ -181,6 +181,10 @@ struct CoordinatorArgs {
     /// round-robin.
     #[arg(long, env = "RMA_BALANCE", default_value = "p2c", value_parser = clap::value_parser!(rma_http::balance::Balance))]
     balance: rma_http::balance::Balance,
+    /// Pings a second for all worker links together; past it, each link is pinged less often
+    /// (the interval doubles, up to 64 s) and its worker is told. 0: always every second.
+    #[arg(long, env = "RMA_LINK_PING_BUDGET", default_value_t = 1_000)]
+    link_ping_budget: u32,
     /// Spot checks a worker may lose before it is quarantined (no new work).
     #[arg(long, env = "RMA_QUARANTINE_AFTER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     quarantine_after: u32,
@@ -590,6 +594,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.quarantine_after = a.quarantine_after;
     cfg.max_in_flight_per_worker = a.max_in_flight;
     cfg.balance = a.balance;
+    cfg.link_ping_budget = a.link_ping_budget;
     cfg.max_unfinished_jobs = a.max_unfinished_jobs as usize;
     cfg.max_unfinished_jobs_per_client = a.max_unfinished_jobs_per_client as usize;
     cfg.tls = tls;

@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 use crate::call::{ServiceCall, ServiceReply};
 
 /// Version of this protocol; a coordinator rejects a hello with another one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest header accepted (the body is bounded by the HTTP body limit, not this).
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
 
 /// The header of one link frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LinkMessage {
     /// Coordinator → worker, first frame: prove you hold your key.
@@ -92,6 +92,27 @@ pub enum LinkMessage {
         done: u32,
         /// Units in all.
         total: u32,
+    },
+    /// Worker → coordinator, every heartbeat interval while the link is open: the worker's
+    /// load. It replaces the HTTP heartbeat while linked (one frame instead of a request with
+    /// its credential checked again), and counts as traffic for liveness.
+    Heartbeat {
+        /// Load average per core.
+        current_load: f64,
+        /// Requests the worker is running.
+        active_requests: u32,
+        /// Heartbeats that failed since the last that got through (HTTP ones, before the link).
+        #[serde(default)]
+        heartbeats_failed: u32,
+    },
+    /// Coordinator → worker: the ping interval changed (a coordinator holding many links pings
+    /// each less often); the worker judges silence by the new numbers from now on.
+    Tune {
+        /// How often the coordinator pings from now on.
+        ping_interval_ms: u64,
+        /// Silent intervals after which either end gives the link up (0: unchanged).
+        #[serde(default)]
+        ping_misses: u32,
     },
     /// Either side, before closing on purpose.
     Goodbye {
@@ -231,7 +252,7 @@ mod tests {
         })
         .expect("serialise");
         assert_eq!(v["type"], "hello");
-        assert_eq!(v["protocol_version"], 2);
+        assert_eq!(v["protocol_version"], PROTOCOL_VERSION);
         assert_eq!(v["signature"], "s");
     }
 

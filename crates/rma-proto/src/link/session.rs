@@ -112,6 +112,21 @@ pub enum Event {
         /// Units in all.
         total: u32,
     },
+    /// Coordinator: the worker's heartbeat.
+    Heartbeat {
+        /// Load average per core.
+        current_load: f64,
+        /// Requests it is running.
+        active_requests: u32,
+        /// HTTP heartbeats that failed before this one.
+        heartbeats_failed: u32,
+    },
+    /// Worker: the coordinator changed the ping interval; loops that tick at
+    /// [`Session::ping_interval`] re-arm their timer.
+    Tuned {
+        /// The new interval.
+        ping_interval: Duration,
+    },
     /// Coordinator: the worker is draining: out of rotation, its answers still come.
     Draining {
         /// In words.
@@ -352,7 +367,8 @@ impl Session {
                     nonce,
                 })],
             },
-            (_, Phase::Handshake, LinkMessage::Reject { reason, message }) => {
+            // A reject may come at any time: a worker the coordinator no longer knows.
+            (_, _, LinkMessage::Reject { reason, message }) => {
                 self.close(End::Rejected { reason, message })
             }
             (
@@ -393,6 +409,35 @@ impl Session {
             (Side::Coordinator, _, LinkMessage::Progress { id, done, total }) => {
                 vec![Action::Deliver(Event::Progress { id, done, total })]
             }
+            (
+                Side::Coordinator,
+                _,
+                LinkMessage::Heartbeat {
+                    current_load,
+                    active_requests,
+                    heartbeats_failed,
+                },
+            ) => vec![Action::Deliver(Event::Heartbeat {
+                current_load,
+                active_requests,
+                heartbeats_failed,
+            })],
+            (
+                Side::Worker,
+                _,
+                LinkMessage::Tune {
+                    ping_interval_ms,
+                    ping_misses,
+                },
+            ) => {
+                self.ping_interval = Duration::from_millis(ping_interval_ms).max(MIN_PING_INTERVAL);
+                if ping_misses > 0 {
+                    self.ping_misses = ping_misses;
+                }
+                vec![Action::Deliver(Event::Tuned {
+                    ping_interval: self.ping_interval,
+                })]
+            }
             (Side::Coordinator, Phase::Open, LinkMessage::Goodbye { reason }) => {
                 self.phase = Phase::Draining {
                     acknowledged: false,
@@ -425,6 +470,35 @@ impl Session {
                 protocol_version: PROTOCOL_VERSION,
                 coordinator_id: coordinator_id.to_owned(),
                 ping_interval_ms: self.ping_interval.as_millis() as u64,
+                ping_misses: self.ping_misses,
+            },
+            Bytes::new(),
+        )]
+    }
+
+    /// Coordinator: pings every `interval` from now on and tells the worker, which judges
+    /// silence by it. Nothing to do before the welcome (which carries the interval) or when
+    /// the interval is unchanged.
+    pub fn retune(&mut self, now: Instant, interval: Duration) -> Vec<Action> {
+        let interval = interval.max(MIN_PING_INTERVAL);
+        if self.side != Side::Coordinator || self.phase != Phase::Open {
+            if self.side == Side::Coordinator && self.phase == Phase::Handshake {
+                self.ping_interval = interval;
+            }
+            return Vec::new();
+        }
+        if interval == self.ping_interval {
+            return Vec::new();
+        }
+        self.ping_interval = interval;
+        self.next_ping = now + interval;
+        // Heard from now: a longer interval must not find the link already "silent".
+        self.last_heard = self
+            .last_heard
+            .max(now.checked_sub(interval).unwrap_or(now));
+        vec![Action::Send(
+            LinkMessage::Tune {
+                ping_interval_ms: interval.as_millis() as u64,
                 ping_misses: self.ping_misses,
             },
             Bytes::new(),
@@ -509,6 +583,8 @@ fn kind(msg: &LinkMessage) -> &'static str {
         LinkMessage::Response { .. } => "response",
         LinkMessage::Progress { .. } => "progress",
         LinkMessage::Goodbye { .. } => "goodbye",
+        LinkMessage::Heartbeat { .. } => "heartbeat",
+        LinkMessage::Tune { .. } => "tune",
     }
 }
 
@@ -627,6 +703,73 @@ mod tests {
         let mut c = coordinator(t0);
         let out = c.on_message(t0, LinkMessage::Goodbye { reason: "x".into() });
         assert!(matches!(out[..], [Action::Close(End::Protocol(_))]));
+    }
+
+    #[test]
+    fn a_retune_reaches_the_worker_and_both_ends_judge_silence_by_it() {
+        let t0 = Instant::now();
+        let (mut c, mut w) = open_pair(t0);
+        assert!(
+            c.retune(t0, c.ping_interval()).is_empty(),
+            "unchanged: no frame"
+        );
+        let out = c.retune(t0, 8 * SEC);
+        let [
+            LinkMessage::Tune {
+                ping_interval_ms, ..
+            },
+        ] = &sent(&out)[..]
+        else {
+            panic!("a tune: {out:?}")
+        };
+        assert_eq!(*ping_interval_ms, 8_000);
+        // No ping before the new interval is up, one when it is.
+        assert!(c.on_timeout(t0 + 5 * SEC).is_empty());
+        assert_eq!(c.on_timeout(t0 + 8 * SEC), vec![Action::Ping]);
+        let got = w.on_message(t0, sent(&out)[0].clone());
+        assert_eq!(
+            got,
+            vec![Action::Deliver(Event::Tuned {
+                ping_interval: 8 * SEC
+            })]
+        );
+        assert_eq!(w.silence_limit(), 8 * SEC * DEFAULT_PING_MISSES);
+        assert!(w.on_timeout(t0 + 39 * SEC).is_empty(), "not silent yet");
+        // Shorter again: the coordinator gives the link a full new window, not an instant death.
+        c.on_traffic(t0 + 8 * SEC);
+        c.retune(t0 + 30 * SEC, SEC);
+        assert_eq!(c.on_timeout(t0 + 31 * SEC), vec![Action::Ping]);
+    }
+
+    #[test]
+    fn heartbeats_reach_the_coordinator_and_a_late_reject_closes_the_worker() {
+        let t0 = Instant::now();
+        let (mut c, mut w) = open_pair(t0);
+        let got = c.on_message(
+            t0 + SEC,
+            LinkMessage::Heartbeat {
+                current_load: 0.5,
+                active_requests: 2,
+                heartbeats_failed: 1,
+            },
+        );
+        assert_eq!(
+            got,
+            vec![Action::Deliver(Event::Heartbeat {
+                current_load: 0.5,
+                active_requests: 2,
+                heartbeats_failed: 1
+            })]
+        );
+        let out = w.on_message(
+            t0,
+            LinkMessage::Reject {
+                reason: "unknown_worker".into(),
+                message: "register again".into(),
+            },
+        );
+        assert!(matches!(&out[..], [Action::Close(End::Rejected { .. })]));
+        assert!(w.is_closed());
     }
 
     #[test]

@@ -629,8 +629,13 @@ async fn jobs_survive_a_coordinator_restart() {
         assert_eq!(job.state, JobState::Queued);
         ids.push(job.job_id);
     }
+    // It waits: queued, or briefly running while the runner looks for a worker and finds none.
     let v = client.job(&ids[0]).await.expect("get");
-    assert_eq!(v.state, JobState::Queued);
+    assert!(
+        matches!(v.state, JobState::Queued | JobState::Running),
+        "{:?}",
+        v.state
+    );
     drop(coord);
 
     let l = eventually("port free", || async {
