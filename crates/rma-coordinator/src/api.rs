@@ -122,7 +122,7 @@ async fn heartbeat(
         ));
     }
     let label = crate::registry::worker_label(&hb.worker_id);
-    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone())
+    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone(), "via" => "http")
         .increment(1);
     metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => label)
         .set(f64::from(hb.heartbeats_failed));

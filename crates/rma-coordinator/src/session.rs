@@ -163,6 +163,8 @@ pub(crate) async fn serve(
                 );
                 if want != current && worker_id.is_some() {
                     out.extend(session.retune(now(), want));
+                    metrics::gauge!("rma_coordinator_link_ping_interval_seconds")
+                        .set(want.as_secs_f64());
                     ticker = tokio::time::interval_at(Instant::now() + want, want);
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
@@ -217,6 +219,8 @@ pub(crate) async fn serve(
                                 cfg.ping_interval,
                             );
                             session.retune(now(), want);
+                            metrics::gauge!("rma_coordinator_link_ping_interval_seconds")
+                                .set(want.as_secs_f64());
                             ticker = tokio::time::interval_at(Instant::now() + want, want);
                             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             queue.extend(session.accept(now(), &cfg.coordinator_id));
@@ -238,7 +242,7 @@ pub(crate) async fn serve(
                 }) => {
                     let Some(id) = &worker_id else { continue };
                     let label = crate::registry::worker_label(id);
-                    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone())
+                    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone(), "via" => "link")
                         .increment(1);
                     metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => label)
                         .set(f64::from(heartbeats_failed));

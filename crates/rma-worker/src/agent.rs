@@ -28,6 +28,10 @@ pub struct AgentStatus {
     pub assigned_services: Vec<String>,
     /// Successful registrations so far.
     pub registrations: u32,
+    /// HTTP heartbeats that failed since the worker started (reported with every heartbeat).
+    pub heartbeats_failed: u32,
+    /// How often the coordinator pings the link (what it last said).
+    pub ping_interval_ms: u64,
 }
 
 /// Runs the agent until aborted.
@@ -144,6 +148,7 @@ async fn heartbeats(
             }
             Err(e) => {
                 failed = failed.saturating_add(1);
+                status.send_modify(|s| s.heartbeats_failed = failed);
                 metrics::counter!("rma_worker_heartbeats_total", "result" => "failed").increment(1);
                 tracing::warn!(error = %e, "heartbeat failed");
             }

@@ -135,7 +135,11 @@ pub(crate) async fn run(
                     tracing::info!(coordinator = %coordinator_id, "link up");
                     ticker = tokio::time::interval(session.ping_interval());
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    status.send_modify(|s| s.linked = true);
+                    let ms = session.ping_interval().as_millis() as u64;
+                    status.send_modify(|s| {
+                        s.linked = true;
+                        s.ping_interval_ms = ms;
+                    });
                 }
                 Action::Deliver(Event::Tuned { ping_interval }) => {
                     tracing::debug!(
@@ -144,6 +148,7 @@ pub(crate) async fn run(
                     );
                     ticker = tokio::time::interval(ping_interval);
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    status.send_modify(|s| s.ping_interval_ms = ping_interval.as_millis() as u64);
                 }
                 Action::Deliver(Event::Request { id, call }) => {
                     spawn_request(
@@ -176,7 +181,7 @@ pub(crate) async fn run(
                     LinkMessage::Heartbeat {
                         current_load: crate::load_per_core(),
                         active_requests: in_flight.load(Ordering::Relaxed),
-                        heartbeats_failed: 0,
+                        heartbeats_failed: status.borrow().heartbeats_failed,
                     },
                     Default::default(),
                 )]

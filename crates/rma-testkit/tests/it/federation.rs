@@ -489,3 +489,81 @@ async fn a_worker_without_a_link_is_called_at_its_tunnel_url_and_dropped_when_it
         assert_eq!(r.header("x-rma-worker"), Some("worker-0"));
     }
 }
+
+/// Link heartbeats from `worker` counted by the coordinator at `url` (the `via` label says how
+/// they came), or `None` before the first.
+async fn heartbeats_via(url: &str, worker: &str, via: &str) -> Option<u64> {
+    let text = reqwest::Client::new()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(rma_testkit::METRICS_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let worker = format!("worker=\"{worker}\"");
+    let via = format!("via=\"{via}\"");
+    text.lines()
+        .filter(|l| l.starts_with("rma_coordinator_worker_heartbeats_total{"))
+        .find(|l| l.contains(&worker) && l.contains(&via))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_ride_the_link_and_a_crowded_coordinator_pings_less_often() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = rma_testkit::coordinator_config("crowded", None);
+    c.link_ping_interval = Duration::from_millis(100);
+    // Three links pinged every 100 ms would be 30 pings a second; a budget of 10 makes it
+    // every 400 ms (100 → 200 → 400), and every worker is told.
+    c.link_ping_budget = 10;
+    let coord = rma_coordinator::spawn(c, rma_testkit::listener().await).expect("coordinator");
+    let url = coord.url();
+    let mut workers: Vec<rma_worker::WorkerHandle> = (0..3)
+        .map(|i| {
+            let w = rma_testkit::worker_config(
+                &url,
+                &format!("crowd-{i}"),
+                dir.path().join(format!("w{i}")),
+            );
+            rma_worker::spawn(w).expect("worker")
+        })
+        .collect();
+    eventually("every worker linked and told 400 ms", || {
+        let told: Vec<_> = workers.iter().map(|w| w.status()).collect();
+        async move {
+            told.iter()
+                .all(|s| s.linked && s.ping_interval_ms == 400)
+                .then_some(())
+        }
+    })
+    .await;
+    // Heartbeats (every 500 ms here) come over the link, none over HTTP, and the links
+    // outlive several silence limits (5 × 400 ms) at the longer interval without a reconnect.
+    eventually("six link heartbeats from crowd-0", || {
+        let url = url.clone();
+        async move { (heartbeats_via(&url, "crowd-0", "link").await? >= 6).then_some(()) }
+    })
+    .await;
+    assert_eq!(heartbeats_via(&url, "crowd-0", "http").await, None);
+    for w in &workers {
+        let s = w.status();
+        assert!(s.linked && s.registrations == 1, "{s:?}");
+    }
+    let r = Client::new(&url)
+        .expect("client")
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"still here"))
+        .await
+        .expect("echo");
+    assert_eq!(&r.body[..], b"still here");
+    // Two leave: the last one is pinged at the configured interval again.
+    workers.truncate(1);
+    eventually("crowd-0 told 100 ms", || {
+        let s = workers[0].status();
+        async move { (s.linked && s.ping_interval_ms == 100).then_some(()) }
+    })
+    .await;
+}
