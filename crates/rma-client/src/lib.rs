@@ -198,6 +198,13 @@ pub fn http_client_with(
     timeout: Option<Duration>,
     policy: Option<rma_proto::urls::AddressPolicy>,
 ) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout, policy).build()
+}
+
+fn builder(
+    timeout: Option<Duration>,
+    policy: Option<rma_proto::urls::AddressPolicy>,
+) -> reqwest::ClientBuilder {
     install_crypto_provider();
     let connect = Duration::from_secs(5);
     let mut b = reqwest::Client::builder()
@@ -216,7 +223,7 @@ pub fn http_client_with(
             .dns_resolver(guard::GuardedResolver::new(p))
             .redirect(reqwest::redirect::Policy::none());
     }
-    b.build()
+    b
 }
 
 /// What a client sends as `Authorization: Bearer …`.
@@ -251,6 +258,20 @@ impl Client {
             url: base.to_owned(),
             source: e,
         })?;
+        Self::with_http(base, http)
+    }
+
+    /// A client for occasional control calls (a worker's registration, its heartbeats while it
+    /// has no link): no connection is kept open between calls, so a coordinator holding
+    /// thousands of links holds no idle HTTP connection beside each.
+    pub fn occasional(base: &str) -> Result<Self, ClientError> {
+        let http = builder(Some(Duration::from_secs(30)), None)
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: base.to_owned(),
+                source: e,
+            })?;
         Self::with_http(base, http)
     }
 

@@ -42,7 +42,8 @@ pub(crate) async fn run(
     status: watch::Sender<AgentStatus>,
     drain: watch::Receiver<bool>,
 ) {
-    let client = match Client::new(&config.coordinator_url) {
+    // Registration and heartbeats without a link are occasional: no idle connection kept.
+    let client = match Client::occasional(&config.coordinator_url) {
         Ok(c) => c.with_identity(config.identity.clone()),
         Err(e) => {
             tracing::error!(error = %e, "bad coordinator URL; the worker cannot start");
