@@ -80,6 +80,8 @@ struct Inner {
     revoked: rma_auth::Revoked,
     /// Links open now (the ping interval grows with them).
     links: Arc<std::sync::atomic::AtomicUsize>,
+    /// When this coordinator started: link pings tick on multiples of the interval from it.
+    epoch: tokio::time::Instant,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -138,6 +140,7 @@ impl AppState {
                 shutdown,
                 revoked: rma_auth::Revoked::default(),
                 links: Arc::default(),
+                epoch: tokio::time::Instant::now(),
             }),
         })
     }
@@ -212,6 +215,7 @@ impl AppState {
             ping_misses: self.config().link_ping_misses,
             ping_budget: self.config().link_ping_budget,
             links: self.inner.links.clone(),
+            epoch: self.inner.epoch,
         }
     }
 

@@ -34,6 +34,21 @@ pub(crate) struct SessionConfig {
     pub(crate) ping_budget: u32,
     /// Links open now, shared by every session.
     pub(crate) links: Arc<AtomicUsize>,
+    /// Every session's ping ticks fall on multiples of its interval from here, so the
+    /// coordinator wakes once for a burst of pings instead of once for each.
+    pub(crate) epoch: Instant,
+}
+
+/// A ticker every `period`, its ticks on multiples of `period` since `epoch`.
+fn aligned_ticker(epoch: Instant, period: Duration) -> tokio::time::Interval {
+    let now = Instant::now();
+    let since = now.saturating_duration_since(epoch).as_nanos();
+    let p = period.as_nanos().max(1);
+    let next =
+        u64::try_from(since.div_ceil(p) * p).map_or(now, |n| epoch + Duration::from_nanos(n));
+    let mut t = tokio::time::interval_at(next.max(now), period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
 }
 
 /// The longest ping interval a large fleet gets.
@@ -134,6 +149,8 @@ pub(crate) async fn serve(
         &nonce,
     );
     let mut worker_id: Option<String> = None;
+    // The worker's heartbeat series, looked up once per link rather than once per heartbeat.
+    let mut beats: Option<(metrics::Counter, metrics::Gauge)> = None;
     let mut queue: VecDeque<Action> = VecDeque::from([challenge]);
     let mut writer_done = false;
     // One timer for the session's life: re-arming a sleep for every frame costs more than the
@@ -165,8 +182,7 @@ pub(crate) async fn serve(
                     out.extend(session.retune(now(), want));
                     metrics::gauge!("rma_coordinator_link_ping_interval_seconds")
                         .set(want.as_secs_f64());
-                    ticker = tokio::time::interval_at(Instant::now() + want, want);
-                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticker = aligned_ticker(cfg.epoch, want);
                 }
                 out
             }
@@ -221,8 +237,7 @@ pub(crate) async fn serve(
                             session.retune(now(), want);
                             metrics::gauge!("rma_coordinator_link_ping_interval_seconds")
                                 .set(want.as_secs_f64());
-                            ticker = tokio::time::interval_at(Instant::now() + want, want);
-                            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                            ticker = aligned_ticker(cfg.epoch, want);
                             queue.extend(session.accept(now(), &cfg.coordinator_id));
                             tracing::info!(worker = %id, "link up");
                             metrics::gauge!("rma_coordinator_links").increment(1.0);
@@ -241,11 +256,15 @@ pub(crate) async fn serve(
                     heartbeats_failed,
                 }) => {
                     let Some(id) = &worker_id else { continue };
-                    let label = crate::registry::worker_label(id);
-                    metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone(), "via" => "link")
-                        .increment(1);
-                    metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => label)
-                        .set(f64::from(heartbeats_failed));
+                    let (count, failed) = beats.get_or_insert_with(|| {
+                        let label = crate::registry::worker_label(id);
+                        (
+                            metrics::counter!("rma_coordinator_worker_heartbeats_total", "worker" => label.clone(), "via" => "link"),
+                            metrics::gauge!("rma_coordinator_worker_heartbeats_failed", "worker" => label),
+                        )
+                    });
+                    count.increment(1);
+                    failed.set(f64::from(heartbeats_failed));
                     let load = if current_load.is_finite() {
                         current_load
                     } else {

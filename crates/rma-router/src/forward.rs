@@ -146,7 +146,7 @@ async fn forward(
     loop {
         let choosing = Instant::now();
         let candidates: Vec<(String, String)> = {
-            let reg = state.registry();
+            let mut reg = state.registry();
             let turn = state.next_turn();
             let policy = state.config().balance;
             reg.candidates_for_service(

@@ -98,7 +98,21 @@ pub(crate) struct Registry {
     /// built before that registration reached the coordinator must not undo it.
     placed: HashMap<String, Instant>,
     thresholds: Thresholds,
+    /// service → ids of the coordinators whose last heartbeat offers it; rebuilt after a
+    /// change of membership or inventory (rare next to requests), so a p2c choice among
+    /// thousands of coordinators probes a few instead of listing all.
+    offering: HashMap<String, Vec<String>>,
+    /// Whether `offering` must be rebuilt; also whether some coordinator's inventory is unknown.
+    offering_dirty: bool,
+    any_inventory_unknown: bool,
 }
+
+/// Above this many coordinators offering a service, p2c probes at random for its two
+/// candidates and a few fallbacks instead of ordering every coordinator.
+const PROBE_ABOVE: usize = 32;
+
+/// Candidates a probed choice returns: the two drawn and fallbacks after them.
+const PROBED_CANDIDATES: usize = 8;
 
 impl Registry {
     /// An empty registry.
@@ -108,17 +122,22 @@ impl Registry {
             homes: HashMap::new(),
             placed: HashMap::new(),
             thresholds,
+            offering: HashMap::new(),
+            offering_dirty: true,
+            any_inventory_unknown: false,
         }
     }
 
     /// Adds or replaces an entry (registration, or loading from the store).
     pub(crate) fn upsert(&mut self, entry: Entry) {
+        self.offering_dirty = true;
         self.entries.insert(entry.id.clone(), entry);
     }
 
     /// Removes a coordinator and forgets its workers' homes.
     pub(crate) fn remove(&mut self, id: &str) -> Option<Entry> {
         self.homes.retain(|_, c| c != id);
+        self.offering_dirty = true;
         self.entries.remove(id)
     }
 
@@ -185,6 +204,9 @@ impl Registry {
         e.last_seen = now;
         e.last_seen_wall = wall;
         e.unreachable = false;
+        if !e.inventory_known || e.services != hb.services {
+            self.offering_dirty = true;
+        }
         e.inventory_known = true;
         e.services = hb.services;
         e.load = hb.load;
@@ -302,13 +324,20 @@ impl Registry {
     /// whose inventory is not known yet (loaded from the file after a router restart); then, as
     /// a last resort, those marked unreachable.
     pub(crate) fn candidates_for_service<R: Rng + ?Sized>(
-        &self,
+        &mut self,
         service: &str,
         now: Instant,
         turn: usize,
         policy: Balance,
         rng: &mut R,
     ) -> Vec<&Entry> {
+        if self.offering_dirty {
+            self.reindex();
+        }
+        let probed = policy == Balance::P2c && !self.any_inventory_unknown;
+        if probed && let Some(out) = self.probe(service, now, turn, rng) {
+            return out;
+        }
         let offering = |e: &&Entry| e.services.get(service).copied().unwrap_or(0) > 0;
         let mut out = self.rotated(now, turn, offering);
         // The healthy ones lead `out`; the policy picks which of them goes first, the others
@@ -351,6 +380,75 @@ impl Registry {
             out.insert(at + i, e);
         }
         out
+    }
+
+    fn reindex(&mut self) {
+        self.offering.clear();
+        self.any_inventory_unknown = false;
+        for e in self.entries.values() {
+            self.any_inventory_unknown |= !e.inventory_known;
+            for (service, n) in &e.services {
+                if *n > 0 {
+                    self.offering
+                        .entry(service.clone())
+                        .or_default()
+                        .push(e.id.clone());
+                }
+            }
+        }
+        self.offering_dirty = false;
+    }
+
+    /// P2C among many: two healthy coordinators offering `service` drawn by probing at random,
+    /// the cheaper first, then healthy fallbacks in rotation from `turn`; at most
+    /// [`PROBED_CANDIDATES`]. `None` when few offer it or too few healthy ones turn up (the
+    /// exact ordering then decides, unreachable ones included).
+    fn probe<R: Rng + ?Sized>(
+        &self,
+        service: &str,
+        now: Instant,
+        turn: usize,
+        rng: &mut R,
+    ) -> Option<Vec<&Entry>> {
+        let ids = self.offering.get(service)?;
+        let n = ids.len();
+        if n <= PROBE_ABOVE {
+            return None;
+        }
+        let healthy = |id: &String| {
+            self.entries
+                .get(id)
+                .filter(|e| self.status(e, now) == CoordinatorStatus::Healthy)
+        };
+        let mut out: Vec<&Entry> = Vec::with_capacity(PROBED_CANDIDATES);
+        for _ in 0..8 {
+            if out.len() == 2 {
+                break;
+            }
+            if let Some(e) = healthy(&ids[rng.random_range(0..n)])
+                && !out.iter().any(|o| o.id == e.id)
+            {
+                out.push(e);
+            }
+        }
+        if out.len() < 2 {
+            return None;
+        }
+        let pair = [out[0].load_for(service, now), out[1].load_for(service, now)];
+        if balance::choose(Balance::P2c, &pair, turn, rng) == Some(1) {
+            out.swap(0, 1);
+        }
+        for i in 0..n {
+            if out.len() == PROBED_CANDIDATES {
+                break;
+            }
+            if let Some(e) = healthy(&ids[(turn + i) % n])
+                && !out.iter().any(|o| o.id == e.id)
+            {
+                out.push(e);
+            }
+        }
+        Some(out)
     }
 
     /// Where a worker registration may go, in the order to try: fresh coordinators with the
@@ -699,5 +797,40 @@ mod tests {
         assert!(first["fast"] > 1_900, "{first:?}");
         assert!(first.get("slow").copied().unwrap_or(0) < 100, "{first:?}");
         assert!(first["failing"] > 900, "{first:?}");
+    }
+
+    #[test]
+    fn p2c_among_many_probes_a_few_and_avoids_a_slow_one() {
+        use rand::SeedableRng;
+        let t0 = Instant::now();
+        let mut r = Registry::new(T);
+        for i in 0..200 {
+            r.upsert(entry(&format!("c{i:03}"), t0, &["echo"]));
+        }
+        for i in 0..200 {
+            let id = format!("c{i:03}");
+            let took = Duration::from_millis(if i == 7 { 500 } else { 5 });
+            r.forward_ended(&id, "echo", took, true, false, t0);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut first: BTreeMap<String, u32> = BTreeMap::new();
+        for turn in 0..4_000 {
+            let c = r.candidates_for_service("echo", t0, turn, Balance::P2c, &mut rng);
+            assert_eq!(c.len(), PROBED_CANDIDATES, "two drawn and fallbacks");
+            let distinct: std::collections::BTreeSet<&str> =
+                c.iter().map(|e| e.id.as_str()).collect();
+            assert_eq!(distinct.len(), c.len());
+            *first.entry(c[0].id.clone()).or_default() += 1;
+        }
+        // Spread over many (about 20 each), the slow one never first: it loses every pair.
+        assert!(first.len() > 150, "{}", first.len());
+        assert_eq!(first.get("c007"), None);
+        // All but one unreachable: the exact ordering takes over and puts the healthy one first.
+        for i in 1..200 {
+            r.mark_unreachable(&format!("c{i:03}"));
+        }
+        let c = r.candidates_for_service("echo", t0, 0, Balance::P2c, &mut rng);
+        assert_eq!(c[0].id, "c000");
+        assert_eq!(c.len(), 200, "unreachable ones stay as the last fallbacks");
     }
 }

@@ -293,7 +293,12 @@ impl Session {
         if now.saturating_duration_since(self.last_heard) >= limit {
             return self.close(End::Silent(limit));
         }
-        if self.side == Side::Coordinator && self.is_open() && now >= self.next_ping {
+        // A quarter interval early counts as on time: a loop ticking every interval pings
+        // once a tick even when its ticks fall a little before `now + interval` of the last.
+        if self.side == Side::Coordinator
+            && self.is_open()
+            && now + self.ping_interval / 4 >= self.next_ping
+        {
             self.next_ping = now + self.ping_interval;
             return vec![Action::Ping];
         }
