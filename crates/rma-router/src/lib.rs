@@ -65,6 +65,9 @@ struct Inner {
     registry: Mutex<Registry>,
     store: Arc<Store>,
     http: reqwest::Client,
+    /// A client per coordinator URL, made once: parsing a URL (host names through IDNA) on
+    /// every forwarded request showed in the profile.
+    clients: Mutex<std::collections::HashMap<String, rma_client::Client>>,
     turn: AtomicUsize,
     admin_token: String,
     limiter: limit::Limiter,
@@ -175,6 +178,7 @@ impl AppState {
                 registry: Mutex::new(registry),
                 store: Arc::new(store),
                 http,
+                clients: Mutex::default(),
                 turn: AtomicUsize::new(0),
                 admin_token,
                 limiter,
@@ -315,8 +319,18 @@ impl AppState {
     /// A coordinator's client over the router's shared connection pool (and its address
     /// policy).
     pub(crate) fn coordinator(&self, url: &str) -> Result<rma_client::Client, rma_http::ApiError> {
-        rma_client::Client::with_http(url, self.inner.http.clone())
-            .map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))
+        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let c = rma_client::Client::with_http(url, self.inner.http.clone())
+            .map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))?;
+        // Bounded: URLs of coordinators long gone are dropped all at once now and then.
+        if clients.len() >= 4_096 {
+            clients.clear();
+        }
+        clients.insert(url.to_owned(), c.clone());
+        Ok(c)
     }
 
     pub(crate) fn next_turn(&self) -> usize {

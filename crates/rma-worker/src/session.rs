@@ -64,9 +64,12 @@ pub(crate) async fn run(
     rma_client::install_crypto_provider();
     let url = link_url(base);
     let limit = config.max_body_bytes + 64 * 1024;
+    // Reads of at most 8 KiB: tungstenite zero-fills the whole read size before every read
+    // (128 KiB by default), which cost more than the frame itself for small calls.
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+        .max_frame_size(Some(limit))
+        .read_buffer_size(8 * 1024);
     let mut request = match url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => return SessionEnd::Dropped(format!("link URL {url}: {e}")),
