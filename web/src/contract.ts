@@ -45,7 +45,9 @@ status: CoordinatorStatus, };
 
 export type RouterHealth = { 
 /**
- * `healthy` when at least one coordinator is fresh, else `degraded`.
+ * `healthy` when at least one coordinator is fresh and today's usage is projected under
+ * 80 % of the free tier; else `degraded` (503 when no coordinator is fresh; 200 when only
+ * the usage is high).
  */
 status: string, 
 /**
@@ -187,6 +189,48 @@ coordinators: Array<TopologyCoordinator>,
  * Every worker the coordinators reported.
  */
 workers: Array<TopologyWorker>, };
+
+export type UsageCounter = { 
+/**
+ * `requests` (every HTTP request the router answered), `registry_requests` (calls that
+ * reach the registry: coordinator register / heartbeat / deregister and worker calls
+ * passed on) or `rows_written` (registry rows written).
+ */
+name: string, 
+/**
+ * Counted today (UTC) since the router started.
+ */
+used: number, 
+/**
+ * `used` plus today's rate so far over the rest of the UTC day.
+ */
+projected: number, 
+/**
+ * What the Cloudflare free plan allows a day for the same thing.
+ */
+free_tier_limit: number, 
+/**
+ * `100 × (1 − projected / limit)`: negative once the projection is over the limit.
+ */
+headroom_percent: number, };
+
+export type Usage = { 
+/**
+ * The UTC day counted, `YYYY-MM-DD`.
+ */
+day: string, 
+/**
+ * Seconds of the day counted so far (since midnight UTC or the router's start).
+ */
+counted_s: number, 
+/**
+ * The counters.
+ */
+counters: Array<UsageCounter>, 
+/**
+ * Set when a projection passes 80 % of its limit: what and by how much.
+ */
+warning: string | null, };
 
 export type JobAccepted = { 
 /**

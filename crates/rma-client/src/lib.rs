@@ -456,6 +456,12 @@ impl Client {
             .await
     }
 
+    /// `GET /api/admin/usage` (admin token): today's usage against the edge's free tier.
+    pub async fn usage(&self) -> Result<rma_proto::api::Usage, ClientError> {
+        self.call::<(), _>(Method::GET, "api/admin/usage", None)
+            .await
+    }
+
     /// `GET /api/topology`.
     pub async fn topology(&self) -> Result<Topology, ClientError> {
         self.call::<(), _>(Method::GET, "api/topology", None).await

@@ -249,12 +249,46 @@ pub struct ProbeReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RouterHealth {
-    /// `healthy` when at least one coordinator is fresh, else `degraded`.
+    /// `healthy` when at least one coordinator is fresh and today's usage is projected under
+    /// 80 % of the free tier; else `degraded` (503 when no coordinator is fresh; 200 when only
+    /// the usage is high).
     pub status: String,
     /// Fresh coordinators.
     pub coordinators: usize,
     /// In words.
     pub message: String,
+}
+
+/// One counter of `GET /api/admin/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct UsageCounter {
+    /// `requests` (every HTTP request the router answered), `registry_requests` (calls that
+    /// reach the registry: coordinator register / heartbeat / deregister and worker calls
+    /// passed on) or `rows_written` (registry rows written).
+    pub name: String,
+    /// Counted today (UTC) since the router started.
+    pub used: u64,
+    /// `used` plus today's rate so far over the rest of the UTC day.
+    pub projected: u64,
+    /// What the Cloudflare free plan allows a day for the same thing.
+    pub free_tier_limit: u64,
+    /// `100 × (1 − projected / limit)`: negative once the projection is over the limit.
+    pub headroom_percent: f64,
+}
+
+/// `GET /api/admin/usage`: what the router did today against the free tier of the edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Usage {
+    /// The UTC day counted, `YYYY-MM-DD`.
+    pub day: String,
+    /// Seconds of the day counted so far (since midnight UTC or the router's start).
+    pub counted_s: u64,
+    /// The counters.
+    pub counters: Vec<UsageCounter>,
+    /// Set when a projection passes 80 % of its limit: what and by how much.
+    pub warning: Option<String>,
 }
 
 /// Worker counts in [`CoordinatorHealth`].

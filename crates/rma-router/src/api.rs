@@ -62,8 +62,13 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/", get(crate::ui::index))
         .route("/assets/{*path}", get(crate::ui::assets))
         .route("/{file}", get(crate::ui::file))
+        .route("/api/admin/usage", get(usage))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::usage::middleware,
+        ))
         .with_state(state);
     rma_http::finish(r)
 }
@@ -421,17 +426,32 @@ async fn topology(State(state): State<AppState>, headers: HeaderMap) -> Json<Top
     })
 }
 
+/// `GET /api/admin/usage` (admin token): today's requests, registry requests and rows
+/// written, projected over the UTC day, against the edge's free tier.
+async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<rma_proto::api::Usage>, ApiError> {
+    state.require_admin(&headers)?;
+    Ok(Json(state.usage().report(SystemTime::now())))
+}
+
 async fn health(State(state): State<AppState>) -> Response {
     let (fresh, total) = {
         let reg = state.registry();
         (reg.fresh_count(Instant::now()), reg.len())
     };
     let (code, status, message) = if fresh > 0 {
-        (
-            StatusCode::OK,
-            "healthy",
-            format!("{fresh} of {total} coordinator(s) fresh"),
-        )
+        let fresh = format!("{fresh} of {total} coordinator(s) fresh");
+        // Serving, but on course to pass the edge's free tier today: said, not refused.
+        match state.usage().report(SystemTime::now()).warning {
+            Some(w) => (
+                StatusCode::OK,
+                "degraded",
+                format!("{fresh}; usage past 80 % of the free tier: {w}"),
+            ),
+            None => (StatusCode::OK, "healthy", fresh),
+        }
     } else if total == 0 {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -19,6 +19,7 @@ mod membership;
 mod registry;
 mod store;
 mod ui;
+mod usage;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +69,8 @@ struct Inner {
     /// A client per coordinator URL, made once: parsing a URL (host names through IDNA) on
     /// every forwarded request showed in the profile.
     clients: Mutex<std::collections::HashMap<String, rma_client::Client>>,
+    /// Today's requests, registry requests and rows written, against the edge's free tier.
+    usage: usage::Meter,
     turn: AtomicUsize,
     admin_token: String,
     limiter: limit::Limiter,
@@ -179,6 +182,7 @@ impl AppState {
                 store: Arc::new(store),
                 http,
                 clients: Mutex::default(),
+                usage: usage::Meter::new(std::time::SystemTime::now()),
                 turn: AtomicUsize::new(0),
                 admin_token,
                 limiter,
@@ -333,6 +337,11 @@ impl AppState {
         Ok(c)
     }
 
+    /// The usage meter.
+    pub(crate) fn usage(&self) -> &usage::Meter {
+        &self.inner.usage
+    }
+
     pub(crate) fn next_turn(&self) -> usize {
         self.inner.turn.fetch_add(1, Ordering::Relaxed)
     }
@@ -355,6 +364,9 @@ impl AppState {
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let r = self.store(f).await;
+        self.inner
+            .usage
+            .count(usage::Kind::RowsWritten, 1, std::time::SystemTime::now());
         metrics::histogram!("rma_router_registry_write_seconds")
             .record(started.elapsed().as_secs_f64());
         r

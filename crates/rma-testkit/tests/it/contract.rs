@@ -5,7 +5,7 @@
 use rma_proto::WorkerType;
 use rma_proto::api::{
     CoordinatorHealth, CoordinatorInfo, CoordinatorStatus, ErrorBody, RouterHealth, Topology,
-    TopologyCoordinator, TopologyWorker, WorkerCounts, WorkerStatus,
+    TopologyCoordinator, TopologyWorker, Usage, UsageCounter, WorkerCounts, WorkerStatus,
 };
 use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict};
 use rma_proto::results::{
@@ -34,6 +34,8 @@ fn generated() -> String {
         decl::<TopologyCoordinator>(&cfg),
         decl::<TopologyWorker>(&cfg),
         decl::<Topology>(&cfg),
+        decl::<UsageCounter>(&cfg),
+        decl::<Usage>(&cfg),
         // Jobs.
         decl::<JobAccepted>(&cfg),
         decl::<JobState>(&cfg),

@@ -567,3 +567,52 @@ async fn heartbeats_ride_the_link_and_a_crowded_coordinator_pings_less_often() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_meter_counts_requests_registry_calls_and_rows() {
+    rma_testkit::init_tracing();
+    let c = Cluster::start(1, 1).await;
+    let admin = c.client();
+    let e = c.public_client().usage().await.expect_err("admin only");
+    assert_eq!(e.status(), Some(rma_client::HttpStatus::UNAUTHORIZED));
+    let used = |u: &rma_proto::api::Usage, name: &str| {
+        u.counters
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.used)
+            .expect(name)
+    };
+    let before = admin.usage().await.expect("usage");
+    // The coordinator's registration wrote its row; it and its heartbeats reached the registry.
+    assert!(used(&before, "rows_written") >= 1, "{before:?}");
+    assert!(used(&before, "registry_requests") >= 2, "{before:?}");
+    for _ in 0..5 {
+        let r = admin
+            .call_service("echo", "", "text/plain", Bytes::from_static(b"x"))
+            .await
+            .expect("echo");
+        assert_eq!(r.status, 200);
+    }
+    let after = admin.usage().await.expect("usage");
+    // Five documents and the first look at the usage itself.
+    assert!(
+        used(&after, "requests") >= used(&before, "requests") + 6,
+        "{before:?} {after:?}"
+    );
+    // Documents write no row.
+    assert_eq!(used(&after, "rows_written"), used(&before, "rows_written"));
+    assert_eq!(after.day.len(), 10);
+    for counter in &after.counters {
+        assert_eq!(counter.free_tier_limit, 100_000);
+        assert!(counter.projected >= counter.used, "{counter:?}");
+        assert!(counter.headroom_percent > 80.0, "{counter:?}");
+    }
+    assert_eq!(after.warning, None);
+    let health: serde_json::Value = reqwest::get(format!("{}/health", c.router_url))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "healthy");
+}
