@@ -195,8 +195,9 @@ pub(crate) async fn nodes(a: NodesArgs) -> Result<()> {
 /// stale or quarantined.
 pub(crate) async fn status(a: StatusArgs) -> Result<()> {
     let mut client = Client::new(&a.router).map_err(|e| anyhow::anyhow!("--router: {e}"))?;
-    if let Ok(token) = admin_token(a.admin_token_file.as_deref()) {
-        client = client.with_bearer(token);
+    let admin = admin_token(a.admin_token_file.as_deref()).ok();
+    if let Some(token) = &admin {
+        client = client.with_bearer(token.clone());
     }
     let t = client
         .topology()
@@ -207,6 +208,12 @@ pub(crate) async fn status(a: StatusArgs) -> Result<()> {
         return Ok(());
     }
     print!("{}", status_screen(&t));
+    // With the admin token: what today costs against the edge's free tier.
+    if admin.is_some()
+        && let Ok(u) = client.usage().await
+    {
+        print!("{}", usage_lines(&u));
+    }
     let quarantined = t
         .workers
         .iter()
@@ -218,6 +225,30 @@ pub(crate) async fn status(a: StatusArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `usage today (UTC …)`: each counter as used, projected and free-tier limit, then the
+/// warning when there is one.
+fn usage_lines(u: &rma_proto::api::Usage) -> String {
+    let parts: Vec<String> = u
+        .counters
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} (projected {} of {}, {:.0} % headroom)",
+                c.name, c.used, c.projected, c.free_tier_limit, c.headroom_percent
+            )
+        })
+        .collect();
+    let mut out = format!(
+        "\nusage today (UTC {}, against the edge's free tier): {}\n",
+        u.day,
+        parts.join("; ")
+    );
+    if let Some(w) = &u.warning {
+        out.push_str(&format!("WARNING: past 80 % of the free tier: {w}\n"));
+    }
+    out
 }
 
 /// `ocr 812ms, echo 3.1ms`: p99 per service, or `-`.

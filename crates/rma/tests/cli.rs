@@ -515,6 +515,20 @@ async fn router_coordinator_and_worker_as_separate_processes() {
         status.contains("P99") && status.contains("REQ/MIN"),
         "{status}"
     );
+    assert!(
+        !status.contains("usage today"),
+        "only with the admin token: {status}"
+    );
+    let out = rma(&["status", "--router", &router_url])
+        .env("RMA_ADMIN_TOKEN", &admin_token)
+        .output()
+        .await
+        .expect("status as admin");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("usage today (UTC ") && status.contains("rows_written "),
+        "{status}"
+    );
     // With the admin token and --json: what the router measured forwarding the echo.
     let out = rma(&["status", "--router", &router_url, "--json"])
         .env("RMA_ADMIN_TOKEN", &admin_token)
