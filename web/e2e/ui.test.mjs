@@ -147,6 +147,7 @@ test("addresses are shown only to an admin who signs in with the admin token", a
   const address = page.locator("[data-testid=coordinators] td.address").first();
   await address.waitFor({ timeout: 30_000 });
   assert.equal(await address.textContent(), "—", "the public view has no addresses");
+  assert.equal(await page.locator("[data-testid=usage]").isVisible(), false, "nor the usage");
   await page.locator("[data-testid=admin-token]").fill("not the token");
   await page.locator("[data-testid=admin-form] button").click();
   await page.waitForFunction(() => /not valid/.test(document.querySelector("[data-testid=admin-state]")?.textContent ?? ""), null, { timeout: 10_000 });
@@ -156,6 +157,11 @@ test("addresses are shown only to an admin who signs in with the admin token", a
   await page.locator("[data-testid=admin-form] button").click();
   await page.waitForFunction((u) => document.querySelector("[data-testid=coordinators] td.address")?.textContent?.startsWith("http://127.0.0.1:"), url, { timeout: 10_000 });
   assert.match(await page.locator("[data-testid=admin-state]").textContent(), /admin view/);
+  // The admin sees today's usage against the edge's free tier: three gauges.
+  const usage = page.locator("[data-testid=usage]");
+  await usage.waitFor({ state: "visible", timeout: 10_000 });
+  assert.match(await usage.textContent(), /Requests.*Registry calls.*Rows written/s);
+  assert.equal(await usage.locator("meter").count(), 3);
   await page.screenshot({ path: path.join(ARTIFACTS, "admin-view.png"), fullPage: true });
   assert.deepEqual(errors, []);
 });

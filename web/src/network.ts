@@ -1,6 +1,6 @@
 // The network panel: health line, tables of coordinators and workers, and the live graph.
 
-import type { Topology } from "./api";
+import type { Topology, Usage } from "./api";
 import { ago, escapeHtml } from "./format";
 import { TopologyView, adminToken, followTopology } from "./topology";
 
@@ -23,6 +23,38 @@ function renderTables(t: Topology) {
   $("workers").querySelector("tbody")!.innerHTML = t.workers
     .map((w) => `<tr class="${w.status}"><td>${escapeHtml(w.id)}</td><td>${w.type}</td><td>${w.status}</td><td>${escapeHtml(w.coordinator)}</td><td>${escapeHtml(w.services.join(", "))}</td><td>${(w.load * 100).toFixed(0)} %</td><td>${w.requests_last_minute}</td></tr>`)
     .join("");
+}
+
+/** The admin's gauge of today's usage against the edge's free tier; hidden for everyone else. */
+async function refreshUsage() {
+  const el = $("usage");
+  const token = adminToken();
+  if (!token) {
+    el.hidden = true;
+    return;
+  }
+  try {
+    const r = await fetch("/api/admin/usage", { headers: { authorization: `Bearer ${token}` } });
+    if (!r.ok) throw new Error(String(r.status));
+    const u = (await r.json()) as Usage;
+    const names: Record<string, string> = {
+      requests: "Requests",
+      registry_requests: "Registry calls",
+      rows_written: "Rows written",
+    };
+    el.innerHTML =
+      `<span class="muted">Today (UTC ${escapeHtml(u.day)}), projected against the edge's free tier:</span>` +
+      u.counters
+        .map((c) => {
+          const pct = Math.min(100, (100 * c.projected) / c.free_tier_limit);
+          return `<label title="${c.used} so far, ${c.projected} projected of ${c.free_tier_limit} a day">${names[c.name] ?? escapeHtml(c.name)} <meter min="0" max="100" low="60" high="80" optimum="0" value="${pct.toFixed(1)}"></meter> ${pct.toFixed(0)} %</label>`;
+        })
+        .join("") +
+      (u.warning ? `<p class="warn">Past 80 % of the free tier: ${escapeHtml(u.warning)}</p>` : "");
+    el.hidden = false;
+  } catch {
+    el.hidden = true;
+  }
 }
 
 /** Follows the topology feed and keeps the graph, health line and tables current. */
@@ -57,11 +89,15 @@ export function followNetwork() {
     if (!token) return;
     showAdmin(true);
     signIn(token);
+    void refreshUsage();
   });
   $("admin-sign-out").addEventListener("click", () => {
     signIn(null);
     showAdmin(false);
+    void refreshUsage();
   });
+  void refreshUsage();
+  setInterval(() => void refreshUsage(), 30_000);
   // "last heartbeat" figures age between pushes.
   setInterval(() => last && renderTables(last), 5000);
 }

@@ -54,11 +54,14 @@ fn unix_s(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The shortest time a rate is taken over: a start (registrations, the first page load) or
+/// a request just after midnight must not project to a day's worth.
+const MIN_RATE_WINDOW_S: u64 = 600;
+
 /// `used` counted over `counted_s` seconds, carried at the same rate over the `left_s`
-/// seconds left of the day. Under a minute counted, the rate is taken over a minute, so one
-/// request just after midnight does not project to thousands.
+/// seconds left of the day; the rate is taken over at least [`MIN_RATE_WINDOW_S`].
 pub(crate) fn project(used: u64, counted_s: u64, left_s: u64) -> u64 {
-    let rate = used as f64 / counted_s.max(60) as f64;
+    let rate = used as f64 / counted_s.max(MIN_RATE_WINDOW_S) as f64;
     used.saturating_add((rate * left_s as f64).round() as u64)
 }
 
@@ -198,8 +201,8 @@ mod tests {
         assert_eq!(project(0, 3_600, 82_800), 0);
         // 1,000 in the first hour: 24,000 by midnight.
         assert_eq!(project(1_000, 3_600, 82_800), 24_000);
-        // Ten seconds in, the rate is taken over a minute.
-        assert_eq!(project(6, 10, DAY_S - 10), 6 + 8_640 - 1);
+        // Ten seconds in (a start's registrations), the rate is taken over ten minutes.
+        assert_eq!(project(6, 10, DAY_S - 10), 6 + 864);
         assert_eq!(project(5, 0, 0), 5);
     }
 
