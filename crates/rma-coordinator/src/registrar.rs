@@ -34,10 +34,11 @@ pub(crate) async fn run(state: AppState, router: Client) {
             r = router.register_coordinator(&req) => r,
             _ = shutdown.wait() => return,
         };
-        match registered {
+        let interval = match registered {
             Ok(reply) => {
-                tracing::info!(router = %router.base(), total = reply.total_coordinators, "registered at the router");
+                tracing::info!(router = %router.base(), total = reply.total_coordinators, heartbeat_interval_ms = ?reply.heartbeat_interval_ms, "registered at the router");
                 backoff.reset();
+                heartbeat_interval(cfg.router_heartbeat_interval, reply.heartbeat_interval_ms)
             }
             Err(e) => {
                 let wait = backoff.next_delay();
@@ -47,9 +48,9 @@ pub(crate) async fn run(state: AppState, router: Client) {
                     _ = shutdown.wait() => return,
                 }
             }
-        }
+        };
         // Heartbeat until the router forgets us.
-        let mut tick = tokio::time::interval(cfg.router_heartbeat_interval);
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -68,6 +69,40 @@ pub(crate) async fn run(state: AppState, router: Client) {
                 Err(e) => tracing::warn!(error = %e, "heartbeat to the router failed"),
             }
         }
+    }
+}
+
+/// The router's word on the heartbeat interval when it gives one (bounded to 100 ms – 10 min),
+/// else the coordinator's own.
+fn heartbeat_interval(own: std::time::Duration, told_ms: Option<u64>) -> std::time::Duration {
+    told_ms.map_or(own, |ms| {
+        std::time::Duration::from_millis(ms).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(600),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_router_s_interval_wins_within_bounds() {
+        let own = Duration::from_secs(10);
+        assert_eq!(super::heartbeat_interval(own, None), own);
+        assert_eq!(
+            super::heartbeat_interval(own, Some(120_000)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            super::heartbeat_interval(own, Some(0)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            super::heartbeat_interval(own, Some(u64::MAX)),
+            Duration::from_secs(600)
+        );
     }
 }
 

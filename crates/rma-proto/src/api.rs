@@ -49,6 +49,10 @@ pub struct CoordinatorRegistered {
     pub total_coordinators: usize,
     /// Human-readable confirmation.
     pub message: String,
+    /// How often the router wants heartbeats, in ms; absent: the coordinator's own interval.
+    /// A router that pays per request (the edge) asks for fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
 }
 
 /// One worker as a coordinator reports it to the router (heartbeats) and the router shows it

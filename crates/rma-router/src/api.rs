@@ -167,6 +167,11 @@ async fn register_coordinator(
         ),
         coordinator_id: id,
         total_coordinators: total,
+        // Never so long that a healthy coordinator would look stale between two heartbeats.
+        heartbeat_interval_ms: state
+            .config()
+            .coordinator_heartbeat_interval
+            .map(|d| d.min(state.config().stale_after / 2).as_millis() as u64),
     }))
 }
 

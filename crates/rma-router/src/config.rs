@@ -22,6 +22,9 @@ pub struct RouterConfig {
     pub max_body_bytes: usize,
     /// How often every coordinator is pinged (`GET /health`) [2 s].
     pub ping_interval: Duration,
+    /// How often coordinators are told to heartbeat, in the register reply [none: each keeps
+    /// its own, 10 s by default]. At most half of `stale_after`.
+    pub coordinator_heartbeat_interval: Option<Duration>,
     /// Pings missed in a row before a coordinator is out of rotation [2].
     pub ping_misses: u32,
     /// When every coordinator offering a service failed a request, how long to keep trying
@@ -73,6 +76,7 @@ impl RouterConfig {
             request_timeout: Duration::from_secs(125),
             max_body_bytes: 50 * 1024 * 1024,
             ping_interval: Duration::from_secs(2),
+            coordinator_heartbeat_interval: None,
             ping_misses: 2,
             failover_wait: Duration::from_secs(5),
             url_policy: AddressPolicy::default(),

@@ -94,6 +94,10 @@ struct RouterArgs {
     /// Seconds between active pings of every coordinator.
     #[arg(long, env = "RMA_PING_INTERVAL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     ping_interval: u64,
+    /// Seconds between heartbeats the router asks of every coordinator (in its register
+    /// reply; at most half of --stale-after). Unset: each coordinator keeps its own (10 s).
+    #[arg(long, env = "RMA_COORDINATOR_HEARTBEAT_INTERVAL", value_parser = clap::value_parser!(u64).range(1..))]
+    coordinator_heartbeat_interval: Option<u64>,
     /// Seconds to keep retrying a request when every coordinator offering its service failed
     /// (a failover in progress) before answering 503.
     #[arg(long, env = "RMA_FAILOVER_WAIT", default_value_t = 5)]
@@ -520,6 +524,8 @@ fn router_config(db: PathBuf, stale_after: u64, max_body: usize) -> rma_router::
 async fn router(a: RouterArgs) -> Result<()> {
     let mut config = router_config(a.db.clone(), a.stale_after, a.max_body);
     config.ping_interval = Duration::from_secs(a.ping_interval);
+    config.coordinator_heartbeat_interval =
+        a.coordinator_heartbeat_interval.map(Duration::from_secs);
     config.ping_misses = a.ping_misses;
     config.failover_wait = Duration::from_secs(a.failover_wait);
     config.url_policy.allow_http = a.allow_http;

@@ -616,3 +616,40 @@ async fn the_usage_meter_counts_requests_registry_calls_and_rows() {
         .expect("json");
     assert_eq!(health["status"], "healthy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_heartbeat_as_often_as_the_router_asks() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.url_policy.allow_http = true;
+    rc.url_policy.allow_private = true;
+    // A router that wants heartbeats every 300 ms, a coordinator that would send one a minute.
+    rc.coordinator_heartbeat_interval = Some(Duration::from_millis(300));
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let mut cc = rma_testkit::coordinator_config("told", Some(router.url()));
+    cc.router_heartbeat_interval = Duration::from_secs(60);
+    let _coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    let admin = Client::new(&router.url())
+        .expect("client")
+        .with_bearer(rma_testkit::ADMIN_TOKEN);
+    let registry_calls = || {
+        let admin = admin.clone();
+        async move {
+            let u = admin.usage().await.ok()?;
+            u.counters
+                .iter()
+                .find(|c| c.name == "registry_requests")
+                .map(|c| c.used)
+        }
+    };
+    let first = eventually("the coordinator registered", || async {
+        registry_calls().await.filter(|n| *n >= 1)
+    })
+    .await;
+    // Register plus at least five heartbeats: the router's 300 ms, not the coordinator's minute.
+    eventually_within("five heartbeats", Duration::from_secs(10), || async {
+        registry_calls().await.filter(|n| *n >= first + 5)
+    })
+    .await;
+}
