@@ -83,6 +83,21 @@ fn heartbeat_interval(own: std::time::Duration, told_ms: Option<u64>) -> std::ti
     })
 }
 
+impl AppState {
+    /// The heartbeat the router gets now.
+    fn heartbeat(&self) -> CoordinatorHeartbeat {
+        let now = Instant::now();
+        let w = self.registry().lock();
+        CoordinatorHeartbeat {
+            coordinator_id: self.config().id.clone(),
+            active_requests: self.active_requests(),
+            load: w.mean_load(now),
+            services: w.inventory(now),
+            workers: w.summaries(now),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -103,20 +118,5 @@ mod tests {
             super::heartbeat_interval(own, Some(u64::MAX)),
             Duration::from_secs(600)
         );
-    }
-}
-
-impl AppState {
-    /// The heartbeat the router gets now.
-    fn heartbeat(&self) -> CoordinatorHeartbeat {
-        let now = Instant::now();
-        let w = self.registry().lock();
-        CoordinatorHeartbeat {
-            coordinator_id: self.config().id.clone(),
-            active_requests: self.active_requests(),
-            load: w.mean_load(now),
-            services: w.inventory(now),
-            workers: w.summaries(now),
-        }
     }
 }
