@@ -386,10 +386,7 @@ impl Session {
                     ..
                 },
             ) => {
-                self.ping_interval = Duration::from_millis(ping_interval_ms).max(MIN_PING_INTERVAL);
-                if ping_misses > 0 {
-                    self.ping_misses = ping_misses;
-                }
+                self.take_pings(ping_interval_ms, ping_misses);
                 self.phase = Phase::Open;
                 vec![Action::Deliver(Event::Welcome { coordinator_id })]
             }
@@ -435,10 +432,7 @@ impl Session {
                     ping_misses,
                 },
             ) => {
-                self.ping_interval = Duration::from_millis(ping_interval_ms).max(MIN_PING_INTERVAL);
-                if ping_misses > 0 {
-                    self.ping_misses = ping_misses;
-                }
+                self.take_pings(ping_interval_ms, ping_misses);
                 vec![Action::Deliver(Event::Tuned {
                     ping_interval: self.ping_interval,
                 })]
@@ -479,6 +473,14 @@ impl Session {
             },
             Bytes::new(),
         )]
+    }
+
+    /// Worker: the coordinator's ping numbers (a welcome's or a tune's); 0 misses keeps ours.
+    fn take_pings(&mut self, interval_ms: u64, misses: u32) {
+        self.ping_interval = Duration::from_millis(interval_ms).max(MIN_PING_INTERVAL);
+        if misses > 0 {
+            self.ping_misses = misses;
+        }
     }
 
     /// Coordinator: pings every `interval` from now on and tells the worker, which judges
