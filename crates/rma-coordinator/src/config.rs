@@ -33,7 +33,8 @@ pub struct CoordinatorConfig {
     pub worker_expire_after: Duration,
     /// The heartbeat interval workers are told to use [30 s].
     pub worker_heartbeat_interval: Duration,
-    /// How often to heartbeat the router [10 s]; also sent at once when the inventory changes.
+    /// How often to heartbeat the router [10 s] unless the router says otherwise; also sent
+    /// when the inventory changes, at most once a tenth of the interval.
     pub router_heartbeat_interval: Duration,
     /// How long one service request may take before 504 [120 s].
     pub request_timeout: Duration,

@@ -52,12 +52,26 @@ pub(crate) async fn run(state: AppState, router: Client) {
         // Heartbeat until the router forgets us.
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A change of inventory goes out at once, but at most one such heartbeat a `gap`: a wave
+        // of workers joining costs the router one heartbeat a gap, not one per worker.
+        let gap = change_gap(interval);
+        // The first change after registering goes at once.
+        let mut last = Instant::now().checked_sub(gap).unwrap_or_else(Instant::now);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = changes.changed() => {}
+                _ = changes.changed() => {
+                    let due = last + gap;
+                    if Instant::now() < due {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(due) => {}
+                            _ = shutdown.wait() => return,
+                        }
+                    }
+                }
                 _ = shutdown.wait() => return,
             }
+            last = Instant::now();
             match router.coordinator_heartbeat(&state.heartbeat()).await {
                 Ok(reply) => state.revoke(reply.revoked),
                 Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
@@ -70,6 +84,17 @@ pub(crate) async fn run(state: AppState, router: Client) {
             }
         }
     }
+}
+
+/// The least time between two heartbeats sent for changes: a tenth of the interval, within
+/// 50 ms – 15 s, and never more than the interval.
+fn change_gap(interval: std::time::Duration) -> std::time::Duration {
+    (interval / 10)
+        .clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(15),
+        )
+        .min(interval)
 }
 
 /// The router's word on the heartbeat interval when it gives one (bounded to 100 ms – 10 min),
@@ -101,6 +126,30 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn changes_are_sent_at_most_once_a_tenth_of_the_interval() {
+        assert_eq!(
+            super::change_gap(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            super::change_gap(Duration::from_secs(120)),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            super::change_gap(Duration::from_secs(600)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            super::change_gap(Duration::from_millis(200)),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            super::change_gap(Duration::from_millis(20)),
+            Duration::from_millis(20)
+        );
+    }
 
     #[test]
     fn the_router_s_interval_wins_within_bounds() {

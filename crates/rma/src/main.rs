@@ -776,6 +776,25 @@ async fn up(a: UpArgs) -> Result<()> {
             .await
             .context("workers did not link within 30 s")??;
     }
+    // Up means the router routes to them: it learns of workers from the coordinator's
+    // heartbeats, which follow changes within a second.
+    let public = rma_client::Client::new(&router.url()).context("the router's URL")?;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(t) = public.topology().await
+                && t.workers
+                    .iter()
+                    .filter(|w| w.status == rma_proto::api::WorkerStatus::Active)
+                    .count()
+                    >= workers.len()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .context("the router did not see the workers within 30 s")?;
     println!(
         "rma is up: router {} · coordinator {} · {} workers",
         router.url(),

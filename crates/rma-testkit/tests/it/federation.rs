@@ -653,3 +653,70 @@ async fn coordinators_heartbeat_as_often_as_the_router_asks() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_of_workers_joining_costs_the_router_one_heartbeat_a_gap() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    // Heartbeats every 20 s: changes go out at most once every 2 s.
+    rc.coordinator_heartbeat_interval = Some(Duration::from_secs(20));
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let coord = rma_coordinator::spawn(
+        rma_testkit::coordinator_config("wave", Some(router.url())),
+        rma_testkit::listener().await,
+    )
+    .expect("coordinator");
+    let admin = Client::new(&router.url())
+        .expect("client")
+        .with_bearer(rma_testkit::ADMIN_TOKEN);
+    let registry_calls = || {
+        let admin = admin.clone();
+        async move {
+            let u = admin.usage().await.ok()?;
+            u.counters
+                .iter()
+                .find(|c| c.name == "registry_requests")
+                .map(|c| c.used)
+        }
+    };
+    let first = eventually("the coordinator registered", || async {
+        registry_calls().await.filter(|n| *n >= 1)
+    })
+    .await;
+    let started = Instant::now();
+    // Ten workers register with the coordinator itself and link: each is a change or two.
+    let workers: Vec<_> = (0..10)
+        .map(|i| {
+            rma_worker::spawn(rma_testkit::worker_config(
+                &coord.url(),
+                &format!("wave-{i}"),
+                dir.path().join(format!("w{i}")),
+            ))
+            .expect("worker")
+        })
+        .collect();
+    // The router still learns of all of them.
+    eventually("the router sees ten active workers", || {
+        let admin = admin.clone();
+        async move {
+            let t = admin.topology().await.ok()?;
+            (t.workers
+                .iter()
+                .filter(|w| w.status == WorkerStatus::Active)
+                .count()
+                == 10)
+                .then_some(())
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    let heartbeats = registry_calls().await.expect("usage") - first;
+    // One at once, then at most one a gap (plus the one that may be waiting out its gap).
+    let allowed = 2 + (took.as_millis() / 2_000) as u64;
+    assert!(
+        heartbeats <= allowed,
+        "{heartbeats} heartbeats in {took:?} for ten workers joining (at most {allowed})"
+    );
+    drop(workers);
+}
