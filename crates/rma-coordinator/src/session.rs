@@ -51,6 +51,20 @@ fn aligned_ticker(epoch: Instant, period: Duration) -> tokio::time::Interval {
     t
 }
 
+/// Pings every `interval` from now on: the session retunes (telling the worker once the link is
+/// open; the frames to send are returned), the ticker follows, aligned on `epoch`.
+fn ping_every(
+    session: &mut Session,
+    ticker: &mut tokio::time::Interval,
+    epoch: Instant,
+    interval: Duration,
+) -> Vec<Action> {
+    let out = session.retune(now(), interval);
+    metrics::gauge!("rma_coordinator_link_ping_interval_seconds").set(interval.as_secs_f64());
+    *ticker = aligned_ticker(epoch, interval);
+    out
+}
+
 /// The longest ping interval a large fleet gets.
 const MAX_PING_INTERVAL: Duration = Duration::from_secs(64);
 
@@ -179,10 +193,7 @@ pub(crate) async fn serve(
                     current,
                 );
                 if want != current && worker_id.is_some() {
-                    out.extend(session.retune(now(), want));
-                    metrics::gauge!("rma_coordinator_link_ping_interval_seconds")
-                        .set(want.as_secs_f64());
-                    ticker = aligned_ticker(cfg.epoch, want);
+                    out.extend(ping_every(&mut session, &mut ticker, cfg.epoch, want));
                 }
                 out
             }
@@ -234,10 +245,8 @@ pub(crate) async fn serve(
                                 links,
                                 cfg.ping_interval,
                             );
-                            session.retune(now(), want);
-                            metrics::gauge!("rma_coordinator_link_ping_interval_seconds")
-                                .set(want.as_secs_f64());
-                            ticker = aligned_ticker(cfg.epoch, want);
+                            // Before the welcome: nothing to send, the welcome carries it.
+                            ping_every(&mut session, &mut ticker, cfg.epoch, want);
                             queue.extend(session.accept(now(), &cfg.coordinator_id));
                             tracing::info!(worker = %id, "link up");
                             metrics::gauge!("rma_coordinator_links").increment(1.0);

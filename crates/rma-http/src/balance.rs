@@ -248,35 +248,33 @@ pub struct Observed {
 pub struct PerService(std::collections::BTreeMap<String, Observed>);
 
 impl PerService {
+    /// Runs `f` on `service`'s record, made on first use (the name is copied only then, not
+    /// on every call).
+    fn with<R>(&mut self, service: &str, f: impl FnOnce(&mut Observed) -> R) -> R {
+        if let Some(o) = self.0.get_mut(service) {
+            return f(o);
+        }
+        let mut o = Observed::default();
+        let r = f(&mut o);
+        self.0.insert(service.to_owned(), o);
+        r
+    }
+
     /// A call to `service` starts.
     pub fn started(&mut self, service: &str) {
-        match self.0.get_mut(service) {
-            Some(o) => o.in_flight += 1,
-            None => {
-                self.0.insert(
-                    service.to_owned(),
-                    Observed {
-                        in_flight: 1,
-                        ..Observed::default()
-                    },
-                );
-            }
-        }
+        self.with(service, |o| o.in_flight += 1);
     }
 
     /// A call to `service` ended after `took`; when `answered`, its round trip feeds the
     /// estimate and the window.
     pub fn ended(&mut self, service: &str, took: Duration, answered: bool, now: Instant) {
-        if !self.0.contains_key(service) {
-            self.0.insert(service.to_owned(), Observed::default());
-        }
-        if let Some(o) = self.0.get_mut(service) {
+        self.with(service, |o| {
             o.in_flight = o.in_flight.saturating_sub(1);
             if answered {
                 observe(&mut o.latency, took, now);
                 o.window.record(now, took);
             }
-        }
+        });
     }
 
     /// The estimate for `service` at `now` (see [`PeakEwma::estimate_at`]) and the calls of it

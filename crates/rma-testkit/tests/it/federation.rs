@@ -617,6 +617,15 @@ async fn the_usage_meter_counts_requests_registry_calls_and_rows() {
     assert_eq!(health["status"], "healthy");
 }
 
+/// The router's count of calls that reached its registry today (its usage meter).
+async fn registry_calls(admin: &Client) -> Option<u64> {
+    let u = admin.usage().await.ok()?;
+    u.counters
+        .iter()
+        .find(|c| c.name == "registry_requests")
+        .map(|c| c.used)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinators_heartbeat_as_often_as_the_router_asks() {
     rma_testkit::init_tracing();
@@ -633,23 +642,13 @@ async fn coordinators_heartbeat_as_often_as_the_router_asks() {
     let admin = Client::new(&router.url())
         .expect("client")
         .with_bearer(rma_testkit::ADMIN_TOKEN);
-    let registry_calls = || {
-        let admin = admin.clone();
-        async move {
-            let u = admin.usage().await.ok()?;
-            u.counters
-                .iter()
-                .find(|c| c.name == "registry_requests")
-                .map(|c| c.used)
-        }
-    };
     let first = eventually("the coordinator registered", || async {
-        registry_calls().await.filter(|n| *n >= 1)
+        registry_calls(&admin).await.filter(|n| *n >= 1)
     })
     .await;
     // Register plus at least five heartbeats: the router's 300 ms, not the coordinator's minute.
     eventually_within("five heartbeats", Duration::from_secs(10), || async {
-        registry_calls().await.filter(|n| *n >= first + 5)
+        registry_calls(&admin).await.filter(|n| *n >= first + 5)
     })
     .await;
 }
@@ -670,18 +669,8 @@ async fn a_wave_of_workers_joining_costs_the_router_one_heartbeat_a_gap() {
     let admin = Client::new(&router.url())
         .expect("client")
         .with_bearer(rma_testkit::ADMIN_TOKEN);
-    let registry_calls = || {
-        let admin = admin.clone();
-        async move {
-            let u = admin.usage().await.ok()?;
-            u.counters
-                .iter()
-                .find(|c| c.name == "registry_requests")
-                .map(|c| c.used)
-        }
-    };
     let first = eventually("the coordinator registered", || async {
-        registry_calls().await.filter(|n| *n >= 1)
+        registry_calls(&admin).await.filter(|n| *n >= 1)
     })
     .await;
     let started = Instant::now();
@@ -711,7 +700,7 @@ async fn a_wave_of_workers_joining_costs_the_router_one_heartbeat_a_gap() {
     })
     .await;
     let took = started.elapsed();
-    let heartbeats = registry_calls().await.expect("usage") - first;
+    let heartbeats = registry_calls(&admin).await.expect("usage") - first;
     // One at once, then at most one a gap (plus the one that may be waiting out its gap).
     let allowed = 2 + (took.as_millis() / 2_000) as u64;
     assert!(
