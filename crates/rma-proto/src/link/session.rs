@@ -33,6 +33,10 @@ pub const DEFAULT_PING_MISSES: u32 = 5;
 /// The shortest ping interval a worker accepts from a welcome.
 const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The longest ping interval a worker accepts from a welcome or a tune: a coordinator's word
+/// past it (or past what a clock can add) is taken as this.
+const MAX_PING_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Which end of the link this session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -260,7 +264,7 @@ impl Session {
     pub fn silence_limit(&self) -> Duration {
         match self.phase {
             Phase::Handshake => HANDSHAKE_TIMEOUT,
-            _ => self.ping_interval * self.ping_misses,
+            _ => self.ping_interval.saturating_mul(self.ping_misses),
         }
     }
 
@@ -477,7 +481,8 @@ impl Session {
 
     /// Worker: the coordinator's ping numbers (a welcome's or a tune's); 0 misses keeps ours.
     fn take_pings(&mut self, interval_ms: u64, misses: u32) {
-        self.ping_interval = Duration::from_millis(interval_ms).max(MIN_PING_INTERVAL);
+        self.ping_interval =
+            Duration::from_millis(interval_ms).clamp(MIN_PING_INTERVAL, MAX_PING_INTERVAL);
         if misses > 0 {
             self.ping_misses = misses;
         }
@@ -746,6 +751,28 @@ mod tests {
         c.on_traffic(t0 + 8 * SEC);
         c.retune(t0 + 30 * SEC, SEC);
         assert_eq!(c.on_timeout(t0 + 31 * SEC), vec![Action::Ping]);
+    }
+
+    #[test]
+    fn absurd_ping_numbers_from_the_coordinator_are_bounded_not_a_panic() {
+        let t0 = Instant::now();
+        let (_, mut w) = open_pair(t0);
+        let got = w.on_message(
+            t0,
+            LinkMessage::Tune {
+                ping_interval_ms: u64::MAX,
+                ping_misses: u32::MAX,
+            },
+        );
+        assert_eq!(
+            got,
+            vec![Action::Deliver(Event::Tuned {
+                ping_interval: MAX_PING_INTERVAL
+            })]
+        );
+        assert_eq!(w.silence_limit(), MAX_PING_INTERVAL * u32::MAX);
+        assert!(w.poll_timeout() > t0);
+        assert!(w.on_timeout(t0 + 10 * SEC).is_empty());
     }
 
     #[test]
