@@ -232,6 +232,287 @@ counters: Array<UsageCounter>,
  */
 warning: string | null, };
 
+export type Ack = { 
+/**
+ * `ok`, `deregistered`…
+ */
+status: string, };
+
+export type WorkerSummary = { 
+/**
+ * Worker id.
+ */
+id: string, 
+/**
+ * Primary type.
+ */
+type: WorkerType, 
+/**
+ * Assigned services.
+ */
+services: Array<string>, 
+/**
+ * `active` or `stale`.
+ */
+status: WorkerStatus, 
+/**
+ * Requests the coordinator has in flight on it.
+ */
+active_requests: number, 
+/**
+ * Load the worker reported (0.0–1.0 per core, averaged).
+ */
+load: number, 
+/**
+ * Requests sent to it over the last minute.
+ */
+requests_last_minute: number, 
+/**
+ * Its last heartbeat, RFC 3339.
+ */
+last_seen: string, 
+/**
+ * The URL it can also be called at, when it has one.
+ */
+tunnel_url?: string | null, 
+/**
+ * p99 of the coordinator's round trips to it over the last minute or two, per service, ms.
+ */
+latency_p99_ms?: { [key in string]: number }, 
+/**
+ * Calls to it that failed (lost, 5xx) over the last minute.
+ */
+failures_last_minute: number, };
+
+export type CoordinatorRegister = { 
+/**
+ * Stable id; the router makes one up when absent.
+ */
+coordinator_id?: string | null, 
+/**
+ * The URL the router reaches the coordinator at.
+ */
+url?: string | null, 
+/**
+ * Same as `url`, the name the specification uses for tunnels; `url` wins when both are set.
+ */
+tunnel_url?: string | null, 
+/**
+ * Free text: where the coordinator runs.
+ */
+location?: string | null, 
+/**
+ * Services the coordinator can serve now (also carried by heartbeats).
+ */
+services?: Array<string> | null, };
+
+export type CoordinatorRegistered = { 
+/**
+ * Always `registered`.
+ */
+status: string, 
+/**
+ * Always `edge_coordinator`.
+ */
+role: string, 
+/**
+ * The id the coordinator is known by.
+ */
+coordinator_id: string, 
+/**
+ * Coordinators in the registry after this one.
+ */
+total_coordinators: number, 
+/**
+ * Human-readable confirmation.
+ */
+message: string, 
+/**
+ * How often the router wants heartbeats, in ms; absent: the coordinator's own interval.
+ * A router that pays per request (the edge) asks for fewer.
+ */
+heartbeat_interval_ms?: number | null, };
+
+export type CoordinatorHeartbeat = { 
+/**
+ * Who is beating.
+ */
+coordinator_id: string, 
+/**
+ * Requests in flight at the coordinator.
+ */
+active_requests: number, 
+/**
+ * Mean load of its active workers.
+ */
+load: number, 
+/**
+ * Service type → number of active workers offering it.
+ */
+services: { [key in string]: number }, 
+/**
+ * Its workers.
+ */
+workers: Array<WorkerSummary>, };
+
+export type WorkerHeartbeat = { 
+/**
+ * Who is beating.
+ */
+worker_id: string, 
+/**
+ * Free text from the worker: `ok`, `busy`, `draining`.
+ */
+status: string, 
+/**
+ * Load average per core (0.0 = idle, 1.0 = every core busy).
+ */
+current_load: number, 
+/**
+ * Service requests running on the worker now.
+ */
+active_requests: number, 
+/**
+ * Heartbeats it failed to deliver since it started (for the success rate).
+ */
+heartbeats_failed: number, };
+
+export type HeartbeatReply = { 
+/**
+ * `ok`.
+ */
+status: string, 
+/**
+ * Ids of nodes revoked within a credential's lifetime.
+ */
+revoked: Array<string>, };
+
+export type InviteRequest = { 
+/**
+ * `coordinator`, `worker` or `client`.
+ */
+role: string, 
+/**
+ * The services the node may run (workers) or hold (coordinators); absent: any.
+ */
+services?: Array<string> | null, 
+/**
+ * How long the token may be used [900 s].
+ */
+ttl_s?: number | null, 
+/**
+ * How many nodes may enrol with it [1].
+ */
+uses?: number | null, 
+/**
+ * Who runs the node(s) it enrols (a person or an organisation): spot checks compare
+ * answers of workers of different owners. Absent: each node is its own owner.
+ */
+owner?: string | null, 
+/**
+ * The router URL the token names (what nodes will reach the router at); the router's
+ * own address when absent.
+ */
+router_url?: string | null, };
+
+export type Invite = { 
+/**
+ * The join token, for `--join` / `RMA_JOIN_TOKEN`.
+ */
+token: string, 
+/**
+ * The role it enrols.
+ */
+role: string, 
+/**
+ * RFC 3339.
+ */
+expires_at: string, 
+/**
+ * Enrolments it allows.
+ */
+uses: number, };
+
+export type EnrollRequest = { 
+/**
+ * The join token.
+ */
+token: string, 
+/**
+ * The node's Ed25519 public key, base64url.
+ */
+public_key: string, 
+/**
+ * The id the node would like; the router makes it unique.
+ */
+node_id?: string | null, };
+
+export type Enrolled = { 
+/**
+ * The node's id in the federation.
+ */
+node_id: string, 
+/**
+ * Its role.
+ */
+role: string, 
+/**
+ * Its credential (a JWT signed by the federation key).
+ */
+credential: string, 
+/**
+ * RFC 3339.
+ */
+expires_at: string, 
+/**
+ * The federation's public key, base64url: members check credentials with it.
+ */
+federation_key: string, };
+
+export type RenewRequest = { 
+/**
+ * The node.
+ */
+node_id: string, 
+/**
+ * Unix seconds when signed; within 5 minutes of the router's clock.
+ */
+timestamp: number, 
+/**
+ * Its signature of `rma-renew-v1\n{node_id}\n{timestamp}`, base64url.
+ */
+signature: string, };
+
+export type NodeInfo = { 
+/**
+ * Id.
+ */
+node_id: string, 
+/**
+ * Role.
+ */
+role: string, 
+/**
+ * Services it may run or hold; absent: any.
+ */
+services: Array<string> | null, 
+/**
+ * Who runs it, when the invite said.
+ */
+owner: string | null, 
+/**
+ * Its public key, base64url.
+ */
+public_key: string, 
+/**
+ * RFC 3339.
+ */
+enrolled_at: string, 
+/**
+ * RFC 3339, when revoked.
+ */
+revoked_at: string | null, };
+
 export type JobAccepted = { 
 /**
  * `{coordinator_id}-j{16 hex}`.

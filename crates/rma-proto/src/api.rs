@@ -18,6 +18,7 @@ pub struct ErrorBody {
 
 /// `POST /api/edge/register`: a coordinator announces itself to the router.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CoordinatorRegister {
     /// Stable id; the router makes one up when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +39,7 @@ pub struct CoordinatorRegister {
 
 /// Answer to [`CoordinatorRegister`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CoordinatorRegistered {
     /// Always `registered`.
     pub status: String,
@@ -92,6 +94,7 @@ pub struct WorkerSummary {
 
 /// `POST /api/edge/heartbeat`: a coordinator is alive; carries load and inventory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CoordinatorHeartbeat {
     /// Who is beating.
     pub coordinator_id: String,
@@ -111,6 +114,7 @@ pub struct CoordinatorHeartbeat {
 
 /// `{status:"ok"}`: the answer to heartbeats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Ack {
     /// `ok`, `deregistered`…
     pub status: String,
@@ -198,6 +202,7 @@ pub struct WorkerRegistered {
 
 /// `POST /api/worker/heartbeat`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct WorkerHeartbeat {
     /// Who is beating.
     pub worker_id: String,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/admin/invites` (admin token): a join token for one kind of node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct InviteRequest {
     /// `coordinator`, `worker` or `client`.
     pub role: String,
@@ -28,6 +29,7 @@ pub struct InviteRequest {
 
 /// Answer to [`InviteRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Invite {
     /// The join token, for `--join` / `RMA_JOIN_TOKEN`.
     pub token: String,
@@ -41,6 +43,7 @@ pub struct Invite {
 
 /// `POST /api/enroll`: a node trades a join token and its public key for a credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct EnrollRequest {
     /// The join token.
     pub token: String,
@@ -53,6 +56,7 @@ pub struct EnrollRequest {
 
 /// Answer to [`EnrollRequest`] and to [`RenewRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Enrolled {
     /// The node's id in the federation.
     pub node_id: String,
@@ -68,6 +72,7 @@ pub struct Enrolled {
 
 /// `POST /api/credentials/renew`: a node proves it holds its key and gets a fresh credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RenewRequest {
     /// The node.
     pub node_id: String,
@@ -101,6 +106,7 @@ pub struct NodeInfo {
 /// Answer to a coordinator's heartbeat: the nodes revoked lately, which the coordinator drops
 /// and refuses from then on (their credentials may not have expired yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HeartbeatReply {
     /// `ok`.
     pub status: String,

@@ -52,6 +52,8 @@ pub(crate) async fn run(
     };
     let in_flight = Arc::new(AtomicU32::new(0));
     let mut backoff = Backoff::new();
+    // The coordinator the worker last registered with, called directly.
+    let mut home: Option<Client> = None;
     loop {
         if *drain.borrow() {
             return;
@@ -63,7 +65,24 @@ pub(crate) async fn run(
             tunnel_url: config.tunnel_url.clone(),
             services: Some(services.names()),
         };
-        let reg = match client.register_worker(&req).await {
+        // The coordinator that held the worker last is asked first, directly: a link that
+        // drops costs the router nothing. When it does not answer, the router places it.
+        let direct = match home.as_ref() {
+            Some(c) => match c.register_worker(&req).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::info!(error = %e, "the last coordinator did not take the worker back; asking the router");
+                    home = None;
+                    None
+                }
+            },
+            None => None,
+        };
+        let registered = match direct {
+            Some(r) => Ok(r),
+            None => client.register_worker(&req).await,
+        };
+        let reg = match registered {
             Ok(r) => r,
             Err(e) => {
                 let wait = backoff.next_delay();
@@ -83,11 +102,22 @@ pub(crate) async fn run(
             .coordinator_url
             .clone()
             .unwrap_or_else(|| config.coordinator_url.clone());
+        // Heartbeats without a link go to the coordinator itself, never through the router
+        // (at the edge every router request counts against the free tier).
+        home = match reg.coordinator_url.as_deref().map(Client::occasional) {
+            Some(Ok(c)) => Some(c.with_identity(config.identity.clone())),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the coordinator's URL is unusable; heartbeats go through the router");
+                None
+            }
+            None => None,
+        };
+        let beat = home.as_ref().unwrap_or(&client);
         let started = Instant::now();
         let end = tokio::select! {
             end = session::run(&config, &link_base, &reg.coordinator_id, services.clone(), in_flight.clone(), &status, drain.clone()), if config.use_link => end,
             _ = wait_drain(drain.clone()), if !config.use_link => SessionEnd::Drained,
-            end = heartbeats(&client, &config, in_flight.clone(), &status) => end,
+            end = heartbeats(beat, &config, in_flight.clone(), &status) => end,
         };
         status.send_modify(|s| s.linked = false);
         // A link that stayed up a while earns a fresh backoff.

@@ -4,8 +4,13 @@
 
 use rma_proto::WorkerType;
 use rma_proto::api::{
-    CoordinatorHealth, CoordinatorInfo, CoordinatorStatus, ErrorBody, RouterHealth, Topology,
-    TopologyCoordinator, TopologyWorker, Usage, UsageCounter, WorkerCounts, WorkerStatus,
+    Ack, CoordinatorHealth, CoordinatorHeartbeat, CoordinatorInfo, CoordinatorRegister,
+    CoordinatorRegistered, CoordinatorStatus, ErrorBody, RouterHealth, Topology,
+    TopologyCoordinator, TopologyWorker, Usage, UsageCounter, WorkerCounts, WorkerHeartbeat,
+    WorkerStatus, WorkerSummary,
+};
+use rma_proto::membership::{
+    EnrollRequest, Enrolled, HeartbeatReply, Invite, InviteRequest, NodeInfo, RenewRequest,
 };
 use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict};
 use rma_proto::results::{
@@ -36,6 +41,20 @@ fn generated() -> String {
         decl::<Topology>(&cfg),
         decl::<UsageCounter>(&cfg),
         decl::<Usage>(&cfg),
+        // Membership and liveness (the edge router in edge/ implements them).
+        decl::<Ack>(&cfg),
+        decl::<WorkerSummary>(&cfg),
+        decl::<CoordinatorRegister>(&cfg),
+        decl::<CoordinatorRegistered>(&cfg),
+        decl::<CoordinatorHeartbeat>(&cfg),
+        decl::<WorkerHeartbeat>(&cfg),
+        decl::<HeartbeatReply>(&cfg),
+        decl::<InviteRequest>(&cfg),
+        decl::<Invite>(&cfg),
+        decl::<EnrollRequest>(&cfg),
+        decl::<Enrolled>(&cfg),
+        decl::<RenewRequest>(&cfg),
+        decl::<NodeInfo>(&cfg),
         // Jobs.
         decl::<JobAccepted>(&cfg),
         decl::<JobState>(&cfg),
