@@ -60,8 +60,23 @@ async function toRegistry(env: WorkerEnv, req: Request): Promise<Response> {
   const headers = new Headers(req.headers);
   headers.set("x-rma-worker-requests", String(unreported));
   unreported = 0;
-  return registry(env).fetch(new Request(req, { headers }));
+  if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
+    return registry(env).fetch(new Request(req, { headers }));
+  }
+  // Registry calls are small JSON: buffered, so the object may answer (a 401, say) without
+  // reading a body that would otherwise still be streaming to it.
+  let body: ArrayBuffer | null = null;
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    const declared = Number(req.headers.get("content-length") ?? "0");
+    if (declared > MAX_REGISTRY_BODY) throw new ApiError(413, "payload_too_large", `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`);
+    body = await req.arrayBuffer();
+    if (body.byteLength > MAX_REGISTRY_BODY) throw new ApiError(413, "payload_too_large", `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`);
+  }
+  return registry(env).fetch(new Request(req.url, { method: req.method, headers, body }));
 }
+
+/** A coordinator's heartbeat lists its workers: 10,000 of them fit. */
+const MAX_REGISTRY_BODY = 8 * 1024 * 1024;
 
 async function routes(env: WorkerEnv, force = false): Promise<Routes> {
   const ttl = num(env.ROUTE_CACHE_MS, 5000);
