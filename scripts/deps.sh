@@ -52,3 +52,10 @@ build_ui() {
   echo "==> building the web UI" >&2
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 }
+
+# Installs the edge router's packages (wrangler with its workerd binary, from the npm registry)
+# and type-checks it. Needs no Cloudflare account: the tests run it in local workerd.
+build_edge() {
+  echo "==> installing and type-checking the edge router (edge/)" >&2
+  (cd edge && npm ci --no-audit --no-fund --loglevel=error && npx tsc -p .)
+}

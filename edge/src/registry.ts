@@ -140,7 +140,7 @@ interface Entry {
   activeRequests: number;
   /** The Worker failed to reach it since its last heartbeat. */
   unreachable: boolean;
-  /** What was last written of its inventory (services and workers, without load). */
+  /** What was last written of its inventory: the services it offers. */
   shape: string;
   /** Forwards the Worker reported served, with when (last minute only). */
   served: number[];
@@ -169,12 +169,11 @@ const MINUTE = 60_000;
 /** The meter is saved at most this often (a row written each time). */
 const SAVE_METER_EVERY_MS = 10 * MINUTE;
 
-function shapeOf(services: Record<string, number>, workers: WorkerSummary[]): string {
-  const s = Object.keys(services).filter((k) => services[k] > 0).sort();
-  const w = workers
-    .map((x) => `${x.id}|${x.type}|${x.status}|${[...x.services].sort().join(",")}`)
-    .sort();
-  return JSON.stringify([s, w]);
+/** What routing needs to survive a restart of the object: the services a coordinator offers.
+ *  Its list of workers is not written (it changes with every worker that comes and goes, and
+ *  the next heartbeat brings it back within one interval). */
+function shapeOf(services: Record<string, number>): string {
+  return JSON.stringify(Object.keys(services).filter((k) => services[k] > 0).sort());
 }
 
 export class Registry {
@@ -206,14 +205,14 @@ export class Registry {
     const now = deps.now();
     // Loaded coordinators count as just seen: they get one stale_after to send a heartbeat.
     for (const r of sql.exec("SELECT * FROM coordinators").toArray()) {
-      let inv: { services?: Record<string, number>; workers?: WorkerSummary[] } = {};
+      let inv: { services?: Record<string, number> } = {};
       try {
         inv = JSON.parse(String(r.inventory ?? "{}"));
       } catch {
         inv = {};
       }
       const services = inv.services ?? {};
-      const workers = inv.workers ?? [];
+      const workers: WorkerSummary[] = [];
       this.entries.set(String(r.id), {
         id: String(r.id),
         url: String(r.url),
@@ -225,7 +224,7 @@ export class Registry {
         load: 0,
         activeRequests: 0,
         unreachable: false,
-        shape: shapeOf(services, workers),
+        shape: shapeOf(services),
         served: [],
         failures: [],
       });
@@ -495,14 +494,14 @@ export class Registry {
     };
     // Durable first, and only what changed: a coordinator re-registering as it was writes nothing.
     if (!keep || prev.location !== location) {
-      e.shape = shapeOf(e.services, e.workers);
+      e.shape = shapeOf(e.services);
       this.write(
         "INSERT OR REPLACE INTO coordinators (id, url, location, registered_at_ms, inventory) VALUES (?, ?, ?, ?, ?)",
         id,
         url,
         location,
         e.registeredAt,
-        JSON.stringify({ services: e.services, workers: e.workers }),
+        JSON.stringify({ services: e.services }),
       );
     }
     this.entries.set(id, e);
@@ -536,17 +535,16 @@ export class Registry {
     e.workers = workers;
     e.load = Number(hb.load) || 0;
     e.activeRequests = Number(hb.active_requests) || 0;
-    const shape = shapeOf(services, workers);
+    const shape = shapeOf(services);
     if (shape !== e.shape) {
+      // The services it offers changed: worth a row, so a restarted object routes at once.
       e.shape = shape;
-      // Membership of its workers changed: worth a row, so a restarted object routes at once.
-      const slim = workers.map((w) => ({ ...w, load: 0, active_requests: 0, requests_last_minute: 0 }));
-      this.write("UPDATE coordinators SET inventory = ? WHERE id = ?", JSON.stringify({ services, workers: slim }), e.id);
+      this.write("UPDATE coordinators SET inventory = ? WHERE id = ?", JSON.stringify({ services }), e.id);
     }
     for (const w of workers) if (!this.homes.has(w.id)) this.homes.set(w.id, e.id);
     this.broadcast();
     this.scheduleAlarm();
-    return { status: "ok", revoked: this.revokedLately() };
+    return { status: "ok", revoked: this.revokedLately(), heartbeat_interval_ms: this.heartbeatIntervalMs() };
   }
 
   async deregister(req: Request, id: string) {

@@ -385,7 +385,12 @@ status: string,
 /**
  * Ids of nodes revoked within a credential's lifetime.
  */
-revoked: Array<string>, };
+revoked: Array<string>, 
+/**
+ * The heartbeat interval the router asks for now, when it sets one: the edge router
+ * lengthens it as coordinators join, so their heartbeats stay within its daily budget.
+ */
+heartbeat_interval_ms?: number, };
 
 export type InviteRequest = { 
 /**

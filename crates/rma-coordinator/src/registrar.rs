@@ -34,7 +34,7 @@ pub(crate) async fn run(state: AppState, router: Client) {
             r = router.register_coordinator(&req) => r,
             _ = shutdown.wait() => return,
         };
-        let interval = match registered {
+        let mut interval = match registered {
             Ok(reply) => {
                 tracing::info!(router = %router.base(), total = reply.total_coordinators, heartbeat_interval_ms = ?reply.heartbeat_interval_ms, "registered at the router");
                 backoff.reset();
@@ -54,7 +54,7 @@ pub(crate) async fn run(state: AppState, router: Client) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A change of inventory goes out at once, but at most one such heartbeat a `gap`: a wave
         // of workers joining costs the router one heartbeat a gap, not one per worker.
-        let gap = change_gap(interval);
+        let mut gap = change_gap(interval);
         // The first change after registering goes at once.
         let mut last = Instant::now().checked_sub(gap).unwrap_or_else(Instant::now);
         loop {
@@ -73,7 +73,20 @@ pub(crate) async fn run(state: AppState, router: Client) {
             }
             last = Instant::now();
             match router.coordinator_heartbeat(&state.heartbeat()).await {
-                Ok(reply) => state.revoke(reply.revoked),
+                Ok(reply) => {
+                    // The router may ask for another interval as the federation grows.
+                    let told = reply
+                        .heartbeat_interval_ms
+                        .map(|ms| heartbeat_interval(interval, Some(ms)));
+                    if let Some(t) = told.filter(|t| *t != interval) {
+                        tracing::info!(from_ms = interval.as_millis() as u64, to_ms = t.as_millis() as u64, "the router asks for another heartbeat interval");
+                        interval = t;
+                        gap = change_gap(interval);
+                        tick = tokio::time::interval_at(Instant::now() + interval, interval);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                    state.revoke(reply.revoked);
+                }
                 Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                     tracing::warn!(
                         "the router no longer knows this coordinator; registering again"

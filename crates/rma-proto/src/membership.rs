@@ -113,4 +113,9 @@ pub struct HeartbeatReply {
     /// Ids of nodes revoked within a credential's lifetime.
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// The heartbeat interval the router asks for now, when it sets one: the edge router
+    /// lengthens it as coordinators join, so their heartbeats stay within its daily budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub heartbeat_interval_ms: Option<u64>,
 }

@@ -167,12 +167,17 @@ async fn register_coordinator(
         ),
         coordinator_id: id,
         total_coordinators: total,
-        // Never so long that a healthy coordinator would look stale between two heartbeats.
-        heartbeat_interval_ms: state
-            .config()
-            .coordinator_heartbeat_interval
-            .map(|d| d.min(state.config().stale_after / 2).as_millis() as u64),
+        heartbeat_interval_ms: told_interval_ms(&state),
     }))
+}
+
+/// The heartbeat interval the router asks of coordinators, if it sets one: never so long that
+/// a healthy coordinator would look stale between two heartbeats.
+fn told_interval_ms(state: &AppState) -> Option<u64> {
+    state
+        .config()
+        .coordinator_heartbeat_interval
+        .map(|d| d.min(state.config().stale_after / 2).as_millis() as u64)
 }
 
 async fn coordinator_heartbeat(
@@ -190,6 +195,7 @@ async fn coordinator_heartbeat(
         Ok(Json(HeartbeatReply {
             status: "ok".into(),
             revoked: state.revoked_lately(),
+            heartbeat_interval_ms: told_interval_ms(&state),
         }))
     } else {
         Err(ApiError::not_found(format!(
