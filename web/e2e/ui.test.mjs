@@ -1,5 +1,6 @@
 // End-to-end tests of the web UI in a real browser (Debian's Chromium, driven by
-// playwright-core) against a real `rma up`. Screenshots of each page go to web/e2e/artifacts/.
+// playwright-core) against a real `rma up` (with RMA_E2E_EDGE=1, `rma up --edge`: the edge
+// router in local workerd). Screenshots of each page go to web/e2e/artifacts/.
 //
 // Needs: target/debug/rma and target/debug/rma-fixture built (scripts/test does it), and
 // /usr/bin/chromium (scripts/deps.sh installs it).
@@ -43,7 +44,9 @@ function start(args, pattern, env = {}) {
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(path.join(tmpdir(), "rma-e2e-"));
-  const started = await start(["up", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", path.join(dir, "data")], /rma is up: router (http:\/\/[0-9.:]+)/);
+  // RMA_E2E_EDGE=1: the same tests against the edge router (edge/ in local workerd).
+  const edge = process.env.RMA_E2E_EDGE === "1" ? ["--edge", "--edge-dir", path.join(ROOT, "edge")] : [];
+  const started = await start(["up", "--listen", "127.0.0.1:0", "--workers", "2", "--data-dir", path.join(dir, "data"), ...edge], /rma is up: router (http:\/\/[0-9.:]+)/);
   up = started.child;
   url = started.match[1];
   browser = await chromium.launch({

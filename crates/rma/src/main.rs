@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod edge;
 mod members;
 mod submit;
 
@@ -333,6 +334,28 @@ struct UpArgs {
     /// Where the router's registry and the workers' files live.
     #[arg(long, env = "RMA_DATA_DIR", default_value = "./rma-data")]
     data_dir: PathBuf,
+    /// Run the edge router (edge/: the Cloudflare Worker and its Durable Object, in local
+    /// workerd through `wrangler dev`) in place of the built-in router.
+    #[arg(long)]
+    edge: bool,
+    /// Where the edge router's project is (with `npm ci` done in it).
+    #[arg(long, env = "RMA_EDGE_DIR", default_value = "./edge")]
+    edge_dir: PathBuf,
+}
+
+/// The router `rma up` runs: built in, or the edge Worker in local workerd.
+enum UpRouter {
+    Builtin(rma_router::RouterHandle),
+    Edge(edge::EdgeRouter),
+}
+
+impl UpRouter {
+    fn url(&self) -> String {
+        match self {
+            UpRouter::Builtin(r) => r.url(),
+            UpRouter::Edge(e) => e.url(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -714,11 +737,26 @@ async fn worker(a: WorkerArgs) -> Result<()> {
 async fn up(a: UpArgs) -> Result<()> {
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("cannot create data dir {}", a.data_dir.display()))?;
-    let router = rma_router::spawn(
-        router_config(a.data_dir.join("router.db"), 300, 50 * 1024 * 1024),
-        bind(a.listen).await?,
-    )
-    .context("cannot start the router")?;
+    let router = if a.edge {
+        // The edge router keeps its secrets as Worker secrets: the same two files, passed on.
+        let admin_token = secret_file(&a.data_dir.join("admin.token"))?;
+        let key_file = a.data_dir.join("federation.key");
+        rma_auth::FederationKey::load_or_create(&key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seed = std::fs::read_to_string(&key_file)
+            .with_context(|| format!("cannot read {}", key_file.display()))?;
+        UpRouter::Edge(
+            edge::EdgeRouter::start(&a.edge_dir, a.listen, &a.data_dir, &admin_token, seed.trim())
+                .await?,
+        )
+    } else {
+        UpRouter::Builtin(
+            rma_router::spawn(
+                router_config(a.data_dir.join("router.db"), 300, 50 * 1024 * 1024),
+                bind(a.listen).await?,
+            )
+            .context("cannot start the router")?,
+        )
+    };
     // Everything enrols as any member would: invites made with the admin token, traded for
     // credentials over HTTP; later starts reuse the identities kept in the data dir.
     let admin_token = secret_file(&a.data_dir.join("admin.token"))?;
@@ -796,8 +834,13 @@ async fn up(a: UpArgs) -> Result<()> {
     .await
     .context("the router did not see the workers within 30 s")?;
     println!(
-        "rma is up: router {} · coordinator {} · {} workers",
+        "rma is up: router {}{} · coordinator {} · {} workers",
         router.url(),
+        if a.edge {
+            " (the edge Worker in local workerd)"
+        } else {
+            ""
+        },
         coordinator.url(),
         workers.len()
     );
