@@ -79,7 +79,11 @@ pub(crate) async fn run(state: AppState, router: Client) {
                         .heartbeat_interval_ms
                         .map(|ms| heartbeat_interval(interval, Some(ms)));
                     if let Some(t) = told.filter(|t| *t != interval) {
-                        tracing::info!(from_ms = interval.as_millis() as u64, to_ms = t.as_millis() as u64, "the router asks for another heartbeat interval");
+                        tracing::info!(
+                            from_ms = interval.as_millis() as u64,
+                            to_ms = t.as_millis() as u64,
+                            "the router asks for another heartbeat interval"
+                        );
                         interval = t;
                         gap = change_gap(interval);
                         tick = tokio::time::interval_at(Instant::now() + interval, interval);

@@ -42,7 +42,9 @@ impl EdgeRouter {
             );
         }
         if !edge_dir.join("../web/dist/index.html").exists() {
-            bail!("the web UI is not built: run `(cd web && npm ci && npm run build)`, or ./scripts/up --edge");
+            bail!(
+                "the web UI is not built: run `(cd web && npm ci && npm run build)`, or ./scripts/up --edge"
+            );
         }
         let port = match listen.port() {
             0 => std::net::TcpListener::bind((listen.ip(), 0))
@@ -69,7 +71,13 @@ impl EdgeRouter {
         ];
         let mut cmd = Command::new(&wrangler);
         cmd.current_dir(edge_dir)
-            .args(["dev", "--ip", &listen.ip().to_string(), "--port", &port.to_string()])
+            .args([
+                "dev",
+                "--ip",
+                &listen.ip().to_string(),
+                "--port",
+                &port.to_string(),
+            ])
             .arg("--persist-to")
             .arg(&state)
             .args(["--log-level", "warn"])

@@ -745,8 +745,14 @@ async fn up(a: UpArgs) -> Result<()> {
         let seed = std::fs::read_to_string(&key_file)
             .with_context(|| format!("cannot read {}", key_file.display()))?;
         UpRouter::Edge(
-            edge::EdgeRouter::start(&a.edge_dir, a.listen, &a.data_dir, &admin_token, seed.trim())
-                .await?,
+            edge::EdgeRouter::start(
+                &a.edge_dir,
+                a.listen,
+                &a.data_dir,
+                &admin_token,
+                seed.trim(),
+            )
+            .await?,
         )
     } else {
         UpRouter::Builtin(

@@ -310,7 +310,11 @@ async fn strangers_are_refused_with_json_errors(r: &Router) {
     let k = r.kind;
     // Nothing registered: health says so with 503.
     let (s, v) = r.get("/health", false).await;
-    assert_eq!((s, v["status"].as_str()), (503, Some("degraded")), "{k}: {v}");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (503, Some("degraded")),
+        "{k}: {v}"
+    );
     // No credential: no joining, no heartbeats, no worker registration.
     for path in [
         "/api/edge/register",
@@ -361,7 +365,10 @@ async fn strangers_are_refused_with_json_errors(r: &Router) {
         assert_error(resp, 401, "unauthorized", &format!("{k} enroll {token}")).await;
     }
     // Bad invites are 400; bad JSON is 400.
-    for body in [json!({"role": "king"}), json!({"role": "worker", "uses": 0})] {
+    for body in [
+        json!({"role": "king"}),
+        json!({"role": "worker", "uses": 0}),
+    ] {
         let resp = http
             .post(format!("{}/api/admin/invites", r.url))
             .bearer_auth(&r.admin)
@@ -401,13 +408,15 @@ async fn strangers_are_refused_with_json_errors(r: &Router) {
     assert_error(resp, 400, "bad_request", &format!("{k} bad job id")).await;
     // No coordinator: a service request is 503 no_coordinator.
     let resp = r.echo("anyone?").await;
-    assert_error(resp, 503, "no_coordinator", &format!("{k} empty federation")).await;
+    assert_error(
+        resp,
+        503,
+        "no_coordinator",
+        &format!("{k} empty federation"),
+    )
+    .await;
     // The web UI is served at /.
-    let page = http
-        .get(format!("{}/", r.url))
-        .send()
-        .await
-        .expect("get /");
+    let page = http.get(format!("{}/", r.url)).send().await.expect("get /");
     assert_eq!(page.status(), 200, "{k} /");
     assert!(
         page.text().await.unwrap_or_default().contains("<html"),
@@ -426,7 +435,11 @@ async fn a_federation_joins_serves_and_survives_a_dead_coordinator(r: &Router) {
     let _w2 = r.worker("w2", dir.path()).await;
     r.settled(2, 2).await;
     let (s, v) = r.get("/health", false).await;
-    assert_eq!((s, v["status"].as_str()), (200, Some("healthy")), "{k}: {v}");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("healthy")),
+        "{k}: {v}"
+    );
 
     // The admin list and the public topology (no addresses without the token).
     let (s, list) = r.get("/api/admin/coordinators", true).await;
@@ -503,7 +516,11 @@ async fn a_federation_joins_serves_and_survives_a_dead_coordinator(r: &Router) {
     let (s, _) = r.get(&format!("/api/jobs/{job}/result"), false).await;
     assert_eq!(s, 200, "{k}: job result");
     let (s, v) = r.get("/api/jobs/nosuch-j0123456789abcdef", false).await;
-    assert_eq!((s, v["error"].as_str()), (404, Some("not_found")), "{k}: {v}");
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (404, Some("not_found")),
+        "{k}: {v}"
+    );
 
     // The live topology: the public view first, the whole one after signing in.
     let ws_url = format!("{}/api/topology/ws", r.url.replacen("http", "ws", 1));

@@ -9,10 +9,10 @@ use rma_proto::api::{
     TopologyCoordinator, TopologyWorker, Usage, UsageCounter, WorkerCounts, WorkerHeartbeat,
     WorkerStatus, WorkerSummary,
 };
+use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict};
 use rma_proto::membership::{
     EnrollRequest, Enrolled, HeartbeatReply, Invite, InviteRequest, NodeInfo, RenewRequest,
 };
-use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict};
 use rma_proto::results::{
     Amount, CacheStored, Date, DocumentKind, ExtractResult, Facts, OcrResult, Page, PageSource,
     PdfTextResult, ProcessResult, Reference, Sender, ServiceResult, StoredObject, StoredRefs,

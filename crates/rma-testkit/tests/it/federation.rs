@@ -709,3 +709,98 @@ async fn a_wave_of_workers_joining_costs_the_router_one_heartbeat_a_gap() {
     );
     drop(workers);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_a_link_heartbeats_its_coordinator_directly_not_through_the_router() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.url_policy.allow_loopback = true;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let coord = rma_coordinator::spawn(
+        rma_testkit::coordinator_config("direct", Some(router.url())),
+        rma_testkit::listener().await,
+    )
+    .expect("coordinator");
+    let curl = coord.url();
+    // Registered through the router, as any worker that only knows the router's address.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    let mut w = rma_testkit::worker_config(&router.url(), "linkless", dir.path().join("w"));
+    w.use_link = false;
+    w.listen = Some(addr);
+    let worker = rma_worker::spawn(w).expect("worker");
+    let first = eventually(
+        "the worker's first HTTP heartbeat at its coordinator",
+        || {
+            let curl = curl.clone();
+            async move {
+                heartbeats_via(&curl, "linkless", "http")
+                    .await
+                    .filter(|n| *n >= 1)
+            }
+        },
+    )
+    .await;
+    // The router goes away: heartbeats still reach the coordinator, none fails, and the
+    // worker does not register again (it would, on a 404 or with heartbeats via the router).
+    drop(router);
+    eventually("three more heartbeats with the router gone", || {
+        let curl = curl.clone();
+        async move {
+            heartbeats_via(&curl, "linkless", "http")
+                .await
+                .filter(|n| *n >= first + 3)
+        }
+    })
+    .await;
+    let s = worker.status();
+    assert_eq!(s.heartbeats_failed, 0, "{s:?}");
+    assert_eq!(s.registrations, 1, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_link_drops_registers_again_with_its_coordinator_without_the_router() {
+    rma_testkit::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rc = rma_testkit::router_config(dir.path().join("r.db"));
+    rc.url_policy.allow_loopback = true;
+    let router = rma_router::spawn(rc, rma_testkit::listener().await).expect("router");
+    let listener = rma_testkit::listener().await;
+    let addr = listener.local_addr().expect("addr");
+    let coord = rma_coordinator::spawn(
+        rma_testkit::coordinator_config("home", Some(router.url())),
+        listener,
+    )
+    .expect("coordinator");
+    let worker = rma_worker::spawn(rma_testkit::worker_config(
+        &router.url(),
+        "homing",
+        dir.path().join("w"),
+    ))
+    .expect("worker");
+    let mut rx = worker.watch();
+    tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|s| s.linked))
+        .await
+        .expect("linked in time")
+        .expect("status");
+    // The router is gone, and the coordinator restarts at the same address: the link drops,
+    // and the worker finds its coordinator again by itself.
+    drop(router);
+    drop(coord);
+    let listener = eventually("the coordinator's address free again", || async move {
+        tokio::net::TcpListener::bind(addr).await.ok()
+    })
+    .await;
+    let _coord = rma_coordinator::spawn(rma_testkit::coordinator_config("home", None), listener)
+        .expect("coordinator again");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        rx.wait_for(|s| s.linked && s.registrations >= 2),
+    )
+    .await
+    .expect("linked again with the router gone")
+    .expect("status");
+    assert_eq!(worker.status().coordinator_id.as_deref(), Some("home"));
+}

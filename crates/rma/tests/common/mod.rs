@@ -77,4 +77,3 @@ pub(crate) async fn start(args: &[&str], marker: &str) -> (Proc, String) {
         .unwrap_or_default();
     (Proc(child), url)
 }
-
