@@ -265,6 +265,7 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
       s.inFlight++;
       const t0 = Date.now();
       let resp: Response;
+      let answer: ArrayBuffer;
       try {
         resp = await fetch(`${c.url}${url.pathname}${url.search}`, {
           method: req.method,
@@ -273,6 +274,9 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
           redirect: "manual",
           signal: AbortSignal.timeout(timeout),
         });
+        // The whole answer, as rma router takes it: a coordinator dying mid-answer is a failed
+        // try (the next one gets the same body), not a cut-off answer for the client.
+        answer = await resp.arrayBuffer();
       } catch (e) {
         s.inFlight--;
         if ((e as Error).name === "TimeoutError") {
@@ -290,11 +294,10 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
       if (resp.status === 502 || resp.status === 503) {
         console.warn(`coordinator ${c.id} could not serve (${resp.status}); trying the next`);
         lastFailure = `coordinator ${c.id} answered ${resp.status}`;
-        await resp.body?.cancel();
         continue;
       }
       served[c.id] = (served[c.id] ?? 0) + 1;
-      return relay(resp, c.id, tried, started, rid, trace.header);
+      return relay(resp, answer, c.id, tried, started, rid, trace.header);
     }
     // Every coordinator offering it failed: during a failover another will offer it soon.
     if (Date.now() >= deadline) break;
@@ -306,7 +309,15 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
   );
 }
 
-function relay(resp: Response, coordinator: string, attempts: number, started: number, rid: string, trace: string): Response {
+function relay(
+  resp: Response,
+  body: ArrayBuffer,
+  coordinator: string,
+  attempts: number,
+  started: number,
+  rid: string,
+  trace: string,
+): Response {
   const out = new Headers();
   for (const h of PASS_RESPONSE) {
     const v = resp.headers.get(h);
@@ -319,7 +330,7 @@ function relay(resp: Response, coordinator: string, attempts: number, started: n
   const own = Math.max(0, Date.now() - started - timingTotal(below));
   out.set("server-timing", below ? `router;dur=${own.toFixed(3)}, ${below}` : `router;dur=${own.toFixed(3)}`);
   out.set("traceresponse", trace);
-  return new Response(resp.body, { status: resp.status, headers: out });
+  return new Response(body, { status: resp.status, headers: out });
 }
 
 /** `/api/jobs/{id}[/result]`: asked of the coordinator named in the id. */
@@ -331,14 +342,16 @@ async function job(req: Request, env: WorkerEnv, id: string, result: boolean): P
   if (!c) throw ApiError.notFound(`job ${id} is held by coordinator ${holder}, which is not registered now`);
   const path = `/api/jobs/${encodeURIComponent(id)}${result ? "/result" : ""}`;
   let resp: Response;
+  let body: ArrayBuffer;
   try {
     resp = await fetch(`${c.url}${path}`, { method: req.method, signal: AbortSignal.timeout(30_000), redirect: "manual" });
+    body = await resp.arrayBuffer();
   } catch (e) {
     if ((e as Error).name === "TimeoutError") throw ApiError.timeout(`coordinator ${holder} holding job ${id} did not answer within 30 s`);
     await reportFailure(env, holder);
     throw ApiError.upstream(`coordinator ${holder} holding job ${id} is unreachable: ${(e as Error).message}`);
   }
-  return relay(resp, holder, 1, Date.now(), requestId(req), traceparent(req).header);
+  return relay(resp, body, holder, 1, Date.now(), requestId(req), traceparent(req).header);
 }
 
 /** Paths the registry (the Durable Object) answers. */
