@@ -5,9 +5,9 @@
 // on average, far less than one Durable Object request.
 
 import type { Route, Routes } from "./registry";
-import { type Env as RegistryEnv, type Env } from "./registry";
+import type { Env as RegistryEnv } from "./registry";
 import { Federation } from "./auth";
-import { ApiError, bearer, errorResponse, isServiceName, jobCoordinator, json, num, randomHex } from "./http";
+import { ApiError, bearer, errorResponse, isServiceName, jobCoordinator, num, randomHex } from "./http";
 
 export { CoordinatorRegistry } from "./durable";
 
@@ -408,5 +408,3 @@ export default {
   },
 } satisfies ExportedHandler<WorkerEnv>;
 
-export type { Env };
-export { json };

@@ -46,7 +46,7 @@ import {
   newJoinToken,
   verifySig,
 } from "./auth";
-import { ApiError, bearer, checkId, idProblem, json, readJson, rfc3339, sameSecret } from "./http";
+import { ApiError, bearer, checkId, codeFor, json, readJson, rfc3339, sameSecret } from "./http";
 import { type AddressPolicy, checkRegistered } from "./urls";
 import { type Kind, Meter, type MeterState } from "./usage";
 
@@ -590,12 +590,7 @@ export class Registry {
   async registerWorker(req: Request): Promise<Response> {
     const claims = await this.member(req, "worker");
     const text = await req.text();
-    let body: { worker_id?: unknown };
-    try {
-      body = JSON.parse(text);
-    } catch (e) {
-      throw ApiError.badRequest(`Failed to parse the request body as JSON: ${(e as Error).message}`);
-    }
+    const body = parseBody<{ worker_id?: unknown }>(text);
     const wid = checkId("worker_id", body?.worker_id);
     sameNode(claims, "worker", wid);
     const now = this.deps.now();
@@ -628,12 +623,7 @@ export class Registry {
   async workerHeartbeat(req: Request): Promise<Response> {
     const claims = await this.member(req, "worker");
     const text = await req.text();
-    let hb: WorkerHeartbeat;
-    try {
-      hb = JSON.parse(text);
-    } catch (e) {
-      throw ApiError.badRequest(`Failed to parse the request body as JSON: ${(e as Error).message}`);
-    }
+    const hb = parseBody<WorkerHeartbeat>(text);
     const wid = checkId("worker_id", hb?.worker_id);
     sameNode(claims, "worker", wid);
     const home = this.entries.get(this.homes.get(wid) ?? "");
@@ -943,6 +933,16 @@ export function redacted(t: Topology): Topology {
   return { ...t, coordinators: t.coordinators.map((c) => ({ ...c, url: "", location: null })) };
 }
 
+/** A body passed on as it came (the coordinator reads it again), parsed to check it; 400 when
+ *  it is not JSON. */
+function parseBody<T>(text: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw ApiError.badRequest(`Failed to parse the request body as JSON: ${(e as Error).message}`);
+  }
+}
+
 /** An upstream's error passed on with its status; its code the one the contract gives it. */
 async function passError(r: Response): Promise<Response> {
   let message = `the coordinator answered ${r.status}`;
@@ -952,11 +952,7 @@ async function passError(r: Response): Promise<Response> {
   } catch {
     // not JSON: the status says enough
   }
-  return new ApiError(r.status, codeOf(r.status), message).response();
+  return new ApiError(r.status, codeFor(r.status), message).response();
 }
 
-function codeOf(status: number): string {
-  return status === 503 ? "no_worker" : status >= 500 ? "upstream_failed" : status === 401 ? "unauthorized" : status === 403 ? "forbidden" : status === 404 ? "not_found" : status === 429 ? "rate_limited" : "bad_request";
-}
 
-export { idProblem };
