@@ -804,3 +804,55 @@ async fn a_worker_whose_link_drops_registers_again_with_its_coordinator_without_
     .expect("status");
     assert_eq!(worker.status().coordinator_id.as_deref(), Some("home"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_follows_a_new_heartbeat_interval_from_a_heartbeat_reply() {
+    use axum::routing::post;
+    use rma_proto::api::CoordinatorRegistered;
+    use rma_proto::membership::HeartbeatReply;
+    rma_testkit::init_tracing();
+    // A router that says "a minute" when the coordinator registers, then "100 ms" in its
+    // heartbeat replies, as the edge router does when the federation grows or shrinks.
+    let beats = Arc::new(AtomicU64::new(0));
+    let counted = beats.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/edge/register",
+            post(|| async {
+                axum::Json(CoordinatorRegistered {
+                    status: "registered".into(),
+                    role: "edge_coordinator".into(),
+                    coordinator_id: "follower".into(),
+                    total_coordinators: 1,
+                    message: String::new(),
+                    heartbeat_interval_ms: Some(60_000),
+                })
+            }),
+        )
+        .route(
+            "/api/edge/heartbeat",
+            post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    axum::Json(HeartbeatReply {
+                        status: "ok".into(),
+                        revoked: vec![],
+                        heartbeat_interval_ms: Some(100),
+                    })
+                }
+            }),
+        );
+    let listener = rma_testkit::listener().await;
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut cc = rma_testkit::coordinator_config("follower", Some(url));
+    cc.router_heartbeat_interval = Duration::from_secs(60);
+    let _coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    // At a minute apart, 5 heartbeats would take 4 minutes; at 100 ms, well under the limit.
+    eventually_within("five heartbeats", Duration::from_secs(10), || {
+        let n = beats.load(Ordering::Relaxed);
+        async move { (n >= 5).then_some(()) }
+    })
+    .await;
+}
