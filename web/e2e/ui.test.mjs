@@ -120,6 +120,26 @@ test("uploading a letter shows its type, amounts and text", async () => {
   await phone.page.screenshot({ path: path.join(ARTIFACTS, "phone.png"), fullPage: true });
 });
 
+test("a figure the scan may have misread is marked, with the reason and the line it came from", async () => {
+  // Printed as OCR often reads a photo: the decimal point lost (`£1,482 37`).
+  const letter = path.join(dir, "smudged-final-notice.png");
+  execFileSync(FIXTURE, ["smudged-final-notice", letter]);
+  const { page, errors } = await openPage();
+  await page.setInputFiles("[data-testid=file-input]", letter);
+  await page.locator("[data-testid=job][data-state=done]").waitFor({ timeout: 90_000 });
+  await page.locator("[data-testid=facts]").waitFor();
+  // Read as £1,482.37, never as £1,482.00, and never shown like a sure figure.
+  const chip = page.locator("[data-testid=amounts] [data-testid=uncertain-fact]");
+  assert.equal(await chip.textContent(), "£1482.37?");
+  assert.match(await chip.getAttribute("title"), /decimal point/);
+  const unsure = await page.locator("[data-testid=uncertain]").textContent();
+  assert.match(unsure, /space where the decimal point should be/);
+  assert.match(unsure, /The amount now outstanding is £1,482 37/);
+  assert.doesNotMatch(await page.locator("[data-testid=amounts]").textContent(), /1,482\.00|1482\.00/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "uncertain.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
 test("a file that is not a document fails in plain words with a retry button", async () => {
   const bogus = path.join(dir, "notes.png");
   writeFileSync(bogus, "just words, not an image");

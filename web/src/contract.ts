@@ -796,7 +796,20 @@ currency: string,
 /**
  * The line it was on.
  */
-line: string, };
+line: string, 
+/**
+ * How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+ * from; absent when the text was not read by OCR (a PDF's text, typed text).
+ */
+confidence?: number, 
+/**
+ * Set when the figure may be misread: an adviser checks it against the letter.
+ */
+uncertain: boolean, 
+/**
+ * Why it is uncertain (or how an unclear print was read), in plain words.
+ */
+reason?: string, };
 
 export type Date = { 
 /**
@@ -810,7 +823,20 @@ text: string,
 /**
  * The line it was on.
  */
-line: string, };
+line: string, 
+/**
+ * How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+ * from; absent when the text was not read by OCR (a PDF's text, typed text).
+ */
+confidence?: number, 
+/**
+ * Set when the figure may be misread: an adviser checks it against the letter.
+ */
+uncertain: boolean, 
+/**
+ * Why it is uncertain (or how an unclear print was read), in plain words.
+ */
+reason?: string, };
 
 export type Reference = { 
 /**
@@ -824,7 +850,20 @@ label: string,
 /**
  * The line it was on.
  */
-line: string, };
+line: string, 
+/**
+ * How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+ * from; absent when the text was not read by OCR (a PDF's text, typed text).
+ */
+confidence?: number, 
+/**
+ * Set when the figure may be misread: an adviser checks it against the letter.
+ */
+uncertain: boolean, 
+/**
+ * Why it is uncertain (or how an unclear print was read), in plain words.
+ */
+reason?: string, };
 
 export type Sender = { 
 /**

@@ -60,9 +60,44 @@ async function copy(text: string, button: HTMLButtonElement) {
   setTimeout(() => (button.textContent = was), 1200);
 }
 
-function chips(values: string[]): string {
+/** A fact as a chip: one OCR may have misread is marked, with why on hover. */
+interface Chip {
+  text: string;
+  uncertain?: boolean;
+  reason?: string;
+}
+
+function chips(values: (string | Chip)[]): string {
   if (!values.length) return `<span class="muted">none found</span>`;
-  return values.map((x) => `<span class="chip">${escapeHtml(x)}</span>`).join(" ");
+  return values
+    .map((v) => (typeof v === "string" ? { text: v } : v))
+    .map((c) =>
+      c.uncertain
+        ? `<span class="chip uncertain" data-testid="uncertain-fact" title="${escapeHtml(c.reason ?? "check it against the letter")}">${escapeHtml(c.text)}?</span>`
+        : `<span class="chip">${escapeHtml(c.text)}</span>`,
+    )
+    .join(" ");
+}
+
+/** A fact OCR may have misread: what was read, why it is unsure, and the line it came from. */
+interface Unsure {
+  shown: string;
+  reason?: string;
+  line: string;
+}
+
+function unsureList(items: Unsure[]): string {
+  if (!items.length) return "";
+  return `<div class="unsure" data-testid="uncertain">
+    <b>Check these against the letter</b> — the scan may have been misread:
+    <ul>${items
+      .map((u) => `<li><span class="chip uncertain">${escapeHtml(u.shown)}?</span> ${escapeHtml(u.reason ?? "")} <span class="muted small">from the line “${escapeHtml(u.line)}”</span></li>`)
+      .join("")}</ul></div>`;
+}
+
+/** An amount as the adviser reads it: as printed when sure, else the value it was read as. */
+function shownAmount(a: { text: string; value: string; uncertain: boolean }): string {
+  return a.uncertain ? `£${a.value}` : a.text;
 }
 
 /** Shows a finished job's result in `panel`. */
@@ -108,9 +143,14 @@ export function show(e: Entry, panel: HTMLElement) {
         ${facts.letter_type_evidence.length ? `<span class="muted small">because it says: ${facts.letter_type_evidence.map((x) => `“${escapeHtml(x)}”`).join(", ")}</span>` : ""}</div>
       <div class="fact"><span class="label">From</span>${facts.sender ? escapeHtml(facts.sender.name) : `<span class="muted">not found</span>`}
         ${facts.original_creditor ? `<span class="muted small">original creditor: ${escapeHtml(facts.original_creditor)}</span>` : ""}</div>
-      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a) => a.text))}</span></div>
-      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d) => d.date))}</div>
-      <div class="fact"><span class="label">References</span>${chips(facts.references.map((x) => x.value))}${facts.sort_codes.length ? ` · sort code ${chips(facts.sort_codes)}` : ""}</div>
+      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a) => ({ text: shownAmount(a), uncertain: a.uncertain, reason: a.reason })))}</span></div>
+      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d) => ({ text: d.date, uncertain: d.uncertain, reason: d.reason })))}</div>
+      <div class="fact"><span class="label">References</span>${chips(facts.references.map((x) => ({ text: x.value, uncertain: x.uncertain, reason: x.reason })))}${facts.sort_codes.length ? ` · sort code ${chips(facts.sort_codes)}` : ""}</div>
+      ${unsureList([
+        ...facts.amounts.filter((a) => a.uncertain).map((a) => ({ shown: shownAmount(a), reason: a.reason, line: a.line })),
+        ...facts.dates.filter((d) => d.uncertain).map((d) => ({ shown: d.date, reason: d.reason, line: d.line })),
+        ...facts.references.filter((x) => x.uncertain).map((x) => ({ shown: x.value, reason: x.reason, line: x.line })),
+      ])}
     </div>` : ""}
     ${e.originalUrl || enhancedUrl ? `
     <div class="images">

@@ -181,16 +181,25 @@ pub(crate) async fn run(
                 stored.enhanced = Some(run.json_step("store enhanced", c).await?);
             }
         }
-        let c = run.call(service::OCR, image_type, &ocr_query, image);
+        // Word boxes too: their confidences tell `extract` which figures OCR was unsure of.
+        let boxes_query = if ocr_query.is_empty() {
+            "boxes=true".to_owned()
+        } else {
+            format!("{ocr_query}&boxes=true")
+        };
+        let c = run.call(service::OCR, image_type, &boxes_query, image);
         let read: OcrResult = run.json_step("ocr", c).await?;
         (read.text, read.pages, None, Some(read.confidence))
     };
 
+    // `extract` gets the pages with their words (as the `ocr` service answered), so a figure
+    // OCR was unsure of is flagged instead of reported as certain.
+    let reading = serde_json::json!({ "text": text, "pages": pages });
     let c = run.call(
         service::EXTRACT,
-        "text/plain; charset=utf-8",
+        "application/json",
         "",
-        Bytes::from(text.clone()),
+        Bytes::from(serde_json::to_vec(&reading).unwrap_or_default()),
     );
     let facts: ExtractResult = run.json_step("extract", c).await?;
 

@@ -187,3 +187,38 @@ pub const ALL: [Letter; 6] = [
     BANK_STATEMENT,
     UTILITY,
 ];
+
+/// A council tax final notice whose print lost a decimal point (`£1,482 37`), as a phone photo's
+/// OCR does: `extract` must read it as £1,482.37 and say it may be misread, never £1,482.00.
+/// Not in [`ALL`]: its amount is right only with the flag.
+pub const SMUDGED_FINAL_NOTICE: Letter = Letter {
+    name: "smudged final notice",
+    text: "Northfield Borough Council
+Council Tax Section, PO Box 4471, Northfield NF2 8QT
+Account Reference: 70044321K
+Date: 2 April 2026
+
+Mr A Jones
+4 Mill Lane
+Northfield NF3 1JJ
+
+COUNCIL TAX FINAL NOTICE
+
+Dear Mr Jones,
+You have not paid your council tax instalments as they fell due.
+The amount now outstanding is £1,482 37
+You must pay this in full within 7 days.
+If it is not paid we will apply to the Magistrates Court for a liability order.
+
+Yours sincerely,
+Revenues Manager",
+    letter_type: "council_tax",
+    amounts: &["1482.37"],
+    dates: &["2026-04-02"],
+    references: &["70044321K"],
+    sort_codes: &[],
+    sender: "Northfield Borough Council",
+};
+
+/// Letters for particular tests, beside [`ALL`].
+pub const EXTRA: [Letter; 1] = [SMUDGED_FINAL_NOTICE];

@@ -128,6 +128,18 @@ pub struct Amount {
     pub currency: String,
     /// The line it was on.
     pub line: String,
+    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub confidence: Option<u8>,
+    /// Set when the figure may be misread: an adviser checks it against the letter.
+    #[serde(default)]
+    pub uncertain: bool,
+    /// Why it is uncertain (or how an unclear print was read), in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub reason: Option<String>,
 }
 
 /// A date.
@@ -140,6 +152,18 @@ pub struct Date {
     pub text: String,
     /// The line it was on.
     pub line: String,
+    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub confidence: Option<u8>,
+    /// Set when the figure may be misread: an adviser checks it against the letter.
+    #[serde(default)]
+    pub uncertain: bool,
+    /// Why it is uncertain (or how an unclear print was read), in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub reason: Option<String>,
 }
 
 /// A labelled reference or account number.
@@ -152,6 +176,18 @@ pub struct Reference {
     pub label: String,
     /// The line it was on.
     pub line: String,
+    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub confidence: Option<u8>,
+    /// Set when the figure may be misread: an adviser checks it against the letter.
+    #[serde(default)]
+    pub uncertain: bool,
+    /// Why it is uncertain (or how an unclear print was read), in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub reason: Option<String>,
 }
 
 /// The sender or creditor.

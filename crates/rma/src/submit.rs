@@ -316,19 +316,50 @@ fn print_text(file: &Path, job: &JobView, client: &Client) {
         if let Some(s) = &facts.sender {
             println!("from         {}", s.name);
         }
-        let join = |items: Vec<&str>| items.join(", ");
-        println!(
-            "amounts      {}",
-            join(facts.amounts.iter().map(|a| a.text.as_str()).collect())
-        );
-        println!(
-            "dates        {}",
-            join(facts.dates.iter().map(|d| d.date.as_str()).collect())
-        );
-        println!(
-            "references   {}",
-            join(facts.references.iter().map(|r| r.value.as_str()).collect())
-        );
+        // A fact OCR may have misread is printed as read, with a `?`, and why below.
+        let mut unsure: Vec<String> = Vec::new();
+        let mut mark = |shown: String, uncertain: bool, reason: &Option<String>| {
+            if uncertain {
+                unsure.push(format!(
+                    "  ? {shown}: {}",
+                    reason.as_deref().unwrap_or("check it against the letter")
+                ));
+                format!("{shown}?")
+            } else {
+                shown
+            }
+        };
+        let amounts: Vec<String> = facts
+            .amounts
+            .iter()
+            .map(|a| {
+                let shown = if a.uncertain {
+                    format!("£{}", a.value)
+                } else {
+                    a.text.clone()
+                };
+                mark(shown, a.uncertain, &a.reason)
+            })
+            .collect();
+        let dates: Vec<String> = facts
+            .dates
+            .iter()
+            .map(|d| mark(d.date.clone(), d.uncertain, &d.reason))
+            .collect();
+        let references: Vec<String> = facts
+            .references
+            .iter()
+            .map(|r| mark(r.value.clone(), r.uncertain, &r.reason))
+            .collect();
+        println!("amounts      {}", amounts.join(", "));
+        println!("dates        {}", dates.join(", "));
+        println!("references   {}", references.join(", "));
+        if !unsure.is_empty() {
+            println!("check (OCR may have misread these):");
+            for line in &unsure {
+                println!("{line}");
+            }
+        }
         if !facts.sort_codes.is_empty() {
             println!("sort codes   {}", facts.sort_codes.join(", "));
         }

@@ -16,10 +16,12 @@ fn main() -> ExitCode {
     let photo = args.iter().any(|a| a == "--photo");
     let Some(letter) = letters::ALL
         .iter()
+        .chain(letters::EXTRA.iter())
         .find(|l| l.name.starts_with(&name.replace('-', " ")))
     else {
         let names: Vec<String> = letters::ALL
             .iter()
+            .chain(letters::EXTRA.iter())
             .map(|l| l.name.replace(' ', "-"))
             .collect();
         eprintln!(
