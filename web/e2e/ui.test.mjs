@@ -12,6 +12,7 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -137,6 +138,45 @@ test("a figure the scan may have misread is marked, with the reason and the line
   assert.match(unsure, /The amount now outstanding is £1,482 37/);
   assert.doesNotMatch(await page.locator("[data-testid=amounts]").textContent(), /1,482\.00|1482\.00/);
   await page.screenshot({ path: path.join(ARTIFACTS, "uncertain.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+});
+
+/** A blank white PNG, `w` × `h`, made here (no image library needed). */
+function blankPng(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const t = Buffer.concat([Buffer.from(type), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(t));
+    return Buffer.concat([len, t, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth; colour type 0 (grey), no interlace
+  const rows = Buffer.concat(Array.from({ length: h }, () => Buffer.concat([Buffer.from([0]), Buffer.alloc(w, 0xff)])));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("a page with no text says so instead of showing empty facts as if all were fine", async () => {
+  const blank = path.join(dir, "blank-page.png");
+  writeFileSync(blank, blankPng(300, 200));
+  const { page, errors } = await openPage();
+  await page.setInputFiles("[data-testid=file-input]", blank);
+  await page.locator("[data-testid=job][data-state=done]").waitFor({ timeout: 90_000 });
+  const warning = await page.locator("[data-testid=no-text]").textContent();
+  assert.match(warning, /no text was found/);
   assert.deepEqual(errors, []);
 });
 

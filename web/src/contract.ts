@@ -912,7 +912,12 @@ sort_codes: Array<string>,
 /**
  * National Insurance numbers (`QQ123456C`).
  */
-national_insurance_numbers: Array<string>, };
+national_insurance_numbers: Array<string>, 
+/**
+ * Set when the facts cannot be trusted as a whole, in plain words: no text was found on
+ * the page (blank, upside down, too dark or blurred), so nothing was extracted.
+ */
+warning?: string, };
 
 export type TextSource = "text" | "json" | "pdf-text" | "ocr";
 
@@ -961,7 +966,12 @@ sort_codes: Array<string>,
 /**
  * National Insurance numbers (`QQ123456C`).
  */
-national_insurance_numbers: Array<string>, };
+national_insurance_numbers: Array<string>, 
+/**
+ * Set when the facts cannot be trusted as a whole, in plain words: no text was found on
+ * the page (blank, upside down, too dark or blurred), so nothing was extracted.
+ */
+warning?: string, };
 
 export type DocumentKind = "image" | "pdf";
 

@@ -139,6 +139,7 @@ export function show(e: Entry, panel: HTMLElement) {
     </div>
     ${facts ? `
     <div class="facts" data-testid="facts">
+      ${facts.warning ? `<p class="warn" data-testid="no-text">${escapeHtml(facts.warning)}</p>` : ""}
       <div class="fact big"><span class="label">Letter type</span><span data-testid="letter-type">${escapeHtml(LETTER_TYPES[facts.letter_type] ?? facts.letter_type)}</span>
         ${facts.letter_type_evidence.length ? `<span class="muted small">because it says: ${facts.letter_type_evidence.map((x) => `“${escapeHtml(x)}”`).join(", ")}</span>` : ""}</div>
       <div class="fact"><span class="label">From</span>${facts.sender ? escapeHtml(facts.sender.name) : `<span class="muted">not found</span>`}

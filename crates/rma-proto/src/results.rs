@@ -223,6 +223,11 @@ pub struct Facts {
     pub sort_codes: Vec<String>,
     /// National Insurance numbers (`QQ123456C`).
     pub national_insurance_numbers: Vec<String>,
+    /// Set when the facts cannot be trusted as a whole, in plain words: no text was found on
+    /// the page (blank, upside down, too dark or blurred), so nothing was extracted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub warning: Option<String>,
 }
 
 /// Where `extract` got its text.
@@ -387,6 +392,7 @@ mod tests {
                 references: vec![],
                 sort_codes: vec![],
                 national_insurance_numbers: vec![],
+                warning: None,
             },
             text_source: TextSource::PdfText,
             text: None,

@@ -190,6 +190,12 @@ const MONTHS: [&str; 12] = [
 
 static DATE_NUMERIC: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b"));
+/// A numeric date where OCR may have put letters for digits.
+static DATE_NUMERIC_SMUDGED: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b([0-9OoDQIl|SsBZz]{1,2})[/.\-]([0-9OoDQIl|SsBZz]{1,2})[/.\-]([0-9OoDQIl|SsBZz]{4}|[0-9OoDQIl|SsBZz]{2})\b",
+    )
+});
 static DATE_DAY_MONTH: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<m>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?,?\s+(?P<y>\d{4})\b",
@@ -274,6 +280,30 @@ pub(crate) fn dates_in(line: &str) -> Vec<(usize, Date)> {
                 continue;
             };
             push(all.start(), all.as_str(), iso(day, month, year));
+        }
+    }
+    // Numeric dates with a digit read as a letter ("12/0l/2026"): read with the digits they
+    // stand for, and flagged.
+    let mut found: Vec<usize> = out.iter().map(|(at, _)| *at).collect();
+    for c in DATE_NUMERIC_SMUDGED.captures_iter(line) {
+        let Some(all) = c.get(0) else { continue };
+        let printed = all.as_str();
+        if found.contains(&all.start()) || !printed.chars().any(|ch| ch.is_ascii_alphabetic()) {
+            continue;
+        }
+        let digits: String = printed
+            .chars()
+            .map(|ch| digit_for(ch).unwrap_or(ch))
+            .collect();
+        if let Some((_, mut d)) = dates_in(&digits).into_iter().next() {
+            d.text = printed.to_owned();
+            d.line = line.trim().to_owned();
+            d.uncertain = true;
+            d.reason = Some(format!(
+                "letters read as digits in `{printed}`, read as {digits}"
+            ));
+            found.push(all.start());
+            out.push((all.start(), d));
         }
     }
     out.sort_by_key(|(at, _)| *at);
@@ -589,6 +619,10 @@ pub(crate) fn extract(text: &str) -> Facts {
         references,
         sort_codes,
         national_insurance_numbers: ninos,
+        warning: (!text.chars().any(char::is_alphanumeric)).then(|| {
+            "no text was found: the page may be blank, upside down, or too dark or blurred to read; nothing was extracted"
+                .to_owned()
+        }),
     }
 }
 
@@ -810,6 +844,40 @@ mod tests {
         // when more digits follow.
         let r = read("£40 2024");
         assert_eq!((r[0].0.as_str(), r[0].1), ("40.00", false), "{r:?}");
+    }
+
+    #[test]
+    fn a_page_without_text_says_so() {
+        for blank in ["", "  \n\n ", "|  — ."] {
+            let f = extract(blank);
+            assert!(
+                f.warning
+                    .as_deref()
+                    .is_some_and(|w| w.contains("no text was found")),
+                "{blank:?}: {f:?}"
+            );
+        }
+        assert_eq!(extract("Dear Ms Smith, you owe £5.00").warning, None);
+    }
+
+    #[test]
+    fn dates_with_letters_for_digits_are_read_and_flagged() {
+        let d = dates_in("Pay by 12/0l/2026 or else");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].1.date, "2026-01-12");
+        assert!(d[0].1.uncertain, "{d:?}");
+        assert!(
+            d[0].1
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("12/0l/2026")),
+            "{d:?}"
+        );
+        // A clean date is not flagged, and words are not dates.
+        let d = dates_in("Pay by 12/01/2026");
+        assert_eq!((d.len(), d[0].1.uncertain), (1, false), "{d:?}");
+        assert!(dates_in("see SO/IS/ZOZO").iter().all(|(_, d)| d.uncertain));
+        assert!(dates_in("ref AB/CD/EFGH").is_empty());
     }
 
     #[test]

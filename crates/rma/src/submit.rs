@@ -312,6 +312,9 @@ fn print_text(file: &Path, job: &JobView, client: &Client) {
         return;
     };
     if let Some(facts) = result.facts() {
+        if let Some(w) = &facts.warning {
+            println!("warning      {w}");
+        }
         println!("letter type  {}", facts.letter_type);
         if let Some(s) = &facts.sender {
             println!("from         {}", s.name);
