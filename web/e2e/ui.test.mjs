@@ -102,6 +102,9 @@ test("uploading a letter shows its type, amounts and text", async () => {
   const amounts = await page.locator("[data-testid=amounts]").textContent();
   assert.match(amounts, /£187\.45/);
   assert.match(amounts, /£1,312\.15/);
+  // Each amount says what it is, from the words around it.
+  assert.match(amounts, /£187\.45\s*arrears/);
+  assert.match(amounts, /£1,312\.15\s*balance/);
   // The evidence is highlighted in the text.
   assert.ok((await page.locator("pre.text mark.amount", { hasText: "£187.45" }).count()) >= 1);
   // Original and cleaned-up image side by side; the cleaned one comes from the store.

@@ -798,6 +798,15 @@ currency: string,
  */
 line: string, 
 /**
+ * What the amount is, when the words around it say: `balance`, `arrears`, `instalment`,
+ * `costs`, `minimum_payment`, `offer`, `overpayment`, `payment`.
+ */
+role?: string, 
+/**
+ * The words that decided the role.
+ */
+role_evidence?: string, 
+/**
  * How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
  * from; absent when the text was not read by OCR (a PDF's text, typed text).
  */
@@ -824,6 +833,15 @@ text: string,
  * The line it was on.
  */
 line: string, 
+/**
+ * What the date is, when the words around it say: `deadline` (pay by, within, before),
+ * `letter_date`, `hearing`, `due` (an instalment's), `period` (from … to …).
+ */
+role?: string, 
+/**
+ * The words that decided the role.
+ */
+role_evidence?: string, 
 /**
  * How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
  * from; absent when the text was not read by OCR (a PDF's text, typed text).

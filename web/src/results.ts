@@ -65,6 +65,13 @@ interface Chip {
   text: string;
   uncertain?: boolean;
   reason?: string;
+  /** What the fact is (`arrears`, `deadline`…), and the words that said so. */
+  role?: string;
+  evidence?: string;
+}
+
+function roleLabel(c: Chip): string {
+  return c.role ? ` <span class="role" title="${escapeHtml(c.evidence ? `because it says “${c.evidence}”` : "")}">${escapeHtml(c.role.replace(/_/g, " "))}</span>` : "";
 }
 
 function chips(values: (string | Chip)[]): string {
@@ -73,8 +80,8 @@ function chips(values: (string | Chip)[]): string {
     .map((v) => (typeof v === "string" ? { text: v } : v))
     .map((c) =>
       c.uncertain
-        ? `<span class="chip uncertain" data-testid="uncertain-fact" title="${escapeHtml(c.reason ?? "check it against the letter")}">${escapeHtml(c.text)}?</span>`
-        : `<span class="chip">${escapeHtml(c.text)}</span>`,
+        ? `<span class="chip uncertain" data-testid="uncertain-fact" title="${escapeHtml(c.reason ?? "check it against the letter")}">${escapeHtml(c.text)}?</span>${roleLabel(c)}`
+        : `<span class="chip">${escapeHtml(c.text)}</span>${roleLabel(c)}`,
     )
     .join(" ");
 }
@@ -144,8 +151,8 @@ export function show(e: Entry, panel: HTMLElement) {
         ${facts.letter_type_evidence.length ? `<span class="muted small">because it says: ${facts.letter_type_evidence.map((x) => `“${escapeHtml(x)}”`).join(", ")}</span>` : ""}</div>
       <div class="fact"><span class="label">From</span>${facts.sender ? escapeHtml(facts.sender.name) : `<span class="muted">not found</span>`}
         ${facts.original_creditor ? `<span class="muted small">original creditor: ${escapeHtml(facts.original_creditor)}</span>` : ""}</div>
-      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a) => ({ text: shownAmount(a), uncertain: a.uncertain, reason: a.reason })))}</span></div>
-      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d) => ({ text: d.date, uncertain: d.uncertain, reason: d.reason })))}</div>
+      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a) => ({ text: shownAmount(a), uncertain: a.uncertain, reason: a.reason, role: a.role, evidence: a.role_evidence })))}</span></div>
+      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d) => ({ text: d.date, uncertain: d.uncertain, reason: d.reason, role: d.role, evidence: d.role_evidence })))}</div>
       <div class="fact"><span class="label">References</span>${chips(facts.references.map((x) => ({ text: x.value, uncertain: x.uncertain, reason: x.reason })))}${facts.sort_codes.length ? ` · sort code ${chips(facts.sort_codes)}` : ""}</div>
       ${unsureList([
         ...facts.amounts.filter((a) => a.uncertain).map((a) => ({ shown: shownAmount(a), reason: a.reason, line: a.line })),

@@ -128,6 +128,15 @@ pub struct Amount {
     pub currency: String,
     /// The line it was on.
     pub line: String,
+    /// What the amount is, when the words around it say: `balance`, `arrears`, `instalment`,
+    /// `costs`, `minimum_payment`, `offer`, `overpayment`, `payment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub role: Option<String>,
+    /// The words that decided the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub role_evidence: Option<String>,
     /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
     /// from; absent when the text was not read by OCR (a PDF's text, typed text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +161,15 @@ pub struct Date {
     pub text: String,
     /// The line it was on.
     pub line: String,
+    /// What the date is, when the words around it say: `deadline` (pay by, within, before),
+    /// `letter_date`, `hearing`, `due` (an instalment's), `period` (from … to …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub role: Option<String>,
+    /// The words that decided the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub role_evidence: Option<String>,
     /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
     /// from; absent when the text was not read by OCR (a PDF's text, typed text).
     #[serde(default, skip_serializing_if = "Option::is_none")]

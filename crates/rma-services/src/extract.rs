@@ -178,6 +178,8 @@ fn amount(num: &str, negative: bool, text: &str, line: &str, reason: Option<Stri
         text: text.trim().to_owned(),
         currency: "GBP".into(),
         line: line.trim().to_owned(),
+        role: None,
+        role_evidence: None,
         confidence: None,
         uncertain: reason.is_some(),
         reason,
@@ -244,6 +246,8 @@ pub(crate) fn dates_in(line: &str) -> Vec<(usize, Date)> {
                     date,
                     text: text.to_owned(),
                     line: line.trim().to_owned(),
+                    role: None,
+                    role_evidence: None,
                     confidence: None,
                     uncertain: false,
                     reason: None,
@@ -538,6 +542,201 @@ fn sender(lines: &[&str]) -> Option<Sender> {
 }
 
 /// Extracts every fact from a letter's text.
+/// Words that say what an amount is, by role. The nearest before the amount on its line
+/// decides; failing that, the nearest after it.
+const AMOUNT_ROLES: &[(&str, &[&str])] = &[
+    ("minimum_payment", &["minimum payment"]),
+    (
+        "overpayment",
+        &[
+            "overpayment",
+            "overpaid",
+            "more universal credit",
+            "paid more",
+        ],
+    ),
+    (
+        "arrears",
+        &[
+            "arrears", "overdue", "missed", "behind", "not paid", "unpaid",
+        ],
+    ),
+    (
+        "instalment",
+        &[
+            "instalment",
+            "installment",
+            "per month",
+            "a month",
+            "each month",
+            "monthly",
+            "per week",
+            "weekly",
+            "from each",
+        ],
+    ),
+    (
+        "costs",
+        &[
+            "court fee",
+            "costs",
+            "fee",
+            "fees",
+            "charge",
+            "charges",
+            "interest",
+            "enforcement",
+        ],
+    ),
+    (
+        "offer",
+        &["offer", "settle", "settlement", "discount", "reduced"],
+    ),
+    (
+        "balance",
+        &[
+            "balance",
+            "outstanding",
+            "total amount",
+            "total due",
+            "amount due",
+            "amount owed",
+            "you owe",
+            "sum of",
+            "total of",
+            "full amount",
+            "owed",
+        ],
+    ),
+    (
+        "payment",
+        &["payment received", "you paid", "paid in", "received"],
+    ),
+];
+
+/// Words that say what a date is, by role.
+const DATE_ROLES: &[(&str, &[&str])] = &[
+    (
+        "hearing",
+        &["hearing", "attend court", "court on", "heard on"],
+    ),
+    (
+        "deadline",
+        &[
+            "pay by",
+            "paid by",
+            "by",
+            "before",
+            "within",
+            "no later than",
+            "deadline",
+            "contact us by",
+            "respond by",
+            "until",
+        ],
+    ),
+    ("due", &["due on", "due", "starting from", "from"]),
+    (
+        "letter_date",
+        &[
+            "date of letter",
+            "letter date",
+            "issue date",
+            "statement date",
+            "date:",
+            "dated",
+        ],
+    ),
+    ("period", &["between", "period", "to"]),
+];
+
+/// How far after a figure (bytes, the figure included) its words are read first.
+const AFTER_WINDOW: usize = 24;
+
+/// The role the words nearest to byte `at` of `line` give, and those words.
+fn role_at(
+    line: &str,
+    at: usize,
+    table: &[(&'static str, &[&str])],
+    after_first: bool,
+) -> Option<(&'static str, String)> {
+    let lower = line.to_lowercase();
+    // Lower-casing keeps ASCII offsets; past a multi-byte change, fall back to the whole line.
+    let at = if lower.len() == line.len() && lower.is_char_boundary(at) {
+        at
+    } else {
+        lower.len()
+    };
+    let before = &lower[..at.min(lower.len())];
+    let after = &lower[at.min(lower.len())..];
+    let mut best: Option<(usize, &'static str, &str)> = None;
+    // For amounts, words right after the figure say most ("£75.32 from each payment", "£25 a
+    // month").
+    let mut end = if after_first {
+        after.len().min(AFTER_WINDOW)
+    } else {
+        0
+    };
+    while !after.is_char_boundary(end) {
+        end -= 1;
+    }
+    let right_after = &after[..end];
+    for (role, words) in table {
+        for w in *words {
+            if let Some(i) = find_word(right_after, w)
+                && best.is_none_or(|(d, _, _)| i < d)
+            {
+                best = Some((i, role, w));
+            }
+        }
+    }
+    if let Some((_, role, w)) = best {
+        return Some((role, w.to_owned()));
+    }
+    for (role, words) in table {
+        for w in *words {
+            // The last whole-word occurrence before the fact: the distance decides.
+            if let Some(i) = rfind_word(before, w) {
+                let distance = before.len() - i;
+                if best.is_none_or(|(d, _, _)| distance < d) {
+                    best = Some((distance, role, w));
+                }
+            }
+        }
+    }
+    if best.is_none() {
+        for (role, words) in table {
+            for w in *words {
+                if let Some(i) = find_word(after, w)
+                    && best.is_none_or(|(d, _, _)| i < d)
+                {
+                    best = Some((i, role, w));
+                }
+            }
+        }
+    }
+    best.map(|(_, role, w)| (role, w.to_owned()))
+}
+
+/// Whether `word` stands at byte `i` of `hay` as a whole word (or phrase).
+fn whole_word_at(hay: &str, i: usize, word: &str) -> bool {
+    let starts = hay[..i].chars().last().is_none_or(|c| !c.is_alphanumeric());
+    let ends = word.ends_with(':') || !hay[i + word.len()..].starts_with(char::is_alphanumeric);
+    starts && ends
+}
+
+fn find_word(hay: &str, word: &str) -> Option<usize> {
+    hay.match_indices(word)
+        .map(|(i, _)| i)
+        .find(|&i| whole_word_at(hay, i, word))
+}
+
+fn rfind_word(hay: &str, word: &str) -> Option<usize> {
+    hay.rmatch_indices(word)
+        .map(|(i, _)| i)
+        .find(|&i| whole_word_at(hay, i, word))
+}
+
 pub(crate) fn extract(text: &str) -> Facts {
     let lines: Vec<&str> = text.lines().collect();
     let mut amounts: Vec<Amount> = Vec::new();
@@ -546,7 +745,7 @@ pub(crate) fn extract(text: &str) -> Facts {
     let mut sort_codes: Vec<String> = Vec::new();
     let mut ninos: Vec<String> = Vec::new();
     let mut original_creditor = None;
-    for line in &lines {
+    for (index, line) in lines.iter().enumerate() {
         let mut sort_spans = Vec::new();
         for c in SORT_CODE.captures_iter(line) {
             if let (Some(a), Some(b), Some(d), Some(all)) = (c.get(1), c.get(2), c.get(3), c.get(0))
@@ -558,16 +757,28 @@ pub(crate) fn extract(text: &str) -> Facts {
                 }
             }
         }
-        for (_, a) in amounts_in(line) {
+        for (at, mut a) in amounts_in(line) {
             if !amounts.iter().any(|x| x.value == a.value) {
+                if let Some((role, words)) = role_at(line, at, AMOUNT_ROLES, true) {
+                    a.role = Some(role.to_owned());
+                    a.role_evidence = Some(words);
+                }
                 amounts.push(a);
             }
         }
-        for (at, d) in dates_in(line) {
+        for (at, mut d) in dates_in(line) {
             if sort_spans.iter().any(|s| s.contains(&at)) {
                 continue;
             }
             if !dates.iter().any(|x| x.date == d.date) {
+                if let Some((role, words)) = role_at(line, at, DATE_ROLES, false) {
+                    d.role = Some(role.to_owned());
+                    d.role_evidence = Some(words);
+                } else if index < 12 && dates.is_empty() && line.trim().len() <= d.text.len() + 16 {
+                    // A date on a line of its own at the head of the letter is its date.
+                    d.role = Some("letter_date".to_owned());
+                    d.role_evidence = Some(line.trim().to_owned());
+                }
                 dates.push(d);
             }
         }
@@ -847,6 +1058,76 @@ mod tests {
     }
 
     #[test]
+    fn amounts_and_dates_have_roles_with_the_words_that_decided_them() {
+        let role = |f: &Facts, value: &str| {
+            f.amounts
+                .iter()
+                .find(|a| a.value == value)
+                .and_then(|a| Some((a.role.clone()?, a.role_evidence.clone()?)))
+        };
+        let date_role = |f: &Facts, date: &str| {
+            f.dates
+                .iter()
+                .find(|d| d.date == date)
+                .and_then(|d| d.role.clone())
+        };
+        let ct = extract(letters::COUNCIL_TAX.text);
+        assert_eq!(
+            role(&ct, "187.45"),
+            Some(("arrears".into(), "overdue".into()))
+        );
+        assert_eq!(
+            role(&ct, "1312.15"),
+            Some(("balance".into(), "balance".into()))
+        );
+        assert_eq!(date_role(&ct, "2026-03-14").as_deref(), Some("letter_date"));
+        assert_eq!(date_role(&ct, "2026-03-01").as_deref(), Some("due"));
+        let court = extract(letters::COUNTY_COURT.text);
+        assert_eq!(
+            role(&court, "205.00").map(|r| r.0).as_deref(),
+            Some("costs")
+        );
+        assert_eq!(role(&court, "80.00").map(|r| r.0).as_deref(), Some("costs"));
+        assert_eq!(
+            role(&court, "3489.88").map(|r| r.0).as_deref(),
+            Some("balance")
+        );
+        let debt = extract(letters::DEBT_COLLECTION.text);
+        assert_eq!(
+            role(&debt, "963.70").map(|r| r.0).as_deref(),
+            Some("balance")
+        );
+        assert_eq!(date_role(&debt, "2026-04-18").as_deref(), Some("deadline"));
+        assert_eq!(
+            date_role(&debt, "2026-04-04").as_deref(),
+            Some("letter_date")
+        );
+        let uc = extract(letters::UNIVERSAL_CREDIT.text);
+        assert_eq!(
+            role(&uc, "2450.00").map(|r| r.0).as_deref(),
+            Some("overpayment")
+        );
+        assert_eq!(
+            role(&uc, "75.32").map(|r| r.0).as_deref(),
+            Some("instalment")
+        );
+        assert_eq!(date_role(&uc, "2026-02-03").as_deref(), Some("letter_date"));
+        // Lines that say nothing about an amount give it no role rather than a guess.
+        let f = extract("See page 2 for £40.00");
+        assert_eq!(f.amounts[0].role, None);
+        let f = extract("Offer: pay £300.00 to settle in full");
+        assert_eq!(role(&f, "300.00").map(|r| r.0).as_deref(), Some("offer"));
+        let f = extract("Your minimum payment of £25.00 is due by 3 May 2026");
+        assert_eq!(
+            role(&f, "25.00").map(|r| r.0).as_deref(),
+            Some("minimum_payment")
+        );
+        assert_eq!(date_role(&f, "2026-05-03").as_deref(), Some("deadline"));
+        let f = extract("The hearing will take place on 9 June 2026 at 10am");
+        assert_eq!(date_role(&f, "2026-06-09").as_deref(), Some("hearing"));
+    }
+
+    #[test]
     fn a_page_without_text_says_so() {
         for blank in ["", "  \n\n ", "|  — ."] {
             let f = extract(blank);
@@ -913,6 +1194,19 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any text, money signs and letters outside ASCII included, is read without a panic.
+        #[test]
+        fn extract_never_panics(
+            a in "\\PC{0,60}",
+            b in "[£0-9.,OlSİẞ /-]{0,30}",
+            c in "\\PC{0,60}",
+        ) {
+            let f = extract(&format!("{a}£{b}{c}\n{b} by {c}"));
+            for x in &f.amounts {
+                proptest::prop_assert!(x.value.ends_with(|ch: char| ch.is_ascii_digit()));
+            }
+        }
+
         /// The promise of issue 10 for amounts: a printed amount, damaged the ways OCR damages
         /// them, is read as its true value or flagged — never another value unflagged.
         #[test]

@@ -293,6 +293,14 @@ async fn write_out(client: &Client, dir: &Path, file: &Path, job: &JobView) -> R
     Ok(())
 }
 
+/// A fact with its role in words, when the letter says what it is: `£187.45 (arrears)`.
+fn with_role(shown: String, role: &Option<String>) -> String {
+    match role {
+        Some(r) => format!("{shown} ({})", r.replace('_', " ")),
+        None => shown,
+    }
+}
+
 fn print_text(file: &Path, job: &JobView, client: &Client) {
     println!(
         "== {} ({} on {})",
@@ -341,13 +349,13 @@ fn print_text(file: &Path, job: &JobView, client: &Client) {
                 } else {
                     a.text.clone()
                 };
-                mark(shown, a.uncertain, &a.reason)
+                with_role(mark(shown, a.uncertain, &a.reason), &a.role)
             })
             .collect();
         let dates: Vec<String> = facts
             .dates
             .iter()
-            .map(|d| mark(d.date.clone(), d.uncertain, &d.reason))
+            .map(|d| with_role(mark(d.date.clone(), d.uncertain, &d.reason), &d.role))
             .collect();
         let references: Vec<String> = facts
             .references
