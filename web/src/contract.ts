@@ -895,8 +895,10 @@ evidence: string, };
 
 export type Facts = { 
 /**
- * `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
- * `utility` or `other`.
+ * `council_tax`, `universal_credit` (DWP), `hmrc`, `bank_statement`, `credit_arrears`
+ * (bank, card or loan arrears), `bnpl`, `default_notice` (Consumer Credit Act),
+ * `debt_collection`, `county_court`, `enforcement_agent`, `utility` (energy), `water`,
+ * `rent_arrears`, `parking_charge` or `other`.
  */
 letter_type: string, 
 /**
@@ -949,8 +951,10 @@ text_source: TextSource,
  */
 text?: string, 
 /**
- * `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
- * `utility` or `other`.
+ * `council_tax`, `universal_credit` (DWP), `hmrc`, `bank_statement`, `credit_arrears`
+ * (bank, card or loan arrears), `bnpl`, `default_notice` (Consumer Credit Act),
+ * `debt_collection`, `county_court`, `enforcement_agent`, `utility` (energy), `water`,
+ * `rent_arrears`, `parking_charge` or `other`.
  */
 letter_type: string, 
 /**

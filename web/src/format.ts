@@ -21,10 +21,18 @@ export function seconds(ms: number): string {
 export const LETTER_TYPES: Record<string, string> = {
   council_tax: "Council tax",
   universal_credit: "Universal Credit / DWP",
+  hmrc: "HMRC (tax credits, tax)",
   bank_statement: "Bank statement",
+  credit_arrears: "Bank, card or loan arrears",
+  bnpl: "Buy now pay later",
+  default_notice: "Default notice (Consumer Credit Act)",
   debt_collection: "Debt collection",
   county_court: "County court / CCJ",
-  utility: "Utility bill",
+  enforcement_agent: "Enforcement agent (bailiff)",
+  utility: "Energy bill",
+  water: "Water bill",
+  rent_arrears: "Rent arrears / possession",
+  parking_charge: "Parking charge",
   other: "Other letter",
 };
 

@@ -222,8 +222,10 @@ pub struct Sender {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Facts {
-    /// `council_tax`, `universal_credit`, `bank_statement`, `debt_collection`, `county_court`,
-    /// `utility` or `other`.
+    /// `council_tax`, `universal_credit` (DWP), `hmrc`, `bank_statement`, `credit_arrears`
+    /// (bank, card or loan arrears), `bnpl`, `default_notice` (Consumer Credit Act),
+    /// `debt_collection`, `county_court`, `enforcement_agent`, `utility` (energy), `water`,
+    /// `rent_arrears`, `parking_charge` or `other`.
     pub letter_type: String,
     /// The phrases that decided the type.
     pub letter_type_evidence: Vec<String>,

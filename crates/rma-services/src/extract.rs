@@ -435,7 +435,6 @@ const TYPE_RULES: &[(&str, &str, u32)] = &[
     ("debt_collection", "debt collection", 2),
     ("debt_collection", "debt collector", 2),
     ("debt_collection", "has been sold", 2),
-    ("debt_collection", "default notice", 2),
     ("debt_collection", "outstanding balance", 1),
     ("debt_collection", "original creditor", 2),
     ("county_court", "county court", 4),
@@ -445,11 +444,51 @@ const TYPE_RULES: &[(&str, &str, u32)] = &[
     ("county_court", "claimant", 1),
     ("county_court", "defendant", 1),
     ("county_court", "money claim", 2),
+    ("default_notice", "default notice", 5),
+    ("default_notice", "consumer credit act", 3),
+    ("default_notice", "section 87", 3),
+    ("default_notice", "remedy the breach", 3),
+    ("enforcement_agent", "enforcement agent", 4),
+    ("enforcement_agent", "notice of enforcement", 5),
+    ("enforcement_agent", "bailiff", 3),
+    ("enforcement_agent", "bailiffs", 3),
+    ("enforcement_agent", "taking control of goods", 4),
+    ("enforcement_agent", "compliance stage", 2),
+    ("enforcement_agent", "enforcement stage", 2),
+    ("hmrc", "hm revenue", 5),
+    ("hmrc", "hmrc", 5),
+    ("hmrc", "tax credits", 3),
+    ("hmrc", "self assessment", 2),
+    ("water", "water bill", 3),
+    ("water", "water services", 3),
+    ("water", "sewerage", 3),
+    ("water", "wastewater", 2),
+    ("rent_arrears", "rent arrears", 4),
+    ("rent_arrears", "notice seeking possession", 5),
+    ("rent_arrears", "housing act 1988", 3),
+    ("rent_arrears", "section 21", 3),
+    ("rent_arrears", "tenancy", 2),
+    ("rent_arrears", "landlord", 1),
+    ("credit_arrears", "credit card", 2),
+    ("credit_arrears", "credit card account", 2),
+    ("credit_arrears", "missed payments", 2),
+    ("credit_arrears", "minimum payment", 2),
+    ("credit_arrears", "loan agreement", 2),
+    ("credit_arrears", "arrears on your account", 3),
+    ("bnpl", "buy now pay later", 5),
+    ("bnpl", "klarna", 5),
+    ("bnpl", "clearpay", 5),
+    ("bnpl", "laybuy", 5),
+    ("bnpl", "pay in 3", 3),
+    ("parking_charge", "parking charge notice", 6),
+    ("parking_charge", "parking charge", 4),
+    ("parking_charge", "penalty charge notice", 6),
+    ("parking_charge", "registered keeper", 3),
+    ("parking_charge", "pcn", 3),
     ("utility", "prepayment meter", 3),
     ("utility", "electricity", 2),
     ("utility", "gas", 1),
     ("utility", "energy", 1),
-    ("utility", "water bill", 2),
     ("utility", "meter", 1),
 ];
 
@@ -487,7 +526,14 @@ pub(crate) fn classify(text: &str) -> (&'static str, Vec<String>) {
     }
     for name in UTILITIES {
         if contains_word(&lower, name) {
-            add("utility", name, 3);
+            // Water companies are named "… water" (and two others).
+            let kind =
+                if name.contains("water") || matches!(name, "severn trent" | "united utilities") {
+                    "water"
+                } else {
+                    "utility"
+                };
+            add(kind, name, 3);
         }
     }
     scores.sort_by_key(|s| std::cmp::Reverse(s.1));
@@ -1365,7 +1411,36 @@ mod tests {
                 "Claim Form (CPR Part 7). County Court Money Claims Centre. Defendant: A N Other",
                 "county_court",
             ),
-            ("Thames Water: your water bill is overdue", "utility"),
+            ("Thames Water: your water bill is overdue", "water"),
+            (
+                "Octopus Energy: your electricity account is in arrears",
+                "utility",
+            ),
+            (
+                "DEFAULT NOTICE served under section 87(1) of the Consumer Credit Act 1974. To remedy the breach pay £240.00",
+                "default_notice",
+            ),
+            (
+                "NOTICE OF ENFORCEMENT. An enforcement agent may visit to take control of goods. Compliance stage fee £75.00",
+                "enforcement_agent",
+            ),
+            (
+                "HM Revenue & Customs: you were overpaid tax credits of £1,204.00",
+                "hmrc",
+            ),
+            (
+                "Notice seeking possession of a property let on an assured tenancy (Housing Act 1988). Rent arrears £2,310.00",
+                "rent_arrears",
+            ),
+            (
+                "Your credit card account is in arrears: 3 missed payments. Minimum payment £25.00",
+                "credit_arrears",
+            ),
+            ("Klarna: your Pay in 3 instalment of £33.33 failed", "bnpl"),
+            (
+                "PARKING CHARGE NOTICE. The registered keeper of vehicle AB12 CDE must pay £100.00",
+                "parking_charge",
+            ),
             ("Happy birthday from Aunt May", "other"),
         ];
         for (text, kind) in cases {
