@@ -333,18 +333,30 @@ function relay(
   return new Response(body, { status: resp.status, headers: out });
 }
 
-/** `/api/jobs/{id}[/result]`: asked of the coordinator named in the id. */
-async function job(req: Request, env: WorkerEnv, id: string, result: boolean): Promise<Response> {
+/** `/api/jobs/{id}[/result|/corrections]`: asked of the coordinator named in the id. */
+async function job(req: Request, env: WorkerEnv, id: string, part: "" | "/result" | "/corrections"): Promise<Response> {
   const holder = jobCoordinator(id);
   if (!holder) throw ApiError.badRequest(`${JSON.stringify(id)} is not a job id`);
   let c = (await routes(env)).coordinators.find((x) => x.id === holder);
   if (!c) c = (await routes(env, true)).coordinators.find((x) => x.id === holder);
   if (!c) throw ApiError.notFound(`job ${id} is held by coordinator ${holder}, which is not registered now`);
-  const path = `/api/jobs/${encodeURIComponent(id)}${result ? "/result" : ""}`;
+  const path = `/api/jobs/${encodeURIComponent(id)}${part}`;
+  // A correction is small JSON; nothing else about a job has a body.
+  let sent: ArrayBuffer | null = null;
+  if (part === "/corrections") {
+    sent = await req.arrayBuffer();
+    if (sent.byteLength > 64 * 1024) throw new ApiError(413, "payload_too_large", "a correction is at most 64 KB");
+  }
   let resp: Response;
   let body: ArrayBuffer;
   try {
-    resp = await fetch(`${c.url}${path}`, { method: req.method, signal: AbortSignal.timeout(30_000), redirect: "manual" });
+    resp = await fetch(`${c.url}${path}`, {
+      method: req.method,
+      body: sent,
+      headers: sent ? { "content-type": "application/json" } : {},
+      signal: AbortSignal.timeout(30_000),
+      redirect: "manual",
+    });
     body = await resp.arrayBuffer();
   } catch (e) {
     if ((e as Error).name === "TimeoutError") throw ApiError.timeout(`coordinator ${holder} holding job ${id} did not answer within 30 s`);
@@ -380,10 +392,11 @@ async function handle(req: Request, env: WorkerEnv): Promise<Response> {
     }
   }
   if (path.startsWith("/api/service/")) return forward(req, env, url, started);
-  const jm = /^\/api\/jobs\/([^/]+)(\/result)?$/.exec(path);
+  const jm = /^\/api\/jobs\/([^/]+)(\/result|\/corrections)?$/.exec(path);
   if (jm) {
-    const result = jm[2] !== undefined;
-    if (req.method === "GET" || (req.method === "DELETE" && !result)) return job(req, env, decodeURIComponent(jm[1]), result);
+    const part = (jm[2] ?? "") as "" | "/result" | "/corrections";
+    const allowed = part === "" ? ["GET", "DELETE"] : part === "/result" ? ["GET"] : ["POST"];
+    if (allowed.includes(req.method)) return job(req, env, decodeURIComponent(jm[1]), part);
     throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path}`);
   }
   if (toRegistryPath(path)) {

@@ -37,6 +37,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/service/{service}/{*rest}", any(service))
         .route("/api/jobs/{id}", get(job).delete(delete_job))
         .route("/api/jobs/{id}/result", get(job_result))
+        .route("/api/jobs/{id}/corrections", post(correct_job))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -360,6 +361,17 @@ async fn job(
             "no job {id} here (finished jobs are kept for the retention time)"
         ))
     })
+}
+
+/// `POST /api/jobs/{id}/corrections`: a person corrects one of a finished job's facts; kept
+/// with the job (and so in its JSON) as corrected by a person. Whoever holds the id may.
+async fn correct_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<rma_proto::job::CorrectionRequest>,
+) -> Result<Json<JobView>, ApiError> {
+    check_job_id(&id)?;
+    state.jobs().correct(&id, req).await.map(Json)
 }
 
 /// `DELETE /api/jobs/{id}`: the job, its result and every stored copy of its document are

@@ -175,6 +175,53 @@ pub struct JobView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub result_url: Option<String>,
+    /// Facts a person corrected, oldest first; the result itself is left as read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub corrections: Vec<Correction>,
+}
+
+/// The facts a person may correct.
+pub const CORRECTABLE: [&str; 4] = ["amounts", "dates", "references", "letter_type"];
+
+/// `POST /api/jobs/{id}/corrections`: a person says what a fact really is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CorrectionRequest {
+    /// `amounts`, `dates`, `references` or `letter_type`.
+    pub field: String,
+    /// Which one of the list (0-based); absent for `letter_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub index: Option<u32>,
+    /// The right value: an amount as `1482.37`, a date as `YYYY-MM-DD`, a reference as
+    /// printed, a letter type by its name.
+    pub value: String,
+}
+
+/// A fact corrected by a person, kept with the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Correction {
+    /// As asked.
+    pub field: String,
+    /// As asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub index: Option<u32>,
+    /// The value a person gave.
+    pub value: String,
+    /// What was read before.
+    pub was: String,
+    /// Always `person`: the value did not come from a machine.
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// The path of a job's corrections: `api/jobs/{id}/corrections`.
+pub fn corrections_path(id: &str) -> String {
+    format!("api/jobs/{id}/corrections")
 }
 
 /// The path of a job relative to a role's base URL: `api/jobs/{id}`.

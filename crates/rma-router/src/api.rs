@@ -50,6 +50,7 @@ pub(crate) fn app(state: AppState) -> Router {
             get(forward::job).delete(forward::delete_job),
         )
         .route("/api/jobs/{id}/result", get(forward::job_result))
+        .route("/api/jobs/{id}/corrections", post(forward::correct_job))
         .route("/api/admin/coordinators", get(coordinators))
         .route("/api/admin/invites", post(crate::membership::invite))
         .route("/api/admin/nodes", get(crate::membership::nodes))

@@ -233,22 +233,51 @@ async fn forward(
     )))
 }
 
+/// What of a job a request is about.
+#[derive(Clone, Copy)]
+enum JobPart {
+    Job,
+    Result,
+    Corrections,
+}
+
 /// `GET /api/jobs/{id}`: asked of the coordinator that holds the job (named in its id).
 pub(crate) async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, Method::GET, false).await
+    job_at(state, id, Method::GET, JobPart::Job, bytes::Bytes::new()).await
 }
 
 /// `DELETE /api/jobs/{id}`: the job and its stored copies, at the coordinator holding it.
 pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, Method::DELETE, false).await
+    job_at(state, id, Method::DELETE, JobPart::Job, bytes::Bytes::new()).await
 }
 
 /// `GET /api/jobs/{id}/result`.
 pub(crate) async fn job_result(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    job_at(state, id, Method::GET, true).await
+    job_at(state, id, Method::GET, JobPart::Result, bytes::Bytes::new()).await
 }
 
-async fn job_at(state: AppState, id: String, method: Method, result: bool) -> Response {
+/// `POST /api/jobs/{id}/corrections`: a person's correction of a fact, kept by the
+/// coordinator holding the job. The body is small JSON (64 KB at most).
+pub(crate) async fn correct_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match rma_http::read_body(&headers, body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    job_at(state, id, Method::POST, JobPart::Corrections, body).await
+}
+
+async fn job_at(
+    state: AppState,
+    id: String,
+    method: Method,
+    part: JobPart,
+    body: bytes::Bytes,
+) -> Response {
     let Some(holder) = rma_proto::ids::job_coordinator(&id) else {
         return ApiError::bad_request(format!("{id:?} is not a job id")).into_response();
     };
@@ -263,12 +292,15 @@ async fn job_at(state: AppState, id: String, method: Method, result: bool) -> Re
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let path = if result {
-        rma_proto::job::result_path(&id)
-    } else {
-        rma_proto::job::path(&id)
+    let (path, content_type) = match part {
+        JobPart::Job => (rma_proto::job::path(&id), None),
+        JobPart::Result => (rma_proto::job::result_path(&id), None),
+        JobPart::Corrections => (
+            rma_proto::job::corrections_path(&id),
+            Some("application/json"),
+        ),
     };
-    let asked = client.raw(method, &path, None, bytes::Bytes::new(), &[]);
+    let asked = client.raw(method, &path, content_type, body, &[]);
     match tokio::time::timeout(Duration::from_secs(30), asked).await {
         Ok(Ok(resp)) => relay(resp, holder, 1),
         Ok(Err(e)) => {

@@ -521,6 +521,75 @@ async fn a_federation_joins_serves_and_survives_a_dead_coordinator(r: &Router) {
         (404, Some("not_found")),
         "{k}: {v}"
     );
+    // A job without facts cannot be corrected.
+    let resp = http_post_json(
+        &format!("{}/api/jobs/{job}/corrections", r.url),
+        json!({"field": "amounts", "index": 0, "value": "1.00"}),
+    )
+    .await;
+    assert_error(resp, 409, "conflict", &format!("{k} correcting an echo")).await;
+
+    // A person corrects a fact read from a letter; it is kept with the job, as a person's.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/service/extract", r.url))
+        .header("prefer", "respond-async")
+        .header("content-type", "text/plain")
+        .body(
+            "Council Tax final notice\nThe amount now outstanding is £1,482 37\nPay by 12/04/2026",
+        )
+        .send()
+        .await
+        .expect("extract");
+    assert_eq!(resp.status(), 202, "{k}");
+    let letter: Value = resp.json().await.expect("json");
+    let letter = letter["job_id"].as_str().expect("job id").to_owned();
+    let read = eventually(
+        &format!("{k}: job {letter} done"),
+        Duration::from_secs(30),
+        || async {
+            let (s, v) = r.get(&format!("/api/jobs/{letter}"), false).await;
+            (s == 200 && v["state"] == "done").then_some(v)
+        },
+    )
+    .await;
+    let amount = &read["result"]["amounts"][0];
+    assert_eq!(
+        (amount["value"].as_str(), amount["uncertain"].as_bool()),
+        (Some("1482.37"), Some(true)),
+        "{k}: {read}"
+    );
+    let url = format!("{}/api/jobs/{letter}/corrections", r.url);
+    let resp = http_post_json(
+        &url,
+        json!({"field": "amounts", "index": 0, "value": "1482.73"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{k}: correction");
+    let (_, again) = r.get(&format!("/api/jobs/{letter}"), false).await;
+    let c = &again["corrections"][0];
+    assert_eq!(
+        (c["value"].as_str(), c["was"].as_str(), c["by"].as_str()),
+        (Some("1482.73"), Some("1482.37"), Some("person")),
+        "{k}: {again}"
+    );
+    for (body, what) in [
+        (
+            json!({"field": "amounts", "index": 5, "value": "1.00"}),
+            "index past the facts",
+        ),
+        (
+            json!({"field": "amounts", "index": 0, "value": "lots"}),
+            "not an amount",
+        ),
+        (
+            json!({"field": "dates", "index": 0, "value": "12/04/2026"}),
+            "not ISO",
+        ),
+        (json!({"field": "sender", "value": "x"}), "not correctable"),
+    ] {
+        let resp = http_post_json(&url, body).await;
+        assert_error(resp, 400, "bad_request", &format!("{k} correction: {what}")).await;
+    }
 
     // The live topology: the public view first, the whole one after signing in.
     let ws_url = format!("{}/api/topology/ws", r.url.replacen("http", "ws", 1));
@@ -638,6 +707,15 @@ async fn a_federation_joins_serves_and_survives_a_dead_coordinator(r: &Router) {
     for c in usage["counters"].as_array().expect("counters") {
         assert_eq!(c["free_tier_limit"], 100_000, "{k}: {c}");
     }
+}
+
+async fn http_post_json(url: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("post")
 }
 
 type Socket =

@@ -182,7 +182,61 @@ impl Jobs {
             verified: row
                 .verified
                 .and_then(|v| serde_json::from_value(serde_json::Value::String(v)).ok()),
+            corrections: row
+                .corrections
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or_default(),
         }
+    }
+
+    /// Keeps a person's correction of one of a finished job's facts, and answers the job with
+    /// it. 404 for no such job, 409 while it has no facts, 400 for a field, index or value
+    /// that is not one.
+    pub(crate) async fn correct(
+        &self,
+        id: &str,
+        req: rma_proto::job::CorrectionRequest,
+    ) -> Result<JobView, ApiError> {
+        let Some(mut view) = self.view(id).await? else {
+            return Err(ApiError::not_found(format!("no job {id}")));
+        };
+        let facts = match &view.result {
+            Some(ServiceResult::Process(p)) => &p.facts.facts,
+            Some(ServiceResult::Extract(e)) => &e.facts,
+            _ => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "job {id} has no facts to correct (it is {} or not a reading of a letter)",
+                        view.state.as_str()
+                    ),
+                ));
+            }
+        };
+        let was = correctable(facts, &req)?;
+        let mut list = view.corrections.clone();
+        list.push(rma_proto::job::Correction {
+            field: req.field,
+            index: req.index,
+            value: req.value.trim().to_owned(),
+            was,
+            by: "person".into(),
+            at: rfc3339(now_ms()),
+        });
+        let json = serde_json::to_string(&list)
+            .map_err(|e| ApiError::internal(format!("writing the correction: {e}")))?;
+        let kept = self
+            .store
+            .set_corrections(id, json)
+            .await
+            .map_err(|e| ApiError::internal(format!("keeping the correction: {e}")))?;
+        if !kept {
+            return Err(ApiError::not_found(format!("no job {id}")));
+        }
+        tracing::info!(job = %id, field = %list.last().map_or("", |c| c.field.as_str()), "a fact corrected by a person");
+        view.corrections = list;
+        Ok(view)
     }
 
     /// Deletes a job and every stored copy its result names (original, cleaned-up image,
@@ -210,6 +264,86 @@ impl Jobs {
             .result(id)
             .await
             .map_err(|e| ApiError::internal(format!("reading the job: {e}")))
+    }
+}
+
+/// What a correction replaces, when it is one a person may make: the field is correctable,
+/// the index names a fact the job has, and the value reads as that kind of fact.
+fn correctable(
+    facts: &rma_proto::results::Facts,
+    req: &rma_proto::job::CorrectionRequest,
+) -> Result<String, ApiError> {
+    let value = req.value.trim();
+    if value.is_empty() || value.len() > 200 {
+        return Err(ApiError::bad_request(
+            "value must be 1 to 200 characters: what the letter really says",
+        ));
+    }
+    let at = |len: usize| -> Result<usize, ApiError> {
+        let i = req
+            .index
+            .ok_or_else(|| ApiError::bad_request(format!("index is required for {}", req.field)))?
+            as usize;
+        if i < len {
+            Ok(i)
+        } else {
+            Err(ApiError::bad_request(format!(
+                "index {i} is past the {len} {} read from this letter",
+                req.field
+            )))
+        }
+    };
+    match req.field.as_str() {
+        "amounts" => {
+            let i = at(facts.amounts.len())?;
+            let ok = value
+                .trim_start_matches('-')
+                .split_once('.')
+                .is_some_and(|(p, d)| {
+                    !p.is_empty()
+                        && p.bytes().all(|b| b.is_ascii_digit())
+                        && d.len() == 2
+                        && d.bytes().all(|b| b.is_ascii_digit())
+                });
+            if !ok {
+                return Err(ApiError::bad_request(format!(
+                    "{value:?} is not an amount: write pounds and pence as 1482.37"
+                )));
+            }
+            Ok(facts.amounts[i].value.clone())
+        }
+        "dates" => {
+            let i = at(facts.dates.len())?;
+            let b = value.as_bytes();
+            let ok = b.len() == 10
+                && b[4] == b'-'
+                && b[7] == b'-'
+                && b.iter()
+                    .enumerate()
+                    .all(|(k, c)| k == 4 || k == 7 || c.is_ascii_digit());
+            if !ok {
+                return Err(ApiError::bad_request(format!(
+                    "{value:?} is not a date: write it as YYYY-MM-DD"
+                )));
+            }
+            Ok(facts.dates[i].date.clone())
+        }
+        "references" => {
+            let i = at(facts.references.len())?;
+            Ok(facts.references[i].value.clone())
+        }
+        "letter_type" => {
+            if !value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return Err(ApiError::bad_request(format!(
+                    "{value:?} is not a letter type name (lowercase and _)"
+                )));
+            }
+            Ok(facts.letter_type.clone())
+        }
+        other => Err(ApiError::bad_request(format!(
+            "field {other:?} cannot be corrected; one of {}",
+            rma_proto::job::CORRECTABLE.join(", ")
+        ))),
     }
 }
 

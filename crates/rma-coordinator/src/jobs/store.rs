@@ -14,7 +14,7 @@ use rma_proto::ServiceCall;
 use rma_proto::job::JobState;
 use rusqlite::{Connection, OptionalExtension, params};
 
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS jobs (
          id TEXT PRIMARY KEY NOT NULL,
          service TEXT NOT NULL,
@@ -43,6 +43,7 @@ const MIGRATIONS: [&str; 5] = [
     "ALTER TABLE jobs ADD COLUMN client TEXT;
      CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, state)",
     "ALTER TABLE jobs ADD COLUMN traceparent TEXT",
+    "ALTER TABLE jobs ADD COLUMN corrections TEXT",
 ];
 
 /// A failure of the job file.
@@ -104,6 +105,8 @@ pub(crate) struct JobRow {
     pub(crate) error: Option<String>,
     pub(crate) error_code: Option<String>,
     pub(crate) verified: Option<String>,
+    /// Corrections by a person, a JSON array of `Correction`.
+    pub(crate) corrections: Option<String>,
     pub(crate) created_ms: i64,
     pub(crate) started_ms: Option<i64>,
     pub(crate) finished_ms: Option<i64>,
@@ -311,13 +314,26 @@ impl JobStore {
         .await
     }
 
+    /// Keeps a job's corrections (a JSON array); `false` when there is no such job.
+    pub(crate) async fn set_corrections(&self, id: &str, json: String) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE jobs SET corrections = ?2 WHERE id = ?1",
+                params![id, json],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
     /// One job's row.
     pub(crate) async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             c.query_row(
                 "SELECT id, service, state, done, total, runs, worker, result, result_type, result_status, error,
-                        error_code, created_ms, started_ms, finished_ms, verified FROM jobs WHERE id = ?1",
+                        error_code, created_ms, started_ms, finished_ms, verified, corrections FROM jobs WHERE id = ?1",
                 params![id],
                 |r| {
                     let state: String = r.get(2)?;
@@ -338,6 +354,7 @@ impl JobStore {
                         started_ms: r.get(13)?,
                         finished_ms: r.get(14)?,
                         verified: r.get(15)?,
+                        corrections: r.get(16)?,
                     })
                 },
             )
