@@ -141,6 +141,20 @@ test("a figure the scan may have misread is marked, with the reason and the line
   assert.match(unsure, /The amount now outstanding is £1,482 37/);
   assert.doesNotMatch(await page.locator("[data-testid=amounts]").textContent(), /1,482\.00|1482\.00/);
   await page.screenshot({ path: path.join(ARTIFACTS, "uncertain.png"), fullPage: true });
+
+  // The adviser corrects it from the letter: kept with the job, shown as a person's.
+  page.once("dialog", (d) => d.accept("1482.73"));
+  await page.locator("[data-testid=amounts] [data-act=correct]").first().click();
+  const corrected = page.locator("[data-testid=amounts] [data-testid=corrected-fact]");
+  await corrected.waitFor();
+  assert.equal(await corrected.textContent(), "1482.73 ✓");
+  assert.match(await corrected.getAttribute("title"), /corrected by a person; read as 1482\.37/);
+  // The JSON download carries it.
+  const download = page.waitForEvent("download");
+  await page.locator("[data-act=json]").click();
+  const saved = JSON.parse(readFileSync(await (await download).path(), "utf8"));
+  assert.equal(saved.corrections[0].value, "1482.73");
+  assert.equal(saved.corrections[0].by, "person");
   assert.deepEqual(errors, []);
 });
 

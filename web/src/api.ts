@@ -1,7 +1,7 @@
 // Calls to the rma HTTP contract the page makes. The types come from contract.ts, which is
 // generated from the Rust types in crates/rma-proto (scripts/gen-contract), never by hand.
 
-import type { ErrorBody, JobAccepted, JobView } from "./contract";
+import type { CorrectionRequest, ErrorBody, JobAccepted, JobView } from "./contract";
 export type * from "./contract";
 
 /** An error from the API, in words a person can act on. */
@@ -50,6 +50,17 @@ export async function submit(service: string, file: Blob): Promise<string> {
 
 export async function job(id: string): Promise<JobView> {
   const r = await fetch(`/api/jobs/${encodeURIComponent(id)}`);
+  if (!r.ok) throw await errorOf(r);
+  return (await r.json()) as JobView;
+}
+
+/** Keeps a person's correction of one of a job's facts; answers the job with it. */
+export async function correct(id: string, req: CorrectionRequest): Promise<JobView> {
+  const r = await fetch(`/api/jobs/${encodeURIComponent(id)}/corrections`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(req),
+  });
   if (!r.ok) throw await errorOf(r);
   return (await r.json()) as JobView;
 }

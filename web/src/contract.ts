@@ -656,7 +656,52 @@ verified?: Verdict,
 /**
  * Where to fetch the raw answer (an enhanced PNG, say): `/api/jobs/{id}/result`.
  */
-result_url?: string, };
+result_url?: string, 
+/**
+ * Facts a person corrected, oldest first; the result itself is left as read.
+ */
+corrections: Array<Correction>, };
+
+export type Correction = { 
+/**
+ * As asked.
+ */
+field: string, 
+/**
+ * As asked.
+ */
+index?: number, 
+/**
+ * The value a person gave.
+ */
+value: string, 
+/**
+ * What was read before.
+ */
+was: string, 
+/**
+ * Always `person`: the value did not come from a machine.
+ */
+by: string, 
+/**
+ * RFC 3339.
+ */
+at: string, };
+
+export type CorrectionRequest = { 
+/**
+ * `amounts`, `dates`, `references` or `letter_type`.
+ */
+field: string, 
+/**
+ * Which one of the list (0-based); absent for `letter_type`.
+ */
+index?: number, 
+/**
+ * The right value: an amount as `1482.37`, a date as `YYYY-MM-DD`, a reference as
+ * printed, a letter type by its name.
+ */
+value: string, };
 
 export type Word = { 
 /**

@@ -1,7 +1,8 @@
 // The result panel: what was found in a document, its text with the facts highlighted, the
 // images, and where each step ran.
 
-import type { ExtractResult, Facts, Page, ProcessResult, ServiceResult } from "./api";
+import { ApiError, correct } from "./api";
+import type { Correction, ExtractResult, Facts, JobView, Page, ProcessResult, ServiceResult } from "./api";
 import { LETTER_TYPES, escapeHtml, highlight } from "./format";
 import { hooks, render, type Entry } from "./jobs";
 
@@ -68,6 +69,22 @@ interface Chip {
   /** What the fact is (`arrears`, `deadline`…), and the words that said so. */
   role?: string;
   evidence?: string;
+  /** Which fact it is, so a person can correct it. */
+  field?: string;
+  index?: number;
+  /** A person's correction of it, the latest. */
+  corrected?: Correction;
+}
+
+/** The latest correction of each fact: `field/index` → correction. */
+function latestCorrections(j: JobView): Map<string, Correction> {
+  const m = new Map<string, Correction>();
+  for (const c of j.corrections ?? []) m.set(`${c.field}/${c.index ?? ""}`, c);
+  return m;
+}
+
+function editButton(c: Chip): string {
+  return c.field ? `<button class="edit" data-act="correct" data-field="${c.field}" data-index="${c.index ?? ""}" title="correct this" aria-label="correct ${escapeHtml(c.text)}">✎</button>` : "";
 }
 
 function roleLabel(c: Chip): string {
@@ -79,9 +96,11 @@ function chips(values: (string | Chip)[]): string {
   return values
     .map((v) => (typeof v === "string" ? { text: v } : v))
     .map((c) =>
-      c.uncertain
-        ? `<span class="chip uncertain" data-testid="uncertain-fact" title="${escapeHtml(c.reason ?? "check it against the letter")}">${escapeHtml(c.text)}?</span>${roleLabel(c)}`
-        : `<span class="chip">${escapeHtml(c.text)}</span>${roleLabel(c)}`,
+      c.corrected
+        ? `<span class="chip corrected" data-testid="corrected-fact" title="corrected by a person; read as ${escapeHtml(c.corrected.was)}">${escapeHtml(c.corrected.value)} ✓</span>${roleLabel(c)}${editButton(c)}`
+        : c.uncertain
+          ? `<span class="chip uncertain" data-testid="uncertain-fact" title="${escapeHtml(c.reason ?? "check it against the letter")}">${escapeHtml(c.text)}?</span>${roleLabel(c)}${editButton(c)}`
+          : `<span class="chip">${escapeHtml(c.text)}</span>${roleLabel(c)}${editButton(c)}`,
     )
     .join(" ");
 }
@@ -135,6 +154,7 @@ export function show(e: Entry, panel: HTMLElement) {
       ]
     : [];
   const pages: Page[] = hasPages(r) ? r.pages : [];
+  const fixes = latestCorrections(j);
   panel.innerHTML = `
     <div class="result-head">
       <h2>${escapeHtml(e.file.name)}</h2>
@@ -151,9 +171,9 @@ export function show(e: Entry, panel: HTMLElement) {
         ${facts.letter_type_evidence.length ? `<span class="muted small">because it says: ${facts.letter_type_evidence.map((x) => `“${escapeHtml(x)}”`).join(", ")}</span>` : ""}</div>
       <div class="fact"><span class="label">From</span>${facts.sender ? escapeHtml(facts.sender.name) : `<span class="muted">not found</span>`}
         ${facts.original_creditor ? `<span class="muted small">original creditor: ${escapeHtml(facts.original_creditor)}</span>` : ""}</div>
-      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a) => ({ text: shownAmount(a), uncertain: a.uncertain, reason: a.reason, role: a.role, evidence: a.role_evidence })))}</span></div>
-      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d) => ({ text: d.date, uncertain: d.uncertain, reason: d.reason, role: d.role, evidence: d.role_evidence })))}</div>
-      <div class="fact"><span class="label">References</span>${chips(facts.references.map((x) => ({ text: x.value, uncertain: x.uncertain, reason: x.reason })))}${facts.sort_codes.length ? ` · sort code ${chips(facts.sort_codes)}` : ""}</div>
+      <div class="fact"><span class="label">Amounts</span><span data-testid="amounts">${chips(facts.amounts.map((a, i) => ({ text: shownAmount(a), uncertain: a.uncertain, reason: a.reason, role: a.role, evidence: a.role_evidence, field: "amounts", index: i, corrected: fixes.get(`amounts/${i}`) })))}</span></div>
+      <div class="fact"><span class="label">Dates</span>${chips(facts.dates.map((d, i) => ({ text: d.date, uncertain: d.uncertain, reason: d.reason, role: d.role, evidence: d.role_evidence, field: "dates", index: i, corrected: fixes.get(`dates/${i}`) })))}</div>
+      <div class="fact"><span class="label">References</span>${chips(facts.references.map((x, i) => ({ text: x.value, uncertain: x.uncertain, reason: x.reason, field: "references", index: i, corrected: fixes.get(`references/${i}`) })))}${facts.sort_codes.length ? ` · sort code ${chips(facts.sort_codes)}` : ""}</div>
       ${unsureList([
         ...facts.amounts.filter((a) => a.uncertain).map((a) => ({ shown: shownAmount(a), reason: a.reason, line: a.line })),
         ...facts.dates.filter((d) => d.uncertain).map((d) => ({ shown: d.date, reason: d.reason, line: d.line })),
@@ -174,6 +194,22 @@ export function show(e: Entry, panel: HTMLElement) {
   panel.querySelector<HTMLButtonElement>("[data-act=json]")?.addEventListener("click", () => download(`${base}.json`, "application/json", JSON.stringify(j, null, 2)));
   const copyBtn = panel.querySelector<HTMLButtonElement>("[data-act=copy]");
   copyBtn?.addEventListener("click", () => copy(text, copyBtn));
+  // A person corrects a fact: kept with the job (and in its JSON download) as theirs.
+  for (const b of panel.querySelectorAll<HTMLButtonElement>("[data-act=correct]")) {
+    b.addEventListener("click", async () => {
+      const field = b.dataset.field ?? "";
+      const index = Number(b.dataset.index);
+      const hint = field === "amounts" ? "pounds and pence, as 1482.37" : field === "dates" ? "as YYYY-MM-DD" : "as printed";
+      const value = window.prompt(`The right value (${hint}):`);
+      if (value === null || value.trim() === "") return;
+      try {
+        e.job = await correct(j.id, { field, index, value: value.trim() });
+        show(e, panel);
+      } catch (err) {
+        window.alert(err instanceof ApiError ? err.message : String(err));
+      }
+    });
+  }
 }
 
 hooks.selected = current;

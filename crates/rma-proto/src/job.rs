@@ -176,8 +176,7 @@ pub struct JobView {
     #[cfg_attr(feature = "ts", ts(optional))]
     pub result_url: Option<String>,
     /// Facts a person corrected, oldest first; the result itself is left as read.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(feature = "ts", ts(optional))]
+    #[serde(default)]
     pub corrections: Vec<Correction>,
 }
 

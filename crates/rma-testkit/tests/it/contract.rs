@@ -9,7 +9,9 @@ use rma_proto::api::{
     TopologyCoordinator, TopologyWorker, Usage, UsageCounter, WorkerCounts, WorkerHeartbeat,
     WorkerStatus, WorkerSummary,
 };
-use rma_proto::job::{JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict};
+use rma_proto::job::{
+    Correction, CorrectionRequest, JobAccepted, JobProgress, JobState, JobStep, JobView, Verdict,
+};
 use rma_proto::membership::{
     EnrollRequest, Enrolled, HeartbeatReply, Invite, InviteRequest, NodeInfo, RenewRequest,
 };
@@ -62,6 +64,8 @@ fn generated() -> String {
         decl::<Verdict>(&cfg),
         decl::<JobStep>(&cfg),
         decl::<JobView>(&cfg),
+        decl::<Correction>(&cfg),
+        decl::<CorrectionRequest>(&cfg),
         // Results.
         decl::<Word>(&cfg),
         decl::<PageSource>(&cfg),
