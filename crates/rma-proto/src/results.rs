@@ -116,6 +116,35 @@ pub struct CacheStored {
     pub size: u64,
 }
 
+/// How far a fact read from a letter can be trusted; flattened into each fact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Trust {
+    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
+    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub confidence: Option<u8>,
+    /// Set when the figure may be misread: an adviser checks it against the letter.
+    #[serde(default)]
+    pub uncertain: bool,
+    /// Why it is uncertain (or how an unclear print was read), in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub reason: Option<String>,
+}
+
+impl Trust {
+    /// A fact that may be misread, and why.
+    pub fn unsure(reason: impl Into<String>) -> Self {
+        Trust {
+            confidence: None,
+            uncertain: true,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
 /// A money amount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -137,18 +166,10 @@ pub struct Amount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub role_evidence: Option<String>,
-    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
-    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub confidence: Option<u8>,
-    /// Set when the figure may be misread: an adviser checks it against the letter.
-    #[serde(default)]
-    pub uncertain: bool,
-    /// Why it is uncertain (or how an unclear print was read), in plain words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub reason: Option<String>,
+    /// How sure the reading is.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "ts", ts(flatten))]
+    pub trust: Trust,
 }
 
 /// A date.
@@ -170,18 +191,10 @@ pub struct Date {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub role_evidence: Option<String>,
-    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
-    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub confidence: Option<u8>,
-    /// Set when the figure may be misread: an adviser checks it against the letter.
-    #[serde(default)]
-    pub uncertain: bool,
-    /// Why it is uncertain (or how an unclear print was read), in plain words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub reason: Option<String>,
+    /// How sure the reading is.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "ts", ts(flatten))]
+    pub trust: Trust,
 }
 
 /// A labelled reference or account number.
@@ -194,18 +207,10 @@ pub struct Reference {
     pub label: String,
     /// The line it was on.
     pub line: String,
-    /// How sure the reading is: the lowest Tesseract confidence (0–100) of the words it came
-    /// from; absent when the text was not read by OCR (a PDF's text, typed text).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub confidence: Option<u8>,
-    /// Set when the figure may be misread: an adviser checks it against the letter.
-    #[serde(default)]
-    pub uncertain: bool,
-    /// Why it is uncertain (or how an unclear print was read), in plain words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub reason: Option<String>,
+    /// How sure the reading is.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "ts", ts(flatten))]
+    pub trust: Trust,
 }
 
 /// The sender or creditor.

@@ -16,7 +16,7 @@ use crate::{BoxFuture, Service, ServiceError, ServiceReply, ServiceRequest};
 /// Most text `extract` reads (2 MB).
 pub(crate) const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
 
-pub(crate) use rma_proto::results::{Amount, Date, Facts, Reference, Sender};
+pub(crate) use rma_proto::results::{Amount, Date, Facts, Reference, Sender, Trust};
 use rma_proto::results::{ExtractResult, TextSource, Word};
 
 fn re(pattern: &str) -> Regex {
@@ -64,10 +64,7 @@ pub(crate) fn amounts_in(line: &str) -> Vec<(usize, Amount)> {
             let (Some(all), Some(num)) = (c.get(0), c.get(1)) else {
                 continue;
             };
-            out.push((
-                all.start(),
-                amount(num.as_str(), false, all.as_str(), line, None),
-            ));
+            out.push((all.start(), amount(num.as_str(), false, all.as_str(), line)));
         }
     }
     out.sort_by_key(|(at, _)| *at);
@@ -159,15 +156,14 @@ fn pounds_at(line: &str, at: usize) -> Option<(usize, Amount)> {
         ));
         format!("{whole}.{pence}")
     };
-    let mut a = amount(&value, negative, &printed, line, None);
+    let mut a = amount(&value, negative, &printed, line);
     if !reasons.is_empty() {
-        a.uncertain = true;
-        a.reason = Some(reasons.join("; "));
+        a.trust = Trust::unsure(reasons.join("; "));
     }
     Some((start, a))
 }
 
-fn amount(num: &str, negative: bool, text: &str, line: &str, reason: Option<String>) -> Amount {
+fn amount(num: &str, negative: bool, text: &str, line: &str) -> Amount {
     let plain = num.replace(',', "");
     let value = match plain.split_once('.') {
         Some((p, d)) => format!("{p}.{d:0<2}"),
@@ -180,9 +176,7 @@ fn amount(num: &str, negative: bool, text: &str, line: &str, reason: Option<Stri
         line: line.trim().to_owned(),
         role: None,
         role_evidence: None,
-        confidence: None,
-        uncertain: reason.is_some(),
-        reason,
+        trust: Trust::default(),
     }
 }
 
@@ -248,9 +242,7 @@ pub(crate) fn dates_in(line: &str) -> Vec<(usize, Date)> {
                     line: line.trim().to_owned(),
                     role: None,
                     role_evidence: None,
-                    confidence: None,
-                    uncertain: false,
-                    reason: None,
+                    trust: Trust::default(),
                 },
             ));
         }
@@ -302,8 +294,7 @@ pub(crate) fn dates_in(line: &str) -> Vec<(usize, Date)> {
         if let Some((_, mut d)) = dates_in(&digits).into_iter().next() {
             d.text = printed.to_owned();
             d.line = line.trim().to_owned();
-            d.uncertain = true;
-            d.reason = Some(format!(
+            d.trust = Trust::unsure(format!(
                 "letters read as digits in `{printed}`, read as {digits}"
             ));
             found.push(all.start());
@@ -852,9 +843,7 @@ pub(crate) fn extract(text: &str) -> Facts {
                     value: v.to_owned(),
                     label: label.as_str().trim().to_owned(),
                     line: line.trim().to_owned(),
-                    confidence: None,
-                    uncertain: false,
-                    reason: None,
+                    trust: Trust::default(),
                 });
             }
         }
@@ -908,30 +897,27 @@ pub(crate) fn apply_confidence(facts: &mut Facts, words: &[Word]) {
             .min()
             .copied()
     };
-    let judge = |printed: &str,
-                 confidence: &mut Option<u8>,
-                 uncertain: &mut bool,
-                 reason: &mut Option<String>| {
-        *confidence = confidence_of(printed);
-        if let Some(c) = *confidence
+    let judge = |printed: &str, trust: &mut Trust| {
+        trust.confidence = confidence_of(printed);
+        if let Some(c) = trust.confidence
             && c < UNSURE_BELOW
         {
-            *uncertain = true;
+            trust.uncertain = true;
             let why = format!("OCR was unsure of `{printed}` ({c} % confident)");
-            *reason = Some(match reason.take() {
+            trust.reason = Some(match trust.reason.take() {
                 Some(r) => format!("{r}; {why}"),
                 None => why,
             });
         }
     };
     for a in &mut facts.amounts {
-        judge(&a.text, &mut a.confidence, &mut a.uncertain, &mut a.reason);
+        judge(&a.text, &mut a.trust);
     }
     for d in &mut facts.dates {
-        judge(&d.text, &mut d.confidence, &mut d.uncertain, &mut d.reason);
+        judge(&d.text, &mut d.trust);
     }
     for r in &mut facts.references {
-        judge(&r.value, &mut r.confidence, &mut r.uncertain, &mut r.reason);
+        judge(&r.value, &mut r.trust);
     }
 }
 
@@ -1068,7 +1054,13 @@ mod tests {
     fn read(line: &str) -> Vec<(String, bool, String)> {
         amounts_in(line)
             .into_iter()
-            .map(|(_, a)| (a.value, a.uncertain, a.reason.unwrap_or_default()))
+            .map(|(_, a)| {
+                (
+                    a.value,
+                    a.trust.uncertain,
+                    a.trust.reason.unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
@@ -1192,9 +1184,10 @@ mod tests {
         let d = dates_in("Pay by 12/0l/2026 or else");
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].1.date, "2026-01-12");
-        assert!(d[0].1.uncertain, "{d:?}");
+        assert!(d[0].1.trust.uncertain, "{d:?}");
         assert!(
             d[0].1
+                .trust
                 .reason
                 .as_deref()
                 .is_some_and(|r| r.contains("12/0l/2026")),
@@ -1202,8 +1195,12 @@ mod tests {
         );
         // A clean date is not flagged, and words are not dates.
         let d = dates_in("Pay by 12/01/2026");
-        assert_eq!((d.len(), d[0].1.uncertain), (1, false), "{d:?}");
-        assert!(dates_in("see SO/IS/ZOZO").iter().all(|(_, d)| d.uncertain));
+        assert_eq!((d.len(), d[0].1.trust.uncertain), (1, false), "{d:?}");
+        assert!(
+            dates_in("see SO/IS/ZOZO")
+                .iter()
+                .all(|(_, d)| d.trust.uncertain)
+        );
         assert!(dates_in("ref AB/CD/EFGH").is_empty());
     }
 
@@ -1228,15 +1225,30 @@ mod tests {
             ],
         );
         let a = &facts.amounts[0];
-        assert_eq!((a.confidence, a.uncertain), (Some(41), true), "{a:?}");
+        assert_eq!(
+            (a.trust.confidence, a.trust.uncertain),
+            (Some(41), true),
+            "{a:?}"
+        );
         assert!(
-            a.reason.as_deref().is_some_and(|r| r.contains("41 %")),
+            a.trust
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("41 %")),
             "{a:?}"
         );
         let d = &facts.dates[0];
-        assert_eq!((d.confidence, d.uncertain), (Some(93), false), "{d:?}");
+        assert_eq!(
+            (d.trust.confidence, d.trust.uncertain),
+            (Some(93), false),
+            "{d:?}"
+        );
         let r = &facts.references[0];
-        assert_eq!((r.confidence, r.uncertain), (Some(88), false), "{r:?}");
+        assert_eq!(
+            (r.trust.confidence, r.trust.uncertain),
+            (Some(88), false),
+            "{r:?}"
+        );
     }
 
     proptest::proptest! {
@@ -1304,7 +1316,7 @@ mod tests {
             let truth = format!("{pounds}.{pence:02}");
             for (_, a) in amounts_in(&line) {
                 proptest::prop_assert!(
-                    a.value == truth || a.uncertain,
+                    a.value == truth || a.trust.uncertain,
                     "{line:?} read as {} unflagged (truth {truth})",
                     a.value
                 );

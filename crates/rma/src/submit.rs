@@ -329,11 +329,14 @@ fn print_text(file: &Path, job: &JobView, client: &Client) {
         }
         // A fact OCR may have misread is printed as read, with a `?`, and why below.
         let mut unsure: Vec<String> = Vec::new();
-        let mut mark = |shown: String, uncertain: bool, reason: &Option<String>| {
-            if uncertain {
+        let mut mark = |shown: String, trust: &rma_proto::results::Trust| {
+            if trust.uncertain {
                 unsure.push(format!(
                     "  ? {shown}: {}",
-                    reason.as_deref().unwrap_or("check it against the letter")
+                    trust
+                        .reason
+                        .as_deref()
+                        .unwrap_or("check it against the letter")
                 ));
                 format!("{shown}?")
             } else {
@@ -344,23 +347,23 @@ fn print_text(file: &Path, job: &JobView, client: &Client) {
             .amounts
             .iter()
             .map(|a| {
-                let shown = if a.uncertain {
+                let shown = if a.trust.uncertain {
                     format!("£{}", a.value)
                 } else {
                     a.text.clone()
                 };
-                with_role(mark(shown, a.uncertain, &a.reason), &a.role)
+                with_role(mark(shown, &a.trust), &a.role)
             })
             .collect();
         let dates: Vec<String> = facts
             .dates
             .iter()
-            .map(|d| with_role(mark(d.date.clone(), d.uncertain, &d.reason), &d.role))
+            .map(|d| with_role(mark(d.date.clone(), &d.trust), &d.role))
             .collect();
         let references: Vec<String> = facts
             .references
             .iter()
-            .map(|r| mark(r.value.clone(), r.uncertain, &r.reason))
+            .map(|r| mark(r.value.clone(), &r.trust))
             .collect();
         println!("amounts      {}", amounts.join(", "));
         println!("dates        {}", dates.join(", "));
