@@ -155,12 +155,7 @@ async function fed(env: WorkerEnv): Promise<Federation> {
 /** The verified client key of a request, if it carries one (client or coordinator role). */
 async function clientKey(req: Request, env: WorkerEnv, revoked: string[]): Promise<string | null> {
   const t = bearer(req);
-  if (!t) {
-    if (env.CLIENTS_KEYED === "true" || env.CLIENTS_KEYED === "1") {
-      throw ApiError.unauthorized("this router takes documents from enrolled clients only (Authorization: Bearer …); ask for `rma invite --role client`");
-    }
-    return null;
-  }
+  if (!t) return null;
   const c = await (await fed(env)).verify(t, Math.floor(Date.now() / 1000));
   if (c.role !== "client" && c.role !== "coordinator") {
     throw ApiError.forbidden(`this needs a client credential; ${c.sub} holds a ${c.role} credential`);
@@ -218,6 +213,10 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
   if (declared > limit) throw new ApiError(413, "payload_too_large", `the body is over the limit of ${limit} bytes`);
   const body = req.method === "GET" || req.method === "HEAD" ? null : await req.arrayBuffer();
   if (body && body.byteLength > limit) throw new ApiError(413, "payload_too_large", `the body is over the limit of ${limit} bytes`);
+  // A stranger to a keyed router is refused before the registry is asked anything.
+  if (!bearer(req) && (env.CLIENTS_KEYED === "true" || env.CLIENTS_KEYED === "1")) {
+    throw ApiError.unauthorized("this router takes documents from enrolled clients only (Authorization: Bearer …); ask for `rma invite --role client`");
+  }
   let r = await routes(env);
   const client = await clientKey(req, env, r.revoked);
   // Uploads without a client key also have an hourly quota per address.
