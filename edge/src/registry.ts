@@ -329,19 +329,28 @@ export class Registry {
     this.deps.setAlarm(at);
   }
 
-  /** The alarm fired: expire the silent, tell the sockets, set the next. */
-  alarm() {
-    this.countRequest();
+  /** Removes coordinators silent past the expiry; true when one went. Run by the alarm, and
+   *  by every request too, so a late alarm never leaves an expired coordinator listed. */
+  private expireDue(): boolean {
     const now = this.deps.now();
-    this.alarmAt = null;
     const expire = this.expireAfterMs();
+    let any = false;
     for (const e of [...this.entries.values()]) {
       if (now - e.lastSeen >= expire) {
         this.entries.delete(e.id);
         this.write("DELETE FROM coordinators WHERE id = ?", e.id);
         console.log(`coordinator ${e.id} expired: no heartbeat for ${Math.round((now - e.lastSeen) / 1000)} s`);
+        any = true;
       }
     }
+    return any;
+  }
+
+  /** The alarm fired: expire the silent, tell the sockets, set the next. */
+  alarm() {
+    this.countRequest();
+    this.alarmAt = null;
+    this.expireDue();
     this.maybeSaveMeter(true);
     this.broadcast();
     this.scheduleAlarm();
@@ -392,6 +401,7 @@ export class Registry {
     const workerRequests = Number(req.headers.get("x-rma-worker-requests") ?? "0");
     this.countWorkerRequests(workerRequests);
     if (path !== "/api/topology/ws") this.countRequest();
+    if (this.expireDue()) this.broadcast();
     if (path === "/internal/routes" && m === "POST") return json(this.routes(await req.json()));
     if (path === "/internal/failure" && m === "POST") {
       const { id } = (await req.json()) as { id: string };

@@ -45,28 +45,29 @@ impl Drop for Group {
 }
 
 async fn rust_router() -> Router {
+    rust_router_with(&["--ip-rate-limit", "0"]).await
+}
+
+/// `rma router` with shortened timeouts and `extra` flags.
+async fn rust_router_with(extra: &[&str]) -> Router {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("r.db");
     let stale = STALE_S.to_string();
-    let (proc, url) = start(
-        &[
-            "router",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().expect("utf-8"),
-            "--stale-after",
-            &stale,
-            "--coordinator-heartbeat-interval",
-            "1",
-            "--ip-rate-limit",
-            "0",
-            "--max-body",
-            "1048576",
-        ],
-        "listening",
-    )
-    .await;
+    let mut args = vec![
+        "router",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().expect("utf-8"),
+        "--stale-after",
+        &stale,
+        "--coordinator-heartbeat-interval",
+        "1",
+        "--max-body",
+        "1048576",
+    ];
+    args.extend_from_slice(extra);
+    let (proc, url) = start(&args, "listening").await;
     let admin = std::fs::read_to_string(dir.path().join("admin.token"))
         .expect("admin.token beside --db")
         .trim()
@@ -91,8 +92,13 @@ fn random_hex() -> String {
         .collect()
 }
 
-/// `wrangler dev` of edge/ on a free loopback port, with its state in a temporary folder.
 async fn edge_router() -> Option<Router> {
+    edge_router_with(&["IP_RATE_LIMIT:0"]).await
+}
+
+/// `wrangler dev` of edge/ on a free loopback port, with its state in a temporary folder, and
+/// `extra` variables (`NAME:value`).
+async fn edge_router_with(extra: &[&str]) -> Option<Router> {
     // Our reqwest is built without a default TLS provider; the library installs ring.
     rma_client::install_crypto_provider();
     let wrangler = edge_dir().join("node_modules/.bin/wrangler");
@@ -128,9 +134,12 @@ async fn edge_router() -> Option<Router> {
         "HEARTBEAT_INTERVAL_S:1".into(),
         "HEARTBEAT_BUDGET:100000000".into(),
         "ROUTE_CACHE_MS:300".into(),
-        "IP_RATE_LIMIT:0".into(),
         "MAX_BODY_MB:1".into(),
     ];
+    let vars: Vec<String> = vars
+        .into_iter()
+        .chain(extra.iter().map(|v| (*v).to_owned()))
+        .collect();
     // wrangler's output goes to a file: a child holding the test's stderr would keep a pipe
     // open after the test ends. It is printed when the edge does not come up.
     let log_path = dir.path().join("wrangler.log");
@@ -738,6 +747,74 @@ async fn whole_contract(r: Router) {
     eprintln!("contract suite against {} at {}", r.kind, r.url);
     strangers_are_refused_with_json_errors(&r).await;
     a_federation_joins_serves_and_survives_a_dead_coordinator(&r).await;
+}
+
+/// A keyed router takes no document without a client key, and an address that calls the
+/// federation too often is told to wait.
+async fn limits_hold(r: Router) {
+    let k = r.kind;
+    let http = reqwest::Client::new();
+    let resp = r.echo("from a stranger").await;
+    assert_error(
+        resp,
+        401,
+        "unauthorized",
+        &format!("{k} keyed, no client key"),
+    )
+    .await;
+    // Burst of 3 at 1 a second: a quick run of enrolments meets 429 with Retry-After.
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let resp = http
+            .post(format!("{}/api/enroll", r.url))
+            .json(&json!({"token": "nonsense", "public_key": "x"}))
+            .send()
+            .await
+            .expect("enroll");
+        if resp.status() == 429 {
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{k}: {statuses:?}");
+    assert_eq!(statuses[0], 401, "{k}: the first is answered: {statuses:?}");
+    assert!(
+        retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)),
+        "{k}: Retry-After"
+    );
+    // Job look-ups, health and the topology are not limited.
+    for _ in 0..8 {
+        let (s, _) = r.get("/api/topology", false).await;
+        assert_eq!(s, 200, "{k}: topology is not limited");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_on_rma_router() {
+    let r = rust_router_with(&[
+        "--clients",
+        "keyed",
+        "--ip-rate-limit",
+        "1",
+        "--ip-rate-burst",
+        "3",
+    ])
+    .await;
+    limits_hold(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_on_the_edge_router() {
+    if let Some(r) =
+        edge_router_with(&["CLIENTS_KEYED:true", "IP_RATE_LIMIT:1", "IP_RATE_BURST:3"]).await
+    {
+        limits_hold(r).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
