@@ -4,7 +4,7 @@
 // list of coordinators it caches for ROUTE_CACHE_MS, so a document costs one Worker request and,
 // on average, far less than one Durable Object request.
 
-import type { Route, Routes } from "./registry";
+import { flag, type Route, type Routes } from "./registry";
 import type { Env as RegistryEnv } from "./registry";
 import { Federation } from "./auth";
 import { ApiError, bearer, errorResponse, isServiceName, jobCoordinator, num, randomHex } from "./http";
@@ -214,7 +214,7 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
   const body = req.method === "GET" || req.method === "HEAD" ? null : await req.arrayBuffer();
   if (body && body.byteLength > limit) throw new ApiError(413, "payload_too_large", `the body is over the limit of ${limit} bytes`);
   // A stranger to a keyed router is refused before the registry is asked anything.
-  if (!bearer(req) && (env.CLIENTS_KEYED === "true" || env.CLIENTS_KEYED === "1")) {
+  if (!bearer(req) && flag(env.CLIENTS_KEYED)) {
     throw ApiError.unauthorized("this router takes documents from enrolled clients only (Authorization: Bearer …); ask for `rma invite --role client`");
   }
   let r = await routes(env);

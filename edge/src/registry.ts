@@ -98,7 +98,8 @@ export interface Env {
   ALLOW_LOOPBACK?: string;
 }
 
-const flag = (v: string | undefined) => v === "1" || v === "true";
+/** A yes/no variable: `true` or `1`. */
+export const flag = (v: string | undefined) => v === "1" || v === "true";
 
 export async function configFrom(env: Env): Promise<Config> {
   const n = (v: string | undefined, d: number) => {

@@ -484,11 +484,7 @@ const TYPE_RULES: &[(&str, &str, u32)] = &[
 ];
 
 fn contains_word(haystack_lower: &str, needle: &str) -> bool {
-    haystack_lower.match_indices(needle).any(|(i, _)| {
-        let before = haystack_lower[..i].chars().next_back();
-        let after = haystack_lower[i + needle.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-    })
+    find_word(haystack_lower, needle).is_some()
 }
 
 /// Classifies a letter; returns its type and the phrases that decided it.
@@ -876,6 +872,9 @@ pub(crate) fn extract(text: &str) -> Facts {
 /// the corpus of issue 10.
 pub(crate) const UNSURE_BELOW: u8 = 70;
 
+/// What trails a word in OCR's output that is not part of the fact it belongs to.
+const TRAILING: [char; 5] = ['.', ',', ':', ';', ')'];
+
 /// Gives each fact the lowest confidence of the OCR words it was read from, and flags it when
 /// that is below [`UNSURE_BELOW`]. A fact whose words are not found keeps no confidence.
 pub(crate) fn apply_confidence(facts: &mut Facts, words: &[Word]) {
@@ -884,7 +883,7 @@ pub(crate) fn apply_confidence(facts: &mut Facts, words: &[Word]) {
     }
     let mut least: std::collections::HashMap<&str, u8> = std::collections::HashMap::new();
     for w in words {
-        let key = w.text.trim_end_matches(['.', ',', ':', ';', ')']);
+        let key = w.text.trim_end_matches(TRAILING);
         let c = w.confidence.clamp(0.0, 100.0).round() as u8;
         least
             .entry(key)
@@ -893,7 +892,7 @@ pub(crate) fn apply_confidence(facts: &mut Facts, words: &[Word]) {
     }
     let confidence_of = |text: &str| {
         text.split_whitespace()
-            .filter_map(|t| least.get(t.trim_end_matches(['.', ',', ':', ';', ')'])))
+            .filter_map(|t| least.get(t.trim_end_matches(TRAILING)))
             .min()
             .copied()
     };

@@ -215,25 +215,22 @@ impl Jobs {
             }
         };
         let was = correctable(facts, &req)?;
-        let mut list = view.corrections.clone();
-        list.push(rma_proto::job::Correction {
+        let correction = rma_proto::job::Correction {
             field: req.field,
             index: req.index,
             value: req.value.trim().to_owned(),
             was,
             by: "person".into(),
             at: rfc3339(now_ms()),
-        });
-        let json = serde_json::to_string(&list)
-            .map_err(|e| ApiError::internal(format!("writing the correction: {e}")))?;
-        let kept = self
+        };
+        let Some(list) = self
             .store
-            .set_corrections(id, json)
+            .add_correction(id, correction)
             .await
-            .map_err(|e| ApiError::internal(format!("keeping the correction: {e}")))?;
-        if !kept {
+            .map_err(|e| ApiError::internal(format!("keeping the correction: {e}")))?
+        else {
             return Err(ApiError::not_found(format!("no job {id}")));
-        }
+        };
         tracing::info!(job = %id, field = %list.last().map_or("", |c| c.field.as_str()), "a fact corrected by a person");
         view.corrections = list;
         Ok(view)

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rma_proto::ServiceCall;
-use rma_proto::job::JobState;
+use rma_proto::job::{Correction, JobState};
 use rusqlite::{Connection, OptionalExtension, params};
 
 const MIGRATIONS: [&str; 6] = [
@@ -314,15 +314,36 @@ impl JobStore {
         .await
     }
 
-    /// Keeps a job's corrections (a JSON array); `false` when there is no such job.
-    pub(crate) async fn set_corrections(&self, id: &str, json: String) -> Result<bool, StoreError> {
+    /// Adds a correction to a job's list, read and written under one lock so two corrections
+    /// at once both stay; the whole list after, or `None` when there is no such job.
+    pub(crate) async fn add_correction(
+        &self,
+        id: &str,
+        correction: Correction,
+    ) -> Result<Option<Vec<Correction>>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
+            let Some(kept) = c
+                .query_row(
+                    "SELECT corrections FROM jobs WHERE id = ?1",
+                    params![id],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut list: Vec<Correction> = kept
+                .and_then(|k| serde_json::from_str(&k).ok())
+                .unwrap_or_default();
+            list.push(correction);
+            let json = serde_json::to_string(&list)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             c.execute(
                 "UPDATE jobs SET corrections = ?2 WHERE id = ?1",
                 params![id, json],
-            )
-            .map(|n| n > 0)
+            )?;
+            Ok(Some(list))
         })
         .await
     }
