@@ -223,13 +223,24 @@ impl Jobs {
             by: "person".into(),
             at: rfc3339(now_ms()),
         };
-        let Some(list) = self
+        let list = match self
             .store
             .add_correction(id, correction)
             .await
             .map_err(|e| ApiError::internal(format!("keeping the correction: {e}")))?
-        else {
-            return Err(ApiError::not_found(format!("no job {id}")));
+        {
+            store::Corrected::Added(list) => list,
+            store::Corrected::Full => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "job {id} holds {} corrections, the most kept; make a new job to correct it again",
+                        store::MAX_CORRECTIONS
+                    ),
+                ));
+            }
+            store::Corrected::NoJob => return Err(ApiError::not_found(format!("no job {id}"))),
         };
         tracing::info!(job = %id, field = %list.last().map_or("", |c| c.field.as_str()), "a fact corrected by a person");
         view.corrections = list;

@@ -46,6 +46,20 @@ const MIGRATIONS: [&str; 6] = [
     "ALTER TABLE jobs ADD COLUMN corrections TEXT",
 ];
 
+/// Most corrections one job keeps.
+pub(crate) const MAX_CORRECTIONS: usize = 100;
+
+/// What became of a correction.
+#[derive(Debug)]
+pub(crate) enum Corrected {
+    /// Kept: the job's whole list now.
+    Added(Vec<Correction>),
+    /// The job holds [`MAX_CORRECTIONS`] already.
+    Full,
+    /// No such job.
+    NoJob,
+}
+
 /// A failure of the job file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -315,12 +329,13 @@ impl JobStore {
     }
 
     /// Adds a correction to a job's list, read and written under one lock so two corrections
-    /// at once both stay; the whole list after, or `None` when there is no such job.
+    /// at once both stay. A list already holding [`MAX_CORRECTIONS`] is left as it is: a job
+    /// id is its only key, so what its holder can write is bounded.
     pub(crate) async fn add_correction(
         &self,
         id: &str,
         correction: Correction,
-    ) -> Result<Option<Vec<Correction>>, StoreError> {
+    ) -> Result<Corrected, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             let Some(kept) = c
@@ -331,11 +346,14 @@ impl JobStore {
                 )
                 .optional()?
             else {
-                return Ok(None);
+                return Ok(Corrected::NoJob);
             };
             let mut list: Vec<Correction> = kept
                 .and_then(|k| serde_json::from_str(&k).ok())
                 .unwrap_or_default();
+            if list.len() >= MAX_CORRECTIONS {
+                return Ok(Corrected::Full);
+            }
             list.push(correction);
             let json = serde_json::to_string(&list)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -343,7 +361,7 @@ impl JobStore {
                 "UPDATE jobs SET corrections = ?2 WHERE id = ?1",
                 params![id, json],
             )?;
-            Ok(Some(list))
+            Ok(Corrected::Added(list))
         })
         .await
     }
@@ -411,6 +429,48 @@ impl JobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn corrections_all_stay_up_to_the_bound_and_none_for_no_job() {
+        let store = JobStore::open(None).expect("open");
+        let call = ServiceCall::post("echo", None, Bytes::new());
+        assert!(
+            store
+                .insert("c1-jc", call, None, (3, 1))
+                .await
+                .expect("insert")
+        );
+        let fix = |i: usize| Correction {
+            field: "amounts".into(),
+            index: Some(0),
+            value: format!("{i}.00"),
+            was: "1.00".into(),
+            by: "person".into(),
+            at: String::new(),
+        };
+        // Many at once: every one is kept.
+        let adds = (0..20).map(|i| {
+            let store = store.clone();
+            async move { store.add_correction("c1-jc", fix(i)).await }
+        });
+        for r in futures_util::future::join_all(adds).await {
+            assert!(matches!(r.expect("add"), Corrected::Added(_)));
+        }
+        let Corrected::Added(list) = store.add_correction("c1-jc", fix(20)).await.expect("add")
+        else {
+            panic!("the 21st is kept");
+        };
+        assert_eq!(list.len(), 21);
+        // Up to the bound they are kept; past it, nothing more is written.
+        for i in 21..MAX_CORRECTIONS {
+            let r = store.add_correction("c1-jc", fix(i)).await.expect("add");
+            assert!(matches!(r, Corrected::Added(ref l) if l.len() == i + 1));
+        }
+        let r = store.add_correction("c1-jc", fix(0)).await.expect("add");
+        assert!(matches!(r, Corrected::Full), "{r:?}");
+        let r = store.add_correction("c1-nope", fix(0)).await.expect("add");
+        assert!(matches!(r, Corrected::NoJob), "{r:?}");
+    }
 
     #[tokio::test]
     async fn unfinished_jobs_survive_reopening_and_are_queued_again() {
