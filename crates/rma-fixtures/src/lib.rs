@@ -3,7 +3,9 @@
 //! layer. Nothing is downloaded; the font comes from Debian's `fonts-dejavu-core`.
 #![deny(clippy::unwrap_used)]
 
+pub mod corpus;
 pub mod letters;
+pub mod score;
 
 use std::io::Cursor;
 
