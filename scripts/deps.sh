@@ -3,12 +3,13 @@
 
 # Debian packages needed to build and run rma. The Rust toolchain itself comes with the machine.
 # tesseract + leptonica (headers for the leptess bindings, clang for bindgen), the English
-# language data, poppler-utils (pdfinfo, pdftotext, pdftoppm) and the DejaVu font the tests
-# render letters with.
+# language data, poppler-utils (pdfinfo, pdftotext, pdftoppm) and the fonts the tests and the corpus
+# render letters with (DejaVu, Liberation, FreeFont).
 RMA_APT_PACKAGES=(
   pkg-config clang libclang-dev
   libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
   poppler-utils fonts-dejavu-core
+  fonts-liberation fonts-freefont-ttf
 )
 
 ensure_apt() {

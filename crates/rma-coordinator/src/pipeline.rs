@@ -1,6 +1,8 @@
-//! `process`: the pipeline behind "Read document". One document in; for images `enhance` then
-//! `ocr`, for PDFs `pdf-text` (with its OCR fallback); then `extract`; the original, the cleaned
-//! image and the result saved with `store` when a storage worker exists. Each step is dispatched
+//! `process`: the pipeline behind "Read document". One document in; for images two readings
+//! at once — `enhance` then `ocr` of the cleaned image, and `ocr` of the image as sent — for
+//! PDFs `pdf-text` (with its OCR fallback); then `extract` over the readings (it keeps what they
+//! agree on and flags where they differ); the original, the cleaned image and the result saved
+//! with `store` when a storage worker exists. Each step is dispatched
 //! on its own, so steps may run on different workers; the answer says which step ran where.
 
 use axum::http::StatusCode;
@@ -39,14 +41,19 @@ impl Run<'_> {
     /// pipeline on an error answer, and records its timing, worker and progress.
     async fn step(&mut self, label: &str, call: ServiceCall) -> Result<ServiceReply, ApiError> {
         let started = Instant::now();
-        let step = call.service.clone();
-        let key = (call.service != service::STORE).then(|| crate::cache::key(&call));
-        let served = if call.service == service::STORE {
-            self.d.dispatch(&call, None).await
-        } else {
-            cached(self.d, call, None, self.verify).await
-        }
-        .map_err(|e| ApiError::new(e.status, e.code, format!("step {label}: {}", e.message)))?;
+        let dispatched = dispatch(self.d, self.verify, label, call).await;
+        self.record(label, started, dispatched)
+    }
+
+    /// Records a dispatched step (see [`Run::step`]): its error, or its timing, worker and
+    /// progress.
+    fn record(
+        &mut self,
+        label: &str,
+        started: Instant,
+        dispatched: Result<(String, Option<String>, Served), ApiError>,
+    ) -> Result<ServiceReply, ApiError> {
+        let (step, key, served) = dispatched?;
         let Served {
             reply,
             worker,
@@ -95,6 +102,19 @@ impl Run<'_> {
         })
     }
 
+    /// A step whose answer is JSON of type `T`, from a dispatch begun elsewhere.
+    fn record_json<T: DeserializeOwned>(
+        &mut self,
+        label: &str,
+        started: Instant,
+        dispatched: Result<(String, Option<String>, Served), ApiError>,
+    ) -> Result<T, ApiError> {
+        let reply = self.record(label, started, dispatched)?;
+        reply.parse().map_err(|e| {
+            ApiError::upstream(format!("step {label} answered something unexpected: {e}"))
+        })
+    }
+
     fn report(&self) {
         if let Some(p) = &self.progress {
             p(self.done, self.total);
@@ -110,6 +130,25 @@ impl Run<'_> {
             ..ServiceCall::post(service, Some(content_type.to_owned()), body)
         }
     }
+}
+
+/// Dispatches one step (through the cache unless it is `store`); returns the service, the
+/// cache key consulted, and what was served.
+async fn dispatch(
+    d: &Dispatcher,
+    verify: bool,
+    label: &str,
+    call: ServiceCall,
+) -> Result<(String, Option<String>, Served), ApiError> {
+    let step = call.service.clone();
+    let key = (call.service != service::STORE).then(|| crate::cache::key(&call));
+    let served = if call.service == service::STORE {
+        d.dispatch(&call, None).await
+    } else {
+        cached(d, call, None, verify).await
+    }
+    .map_err(|e| ApiError::new(e.status, e.code, format!("step {label}: {}", e.message)))?;
+    Ok((step, key, served))
 }
 
 /// Runs the pipeline for `call` (its body is the document).
@@ -148,7 +187,8 @@ pub(crate) async fn run(
         workers: Vec::new(),
         progress,
         done: 0,
-        total: 2 + u32::from(enhancing) + if storing { 3 } else { 0 },
+        // enhance and a second reading (OCR of the image as sent) when enhancing.
+        total: 2 + 2 * u32::from(enhancing) + if storing { 3 } else { 0 },
         verify,
     };
     run.report();
@@ -160,7 +200,13 @@ pub(crate) async fn run(
         stored.original = Some(run.json_step::<StoredObject>("store original", c).await?);
     }
 
-    let (text, pages, ocr_pages, confidence) = if kind == Kind::Pdf {
+    // Word boxes too: their confidences tell `extract` which figures OCR was unsure of.
+    let boxes_query = if ocr_query.is_empty() {
+        "boxes=true".to_owned()
+    } else {
+        format!("{ocr_query}&boxes=true")
+    };
+    let (text, pages, ocr_pages, confidence, alternatives) = if kind == Kind::Pdf {
         let c = run.call(
             service::PDF_TEXT,
             kind.mime(),
@@ -168,33 +214,52 @@ pub(crate) async fn run(
             call.body.clone(),
         );
         let read: PdfTextResult = run.json_step("pdf-text", c).await?;
-        (read.text, read.pages, Some(read.ocr_pages), None)
-    } else {
-        let mut image = call.body.clone();
-        let mut image_type = kind.mime();
-        if enhancing {
-            let c = run.call(service::ENHANCE, image_type, "", image);
-            image = run.step("enhance", c).await?.body;
-            image_type = "image/png";
+        (read.text, read.pages, Some(read.ocr_pages), None, Vec::new())
+    } else if enhancing {
+        // Two readings: the cleaned image, and the image as sent, read at the same time
+        // (cleaning helps under shadow and hurts where the page was already clean; `extract`
+        // keeps what both agree on and flags where they differ).
+        let d = run.d;
+        let verify = run.verify;
+        let original = run.call(service::OCR, kind.mime(), &boxes_query, call.body.clone());
+        let as_sent = async move {
+            let started = Instant::now();
+            (started, dispatch(d, verify, "ocr original", original).await)
+        };
+        let cleaned = async {
+            let c = run.call(service::ENHANCE, kind.mime(), "", call.body.clone());
+            let image = run.step("enhance", c).await?.body;
             if storing {
-                let c = run.call(service::STORE, image_type, "", image.clone());
+                let c = run.call(service::STORE, "image/png", "", image.clone());
                 stored.enhanced = Some(run.json_step("store enhanced", c).await?);
             }
-        }
-        // Word boxes too: their confidences tell `extract` which figures OCR was unsure of.
-        let boxes_query = if ocr_query.is_empty() {
-            "boxes=true".to_owned()
-        } else {
-            format!("{ocr_query}&boxes=true")
+            let c = run.call(service::OCR, "image/png", &boxes_query, image);
+            run.json_step::<OcrResult>("ocr", c).await
         };
-        let c = run.call(service::OCR, image_type, &boxes_query, image);
+        let (read, (started, other)) = tokio::join!(cleaned, as_sent);
+        let read = read?;
+        let other: OcrResult = run.record_json("ocr original", started, other)?;
+        let alternative = serde_json::json!({ "text": other.text, "pages": other.pages });
+        (
+            read.text,
+            read.pages,
+            None,
+            Some(read.confidence),
+            vec![alternative],
+        )
+    } else {
+        let c = run.call(service::OCR, kind.mime(), &boxes_query, call.body.clone());
         let read: OcrResult = run.json_step("ocr", c).await?;
-        (read.text, read.pages, None, Some(read.confidence))
+        (read.text, read.pages, None, Some(read.confidence), Vec::new())
     };
 
     // `extract` gets the pages with their words (as the `ocr` service answered), so a figure
-    // OCR was unsure of is flagged instead of reported as certain.
-    let reading = serde_json::json!({ "text": text, "pages": pages });
+    // OCR was unsure of is flagged instead of reported as certain, and the other reading.
+    let reading = if alternatives.is_empty() {
+        serde_json::json!({ "text": text, "pages": pages })
+    } else {
+        serde_json::json!({ "text": text, "pages": pages, "alternatives": alternatives })
+    };
     let c = run.call(
         service::EXTRACT,
         "application/json",

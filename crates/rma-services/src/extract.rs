@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::agree::{Reading, extract_readings};
 use crate::media::{self, Kind};
 use crate::ocr::{Ocr, OcrOptions};
 use crate::pdf_text::PdfText;
@@ -408,6 +409,10 @@ const TYPE_RULES: &[(&str, &str, u32)] = &[
     ("council_tax", "liability order", 2),
     ("council_tax", "magistrates", 1),
     ("council_tax", "instalment", 1),
+    ("council_tax", "instalments", 1),
+    ("council_tax", "city council", 2),
+    ("council_tax", "borough council", 2),
+    ("council_tax", "district council", 2),
     ("council_tax", "council", 1),
     ("universal_credit", "universal credit", 4),
     ("universal_credit", "department for work and pensions", 2),
@@ -857,6 +862,7 @@ pub(crate) fn extract(text: &str) -> Facts {
             original_creditor = Some(m.as_str().trim().to_owned());
         }
     }
+    flag_unlikely_years(&mut dates, this_year());
     let (letter_type, letter_type_evidence) = classify(text);
     Facts {
         letter_type: letter_type.to_owned(),
@@ -872,6 +878,33 @@ pub(crate) fn extract(text: &str) -> Facts {
             "no text was found: the page may be blank, upside down, or too dark or blurred to read; nothing was extracted"
                 .to_owned()
         }),
+    }
+}
+
+/// The current year (UTC), for judging whether a date's year is plausible.
+fn this_year() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Days to a civil year (good for 1970–2399; the leap-year drift is under a day a century).
+    1970 + (secs as f64 / (365.2425 * 86_400.0)) as i32
+}
+
+/// Flags dates whose year is far from `year`: a letter about a debt speaks of recent years
+/// and the next few, and `2076` for `2026` is a misread 2.
+fn flag_unlikely_years(dates: &mut [Date], year: i32) {
+    for d in dates {
+        let Some(y) = d.date.get(..4).and_then(|y| y.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !(year - 15..=year + 10).contains(&y) {
+            d.trust.uncertain = true;
+            let why = format!("the year {y} is far from today; it may be misread");
+            d.trust.reason = Some(match d.trust.reason.take() {
+                Some(r) => format!("{r}; {why}"),
+                None => why,
+            });
+        }
     }
 }
 
@@ -927,6 +960,22 @@ pub(crate) fn apply_confidence(facts: &mut Facts, words: &[Word]) {
     }
 }
 
+/// The most alternative readings of a page `extract` takes beside the main one.
+const MAX_ALTERNATIVES: usize = 4;
+
+/// The words of every page of an `ocr` answer (present when it was asked with boxes).
+fn words_of(reading: &serde_json::Value) -> Vec<Word> {
+    reading
+        .get("pages")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("words"))
+        .filter_map(|w| serde_json::from_value::<Vec<Word>>(w.clone()).ok())
+        .flatten()
+        .collect()
+}
+
 /// The `extract` service.
 #[derive(Debug, Clone)]
 pub(crate) struct Extract {
@@ -940,12 +989,13 @@ impl Extract {
         Extract { ocr, pdf }
     }
 
-    /// The text to read, where it came from, and OCR's words with their confidences when the
-    /// text was read by OCR (here, or by the `ocr` step whose JSON answer was sent).
+    /// Where the text came from and its readings (one, or several of one page): the text, and
+    /// OCR's words with their confidences when it was read by OCR (here, or by the `ocr` step
+    /// whose JSON answer was sent).
     async fn text_of(
         &self,
         req: &ServiceRequest,
-    ) -> Result<(String, TextSource, Vec<Word>), ServiceError> {
+    ) -> Result<(TextSource, Vec<Reading>), ServiceError> {
         let essence = media::essence(req.call.content_type.as_deref());
         match essence.as_deref() {
             Some(t) if t.starts_with("text/") => {
@@ -956,7 +1006,10 @@ impl Extract {
                 }
                 let text = std::str::from_utf8(&req.call.body)
                     .map_err(|_| ServiceError::BadInput("the text is not UTF-8".into()))?;
-                Ok((text.to_owned(), TextSource::Text, Vec::new()))
+                Ok((TextSource::Text, vec![Reading {
+                    text: text.to_owned(),
+                    words: Vec::new(),
+                }]))
             }
             Some("application/json") => {
                 let v: serde_json::Value = serde_json::from_slice(&req.call.body)
@@ -967,17 +1020,37 @@ impl Extract {
                             .into(),
                     )
                 })?;
-                // The `ocr` service's answer carries each page's words when asked with boxes.
-                let words = v
-                    .get("pages")
-                    .and_then(|p| p.as_array())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.get("words"))
-                    .filter_map(|w| serde_json::from_value::<Vec<Word>>(w.clone()).ok())
-                    .flatten()
-                    .collect();
-                Ok((text.to_owned(), TextSource::Json, words))
+                let mut readings = vec![Reading {
+                    text: text.to_owned(),
+                    words: words_of(&v),
+                }];
+                // Other readings of the same page (`process` sends OCR of the image as sent
+                // beside OCR of the cleaned image).
+                if let Some(alts) = v.get("alternatives") {
+                    let alts = alts.as_array().ok_or_else(|| {
+                        ServiceError::BadInput(
+                            "\"alternatives\" must be a list of readings like {\"text\", \"pages\"}"
+                                .into(),
+                        )
+                    })?;
+                    if alts.len() > MAX_ALTERNATIVES {
+                        return Err(ServiceError::BadInput(format!(
+                            "at most {MAX_ALTERNATIVES} alternative readings"
+                        )));
+                    }
+                    for alt in alts {
+                        let text = alt.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
+                            ServiceError::BadInput(
+                                "each alternative reading needs a \"text\" field".into(),
+                            )
+                        })?;
+                        readings.push(Reading {
+                            text: text.to_owned(),
+                            words: words_of(alt),
+                        });
+                    }
+                }
+                Ok((TextSource::Json, readings))
             }
             _ => {
                 let kind = media::identify(
@@ -991,7 +1064,11 @@ impl Extract {
                             "this worker cannot read PDFs; send text".into(),
                         )
                     })?;
-                    Ok((pdf.read(req).await?.text, TextSource::PdfText, Vec::new()))
+                    let text = pdf.read(req).await?.text;
+                    Ok((TextSource::PdfText, vec![Reading {
+                        text,
+                        words: Vec::new(),
+                    }]))
                 } else {
                     let ocr = self.ocr.as_ref().ok_or_else(|| {
                         ServiceError::UnsupportedMediaType(
@@ -1002,7 +1079,10 @@ impl Extract {
                     // The words' confidences say which figures OCR was unsure of.
                     opts.boxes = true;
                     let page = ocr.image(kind, &req.call.body, &opts).await?;
-                    Ok((page.text, TextSource::Ocr, page.words.unwrap_or_default()))
+                    Ok((TextSource::Ocr, vec![Reading {
+                        text: page.text,
+                        words: page.words.unwrap_or_default(),
+                    }]))
                 }
             }
         }
@@ -1017,14 +1097,14 @@ impl Service for Extract {
     fn call(&self, req: ServiceRequest) -> BoxFuture<'_, Result<ServiceReply, ServiceError>> {
         Box::pin(async move {
             crate::require_post(&req)?;
-            let (text, source, words) = self.text_of(&req).await?;
-            let mut facts = extract(&text);
-            apply_confidence(&mut facts, &words);
+            let (source, readings) = self.text_of(&req).await?;
+            let facts = extract_readings(&readings);
             let read_here = matches!(source, TextSource::PdfText | TextSource::Ocr);
+            let text = readings.into_iter().next().map(|r| r.text);
             Ok(ServiceReply::json(&ExtractResult {
                 facts,
                 text_source: source,
-                text: read_here.then_some(text),
+                text: text.filter(|_| read_here),
             }))
         })
     }
@@ -1464,6 +1544,14 @@ mod tests {
         for (text, kind) in cases {
             assert_eq!(classify(text).0, kind, "{text}");
         }
+    }
+
+    #[test]
+    fn a_far_year_is_flagged() {
+        let mut f = extract("Pay by 18 November 2076. Letter date: 3 May 2026.");
+        flag_unlikely_years(&mut f.dates, 2026);
+        assert!(f.dates[0].trust.uncertain, "{:?}", f.dates[0]);
+        assert!(!f.dates[1].trust.uncertain);
     }
 
     /// Every letter of the corpus's tuning part, read from its true text (no OCR): the kind,

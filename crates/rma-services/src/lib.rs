@@ -5,6 +5,7 @@
 //! Errors are typed ([`ServiceError`]) and map to the HTTP statuses of the contract.
 #![deny(clippy::unwrap_used)]
 
+mod agree;
 mod ai;
 mod cache;
 mod echo;

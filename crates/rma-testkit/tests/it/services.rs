@@ -472,9 +472,10 @@ async fn process_reads_a_photo_and_a_pdf_end_to_end_and_stores_them() {
         .iter()
         .filter_map(|s| s["step"].as_str())
         .collect();
+    // Two readings: the cleaned image and the photo as sent.
     assert_eq!(
         steps,
-        ["store", "enhance", "store", "ocr", "extract", "store"]
+        ["store", "enhance", "store", "ocr", "ocr", "extract", "store"]
     );
     for s in v["steps"].as_array().expect("steps") {
         let expected = if s["step"] == "store" {
