@@ -14,7 +14,7 @@
 
 use rma_proto::results::{Amount, Date, Facts, Reference, Trust, Word};
 
-use crate::extract::{apply_confidence, classify, extract};
+use crate::extract::{amounts_in, apply_confidence, classify, dates_in, extract};
 
 /// One reading of a page: its text and, when read by OCR, its words with confidences.
 #[derive(Debug, Clone, Default)]
@@ -108,8 +108,8 @@ fn sureness(t: &Trust) -> (bool, u8) {
     (!t.uncertain, t.confidence.unwrap_or(100))
 }
 
-/// Similarity of two lines with the facts' own text taken out: 1 − edit distance / length,
-/// on lower-cased letters and digits.
+/// Whether two lines are the same printed line read twice: with the facts' own text taken out,
+/// at most half their letters and digits differ (OCR of a damaged line differs a lot).
 fn same_line(a: &str, a_fact: &str, b: &str, b_fact: &str) -> bool {
     let norm = |line: &str, fact: &str| -> Vec<char> {
         line.replacen(fact, " ", 1)
@@ -119,10 +119,15 @@ fn same_line(a: &str, a_fact: &str, b: &str, b_fact: &str) -> bool {
             .collect()
     };
     let (x, y) = (norm(a, a_fact), norm(b, b_fact));
-    if x.len() < 4 || y.len() < 4 {
+    if x.len() < 3 || y.len() < 3 {
         // Too little besides the figure to tell lines apart ("£12.00" alone on a line).
         return x == y;
     }
+    edits(&x, &y) * 2 <= x.len().max(y.len())
+}
+
+/// Levenshtein distance.
+fn edits<T: PartialEq>(x: &[T], y: &[T]) -> usize {
     let mut prev: Vec<usize> = (0..=y.len()).collect();
     let mut cur = vec![0; y.len() + 1];
     for i in 1..=x.len() {
@@ -133,21 +138,36 @@ fn same_line(a: &str, a_fact: &str, b: &str, b_fact: &str) -> bool {
         }
         std::mem::swap(&mut prev, &mut cur);
     }
-    let longest = x.len().max(y.len());
-    (prev[y.len()] as f64) / (longest as f64) <= 0.34
+    prev[y.len()]
 }
 
-/// Merges one field's facts from every reading, as the module explains.
-fn merge<F: Fact>(per_reading: &[Vec<F>]) -> Vec<F> {
+/// Whether two values could be one print read two ways: one character apart (a digit
+/// changed, lost or added), separators aside.
+fn close(a: &str, b: &str) -> bool {
+    let keep = |s: &str| -> Vec<char> { s.chars().filter(char::is_ascii_alphanumeric).collect() };
+    edits(&keep(a), &keep(b)) <= 1
+}
+
+/// Where a value was seen in a reading: every place, not only its first (a fact keeps the
+/// line it was first seen on).
+#[derive(Debug, Clone)]
+struct Seen {
+    key: String,
+    printed: String,
+    line: String,
+}
+
+/// Merges one field's facts from every reading, as the module explains. `seen` holds, per
+/// reading, every place a value of this field was read.
+fn merge<F: Fact>(per_reading: &[Vec<F>], seen: &[Vec<Seen>]) -> Vec<F> {
     let mut out: Vec<F> = Vec::new();
-    // Values already decided (kept, or named in a disagreement).
+    // Values that lost a disagreement: named in the flagged fact's reason, not kept again.
     let mut settled: Vec<String> = Vec::new();
     for (r, facts) in per_reading.iter().enumerate() {
         for f in facts {
-            if settled.iter().any(|k| k == f.key()) {
+            if out.iter().any(|o| o.key() == f.key()) || settled.iter().any(|k| k == f.key()) {
                 continue;
             }
-            settled.push(f.key().to_owned());
             // The same value in every reading that has it: the surest instance, flagged only
             // when all are.
             let mut best = f.clone();
@@ -162,24 +182,37 @@ fn merge<F: Fact>(per_reading: &[Vec<F>]) -> Vec<F> {
                     }
                 }
             }
-            // A different value on the same line of another reading, one this reading does
-            // not have: the page reads two ways there.
-            let rival = per_reading
+            // Another reading read this line with a value one character away: the page
+            // reads two ways here.
+            let rival = seen
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != r)
-                .flat_map(|(_, fs)| fs.iter())
-                .filter(|o| {
-                    o.key() != f.key()
-                        && !per_reading[r].iter().any(|mine| mine.key() == o.key())
-                        && same_line(f.line(), f.printed(), o.line(), o.printed())
-                })
-                .max_by_key(|o| sureness(o.trust()));
-            if let Some(rival) = rival {
-                settled.push(rival.key().to_owned());
-                let (a, b) = (f.printed().to_owned(), rival.printed().to_owned());
-                if sureness(rival.trust()) > sureness(best.trust()) {
-                    best = rival.clone();
+                .flat_map(|(i, places)| places.iter().map(move |p| (i, p)))
+                .find(|(_, p)| {
+                    p.key != f.key()
+                        && close(&p.key, f.key())
+                        && same_line(f.line(), f.printed(), &p.line, &p.printed)
+                });
+            if let Some((i, rival)) = rival {
+                let (a, b) = (f.printed().to_owned(), rival.printed.clone());
+                // Unless this reading also has the rival's value elsewhere, the two are one
+                // figure: the loser is not kept on its own.
+                let stands_alone = per_reading[r].iter().any(|o| o.key() == rival.key);
+                // The rival's own fact, when its reading made one of it: the surer is kept.
+                if let Some(theirs) = per_reading[i].iter().find(|o| o.key() == rival.key)
+                    && sureness(theirs.trust()) > sureness(best.trust())
+                {
+                    if out.iter().any(|o| o.key() == theirs.key()) || stands_alone {
+                        // That value stands on its own elsewhere; this one is a misreading of
+                        // it, kept flagged so nothing is hidden.
+                    } else {
+                        best = theirs.clone();
+                    }
+                }
+                if !stands_alone {
+                    settled.push(rival.key.clone());
+                    settled.push(f.key().to_owned());
                 }
                 let t = best.trust_mut();
                 t.uncertain = true;
@@ -189,10 +222,48 @@ fn merge<F: Fact>(per_reading: &[Vec<F>]) -> Vec<F> {
                     None => why,
                 });
             }
-            out.push(best);
+            if !out.iter().any(|o| o.key() == best.key()) {
+                out.push(best);
+            }
         }
     }
     out
+}
+
+fn seen_amounts(text: &str) -> Vec<Seen> {
+    text.lines()
+        .flat_map(|l| {
+            amounts_in(l).into_iter().map(|(_, a)| Seen {
+                key: a.value,
+                printed: a.text,
+                line: a.line,
+            })
+        })
+        .collect()
+}
+
+fn seen_dates(text: &str) -> Vec<Seen> {
+    text.lines()
+        .flat_map(|l| {
+            dates_in(l).into_iter().map(|(_, d)| Seen {
+                key: d.date,
+                printed: d.text,
+                line: d.line,
+            })
+        })
+        .collect()
+}
+
+fn seen_references(facts: &Facts) -> Vec<Seen> {
+    facts
+        .references
+        .iter()
+        .map(|r| Seen {
+            key: r.value.clone(),
+            printed: r.value.clone(),
+            line: r.line.clone(),
+        })
+        .collect()
 }
 
 /// The facts of a page read several ways (the first reading is the main one).
@@ -229,9 +300,18 @@ pub(crate) fn extract_readings(readings: &[Reading]) -> Facts {
         letter_type_evidence,
         sender,
         original_creditor: per.iter().find_map(|f| f.original_creditor.clone()),
-        amounts: merge(&per.iter().map(|f| f.amounts.clone()).collect::<Vec<_>>()),
-        dates: merge(&per.iter().map(|f| f.dates.clone()).collect::<Vec<_>>()),
-        references: merge(&per.iter().map(|f| f.references.clone()).collect::<Vec<_>>()),
+        amounts: merge(
+            &per.iter().map(|f| f.amounts.clone()).collect::<Vec<_>>(),
+            &readings.iter().map(|r| seen_amounts(&r.text)).collect::<Vec<_>>(),
+        ),
+        dates: merge(
+            &per.iter().map(|f| f.dates.clone()).collect::<Vec<_>>(),
+            &readings.iter().map(|r| seen_dates(&r.text)).collect::<Vec<_>>(),
+        ),
+        references: merge(
+            &per.iter().map(|f| f.references.clone()).collect::<Vec<_>>(),
+            &per.iter().map(seen_references).collect::<Vec<_>>(),
+        ),
         sort_codes: first.sort_codes.clone(),
         national_insurance_numbers: first.national_insurance_numbers.clone(),
         warning: None,
@@ -320,6 +400,33 @@ mod tests {
         assert!(why.contains("£1,482.37") && why.contains("£1,482.87"), "{why}");
         // The surer reading's value is the one kept.
         assert_eq!(f.amounts[0].value, "1482.37");
+    }
+
+    #[test]
+    fn a_misreading_of_a_value_seen_elsewhere_is_flagged() {
+        let a = reading(
+            "The amount now outstanding is £1,243.90.\nAmount due: £1,243.96",
+            &[],
+        );
+        let b = reading(
+            "The amount now outstanding is £1,243.90.\nAmount due: £1,243.90",
+            &[],
+        );
+        let f = extract_readings(&[a, b]);
+        let of = |v: &str| f.amounts.iter().find(|x| x.value == v).map(|x| x.trust.uncertain);
+        assert_eq!(of("1243.90"), Some(false), "{:?}", f.amounts);
+        assert_eq!(of("1243.96"), Some(true), "{:?}", f.amounts);
+    }
+
+    #[test]
+    fn rows_of_a_table_are_not_rivals() {
+        let a = reading(
+            "3 May 2025 Payment received £5.94\n3rd June 2025 Payment received £80.54",
+            &[],
+        );
+        let f = extract_readings(&[a.clone(), a]);
+        assert_eq!(f.amounts.len(), 2);
+        assert!(f.amounts.iter().all(|x| !x.trust.uncertain), "{:?}", f.amounts);
     }
 
     #[test]

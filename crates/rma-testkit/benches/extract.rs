@@ -3,7 +3,9 @@
 //! per field and per condition. Three ways of reading each letter, in the same run:
 //!
 //! - `raw`: the `ocr` service on the image as sent (raw Tesseract), then `extract`;
-//! - `enhanced`: `enhance`, then `ocr`, then `extract`;
+//! - `enhanced`: `enhance` (binarised, its default), then `ocr`, then `extract`;
+//! - `flattened`: `enhance?binarize=false` (lighting flattened, deskewed, left grey), then `ocr`,
+//!   then `extract`;
 //! - `process`: the `process` pipeline as shipped (what a user gets).
 //!
 //! Every fact that is not on the letter and not flagged `uncertain` is counted as
@@ -36,13 +38,13 @@ fn number(name: &str, default: usize) -> usize {
     arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-const WAYS: [&str; 3] = ["raw", "enhanced", "process"];
+const WAYS: [&str; 4] = ["raw", "enhanced", "flattened", "process"];
 
 struct Outcome {
     index: usize,
-    facts: [Facts; 3],
+    facts: [Facts; 4],
     /// The text of each reading (`process` answers with its main reading's).
-    texts: [String; 3],
+    texts: [String; 4],
     process_ms: u128,
 }
 
@@ -87,15 +89,21 @@ async fn read(client: &rma_client::Client, index: usize, g: &Generated) -> Outco
     let processed: ProcessResult = serde_json::from_slice(&r.body).expect("process json");
     let raw = ocr_extract(body.clone(), mime(g)).await;
     let r = client
-        .call_service("enhance", "", mime(g), body)
+        .call_service("enhance", "", mime(g), body.clone())
         .await
         .expect("enhance answered");
     assert_eq!(r.status, 200, "enhance: {}", String::from_utf8_lossy(&r.body));
     let enhanced = ocr_extract(r.body, "image/png").await;
+    let r = client
+        .call_service("enhance", "binarize=false", mime(g), body)
+        .await
+        .expect("enhance answered");
+    assert_eq!(r.status, 200, "enhance: {}", String::from_utf8_lossy(&r.body));
+    let flattened = ocr_extract(r.body, "image/png").await;
     Outcome {
         index,
-        facts: [raw.0, enhanced.0, processed.facts.facts],
-        texts: [raw.1, enhanced.1, processed.text],
+        facts: [raw.0, enhanced.0, flattened.0, processed.facts.facts],
+        texts: [raw.1, enhanced.1, flattened.1, processed.text],
         process_ms,
     }
 }
@@ -126,7 +134,7 @@ fn row(label: &str, way: &str, s: &Score) {
     );
 }
 
-fn table(title: &str, by: &BTreeMap<(usize, &'static str), [Score; 3]>) {
+fn table(title: &str, by: &BTreeMap<(usize, &'static str), [Score; 4]>) {
     println!();
     println!("{title}");
     println!();
@@ -134,7 +142,7 @@ fn table(title: &str, by: &BTreeMap<(usize, &'static str), [Score; 3]>) {
         "| condition | reading | letters | amount P % | amount R % | amount wrong unflagged | amounts flagged | amount role % | date P % | date R % | date wrong unflagged | date role % | ref R % | ref P % | sender % | kind % |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut all: [Score; 3] = Default::default();
+    let mut all: [Score; 4] = Default::default();
     for ((_, condition), scores) in by {
         for (w, s) in scores.iter().enumerate() {
             row(condition, WAYS[w], s);
@@ -191,14 +199,14 @@ fn main() {
             .collect()
             .await;
         eprintln!(
-            "{} letters read three ways in {:.0} s",
+            "{} letters read four ways in {:.0} s",
             out.len(),
             started.elapsed().as_secs_f64()
         );
         out
     });
-    let mut tune: BTreeMap<(usize, &'static str), [Score; 3]> = BTreeMap::new();
-    let mut held: BTreeMap<(usize, &'static str), [Score; 3]> = BTreeMap::new();
+    let mut tune: BTreeMap<(usize, &'static str), [Score; 4]> = BTreeMap::new();
+    let mut held: BTreeMap<(usize, &'static str), [Score; 4]> = BTreeMap::new();
     let mut misses = Vec::new();
     let mut ms: Vec<u128> = Vec::new();
     for o in &outcomes {
@@ -208,7 +216,7 @@ fn main() {
         let entry = part.entry((order, t.condition)).or_default();
         for (w, (facts, sum)) in o.facts.iter().zip(entry.iter_mut()).enumerate() {
             let s = score(t, facts);
-            if w == 2 {
+            if w == 3 {
                 misses.extend(
                     s.misses
                         .iter()
@@ -223,7 +231,7 @@ fn main() {
             for (w, text) in o.texts.iter().enumerate() {
                 let _ = std::fs::write(format!("{dir}/{}.{}.txt", t.id, WAYS[w]), text);
             }
-            let facts = serde_json::to_string_pretty(&o.facts[2]).unwrap_or_default();
+            let facts = serde_json::to_string_pretty(&o.facts[3]).unwrap_or_default();
             let _ = std::fs::write(format!("{dir}/{}.facts.json", t.id), facts);
         }
     }
