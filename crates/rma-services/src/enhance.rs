@@ -198,10 +198,17 @@ impl Service for Enhance {
 pub fn enhance_bytes(body: &[u8], binarise: bool) -> Result<(Vec<u8>, Report), ServiceError> {
     let img = media::decode(body)?;
     let (out, report) = clean(&img.to_luma8(), binarise);
-    let mut png = std::io::Cursor::new(Vec::new());
-    out.write_to(&mut png, image::ImageFormat::Png)
+    // Fast compression: the PNG goes straight to OCR (and to storage); its size matters less
+    // than the time a user waits.
+    let mut png = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Adaptive,
+    );
+    out.write_with_encoder(encoder)
         .map_err(|e| ServiceError::Internal(format!("encoding PNG: {e}")))?;
-    Ok((png.into_inner(), report))
+    Ok((png, report))
 }
 
 #[cfg(test)]

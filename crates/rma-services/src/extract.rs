@@ -38,7 +38,7 @@ static COMMA_PENCE: LazyLock<Regex> =
 
 /// Thousands groups and pence after spaces, after the first digits of a figure: " 347 69".
 static SPACED_GROUPS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^((?: \d{3})+) (\d{2})(?:[^0-9A-Za-z]|$)"));
+    LazyLock::new(|| re(r"^((?: \d{3})+)[ .,](\d{2})(?:[^0-9A-Za-z]|$)"));
 /// Pence after a point or comma and a space: ". 78".
 static POINT_GAP: LazyLock<Regex> =
     LazyLock::new(|| re(r"^[.,] (\d{2})(?:[^0-9A-Za-z]|$)"));
@@ -124,7 +124,7 @@ fn pounds_at(line: &str, at: usize) -> Option<(usize, Amount)> {
     if !digits.contains('.') {
         let b = rest.as_bytes();
         if b.len() >= 3
-            && b[0] == b' '
+            && matches!(b[0], b' ' | b';' | b':')
             && b[1].is_ascii_digit()
             && b[2].is_ascii_digit()
             && !b.get(3).is_some_and(|c| c.is_ascii_alphanumeric())
@@ -160,10 +160,12 @@ fn pounds_at(line: &str, at: usize) -> Option<(usize, Amount)> {
         ));
         format!("{digits}.{p}")
     } else if let Some(p) = &pence_gap {
-        printed.push(' ');
+        // The separator is one ASCII byte (checked above).
+        printed.push_str(rest.get(..1).unwrap_or(" "));
         printed.push_str(p);
+        let sep = if rest.starts_with(' ') { "a space" } else { "a mark" };
         reasons.push(format!(
-            "the pence may be misread: `{printed}` has a space where the decimal point should be"
+            "the pence may be misread: `{printed}` has {sep} where the decimal point should be"
         ));
         format!("{digits}.{p}")
     } else if let Some(c) = COMMA_PENCE.captures(&digits) {
@@ -197,11 +199,12 @@ fn pounds_at(line: &str, at: usize) -> Option<(usize, Amount)> {
     if !value.contains('.') {
         let next = rest.chars().next();
         let junk = next.is_some_and(|c| !c.is_whitespace() && !".,;:)!'\"".contains(c));
-        // One or two digits after a space are pence-like ("£169 3°"); a year is not.
+        // One or two digits after a space are pence-like ("£169 3°"), three a thousands group
+        // ("£5 339°"); a year is not.
         let run = rest
             .strip_prefix(' ')
             .map_or(0, |r| r.chars().take_while(char::is_ascii_digit).count());
-        let digit_after = (1..=2).contains(&run);
+        let digit_after = (1..=3).contains(&run);
         if junk || digit_after {
             let tail: String = rest.chars().take(4).collect();
             reasons.push(format!(
@@ -1242,6 +1245,12 @@ mod tests {
         // Spaces for the comma and the point, a space after the point: read and flagged.
         let r = read("The amount outstanding 1s £2 347 69");
         assert_eq!((r[0].0.as_str(), r[0].1), ("2347.69", true), "{r:?}");
+        let r = read("outstanding is £1 658.19.");
+        assert_eq!((r[0].0.as_str(), r[0].1), ("1658.19", true), "{r:?}");
+        let r = read("Payment received £105;31 pels");
+        assert_eq!((r[0].0.as_str(), r[0].1), ("105.31", true), "{r:?}");
+        let r = read("The outstanding balance of £5 339° 1s now owed");
+        assert!(r[0].1, "{r:?}");
         let r = read("Legal representative's costs £88. 78");
         assert_eq!((r[0].0.as_str(), r[0].1), ("88.78", true), "{r:?}");
         // A figure running into other marks, or into a stray digit, may be cut short.

@@ -829,3 +829,37 @@ async fn deleting_a_job_deletes_its_result_and_every_stored_copy() {
     let e = client.delete_job("not-a-job").await.expect_err("bad id");
     assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
 }
+
+/// Letters of the extraction corpus (issue 10) through the real pipeline: a clean render, a
+/// phone photo, a fax and a harsh photo. Whatever OCR makes of them, no amount or date that is
+/// not on the letter comes back without `uncertain`; the clean one is read completely.
+/// (`bench/extract.sh` runs the whole corpus.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_never_reports_a_wrong_figure_unflagged_on_corpus_letters() {
+    use rma_fixtures::corpus::{Fonts, TUNE_SEED, letter};
+    use rma_fixtures::score::score;
+    let c = Cluster::start(1, 1).await;
+    let fonts = Fonts::load().expect("fonts (scripts/deps.sh installs them)");
+    // Tuning-part indices: family = i % 15, condition = (i / 15) % 12.
+    for i in [0usize, 31, 124, 172] {
+        let g = letter(&fonts, TUNE_SEED, false, i).expect("letter");
+        let ct = if g.ext == "png" { "image/png" } else { "image/jpeg" };
+        let r = c
+            .client()
+            .call_service("process", "", ct, Bytes::from(g.bytes.clone()))
+            .await
+            .expect("process");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let result: rma_proto::results::ProcessResult =
+            serde_json::from_slice(&r.body).expect("process json");
+        let s = score(&g.truth, &result.facts.facts);
+        let what = format!("{} ({}): {:?}", g.truth.id, g.truth.condition, s.misses);
+        assert_eq!(s.amounts.wrong_unflagged, 0, "{what}");
+        assert_eq!(s.dates.wrong_unflagged, 0, "{what}");
+        if g.truth.condition == "clean" {
+            assert_eq!(s.kind, 1, "{what}");
+            assert_eq!(s.amounts.right, s.amounts.truth, "{what}");
+            assert_eq!(s.dates.right, s.dates.truth, "{what}");
+        }
+    }
+}
