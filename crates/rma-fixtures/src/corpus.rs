@@ -21,8 +21,10 @@ use crate::FixtureError;
 
 /// The seed of the part of the corpus that extraction is tuned on.
 pub const TUNE_SEED: u64 = 0x7e57_0010;
-/// The seed of the held-out part, never tuned on.
-pub const HELD_OUT_SEED: u64 = 0x00d0_0b1e;
+/// The seed of the held-out part, never tuned on. (Changed once: the first held-out seed's
+/// misses were read while the rules were being written, so it could no longer be called
+/// held out; this one was first run for the published figures.)
+pub const HELD_OUT_SEED: u64 = 0x5eed_4e1d;
 
 /// Letter families: (family, the kind `extract` should name).
 pub const FAMILIES: [(&str, &str); 15] = [

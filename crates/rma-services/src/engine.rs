@@ -118,6 +118,23 @@ impl OcrPool {
         OcrPool { tx, threads }
     }
 
+    /// Loads `lang` on every engine thread ahead of the first page (about 0.2 s of CPU each),
+    /// when its data is installed; errors surface later, on a real page.
+    pub fn warm(&self, lang: &str) {
+        if !installed_languages().iter().any(|l| l == lang) {
+            return;
+        }
+        for _ in 0..self.threads {
+            let (reply, _rx) = oneshot::channel();
+            let _ = self.tx.send(Job {
+                image: Vec::new(),
+                lang: lang.to_owned(),
+                boxes: false,
+                reply,
+            });
+        }
+    }
+
     /// How many engines run in parallel.
     pub fn threads(&self) -> usize {
         self.threads
@@ -165,17 +182,27 @@ fn run_job(
     job: &Job,
 ) -> Result<PageText, ServiceError> {
     if !engines.contains_key(&job.lang) {
-        let engine = leptess::LepTess::new(None, &job.lang).map_err(|e| {
+        let mut engine = leptess::LepTess::new(None, &job.lang).map_err(|e| {
             ServiceError::BadInput(format!(
                 "Tesseract cannot load language {:?}: {e}",
                 job.lang
             ))
         })?;
+        // Automatic page segmentation, as the `tesseract` command uses. The library's default
+        // reads the page as one block of text: on a phone photo (table around the page, a
+        // shadow) that took 3.4 s instead of 0.6 s and read far worse.
+        engine
+            .set_variable(leptess::Variable::TesseditPagesegMode, "3")
+            .map_err(|_| ServiceError::Internal("Tesseract refused page segmentation mode 3".into()))?;
         engines.insert(job.lang.clone(), engine);
     }
     let Some(engine) = engines.get_mut(&job.lang) else {
         return Err(ServiceError::Internal("engine vanished".into()));
     };
+    if job.image.is_empty() {
+        // A warm-up: the engine is loaded, nothing to read.
+        return Err(ServiceError::BadInput("no image".into()));
+    }
     engine
         .set_image_from_mem(&job.image)
         .map_err(|e| ServiceError::BadInput(format!("Leptonica could not read the image: {e}")))?;

@@ -1628,6 +1628,43 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn alternative_readings_are_merged_and_bad_ones_refused() {
+        let call = |body: serde_json::Value| {
+            let e = Extract::new(None, None);
+            async move {
+                let req = ServiceRequest::from(rma_proto::ServiceCall::post(
+                    "extract",
+                    Some("application/json".into()),
+                    bytes::Bytes::from(body.to_string()),
+                ));
+                match e.call(req).await {
+                    Ok(r) => r,
+                    Err(err) => err.into_reply(),
+                }
+            }
+        };
+        let ok = call(serde_json::json!({
+            "text": "Amount due: £1,243.96",
+            "alternatives": [{"text": "Amount due: £1,243.90"}]
+        }))
+        .await;
+        assert_eq!(ok.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&ok.body).expect("json");
+        assert_eq!(v["amounts"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v["amounts"][0]["uncertain"], true, "{v}");
+        for bad in [
+            serde_json::json!({"text": "x", "alternatives": "y"}),
+            serde_json::json!({"text": "x", "alternatives": [{"pages": []}]}),
+            serde_json::json!({"text": "x", "alternatives": [{"text": "a"}, {"text": "b"}, {"text": "c"}, {"text": "d"}, {"text": "e"}]}),
+        ] {
+            let r = call(bad.clone()).await;
+            assert_eq!(r.status, 400, "{bad}");
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            assert_eq!(v["error"], "bad_request", "{v}");
+        }
+    }
+
     #[test]
     fn a_far_year_is_flagged() {
         let mut f = extract("Pay by 18 November 2076. Letter date: 3 May 2026.");

@@ -81,6 +81,9 @@ pub struct ServicesConfig {
     pub data_dir: PathBuf,
     /// OCR engines (threads) [cores].
     pub ocr_threads: usize,
+    /// Load each OCR thread's English engine at start, so the first page does not wait for it
+    /// [true].
+    pub ocr_warm: bool,
     /// An OpenAI-compatible backend for `ai`.
     pub ai_backend: Option<String>,
     /// Most bytes `store` keeps; the oldest objects go first past it [50 GB].
@@ -98,6 +101,7 @@ impl ServicesConfig {
         ServicesConfig {
             data_dir: data_dir.into(),
             ocr_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ocr_warm: true,
             ai_backend: None,
             store_max_bytes: 50_000_000_000,
             cache_max_bytes: 2_000_000_000,
@@ -226,6 +230,9 @@ impl Registry {
     /// Every service this build implements, set up for one worker. `ai` only with a backend.
     pub fn for_worker(cfg: &ServicesConfig) -> Result<Self, ServiceError> {
         let pool = engine::OcrPool::new(cfg.ocr_threads);
+        if cfg.ocr_warm {
+            pool.warm("eng");
+        }
         let ocr = ocr::Ocr::new(pool);
         let pdf = pdf_text::PdfText::new(Some(ocr.clone()));
         let mut r = Self::echo_only();

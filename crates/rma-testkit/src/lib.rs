@@ -147,6 +147,8 @@ pub fn worker_config(url: &str, id: &str, data_dir: PathBuf) -> WorkerConfig {
     w.heartbeat_interval = Duration::from_millis(500);
     w.data_dir = data_dir;
     w.ocr_threads = 1;
+    // Dozens of workers start in the tests; most never read a page.
+    w.ocr_warm = false;
     w
 }
 

@@ -48,6 +48,8 @@ pub struct WorkerConfig {
     pub ai_backend: Option<String>,
     /// OCR engines to run [cores].
     pub ocr_threads: usize,
+    /// Load the OCR engines at start rather than on the first page [true].
+    pub ocr_warm: bool,
     /// Serve services over HTTP on this address too (tunnel mode).
     pub listen: Option<std::net::SocketAddr>,
     /// Start `cloudflared` for the listener and use the URL it prints as `tunnel_url`.
@@ -93,6 +95,7 @@ impl WorkerConfig {
             capabilities: None,
             ai_backend: None,
             ocr_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ocr_warm: true,
             listen: None,
             use_tunnel: false,
             use_link: true,
@@ -274,6 +277,7 @@ fn serve_metrics(
 pub fn spawn(config: WorkerConfig) -> Result<WorkerHandle, SpawnError> {
     let services = Registry::for_worker(&rma_services::ServicesConfig {
         ocr_threads: config.ocr_threads,
+        ocr_warm: config.ocr_warm,
         ai_backend: config.ai_backend.clone(),
         ..rma_services::ServicesConfig::new(config.data_dir.clone())
     })?;
