@@ -214,7 +214,13 @@ pub(crate) async fn run(
             call.body.clone(),
         );
         let read: PdfTextResult = run.json_step("pdf-text", c).await?;
-        (read.text, read.pages, Some(read.ocr_pages), None, Vec::new())
+        (
+            read.text,
+            read.pages,
+            Some(read.ocr_pages),
+            None,
+            Vec::new(),
+        )
     } else if enhancing {
         // Two readings: the cleaned image, and the image as sent, read at the same time
         // (cleaning helps under shadow and hurts where the page was already clean; `extract`
@@ -257,7 +263,13 @@ pub(crate) async fn run(
     } else {
         let c = run.call(service::OCR, kind.mime(), &boxes_query, call.body.clone());
         let read: OcrResult = run.json_step("ocr", c).await?;
-        (read.text, read.pages, None, Some(read.confidence), Vec::new())
+        (
+            read.text,
+            read.pages,
+            None,
+            Some(read.confidence),
+            Vec::new(),
+        )
     };
 
     // `extract` gets the pages with their words (as the `ocr` service answered), so a figure

@@ -205,10 +205,7 @@ fn clean_page(
     let layout = choose_layout(&mut rng, &content);
     let (page, text) = render(fonts, font_index, &content, &layout, &mut rng);
     let truth = Truth {
-        id: format!(
-            "{}-{index:03}",
-            if held_out { "held-out" } else { "tune" }
-        ),
+        id: format!("{}-{index:03}", if held_out { "held-out" } else { "tune" }),
         held_out,
         family,
         kind,
@@ -373,7 +370,12 @@ impl Content {
         text
     }
 
-    fn date(&mut self, rng: &mut StdRng, date: (i32, u32, u32), role: Option<&'static str>) -> String {
+    fn date(
+        &mut self,
+        rng: &mut StdRng,
+        date: (i32, u32, u32),
+        role: Option<&'static str>,
+    ) -> String {
         let value = iso(date);
         if !self.dates.iter().any(|d| d.value == value) {
             self.dates.push(Fact { value, role });
@@ -409,7 +411,10 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
     let town = *pick(rng, &TOWNS);
     let letter_date = some_date(rng);
     let deadline = after(letter_date, rng.random_range(7..=28));
-    let date_label = *pick(rng, &["Date:", "Date of letter:", "Letter date:", "Issue date:"]);
+    let date_label = *pick(
+        rng,
+        &["Date:", "Date of letter:", "Letter date:", "Issue date:"],
+    );
     let date_words = c.date(rng, letter_date, Some("letter_date"));
     c.date_line = format!("{date_label} {date_words}");
     let table_start = (letter_date.0 - 1, letter_date.1, 3);
@@ -417,7 +422,10 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
         "council tax reminder" | "council tax final notice" | "council tax summons" => {
             let kind = *pick(rng, &["City", "Borough", "District"]);
             c.sender = format!("{town} {kind} Council");
-            c.sender_lines = vec![format!("Council Tax Section, PO Box {}, {town}", digits(rng, 4))];
+            c.sender_lines = vec![format!(
+                "Council Tax Section, PO Box {}, {town}",
+                digits(rng, 4)
+            )];
             let acct = format!("{}{}", digits(rng, 8), pick(rng, &["X", "A", ""]));
             c.reference("Account reference:", acct);
             match family {
@@ -443,15 +451,18 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
                 }
                 "council tax final notice" => {
                     c.title = "FINAL NOTICE".into();
-                    c.body.push("You have lost the right to pay by instalments.".into());
+                    c.body
+                        .push("You have lost the right to pay by instalments.".into());
                     let bal = c.amount(rng, 700, 2600, "balance");
                     c.body.push(format!("The amount now outstanding is {bal}."));
                     let dl = c.date(rng, deadline, Some("deadline"));
-                    c.body.push(format!("Unless you pay in full by {dl}, we will apply to"));
+                    c.body
+                        .push(format!("Unless you pay in full by {dl}, we will apply to"));
                     c.body
                         .push("the Magistrates' Court for a liability order against you.".into());
                     let costs = c.amount(rng, 60, 120, "costs");
-                    c.body.push(format!("Court costs of {costs} may then be added."));
+                    c.body
+                        .push(format!("Court costs of {costs} may then be added."));
                     c.total = Some(format!("Amount due: {bal}"));
                 }
                 _ => {
@@ -484,7 +495,10 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             );
             c.sender = name.into();
             c.sender_lines = vec![format!("PO Box {}, {town}", digits(rng, 3))];
-            let orig = *pick(rng, &["Very", "Vanquis Bank", "Capital One", "Santander UK"]);
+            let orig = *pick(
+                rng,
+                &["Very", "Vanquis Bank", "Capital One", "Santander UK"],
+            );
             c.reference("Our reference:", digits(rng, 9));
             c.title = "NOTICE OF ASSIGNMENT".into();
             c.body.push(format!("Original creditor: {orig}"));
@@ -492,13 +506,16 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
                 "Your account with {orig} has been sold to {short}."
             ));
             let bal = c.amount(rng, 300, 6000, "balance");
-            c.body.push(format!("The outstanding balance of {bal} is now owed to us."));
+            c.body.push(format!(
+                "The outstanding balance of {bal} is now owed to us."
+            ));
             let offer = c.amount(rng, 100, 280, "offer");
             let dl = c.date(rng, deadline, Some("deadline"));
             c.body.push(format!(
                 "We will accept a reduced settlement of {offer} if paid by {dl}."
             ));
-            c.body.push("If you are struggling, please call us to agree a plan.".into());
+            c.body
+                .push("If you are struggling, please call us to agree a plan.".into());
             if rng.random_bool(0.4) {
                 c.payments(rng, table_start);
             }
@@ -517,15 +534,21 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             c.sender_lines = vec![format!("Customer Services, {town}")];
             c.reference("Agreement number:", digits(rng, 10));
             c.title = "DEFAULT NOTICE".into();
-            c.body.push("Served under section 87(1) of the Consumer Credit Act 1974.".into());
+            c.body
+                .push("Served under section 87(1) of the Consumer Credit Act 1974.".into());
             let arrears = c.amount(rng, 80, 900, "arrears");
-            c.body.push(format!("Arrears of {arrears} are now due on your agreement."));
+            c.body.push(format!(
+                "Arrears of {arrears} are now due on your agreement."
+            ));
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("To remedy the breach you must pay them by {dl}."));
+            c.body
+                .push(format!("To remedy the breach you must pay them by {dl}."));
             let bal = c.amount(rng, 900, 9000, "balance");
-            c.body.push(format!("The total balance of your agreement is {bal}."));
+            c.body
+                .push(format!("The total balance of your agreement is {bal}."));
             let costs = c.amount(rng, 12, 36, "costs");
-            c.body.push(format!("Default charges of {costs} have been added."));
+            c.body
+                .push(format!("Default charges of {costs} have been added."));
         }
         "county court claim" => {
             let claimant = *pick(
@@ -562,13 +585,20 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             });
             c.body.push(format!("Total amount {total}"));
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("You must respond to this claim by {dl}."));
-            c.body.push("If you do not, judgment may be entered against you (a CCJ).".into());
+            c.body
+                .push(format!("You must respond to this claim by {dl}."));
+            c.body
+                .push("If you do not, judgment may be entered against you (a CCJ).".into());
         }
         "notice of enforcement" => {
             let name = *pick(
                 rng,
-                &["Marston Holdings Ltd", "Equita Ltd", "Newlyn plc", "Jacobs Enforcement Ltd"],
+                &[
+                    "Marston Holdings Ltd",
+                    "Equita Ltd",
+                    "Newlyn plc",
+                    "Jacobs Enforcement Ltd",
+                ],
             );
             c.sender = name.into();
             c.sender_lines = vec![format!("Enforcement Agents, {town}")];
@@ -582,26 +612,43 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             let fee = c.amount(rng, 75, 76, "costs");
             c.body.push(format!("Compliance fee: {fee}"));
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("Pay in full by {dl} to stop an enforcement agent visit."));
-            c.body.push("After that we may take control of goods at your home.".into());
+            c.body.push(format!(
+                "Pay in full by {dl} to stop an enforcement agent visit."
+            ));
+            c.body
+                .push("After that we may take control of goods at your home.".into());
         }
         "dwp overpayment" => {
             c.sender = "Department for Work and Pensions".into();
             c.sender_lines = vec![format!("Debt Management, {town}")];
-            c.reference("Our reference:", format!("DM/{}/{}", digits(rng, 4), digits(rng, 4)));
+            c.reference(
+                "Our reference:",
+                format!("DM/{}/{}", digits(rng, 4), digits(rng, 4)),
+            );
             c.title = "Universal Credit overpayment".into();
-            let from = (letter_date.0 - 1, rng.random_range(1..=6), rng.random_range(1..=28));
-            let to = (letter_date.0 - 1, rng.random_range(7..=12), rng.random_range(1..=28));
+            let from = (
+                letter_date.0 - 1,
+                rng.random_range(1..=6),
+                rng.random_range(1..=28),
+            );
+            let to = (
+                letter_date.0 - 1,
+                rng.random_range(7..=12),
+                rng.random_range(1..=28),
+            );
             let f = c.date(rng, from, Some("period"));
             let t = c.date(rng, to, Some("period"));
             c.body.push(format!("Between {f} and {t} you were paid"));
             let op = c.amount(rng, 300, 4000, "overpayment");
-            c.body.push(format!("an overpayment of {op} of Universal Credit."));
+            c.body
+                .push(format!("an overpayment of {op} of Universal Credit."));
             let inst = c.amount(rng, 20, 90, "instalment");
-            c.body.push(format!("We will take {inst} from each payment you get,"));
+            c.body
+                .push(format!("We will take {inst} from each payment you get,"));
             let start = c.date(rng, deadline, Some("due"));
             c.body.push(format!("starting from {start}."));
-            c.body.push("You can ask for a mandatory reconsideration within one month.".into());
+            c.body
+                .push("You can ask for a mandatory reconsideration within one month.".into());
         }
         "hmrc overpayment" => {
             c.sender = "HM Revenue & Customs".into();
@@ -609,7 +656,8 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             c.reference("Payment reference:", format!("{}TC", digits(rng, 12)));
             c.title = "Tax credits overpayment".into();
             let bal = c.amount(rng, 200, 5000, "balance");
-            c.body.push(format!("You owe {bal} in tax credits you were overpaid."));
+            c.body
+                .push(format!("You owe {bal} in tax credits you were overpaid."));
             let dl = c.date(rng, deadline, Some("deadline"));
             c.body.push(format!("Please pay the full amount by {dl},"));
             let inst = c.amount(rng, 10, 120, "instalment");
@@ -632,10 +680,13 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             let bal = c.amount(rng, 150, 2500, "balance");
             c.body.push(format!("Balance owed: {bal}"));
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("Please pay by {dl}, or agree a payment plan."));
+            c.body
+                .push(format!("Please pay by {dl}, or agree a payment plan."));
             let inst = c.amount(rng, 15, 90, "instalment");
-            c.body.push(format!("A plan of {inst} per month would clear it."));
-            c.body.push("We may fit a prepayment meter if we cannot agree a plan.".into());
+            c.body
+                .push(format!("A plan of {inst} per month would clear it."));
+            c.body
+                .push("We may fit a prepayment meter if we cannot agree a plan.".into());
             if rng.random_bool(0.5) {
                 c.payments(rng, table_start);
             }
@@ -643,7 +694,12 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
         "water arrears" => {
             let name = *pick(
                 rng,
-                &["Thames Water", "Yorkshire Water", "Severn Trent Water", "United Utilities"],
+                &[
+                    "Thames Water",
+                    "Yorkshire Water",
+                    "Severn Trent Water",
+                    "United Utilities",
+                ],
             );
             c.sender = name.into();
             c.sender_lines = vec![format!("Water and sewerage services, {town}")];
@@ -654,7 +710,8 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             let dl = c.date(rng, deadline, Some("deadline"));
             c.body.push(format!("Please pay before {dl}."));
             let inst = c.amount(rng, 10, 60, "instalment");
-            c.body.push(format!("You can pay {inst} each month on a payment plan."));
+            c.body
+                .push(format!("You can pay {inst} each month on a payment plan."));
             if rng.random_bool(0.5) {
                 c.payments(rng, table_start);
             }
@@ -672,14 +729,17 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             c.sender_lines = vec![format!("Income Team, {town}")];
             c.reference("Tenancy reference:", format!("T{}", digits(rng, 6)));
             c.title = "NOTICE SEEKING POSSESSION".into();
-            c.body.push("Housing Act 1988, section 8, ground 10 and ground 11.".into());
+            c.body
+                .push("Housing Act 1988, section 8, ground 10 and ground 11.".into());
             let arrears = c.amount(rng, 400, 4000, "arrears");
             c.body.push(format!("Your rent arrears are {arrears}."));
             let rent = c.amount(rng, 80, 180, "instalment");
             c.body.push(format!("Your weekly rent is {rent}."));
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("Court proceedings will not begin before {dl}."));
-            c.body.push("Your landlord may then ask the court to end your tenancy.".into());
+            c.body
+                .push(format!("Court proceedings will not begin before {dl}."));
+            c.body
+                .push("Your landlord may then ask the court to end your tenancy.".into());
             if rng.random_bool(0.6) {
                 c.payments(rng, table_start);
             }
@@ -687,7 +747,12 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
         "credit card arrears" => {
             let name = *pick(
                 rng,
-                &["Barclays Bank UK PLC", "HSBC UK Bank plc", "NatWest", "Halifax"],
+                &[
+                    "Barclays Bank UK PLC",
+                    "HSBC UK Bank plc",
+                    "NatWest",
+                    "Halifax",
+                ],
             );
             c.sender = name.into();
             c.sender_lines = vec![format!("Card Services, {town}")];
@@ -702,7 +767,8 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             let bal = c.amount(rng, 600, 9000, "balance");
             c.body.push(format!("Current balance: {bal}"));
             let interest = c.amount(rng, 10, 90, "costs");
-            c.body.push(format!("Interest charged this month: {interest}"));
+            c.body
+                .push(format!("Interest charged this month: {interest}"));
             if rng.random_bool(0.5) {
                 c.payments(rng, table_start);
             }
@@ -714,34 +780,48 @@ fn compose(rng: &mut StdRng, family: &str) -> Content {
             c.reference("Order reference:", digits(rng, 9));
             c.title = "Your Pay in 3 payment is overdue".into();
             let inst = c.amount(rng, 15, 150, "instalment");
-            c.body.push(format!("You missed an instalment of {inst} for your order."));
+            c.body.push(format!(
+                "You missed an instalment of {inst} for your order."
+            ));
             let fee = c.amount(rng, 5, 12, "costs");
             c.body.push(format!("Late fee: {fee}"));
             let bal = c.amount(rng, 160, 600, "balance");
             c.body.push(format!("Total outstanding: {bal}"));
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("Please pay by {dl} to avoid further action."));
+            c.body
+                .push(format!("Please pay by {dl} to avoid further action."));
         }
         _ => {
             let name = *pick(
                 rng,
-                &["ParkingEye Ltd", "Euro Car Parks Limited", "Smart Parking Ltd"],
+                &[
+                    "ParkingEye Ltd",
+                    "Euro Car Parks Limited",
+                    "Smart Parking Ltd",
+                ],
             );
             c.sender = name.into();
             c.sender_lines = vec![format!("Parking Services, {town}")];
             c.reference("Charge reference:", format!("PE{}", digits(rng, 8)));
             c.title = "PARKING CHARGE NOTICE".into();
-            c.body.push("To the registered keeper of vehicle AB12 CDE.".into());
+            c.body
+                .push("To the registered keeper of vehicle AB12 CDE.".into());
             let due = c.amount(rng, 60, 101, "balance");
             c.body.push(format!("Amount due: {due}"));
             let offer = c.amount(rng, 30, 51, "offer");
             let dl = c.date(rng, deadline, Some("deadline"));
-            c.body.push(format!("This is reduced to {offer} if paid by {dl}."));
+            c.body
+                .push(format!("This is reduced to {offer} if paid by {dl}."));
         }
     }
     c.how_to_pay = vec![
         "How to pay".into(),
-        format!("Sort code {}-{}-{}", digits(rng, 2), digits(rng, 2), digits(rng, 2)),
+        format!(
+            "Sort code {}-{}-{}",
+            digits(rng, 2),
+            digits(rng, 2),
+            digits(rng, 2)
+        ),
         "Online at our website".into(),
     ];
     c.help = vec![
@@ -1030,8 +1110,8 @@ fn render(
         }
     }
     let height = (pen.y + MARGIN).max(PAGE_H as f32) as u32;
-    let img = image::imageops::crop_imm(&pen.img, 0, 0, PAGE_W, height.min(pen.img.height()))
-        .to_image();
+    let img =
+        image::imageops::crop_imm(&pen.img, 0, 0, PAGE_W, height.min(pen.img.height())).to_image();
     // Blank lines separate blocks; no trailing blank line.
     while pen.lines.last().is_some_and(String::is_empty) {
         pen.lines.pop();
@@ -1043,7 +1123,11 @@ fn render(
 // Degradations.
 
 /// Applies `condition` to a clean page; returns the image, the file type and the JPEG quality.
-pub fn degrade(page: &GrayImage, condition: &str, rng: &mut StdRng) -> (GrayImage, &'static str, u8) {
+pub fn degrade(
+    page: &GrayImage,
+    condition: &str,
+    rng: &mut StdRng,
+) -> (GrayImage, &'static str, u8) {
     match condition {
         "clean" => (page.clone(), "png", 0),
         "scan" => {
@@ -1090,7 +1174,12 @@ pub fn degrade(page: &GrayImage, condition: &str, rng: &mut StdRng) -> (GrayImag
             (noise(&img, 8.0, rng), "jpg", 80)
         }
         "thumb" => {
-            let img = perspective(page, rng.random_range(3.0..7.0), rng.random_range(-2.0..2.0), rng);
+            let img = perspective(
+                page,
+                rng.random_range(3.0..7.0),
+                rng.random_range(-2.0..2.0),
+                rng,
+            );
             let img = thumb(&img, rng);
             (noise(&img, 10.0, rng), "jpg", 80)
         }
@@ -1176,7 +1265,12 @@ fn perspective(page: &GrayImage, tilt: f32, turn: f32, rng: &mut StdRng) -> Gray
         *pt = (cx + dx * c - dy * s, cy + dx * s + dy * c);
     }
     match Projection::from_control_points(from, to) {
-        Some(proj) => warp(&canvas, proj, Interpolation::Bilinear, Border::Constant(table)),
+        Some(proj) => warp(
+            &canvas,
+            proj,
+            Interpolation::Bilinear,
+            Border::Constant(table),
+        ),
         None => canvas,
     }
 }
@@ -1207,8 +1301,14 @@ fn hard_shadow(img: &GrayImage, rng: &mut StdRng) -> GrayImage {
     let (w, h) = img.dimensions();
     let (w, h) = (w as f32, h as f32);
     // A line across the page from a point on the top or bottom edge to one on a side edge.
-    let a = (rng.random_range(0.3..0.8) * w, if rng.random_bool(0.5) { 0.0 } else { h });
-    let b = (if rng.random_bool(0.5) { 0.0 } else { w }, rng.random_range(0.35..0.75) * h);
+    let a = (
+        rng.random_range(0.3..0.8) * w,
+        if rng.random_bool(0.5) { 0.0 } else { h },
+    );
+    let b = (
+        if rng.random_bool(0.5) { 0.0 } else { w },
+        rng.random_range(0.35..0.75) * h,
+    );
     let corner = (if b.0 == 0.0 { 0.0 } else { w }, a.1);
     let side = |x: f32, y: f32| (b.0 - a.0) * (y - a.1) - (b.1 - a.1) * (x - a.0);
     let corner_side = side(corner.0, corner.1).signum();
@@ -1247,10 +1347,10 @@ fn crumple(img: &GrayImage, rng: &mut StdRng) -> GrayImage {
     let waves: Vec<(f32, f32, f32, f32)> = (0..3)
         .map(|_| {
             (
-                rng.random_range(1.5..3.5),                         // amplitude, px
-                rng.random_range(250.0..700.0),                      // wavelength, px
-                rng.random_range(0.0..std::f32::consts::TAU),        // phase
-                if rng.random_bool(0.5) { 1.0 } else { 0.0 },        // along x or y
+                rng.random_range(1.5..3.5),                   // amplitude, px
+                rng.random_range(250.0..700.0),               // wavelength, px
+                rng.random_range(0.0..std::f32::consts::TAU), // phase
+                if rng.random_bool(0.5) { 1.0 } else { 0.0 }, // along x or y
             )
         })
         .collect();
@@ -1289,10 +1389,16 @@ fn fax(page: &GrayImage, rng: &mut StdRng) -> GrayImage {
     let low = image::imageops::resize(page, w, h / 2, image::imageops::FilterType::Triangle);
     let mut img = image::imageops::resize(&low, w, h, image::imageops::FilterType::Nearest);
     let threshold = rng.random_range(140.0..175.0f32);
-    let streaks: Vec<u32> = (0..rng.random_range(1..3)).map(|_| rng.random_range(0..h)).collect();
+    let streaks: Vec<u32> = (0..rng.random_range(1..3))
+        .map(|_| rng.random_range(0..h))
+        .collect();
     for (_, y, p) in img.enumerate_pixels_mut() {
         let n: f32 = rng.random_range(-30.0..30.0);
-        let mut v = if p.0[0] as f32 + n < threshold { 0 } else { 255 };
+        let mut v = if p.0[0] as f32 + n < threshold {
+            0
+        } else {
+            255
+        };
         if rng.random_bool(0.004) {
             v = 255 - v;
         }
@@ -1334,7 +1440,10 @@ fn thumb(img: &GrayImage, rng: &mut StdRng) -> GrayImage {
     let edge = w as f32 * rng.random_range(0.09..0.12);
     let cx = if left { edge } else { w as f32 - edge };
     let cy = rng.random_range(0.3..0.8) * h as f32;
-    let (rx, ry) = (rng.random_range(90.0..140.0f32), rng.random_range(150.0..220.0f32));
+    let (rx, ry) = (
+        rng.random_range(90.0..140.0f32),
+        rng.random_range(150.0..220.0f32),
+    );
     let skin = rng.random_range(110.0..150.0f32);
     let mut out = img.clone();
     for (x, y, p) in out.enumerate_pixels_mut() {
@@ -1364,9 +1473,8 @@ mod tests {
         assert_eq!(a.truth.text, b.truth.text);
         let c = letter(&fonts, HELD_OUT_SEED, true, 3).expect("letter");
         assert_ne!(a.truth.text, c.truth.text, "another seed, another letter");
-        let families: std::collections::HashSet<_> = (0..180)
-            .map(|i| FAMILIES[i % FAMILIES.len()].0)
-            .collect();
+        let families: std::collections::HashSet<_> =
+            (0..180).map(|i| FAMILIES[i % FAMILIES.len()].0).collect();
         assert_eq!(families.len(), FAMILIES.len());
         let conditions: std::collections::HashSet<_> = (0..180)
             .map(|i| CONDITIONS[(i / FAMILIES.len()) % CONDITIONS.len()])

@@ -62,7 +62,11 @@ impl Counts {
 }
 
 fn ratio(a: u32, b: u32) -> f64 {
-    if b == 0 { 1.0 } else { f64::from(a) / f64::from(b) }
+    if b == 0 {
+        1.0
+    } else {
+        f64::from(a) / f64::from(b)
+    }
 }
 
 /// One letter's score.

@@ -302,11 +302,17 @@ pub(crate) fn extract_readings(readings: &[Reading]) -> Facts {
         original_creditor: per.iter().find_map(|f| f.original_creditor.clone()),
         amounts: merge(
             &per.iter().map(|f| f.amounts.clone()).collect::<Vec<_>>(),
-            &readings.iter().map(|r| seen_amounts(&r.text)).collect::<Vec<_>>(),
+            &readings
+                .iter()
+                .map(|r| seen_amounts(&r.text))
+                .collect::<Vec<_>>(),
         ),
         dates: merge(
             &per.iter().map(|f| f.dates.clone()).collect::<Vec<_>>(),
-            &readings.iter().map(|r| seen_dates(&r.text)).collect::<Vec<_>>(),
+            &readings
+                .iter()
+                .map(|r| seen_dates(&r.text))
+                .collect::<Vec<_>>(),
         ),
         references: merge(
             &per.iter().map(|f| f.references.clone()).collect::<Vec<_>>(),
@@ -379,7 +385,10 @@ mod tests {
 
     #[test]
     fn agreement_keeps_the_surest_reading() {
-        let a = reading("The amount now outstanding is £1,482.37", &[("£1,482.37", 40.0)]);
+        let a = reading(
+            "The amount now outstanding is £1,482.37",
+            &[("£1,482.37", 40.0)],
+        );
         let b = reading("The amount now outstandinq is £1,482.37", &[]);
         let f = extract_readings(&[a, b]);
         assert_eq!(f.amounts.len(), 1);
@@ -391,13 +400,19 @@ mod tests {
     #[test]
     fn a_disagreement_is_flagged_naming_both() {
         let a = reading("The amount now outstanding is £1,482.37", &[]);
-        let b = reading("The amount now outstanding is £1,482.87", &[("£1,482.87", 80.0)]);
+        let b = reading(
+            "The amount now outstanding is £1,482.87",
+            &[("£1,482.87", 80.0)],
+        );
         let f = extract_readings(&[a, b]);
         assert_eq!(f.amounts.len(), 1, "{:?}", f.amounts);
         let t = &f.amounts[0].trust;
         assert!(t.uncertain);
         let why = t.reason.as_deref().unwrap_or_default();
-        assert!(why.contains("£1,482.37") && why.contains("£1,482.87"), "{why}");
+        assert!(
+            why.contains("£1,482.37") && why.contains("£1,482.87"),
+            "{why}"
+        );
         // The surer reading's value is the one kept.
         assert_eq!(f.amounts[0].value, "1482.37");
     }
@@ -413,7 +428,12 @@ mod tests {
             &[],
         );
         let f = extract_readings(&[a, b]);
-        let of = |v: &str| f.amounts.iter().find(|x| x.value == v).map(|x| x.trust.uncertain);
+        let of = |v: &str| {
+            f.amounts
+                .iter()
+                .find(|x| x.value == v)
+                .map(|x| x.trust.uncertain)
+        };
         assert_eq!(of("1243.90"), Some(false), "{:?}", f.amounts);
         assert_eq!(of("1243.96"), Some(true), "{:?}", f.amounts);
     }
@@ -426,7 +446,11 @@ mod tests {
         );
         let f = extract_readings(&[a.clone(), a]);
         assert_eq!(f.amounts.len(), 2);
-        assert!(f.amounts.iter().all(|x| !x.trust.uncertain), "{:?}", f.amounts);
+        assert!(
+            f.amounts.iter().all(|x| !x.trust.uncertain),
+            "{:?}",
+            f.amounts
+        );
     }
 
     #[test]

@@ -40,8 +40,7 @@ static COMMA_PENCE: LazyLock<Regex> =
 static SPACED_GROUPS: LazyLock<Regex> =
     LazyLock::new(|| re(r"^((?: \d{3})+)[ .,](\d{2})(?:[^0-9A-Za-z]|$)"));
 /// Pence after a point or comma and a space: ". 78".
-static POINT_GAP: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^[.,] (\d{2})(?:[^0-9A-Za-z]|$)"));
+static POINT_GAP: LazyLock<Regex> = LazyLock::new(|| re(r"^[.,] (\d{2})(?:[^0-9A-Za-z]|$)"));
 
 /// A letter OCR often reads in place of a digit, and the digit.
 fn digit_for(c: char) -> Option<char> {
@@ -137,7 +136,11 @@ fn pounds_at(line: &str, at: usize) -> Option<(usize, Amount)> {
     if pence_gap.is_none() && !digits.contains(['.', ',']) && digits.len() <= 3 {
         spaced = SPACED_GROUPS.captures(rest).and_then(|c| {
             let groups: String = c.get(1)?.as_str().split_whitespace().collect();
-            Some((groups, c.get(2)?.as_str().to_owned(), c.get(0)?.as_str().to_owned()))
+            Some((
+                groups,
+                c.get(2)?.as_str().to_owned(),
+                c.get(0)?.as_str().to_owned(),
+            ))
         });
     }
     // Pence after a point and a space: "£88. 78".
@@ -163,7 +166,11 @@ fn pounds_at(line: &str, at: usize) -> Option<(usize, Amount)> {
         // The separator is one ASCII byte (checked above).
         printed.push_str(rest.get(..1).unwrap_or(" "));
         printed.push_str(p);
-        let sep = if rest.starts_with(' ') { "a space" } else { "a mark" };
+        let sep = if rest.starts_with(' ') {
+            "a space"
+        } else {
+            "a mark"
+        };
         reasons.push(format!(
             "the pence may be misread: `{printed}` has {sep} where the decimal point should be"
         ));
@@ -1069,10 +1076,13 @@ impl Extract {
                 }
                 let text = std::str::from_utf8(&req.call.body)
                     .map_err(|_| ServiceError::BadInput("the text is not UTF-8".into()))?;
-                Ok((TextSource::Text, vec![Reading {
-                    text: text.to_owned(),
-                    words: Vec::new(),
-                }]))
+                Ok((
+                    TextSource::Text,
+                    vec![Reading {
+                        text: text.to_owned(),
+                        words: Vec::new(),
+                    }],
+                ))
             }
             Some("application/json") => {
                 let v: serde_json::Value = serde_json::from_slice(&req.call.body)
@@ -1128,10 +1138,13 @@ impl Extract {
                         )
                     })?;
                     let text = pdf.read(req).await?.text;
-                    Ok((TextSource::PdfText, vec![Reading {
-                        text,
-                        words: Vec::new(),
-                    }]))
+                    Ok((
+                        TextSource::PdfText,
+                        vec![Reading {
+                            text,
+                            words: Vec::new(),
+                        }],
+                    ))
                 } else {
                     let ocr = self.ocr.as_ref().ok_or_else(|| {
                         ServiceError::UnsupportedMediaType(
@@ -1142,10 +1155,13 @@ impl Extract {
                     // The words' confidences say which figures OCR was unsure of.
                     opts.boxes = true;
                     let page = ocr.image(kind, &req.call.body, &opts).await?;
-                    Ok((TextSource::Ocr, vec![Reading {
-                        text: page.text,
-                        words: page.words.unwrap_or_default(),
-                    }]))
+                    Ok((
+                        TextSource::Ocr,
+                        vec![Reading {
+                            text: page.text,
+                            words: page.words.unwrap_or_default(),
+                        }],
+                    ))
                 }
             }
         }
@@ -1254,7 +1270,11 @@ mod tests {
         let r = read("Legal representative's costs £88. 78");
         assert_eq!((r[0].0.as_str(), r[0].1), ("88.78", true), "{r:?}");
         // A figure running into other marks, or into a stray digit, may be cut short.
-        for line in ["Amount outstanding £1673?", "the full balance of £135@.25", "rent £169 3°"] {
+        for line in [
+            "Amount outstanding £1673?",
+            "the full balance of £135@.25",
+            "rent £169 3°",
+        ] {
             let r = read(line);
             assert!(r[0].1, "{line}: {r:?}");
         }

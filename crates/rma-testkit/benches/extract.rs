@@ -49,7 +49,11 @@ struct Outcome {
 }
 
 fn mime(g: &Generated) -> &'static str {
-    if g.ext == "png" { "image/png" } else { "image/jpeg" }
+    if g.ext == "png" {
+        "image/png"
+    } else {
+        "image/jpeg"
+    }
 }
 
 async fn read(client: &rma_client::Client, index: usize, g: &Generated) -> Outcome {
@@ -73,7 +77,12 @@ async fn read(client: &rma_client::Client, index: usize, g: &Generated) -> Outco
                 )
                 .await
                 .expect("extract answered");
-            assert_eq!(r.status, 200, "extract: {}", String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                r.status,
+                200,
+                "extract: {}",
+                String::from_utf8_lossy(&r.body)
+            );
             let facts: ExtractResult = serde_json::from_slice(&r.body).expect("extract json");
             (facts.facts, read.text)
         }
@@ -85,20 +94,35 @@ async fn read(client: &rma_client::Client, index: usize, g: &Generated) -> Outco
         .await
         .expect("process answered");
     let process_ms = started.elapsed().as_millis();
-    assert_eq!(r.status, 200, "process: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "process: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let processed: ProcessResult = serde_json::from_slice(&r.body).expect("process json");
     let raw = ocr_extract(body.clone(), mime(g)).await;
     let r = client
         .call_service("enhance", "", mime(g), body.clone())
         .await
         .expect("enhance answered");
-    assert_eq!(r.status, 200, "enhance: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "enhance: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let enhanced = ocr_extract(r.body, "image/png").await;
     let r = client
         .call_service("enhance", "binarize=false", mime(g), body)
         .await
         .expect("enhance answered");
-    assert_eq!(r.status, 200, "enhance: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "enhance: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let flattened = ocr_extract(r.body, "image/png").await;
     Outcome {
         index,
@@ -211,7 +235,10 @@ fn main() {
     let mut ms: Vec<u128> = Vec::new();
     for o in &outcomes {
         let t = &letters[o.index].truth;
-        let order = CONDITIONS.iter().position(|c| *c == t.condition).unwrap_or(0);
+        let order = CONDITIONS
+            .iter()
+            .position(|c| *c == t.condition)
+            .unwrap_or(0);
         let part = if t.held_out { &mut held } else { &mut tune };
         let entry = part.entry((order, t.condition)).or_default();
         for (w, (facts, sum)) in o.facts.iter().zip(entry.iter_mut()).enumerate() {
@@ -236,11 +263,21 @@ fn main() {
         }
     }
     ms.sort_unstable();
-    let q = |p: f64| ms.get(((ms.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    let q = |p: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let version = std::process::Command::new("tesseract")
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
         .unwrap_or_default();
     println!(
         "Extraction on the generated corpus: {count} tuning letters (seed {TUNE_SEED:#x}) and {held_out} held-out letters (seed {HELD_OUT_SEED:#x}); {version}; {cores} cores; letters made in {:.0} s.",

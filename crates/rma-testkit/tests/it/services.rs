@@ -475,7 +475,9 @@ async fn process_reads_a_photo_and_a_pdf_end_to_end_and_stores_them() {
     // Two readings: the cleaned image and the photo as sent.
     assert_eq!(
         steps,
-        ["store", "enhance", "store", "ocr", "ocr", "extract", "store"]
+        [
+            "store", "enhance", "store", "ocr", "ocr", "extract", "store"
+        ]
     );
     for s in v["steps"].as_array().expect("steps") {
         let expected = if s["step"] == "store" {
@@ -843,7 +845,11 @@ async fn process_never_reports_a_wrong_figure_unflagged_on_corpus_letters() {
     // Tuning-part indices: family = i % 15, condition = (i / 15) % 12.
     for i in [0usize, 31, 124, 172] {
         let g = letter(&fonts, TUNE_SEED, false, i).expect("letter");
-        let ct = if g.ext == "png" { "image/png" } else { "image/jpeg" };
+        let ct = if g.ext == "png" {
+            "image/png"
+        } else {
+            "image/jpeg"
+        };
         let r = c
             .client()
             .call_service("process", "", ct, Bytes::from(g.bytes.clone()))
