@@ -4,7 +4,7 @@
 # Tesseract, enhance + OCR, enhance without binarising + OCR, and `process` as shipped — and
 # scored per field and condition, with wrong-and-unflagged counts. Figures go to
 # docs/benchmarks.md ("Extraction").
-# Usage: bench/extract.sh [--count 180] [--held-out 60] [--misses FILE] [--dump DIR]
+# Usage: bench/extract.sh [--count 180] [--held-out 60] [--misses FILE] [--dump DIR] [--only CONDITION]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh

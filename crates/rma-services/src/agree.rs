@@ -16,6 +16,11 @@ use rma_proto::results::{Amount, Date, Facts, Reference, Trust, Word};
 
 use crate::extract::{amounts_in, apply_confidence, classify, dates_in, extract};
 
+/// Below this confidence a fact that only one of several readings found is flagged: with no
+/// second reading to agree, confidence alone must carry it (on the corpus a date read `8` for
+/// `3` at 85 % by one reading only was the last wrong fact unflagged).
+pub(crate) const SOLE_READING_BELOW: u8 = 92;
+
 /// One reading of a page: its text and, when read by OCR, its words with confidences.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Reading {
@@ -221,6 +226,24 @@ fn merge<F: Fact>(per_reading: &[Vec<F>], seen: &[Vec<Seen>]) -> Vec<F> {
                     Some(r) => format!("{r}; {why}"),
                     None => why,
                 });
+            }
+            // Found by one reading only, with several made: nothing confirms it, so it must be
+            // surer than a fact the readings agree on.
+            let confirmed = per_reading
+                .iter()
+                .enumerate()
+                .any(|(i, fs)| i != r && fs.iter().any(|o| o.key() == best.key()));
+            if per_reading.len() > 1
+                && !confirmed
+                && !best.trust().uncertain
+                && let Some(c) = best.trust().confidence.filter(|c| *c < SOLE_READING_BELOW)
+            {
+                let t = best.trust_mut();
+                t.uncertain = true;
+                t.reason = Some(format!(
+                    "only one reading of the page found `{}`, and OCR was {c} % sure of it",
+                    f.printed()
+                ));
             }
             if !out.iter().any(|o| o.key() == best.key()) {
                 out.push(best);
@@ -450,6 +473,24 @@ mod tests {
             f.amounts.iter().all(|x| !x.trust.uncertain),
             "{:?}",
             f.amounts
+        );
+    }
+
+    #[test]
+    fn a_fact_only_one_reading_found_needs_to_be_surer() {
+        let a = reading("Issue date: 3 May 2026", &[("3", 88.0)]);
+        let b = reading("something else entirely", &[]);
+        let f = extract_readings(&[a, b]);
+        assert!(f.dates[0].trust.uncertain, "{:?}", f.dates[0]);
+        assert!(
+            f.dates[0]
+                .trust
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("only one reading"),
+            "{:?}",
+            f.dates[0]
         );
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct OcrOptions {
     pub lang: String,
     /// Whether to return word boxes.
     pub boxes: bool,
+    /// `layout=block`: read the page as one block of text (for a cleaned page).
+    pub layout: crate::engine::Layout,
 }
 
 impl OcrOptions {
@@ -41,7 +43,20 @@ impl OcrOptions {
             .to_owned();
         check_lang(&lang, installed)?;
         let boxes = matches!(req.call.query_param("boxes"), Some("true" | "1" | "yes"));
-        Ok(OcrOptions { lang, boxes })
+        let layout = match req.call.query_param("layout") {
+            None | Some("" | "auto") => crate::engine::Layout::Auto,
+            Some("block") => crate::engine::Layout::Block,
+            Some(other) => {
+                return Err(ServiceError::BadInput(format!(
+                    "layout {other:?} is not auto or block"
+                )));
+            }
+        };
+        Ok(OcrOptions {
+            lang,
+            boxes,
+            layout,
+        })
     }
 }
 
@@ -82,7 +97,9 @@ impl Ocr {
         } else {
             body.to_vec()
         };
-        self.pool.recognise(bytes, &opts.lang, opts.boxes).await
+        self.pool
+            .recognise_with(bytes, &opts.lang, opts.boxes, opts.layout)
+            .await
     }
 
     /// Renders and reads `pages` (1-based) of a PDF, in parallel; results in page order.

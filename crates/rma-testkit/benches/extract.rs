@@ -12,7 +12,8 @@
 //! **wrong-and-unflagged**; the goal is 0 for amounts and dates.
 //!
 //! `cargo bench -p rma-testkit --bench extract -- [--count 180] [--held-out 60] [--misses FILE]
-//! [--dump DIR]` (`--dump` writes each letter's readings and `process`'s facts, for reading).
+//! [--dump DIR] [--only CONDITION]` (`--dump` writes each letter's readings and `process`'s
+//! facts, for reading; `--only harsh` reads the letters of one condition).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -185,9 +186,15 @@ fn main() {
     let dump = arg("--dump");
     let fonts = Fonts::load().expect("fonts (scripts/deps.sh installs them)");
     let started = Instant::now();
+    let only = arg("--only");
     let letters: Vec<Generated> = (0..count)
         .map(|i| letter(&fonts, TUNE_SEED, false, i))
         .chain((0..held_out).map(|i| letter(&fonts, HELD_OUT_SEED, true, i)))
+        .filter(|g| {
+            g.as_ref().map_or(true, |g| {
+                only.as_deref().is_none_or(|c| g.truth.condition == c)
+            })
+        })
         .collect::<Result<_, _>>()
         .expect("letters");
     let made = started.elapsed();
