@@ -110,7 +110,12 @@ test("uploading a letter shows its type, amounts and text", async () => {
   // Original and cleaned-up image side by side; the cleaned one comes from the store.
   await page.locator(".images img").nth(1).waitFor();
   assert.equal(await page.locator(".images img").count(), 2);
-  const enhancedOk = await page.locator(".images img").nth(1).evaluate((img) => img.complete && img.naturalWidth > 0);
+  // The cleaned page is a grey PNG of a megabyte or so: wait until it has loaded (decode()
+  // resolves then, and rejects if it cannot be shown).
+  const enhancedOk = await page
+    .locator(".images img")
+    .nth(1)
+    .evaluate((img) => img.decode().then(() => img.naturalWidth > 0, () => false));
   assert.ok(enhancedOk, "the enhanced image loaded");
   await page.screenshot({ path: path.join(ARTIFACTS, "result.png"), fullPage: true });
   assert.deepEqual(errors, []);
