@@ -41,53 +41,37 @@ trait Fact: Clone {
     fn fill_role(&mut self, _other: &Self) {}
 }
 
-impl Fact for Amount {
-    fn key(&self) -> &str {
-        &self.value
-    }
-    fn printed(&self) -> &str {
-        &self.text
-    }
-    fn line(&self) -> &str {
-        &self.line
-    }
-    fn trust(&self) -> &Trust {
-        &self.trust
-    }
-    fn trust_mut(&mut self) -> &mut Trust {
-        &mut self.trust
-    }
-    fn fill_role(&mut self, other: &Self) {
-        if self.role.is_none() && other.role.is_some() {
-            self.role.clone_from(&other.role);
-            self.role_evidence.clone_from(&other.role_evidence);
+/// Amounts and dates: a value, how it was printed, its line, its trust, and a role.
+macro_rules! fact_with_role {
+    ($t:ty, $key:ident) => {
+        impl Fact for $t {
+            fn key(&self) -> &str {
+                &self.$key
+            }
+            fn printed(&self) -> &str {
+                &self.text
+            }
+            fn line(&self) -> &str {
+                &self.line
+            }
+            fn trust(&self) -> &Trust {
+                &self.trust
+            }
+            fn trust_mut(&mut self) -> &mut Trust {
+                &mut self.trust
+            }
+            fn fill_role(&mut self, other: &Self) {
+                if self.role.is_none() && other.role.is_some() {
+                    self.role.clone_from(&other.role);
+                    self.role_evidence.clone_from(&other.role_evidence);
+                }
+            }
         }
-    }
+    };
 }
 
-impl Fact for Date {
-    fn key(&self) -> &str {
-        &self.date
-    }
-    fn printed(&self) -> &str {
-        &self.text
-    }
-    fn line(&self) -> &str {
-        &self.line
-    }
-    fn trust(&self) -> &Trust {
-        &self.trust
-    }
-    fn trust_mut(&mut self) -> &mut Trust {
-        &mut self.trust
-    }
-    fn fill_role(&mut self, other: &Self) {
-        if self.role.is_none() && other.role.is_some() {
-            self.role.clone_from(&other.role);
-            self.role_evidence.clone_from(&other.role_evidence);
-        }
-    }
-}
+fact_with_role!(Amount, value);
+fact_with_role!(Date, date);
 
 impl Fact for Reference {
     fn key(&self) -> &str {
