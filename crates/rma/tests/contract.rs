@@ -166,7 +166,18 @@ async fn edge_router_with(extra: &[&str]) -> Option<Router> {
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while http.get(format!("{url}/health")).send().await.is_err() {
+    // Ready when the Worker itself answers /health (JSON with a status): wrangler's proxy can
+    // answer, 404 with no body, a moment before the Worker is loaded behind it.
+    let worker_answers = |http: reqwest::Client, url: String| async move {
+        match http.get(format!("{url}/health")).send().await {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| v["status"].is_string()),
+            Err(_) => false,
+        }
+    };
+    while !worker_answers(http.clone(), url.clone()).await {
         if tokio::time::Instant::now() > deadline {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("wrangler dev did not answer /health within 90 s:\n{log}");
