@@ -103,28 +103,24 @@ async fn read(client: &rma_client::Client, index: usize, g: &Generated) -> Outco
     );
     let processed: ProcessResult = serde_json::from_slice(&r.body).expect("process json");
     let raw = ocr_extract(body.clone(), mime(g)).await;
-    let r = client
-        .call_service("enhance", "", mime(g), body.clone())
-        .await
-        .expect("enhance answered");
-    assert_eq!(
-        r.status,
-        200,
-        "enhance: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let enhanced = ocr_extract(r.body, "image/png").await;
-    let r = client
-        .call_service("enhance", "binarize=false", mime(g), body)
-        .await
-        .expect("enhance answered");
-    assert_eq!(
-        r.status,
-        200,
-        "enhance: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let flattened = ocr_extract(r.body, "image/png").await;
+    let enhance = |query: &'static str| {
+        let (client, body) = (client.clone(), body.clone());
+        async move {
+            let r = client
+                .call_service("enhance", query, mime(g), body)
+                .await
+                .expect("enhance answered");
+            assert_eq!(
+                r.status,
+                200,
+                "enhance?{query}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            r.body
+        }
+    };
+    let enhanced = ocr_extract(enhance("").await, "image/png").await;
+    let flattened = ocr_extract(enhance("binarize=false").await, "image/png").await;
     Outcome {
         index,
         facts: [raw.0, enhanced.0, flattened.0, processed.facts.facts],
