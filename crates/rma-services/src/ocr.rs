@@ -193,3 +193,32 @@ impl Service for Ocr {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(query: &str) -> Result<OcrOptions, ServiceError> {
+        let req = ServiceRequest::from(rma_proto::ServiceCall {
+            query: query.to_owned(),
+            ..rma_proto::ServiceCall::post("ocr", Some("image/png".into()), bytes::Bytes::new())
+        });
+        OcrOptions::from_request(&req, &["eng".to_owned()])
+    }
+
+    #[test]
+    fn layout_is_auto_unless_block_is_asked_and_anything_else_is_refused() {
+        assert_eq!(opts("").expect("ok").layout, crate::engine::Layout::Auto);
+        assert_eq!(
+            opts("layout=auto").expect("ok").layout,
+            crate::engine::Layout::Auto
+        );
+        assert_eq!(
+            opts("boxes=true&layout=block").expect("ok").layout,
+            crate::engine::Layout::Block
+        );
+        for bad in ["layout=column", "layout=6", "layout=BLOCK"] {
+            assert_eq!(opts(bad).map(|_| ()).expect_err(bad).status(), 400, "{bad}");
+        }
+    }
+}
