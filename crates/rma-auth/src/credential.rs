@@ -153,6 +153,12 @@ impl FederationKey {
         Self::from_key(NodeKey::generate())
     }
 
+    /// Reads the key at `path`, which must exist: a second router of a federation is given a
+    /// copy of the first one's key.
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        NodeKey::load(path).map(Self::from_key)
+    }
+
     /// Reads the key at `path` or makes it (0600); returns it and whether it was made now.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), AuthError> {
         let (key, made) = NodeKey::load_or_create(path)?;

@@ -28,15 +28,19 @@ impl NodeKey {
         NodeKey(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))
     }
 
+    /// Reads the key at `path` (64 hex digits of its seed); a missing file is an error.
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|e| AuthError::io(path, e))?;
+        let seed = decode_hex32(text.trim())
+            .ok_or_else(|| AuthError::corrupt(path, "not an rma key (64 hex digits)"))?;
+        Ok(NodeKey(SigningKey::from_bytes(&seed)))
+    }
+
     /// Reads the key at `path` (64 hex digits of its seed), or makes one and writes it there,
     /// readable by its owner only. Returns it and whether it was made now.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), AuthError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let seed = decode_hex32(text.trim())
-                    .ok_or_else(|| AuthError::corrupt(path, "not an rma key (64 hex digits)"))?;
-                return Ok((NodeKey(SigningKey::from_bytes(&seed)), false));
-            }
+        match std::fs::metadata(path) {
+            Ok(_) => return Ok((Self::load(path)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(AuthError::io(path, e)),
         }

@@ -23,8 +23,9 @@ pub struct CoordinatorConfig {
     pub metrics_token: Option<String>,
     /// The URL the router and workers reach it at; derived from the bound address when `None`.
     pub public_url: Option<String>,
-    /// The router to register at; none means standalone (workers register here directly).
-    pub router_url: Option<String>,
+    /// The routers to register at, each heartbeated on its own; none means standalone
+    /// (workers register here directly). Several remove the router as a single process.
+    pub router_urls: Vec<String>,
     /// Free text shown in the admin API.
     pub location: Option<String>,
     /// A worker without a heartbeat for this long is stale, out of rotation [90 s].
@@ -84,7 +85,7 @@ impl CoordinatorConfig {
             metrics_token: None,
             tls: None,
             public_url: None,
-            router_url: None,
+            router_urls: Vec::new(),
             location: None,
             worker_timeout: Duration::from_secs(90),
             worker_expire_after: Duration::from_secs(180),

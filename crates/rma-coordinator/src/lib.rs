@@ -266,14 +266,14 @@ pub fn spawn(
         Some(u) => rma_proto::urls::base_url("public URL", u)?,
         None => derive_public_url(addr, config.tls.is_some()),
     };
-    let router = config
-        .router_url
-        .as_deref()
+    let routers = config
+        .router_urls
+        .iter()
         .map(|u| {
             rma_client::Client::with_timeout(u, config.request_timeout)
                 .map(|c| c.with_identity(config.identity.clone()))
         })
-        .transpose()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let identity = config.identity.clone();
     let (stop, shutdown) = Shutdown::new();
     let state = AppState::new(config, public_url, shutdown.clone())?;
@@ -283,11 +283,13 @@ pub fn spawn(
     let runner = jobs::runner::Runner {
         jobs: state.inner.jobs.clone(),
         dispatcher: state.dispatcher().clone(),
-        router: router.clone(),
+        routers: routers.clone(),
         max_concurrent: state.config().max_concurrent_jobs,
     };
     handle.adopt(tokio::spawn(runner.run(shutdown)));
-    if let Some(router) = router {
+    // One registrar per router: each router learns of this coordinator, and heartbeats to one
+    // that is down never delay the others.
+    for router in routers {
         handle.adopt(tokio::spawn(registrar::run(state.clone(), router)));
     }
     handle.adopt(tokio::spawn(rma_client::identity::keep_renewed(identity)));
@@ -295,17 +297,19 @@ pub fn spawn(
     Ok(handle)
 }
 
-/// Deregisters from the router, best effort, within `grace`.
+/// Deregisters from every router, best effort and at once, within `grace`.
 pub async fn deregister(config: &CoordinatorConfig, grace: Duration) {
-    if let Some(router) = &config.router_url
-        && let Ok(client) = rma_client::Client::with_timeout(router, grace)
-            .map(|c| c.with_identity(config.identity.clone()))
-    {
+    let goodbyes = config.router_urls.iter().map(|router| async move {
+        let client = match rma_client::Client::with_timeout(router, grace) {
+            Ok(c) => c.with_identity(config.identity.clone()),
+            Err(e) => return tracing::warn!(%router, error = %e, "bad router URL"),
+        };
         match client.deregister_coordinator(&config.id).await {
-            Ok(_) => tracing::info!("deregistered from the router"),
-            Err(e) => tracing::warn!(error = %e, "could not deregister from the router"),
+            Ok(_) => tracing::info!(%router, "deregistered from the router"),
+            Err(e) => tracing::warn!(%router, error = %e, "could not deregister from the router"),
         }
-    }
+    });
+    futures_util::future::join_all(goodbyes).await;
 }
 
 /// `http(s)://{addr}`, with an unspecified address (0.0.0.0, ::) replaced by loopback.

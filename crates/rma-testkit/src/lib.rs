@@ -125,7 +125,7 @@ pub fn router_config(db: PathBuf) -> RouterConfig {
 /// the router learns inventory quickly, [`METRICS_TOKEN`].
 pub fn coordinator_config(id: &str, router_url: Option<String>) -> CoordinatorConfig {
     let mut c = CoordinatorConfig::new(identity(id, rma_auth::Role::Coordinator));
-    c.router_url = router_url;
+    c.router_urls = router_url.into_iter().collect();
     c.router_heartbeat_interval = Duration::from_millis(200);
     c.metrics_token = Some(METRICS_TOKEN.to_owned());
     // Spot checks only where a test asks for them (`?verify=true`): counts stay exact.

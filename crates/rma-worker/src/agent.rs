@@ -43,13 +43,24 @@ pub(crate) async fn run(
     drain: watch::Receiver<bool>,
 ) {
     // Registration and heartbeats without a link are occasional: no idle connection kept.
-    let client = match Client::occasional(&config.coordinator_url) {
-        Ok(c) => c.with_identity(config.identity.clone()),
+    let clients = match config
+        .coordinator_urls
+        .iter()
+        .map(|u| Client::occasional(u).map(|c| c.with_identity(config.identity.clone())))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            tracing::error!("no router or coordinator URL; the worker cannot start");
+            return;
+        }
         Err(e) => {
             tracing::error!(error = %e, "bad coordinator URL; the worker cannot start");
             return;
         }
     };
+    // The router (or coordinator) asked first: the one that answered last.
+    let mut turn = 0usize;
     let in_flight = Arc::new(AtomicU32::new(0));
     let mut backoff = Backoff::new();
     // The coordinator the worker last registered with, called directly.
@@ -80,7 +91,7 @@ pub(crate) async fn run(
         };
         let registered = match direct {
             Some(r) => Ok(r),
-            None => client.register_worker(&req).await,
+            None => register_through(&clients, &mut turn, &req).await,
         };
         let reg = match registered {
             Ok(r) => r,
@@ -98,10 +109,11 @@ pub(crate) async fn run(
             s.registrations += 1;
             s.linked = false;
         });
+        let client = &clients[turn % clients.len()];
         let link_base = reg
             .coordinator_url
             .clone()
-            .unwrap_or_else(|| config.coordinator_url.clone());
+            .unwrap_or_else(|| client.base().as_str().trim_end_matches('/').to_owned());
         // Heartbeats without a link go to the coordinator itself, never through the router
         // (at the edge every router request counts against the free tier).
         home = match reg.coordinator_url.as_deref().map(Client::occasional) {
@@ -112,7 +124,7 @@ pub(crate) async fn run(
             }
             None => None,
         };
-        let beat = home.as_ref().unwrap_or(&client);
+        let beat = home.as_ref().unwrap_or(client);
         let started = Instant::now();
         let end = tokio::select! {
             end = session::run(&config, &link_base, &reg.coordinator_id, services.clone(), in_flight.clone(), &status, drain.clone()), if config.use_link => end,
@@ -138,6 +150,34 @@ pub(crate) async fn run(
             }
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Registers through the routers in turn, starting at `turn`; leaves `turn` at the one that
+/// answered (or the last tried). An error the worker caused (a 4xx) ends the round: another
+/// router would say the same.
+async fn register_through(
+    clients: &[Client],
+    turn: &mut usize,
+    req: &WorkerRegister,
+) -> Result<rma_proto::api::WorkerRegistered, rma_client::ClientError> {
+    let n = clients.len().max(1);
+    let mut i = 0;
+    loop {
+        let at = (*turn + i) % n;
+        *turn = at;
+        let result = clients[at].register_worker(req).await;
+        let retry = match &result {
+            Ok(_) => false,
+            Err(e) => i + 1 < n && e.status().is_none_or(|s| s.is_server_error()),
+        };
+        if !retry {
+            return result;
+        }
+        if let Err(e) = &result {
+            tracing::info!(router = %clients[at].base(), error = %e, "registration failed here; trying the next");
+        }
+        i += 1;
     }
 }
 

@@ -26,8 +26,9 @@ pub use tunnel::find_cloudflared;
 /// Everything a worker needs to start.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// A router or a coordinator.
-    pub coordinator_url: String,
+    /// Routers (or coordinators) to register through, tried in turn: another takes over when
+    /// one does not answer.
+    pub coordinator_urls: Vec<String>,
     /// Its id: the node id its credential names.
     pub worker_id: String,
     /// Its identity: key and credential (renewed at the router).
@@ -81,10 +82,11 @@ pub enum SpawnError {
 }
 
 impl WorkerConfig {
-    /// Defaults for the worker `identity` names, registering at `coordinator_url`.
+    /// Defaults for the worker `identity` names, registering at `coordinator_url`: one URL or
+    /// several separated by commas (`COORDINATOR_URL=https://a,https://b`).
     pub fn new(coordinator_url: impl Into<String>, identity: Arc<rma_auth::Identity>) -> Self {
         WorkerConfig {
-            coordinator_url: coordinator_url.into(),
+            coordinator_urls: split_urls(&coordinator_url.into()),
             worker_id: identity.node_id(),
             identity,
             worker_type: None,
@@ -104,6 +106,15 @@ impl WorkerConfig {
             metrics_token: None,
         }
     }
+}
+
+/// The URLs of a comma-separated list, trimmed, empty parts dropped.
+pub fn split_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `worker-{hostname}`, the default worker id: stable across restarts of the same machine.

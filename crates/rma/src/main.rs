@@ -138,6 +138,11 @@ struct RouterArgs {
     /// Link-local and metadata addresses are never called.
     #[arg(long, env = "RMA_ALLOW_PRIVATE_ADDRESSES")]
     allow_private_addresses: bool,
+    /// The federation's signing key, which must exist [default: federation.key beside --db,
+    /// made on the first start]. A second router of the same federation is given a copy of the
+    /// first one's key here (see docs/reliability.md, "Several routers").
+    #[arg(long, env = "RMA_FEDERATION_KEY")]
+    federation_key: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -147,10 +152,11 @@ struct CoordinatorArgs {
     /// Address to listen on.
     #[arg(long, env = "RMA_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The router to register at (e.g. http://127.0.0.1:8787). Without it the coordinator runs
-    /// standalone and workers register with it directly.
-    #[arg(long, env = "RMA_ROUTER_URL")]
-    router_url: Option<String>,
+    /// The router to register at (e.g. http://127.0.0.1:8787), or several separated by commas:
+    /// the coordinator registers and heartbeats with each [default: the router it enrolled at].
+    /// Without one the coordinator runs standalone and workers register with it directly.
+    #[arg(long, env = "RMA_ROUTER_URL", value_delimiter = ',')]
+    router_url: Vec<String>,
     /// The URL the router and workers should use to reach this coordinator
     /// [default: http://{listen}, with 0.0.0.0 read as 127.0.0.1].
     #[arg(long, env = "RMA_PUBLIC_URL")]
@@ -263,7 +269,8 @@ impl TypeArg {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// The router (or a coordinator) to register at [default: the router it enrolled at].
+    /// The router (or a coordinator) to register at, or several separated by commas, tried in
+    /// turn [default: the router it enrolled at].
     #[arg(long, env = "COORDINATOR_URL")]
     coordinator_url: Option<String>,
     /// The id to ask for when enrolling [default: worker-{hostname}]; later starts use the
@@ -561,6 +568,12 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.client_rate_burst = a.client_rate_burst;
     config.balance = a.balance;
     config.tls = a.tls.config()?;
+    if let Some(path) = &a.federation_key {
+        config.federation_key = Some(
+            rma_auth::FederationKey::load(path)
+                .with_context(|| format!("--federation-key {}", path.display()))?,
+        );
+    }
     let handle = rma_router::spawn(config, bind(a.listen).await?)
         .with_context(|| format!("cannot start the router with registry {}", a.db.display()))?;
     eprintln!("rma router listening on {}", handle.url());
@@ -573,13 +586,18 @@ fn coordinator_config(
     a: &CoordinatorArgs,
     identity: std::sync::Arc<rma_auth::Identity>,
 ) -> rma_coordinator::CoordinatorConfig {
-    let router = a
+    let mut routers: Vec<String> = a
         .router_url
-        .clone()
-        .or_else(|| identity.router_url().map(str::to_owned));
+        .iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if routers.is_empty() {
+        routers.extend(identity.router_url().map(str::to_owned));
+    }
     let mut c = rma_coordinator::CoordinatorConfig::new(identity)
         .with_worker_timeout(Duration::from_secs(a.worker_timeout));
-    c.router_url = router;
+    c.router_urls = routers;
     c.public_url = a.public_url.clone();
     c.location = a.location.clone();
     c.request_timeout = Duration::from_secs(a.request_timeout);
@@ -641,8 +659,12 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
 }
 
 async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
-    if let Some(u) = &a.coordinator_url {
-        rma_client::Client::new(u).map_err(|e| anyhow::anyhow!("--coordinator-url: {e}"))?;
+    if let Some(list) = &a.coordinator_url {
+        let urls = rma_worker::split_urls(list);
+        anyhow::ensure!(!urls.is_empty(), "--coordinator-url: no URL in {list:?}");
+        for u in urls {
+            rma_client::Client::new(&u).map_err(|e| anyhow::anyhow!("--coordinator-url: {e}"))?;
+        }
     }
     let wanted = a
         .worker_id
@@ -706,7 +728,7 @@ async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
 async fn worker(a: WorkerArgs) -> Result<()> {
     let grace = Duration::from_secs(a.drain_grace);
     let cfg = worker_config(a).await?;
-    let (id, at) = (cfg.worker_id.clone(), cfg.coordinator_url.clone());
+    let (id, at) = (cfg.worker_id.clone(), cfg.coordinator_urls.join(", "));
     let handle = rma_worker::spawn(cfg).context("cannot start the worker")?;
     eprintln!("rma worker {id} registering at {at}");
     let mut status = handle.watch();
@@ -782,7 +804,7 @@ async fn up(a: UpArgs) -> Result<()> {
     .await?;
     let mut ccfg = rma_coordinator::CoordinatorConfig::new(cid);
     ccfg.metrics_token = Some(admin_token);
-    ccfg.router_url = Some(router.url());
+    ccfg.router_urls = vec![router.url()];
     ccfg.router_heartbeat_interval = Duration::from_secs(2);
     ccfg.jobs_db = Some(a.data_dir.join("coordinator-jobs.db"));
     let coordinator = rma_coordinator::spawn(ccfg.clone(), bind("127.0.0.1:0".parse()?).await?)

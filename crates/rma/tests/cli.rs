@@ -87,6 +87,20 @@ async fn bad_flag_values_are_one_line_and_exit_2() {
             ],
             "not a join token",
         ),
+        // A second router is given the first one's key; a wrong path never makes a new one.
+        (
+            vec![
+                "router",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                dir.path().join("r.db").to_str().expect("utf-8"),
+                "--federation-key",
+                dir.path().join("missing.key").to_str().expect("utf-8"),
+            ],
+            "missing.key",
+        ),
+        (vec!["worker", "--coordinator-url", " , "], "no URL"),
     ] {
         let out = rma(&args).output().await.expect("run");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -22,8 +22,8 @@ pub(crate) struct Runner {
     pub(crate) jobs: Arc<Jobs>,
     /// Where they run.
     pub(crate) dispatcher: Dispatcher,
-    /// The router, to run jobs elsewhere when no worker here can.
-    pub(crate) router: Option<Client>,
+    /// The routers, to run jobs elsewhere when no worker here can (tried in turn).
+    pub(crate) routers: Vec<Client>,
     /// Jobs run at once.
     pub(crate) max_concurrent: usize,
 }
@@ -140,18 +140,25 @@ impl Runner {
         }
     }
 
-    /// Runs a job's call at another coordinator, through the router; `None` when there is no
-    /// router or no coordinator could take it either (the job then stays queued).
+    /// Runs a job's call at another coordinator, through a router (the next when one cannot be
+    /// reached or has no coordinator for it); `None` when there is no router or no coordinator
+    /// could take it (the job then stays queued).
     async fn through_router(&self, call: &ServiceCall) -> Option<Served> {
-        let router = self.router.as_ref()?;
         let me = self.dispatcher.coordinator_id.as_str();
-        let resp = router
-            .send(call, &[(headers::FORWARDED_BY, me)])
-            .await
-            .ok()?;
-        if resp.status.as_u16() == 503 {
-            return None;
+        let mut answer = None;
+        for router in &self.routers {
+            match router.send(call, &[(headers::FORWARDED_BY, me)]).await {
+                Ok(resp) if resp.status.as_u16() != 503 => {
+                    answer = Some(resp);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(router = %router.base(), error = %e, "router unreachable; trying the next");
+                }
+            }
         }
+        let resp = answer?;
         let worker = format!(
             "{}@{}",
             resp.header(headers::WORKER).unwrap_or("?"),

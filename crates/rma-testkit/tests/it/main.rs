@@ -5,5 +5,6 @@ mod contract;
 mod errors;
 mod federation;
 mod observability;
+mod routers;
 mod security;
 mod services;
