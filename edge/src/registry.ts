@@ -849,6 +849,7 @@ export class Registry {
           last_seen: w.last_seen,
           latency_p99_ms: w.latency_p99_ms ?? {},
           failures_last_minute: w.failures_last_minute,
+          ...(w.placed?.length ? { placed: w.placed } : {}),
         } as Topology["workers"][number]);
       }
     }

@@ -178,7 +178,11 @@ latency_p99_ms?: { [key in string]: number },
 /**
  * Calls to it that failed over the last minute.
  */
-failures_last_minute: number, };
+failures_last_minute: number, 
+/**
+ * Of its services, those its coordinator lent it because their queue grew.
+ */
+placed?: Array<string>, };
 
 export type Topology = { 
 /**
@@ -282,7 +286,12 @@ latency_p99_ms?: { [key in string]: number },
 /**
  * Calls to it that failed (lost, 5xx) over the last minute.
  */
-failures_last_minute: number, };
+failures_last_minute: number, 
+/**
+ * Of its services, those its coordinator assigned live because their queue grew; they are
+ * taken back when it drains.
+ */
+placed?: Array<string>, };
 
 export type CoordinatorRegister = { 
 /**

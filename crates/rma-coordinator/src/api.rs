@@ -76,11 +76,18 @@ async fn register(
         capability::assign(&req.capabilities, req.worker_type, req.services.as_deref());
     // The credential decides what the worker may run, whatever it claims it can.
     assignment.services.retain(|s| claims.allows(s));
+    // It is sent what it starts with; the rest it could run is standby for placement.
+    let eligible = assignment.services.clone();
+    if let Some(initial) = &req.initial_services {
+        assignment.services.retain(|s| initial.contains(s));
+    }
     let cfg = state.config();
     state.registry().lock().register(WorkerEntry {
         id: req.worker_id.clone(),
         worker_type: assignment.worker_type,
         services: assignment.services.clone(),
+        eligible,
+        base: assignment.services.clone(),
         tunnel_url,
         registered_at: SystemTime::now(),
         last_seen: Instant::now(),
@@ -96,7 +103,7 @@ async fn register(
         observed: Default::default(),
         failures: Default::default(),
     });
-    tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, "worker registered");
+    tracing::info!(worker = %req.worker_id, r#type = %assignment.worker_type, services = ?assignment.services, standby = ?standby_of(&req, &assignment.services), "worker registered");
     metrics::counter!("rma_coordinator_worker_registrations_total").increment(1);
     metrics::gauge!("rma_coordinator_worker_queue_depth", "worker" => crate::registry::worker_label(&req.worker_id)).set(0.0);
     state.registry().changed();
@@ -109,6 +116,21 @@ async fn register(
         coordinator_url: Some(state.public_url().to_owned()),
         heartbeat_interval_s: cfg.worker_heartbeat_interval.as_secs().max(1),
     }))
+}
+
+/// What a registering worker could run beyond what it starts with (for the log).
+fn standby_of(req: &WorkerRegister, assigned: &[String]) -> Vec<String> {
+    req.initial_services
+        .as_ref()
+        .map(|_| {
+            req.services
+                .iter()
+                .flatten()
+                .filter(|s| !assigned.contains(s))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn heartbeat(

@@ -71,6 +71,11 @@ pub struct CoordinatorConfig {
     pub max_in_flight_per_worker: u32,
     /// How a worker is chosen for a call [p2c].
     pub balance: rma_http::balance::Balance,
+    /// When standby services are lent to idle workers and taken back
+    /// ([`crate::placement`]).
+    pub placement: crate::placement::Rules,
+    /// How often placement looks [2 s].
+    pub placement_period: Duration,
     /// Which worker tunnel URLs it agrees to register and call: https to public addresses by
     /// default; loopback too when the coordinator listens on loopback (set by `spawn`).
     pub url_policy: AddressPolicy,
@@ -107,6 +112,8 @@ impl CoordinatorConfig {
             quarantine_after: 3,
             max_in_flight_per_worker: 64,
             balance: rma_http::balance::Balance::P2c,
+            placement: crate::placement::Rules::default(),
+            placement_period: Duration::from_secs(2),
         }
     }
 

@@ -111,9 +111,18 @@ impl Dispatcher {
         let mut lost = 0u32;
         let mut kept: Option<Served> = None;
         let mut attempts = 0u32;
+        let mut lent = false;
         loop {
             let choosing = Instant::now();
-            let picked = self.registry.lock().pick(&call.service, &tried, choosing);
+            let mut picked = self.registry.lock().pick(&call.service, &tried, choosing);
+            // Nobody serves it now but an idle worker could: lend it the service (once a call).
+            if picked.is_none() && !lent && self.registry.lend(&call.service) {
+                lent = true;
+                picked = self
+                    .registry
+                    .lock()
+                    .pick(&call.service, &tried, Instant::now());
+            }
             metrics::histogram!("rma_coordinator_routing_seconds")
                 .record(choosing.elapsed().as_secs_f64());
             let Some((worker, route)) = picked else {

@@ -24,12 +24,15 @@ mod jobs;
 mod link;
 mod liveness;
 mod pipeline;
+mod placement;
 mod registrar;
 mod registry;
 mod sealed;
 mod session;
 mod spotcheck;
 mod tunnel;
+
+pub use placement::Rules as PlacementRules;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -286,7 +289,12 @@ pub fn spawn(
         routers: routers.clone(),
         max_concurrent: state.config().max_concurrent_jobs,
     };
-    handle.adopt(tokio::spawn(runner.run(shutdown)));
+    handle.adopt(tokio::spawn(runner.run(shutdown.clone())));
+    handle.adopt(tokio::spawn(placement::run(
+        state.clone(),
+        state.config().placement_period,
+        shutdown,
+    )));
     // One registrar per router: each router learns of this coordinator, and heartbeats to one
     // that is down never delay the others.
     for router in routers {

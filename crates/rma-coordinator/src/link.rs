@@ -163,6 +163,17 @@ impl LinkHandle {
         let _ = self.inner.tx.try_send(Outbound::Close);
     }
 
+    /// Tells the worker the services it is sent from now on (unless the queue is full: the
+    /// registry, not the worker, decides where calls go, so a lost notice costs nothing but
+    /// the worker's own view).
+    pub(crate) fn assign(&self, services: Vec<String>) {
+        let msg = link::LinkMessage::Assign { services };
+        let _ = self
+            .inner
+            .tx
+            .try_send(Outbound::Frame(Bytes::from(link::encode(&msg, &[]))));
+    }
+
     /// Queues a ping unless the queue is full (then the link is busy with frames anyway).
     pub(crate) fn try_ping(&self) {
         let _ = self.inner.tx.try_send(Outbound::Ping);

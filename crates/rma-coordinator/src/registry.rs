@@ -25,8 +25,12 @@ pub(crate) struct WorkerEntry {
     pub(crate) id: String,
     /// Primary type.
     pub(crate) worker_type: WorkerType,
-    /// Assigned services.
+    /// Assigned services: what it is sent now.
     pub(crate) services: Vec<String>,
+    /// Services it could run (placement may lend it any of them).
+    pub(crate) eligible: Vec<String>,
+    /// Services it started with: placement never takes them away.
+    pub(crate) base: Vec<String>,
     /// A URL it can also be called at.
     pub(crate) tunnel_url: Option<String>,
     /// First registration (wall clock).
@@ -66,6 +70,11 @@ const CPU_BOUND: [&str; 5] = [
     service::EXTRACT,
     service::AI,
 ];
+
+/// Whether calls of `service` run one per core at a worker.
+pub(crate) fn cpu_bound(service: &str) -> bool {
+    CPU_BOUND.contains(&service)
+}
 
 /// How work reaches a worker.
 #[derive(Debug, Clone)]
@@ -116,7 +125,7 @@ impl WorkerEntry {
             latency_s,
             in_flight,
             queue: 0,
-            capacity: if CPU_BOUND.contains(&service) {
+            capacity: if cpu_bound(service) {
                 self.cores.max(1)
             } else {
                 1
@@ -151,6 +160,21 @@ impl Registry {
     /// and the job runner looks at its queue again.
     pub(crate) fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// [`Workers::lend`], and the worker and the router told.
+    pub(crate) fn lend(&self, service: &str) -> bool {
+        let lent = self.lock().lend(service, Instant::now());
+        let Some((id, link, services)) = lent else {
+            return false;
+        };
+        tracing::info!(worker = %id, %service, services = ?services, "service placed on an idle worker: a call found no other");
+        metrics::counter!("rma_coordinator_placement_moves_total", "service" => service::metric_label(service), "move" => "assign").increment(1);
+        if let Some(l) = link {
+            l.assign(services);
+        }
+        self.changed();
+        true
     }
 
     /// A receiver that wakes on every [`Registry::changed`].
@@ -526,12 +550,108 @@ impl Workers {
                 tunnel_url: w.tunnel_url.clone(),
                 latency_p99_ms: w.observed.p99_ms(now),
                 failures_last_minute: w.failures.count(now),
+                placed: w
+                    .services
+                    .iter()
+                    .filter(|s| !w.base.contains(s))
+                    .cloned()
+                    .collect(),
             })
             .collect()
     }
 
-    /// Service → number of active workers offering it. `process` (run by the coordinator
-    /// itself) counts as offered when OCR, PDF text and extraction all are.
+    /// Every worker as placement sees it.
+    pub(crate) fn placement_views(&self, now: Instant) -> Vec<crate::placement::WorkerView> {
+        self.map
+            .values()
+            .map(|w| crate::placement::WorkerView {
+                id: w.id.clone(),
+                active: !w.quarantined
+                    && !w.link.as_ref().is_some_and(LinkHandle::is_draining)
+                    && self.liveness(w, now) == Liveness::Active,
+                eligible: w.eligible.clone(),
+                base: w.base.clone(),
+                assigned: w.services.clone(),
+                in_flight: w
+                    .services
+                    .iter()
+                    .map(|s| (s.clone(), w.observed.load(s, now).1))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+                started: w.observed.started_counts(),
+                cores: w.cores,
+            })
+            .collect()
+    }
+
+    /// A call for `service` found no worker to take it: lends the service to an active, idle
+    /// worker that could run it (the least committed, then the one with the most cores), as
+    /// placement would at its next round. Returns who, its link and its services now.
+    pub(crate) fn lend(
+        &mut self,
+        service: &str,
+        now: Instant,
+    ) -> Option<(String, Option<LinkHandle>, Vec<String>)> {
+        let id = self
+            .map
+            .values()
+            .filter(|w| {
+                !w.quarantined
+                    && !w.link.as_ref().is_some_and(LinkHandle::is_draining)
+                    && w.in_flight() == 0
+                    && !w.services.iter().any(|s| s == service)
+                    && w.eligible.iter().any(|s| s == service)
+                    && self.liveness(w, now) == Liveness::Active
+            })
+            .min_by(|a, b| {
+                a.services
+                    .len()
+                    .cmp(&b.services.len())
+                    .then(b.cores.cmp(&a.cores))
+                    .then(a.id.cmp(&b.id))
+            })?
+            .id
+            .clone();
+        let (link, services) = self.reassign(&id, service, true)?;
+        Some((id, link, services))
+    }
+
+    /// Adds `service` to what `id` is sent (`added`) or takes it away, within what it could
+    /// run and never below its base. Returns its link (to tell it) and its services now, or
+    /// `None` when nothing changed.
+    pub(crate) fn reassign(
+        &mut self,
+        id: &str,
+        service: &str,
+        added: bool,
+    ) -> Option<(Option<LinkHandle>, Vec<String>)> {
+        let w = self.map.get_mut(id)?;
+        let has = w.services.iter().any(|s| s == service);
+        if added {
+            if has || !w.eligible.iter().any(|s| s == service) {
+                return None;
+            }
+            w.services.push(service.to_owned());
+            w.services.sort();
+            self.by_service
+                .entry(service.to_owned())
+                .or_default()
+                .push(id.to_owned());
+        } else {
+            if !has || w.base.iter().any(|s| s == service) {
+                return None;
+            }
+            w.services.retain(|s| s != service);
+            if let Some(ids) = self.by_service.get_mut(service) {
+                ids.retain(|x| x != id);
+            }
+        }
+        Some((w.link.clone(), w.services.clone()))
+    }
+
+    /// Service → number of active workers that can serve it: assigned, or standby (a call
+    /// for it lends it to an idle worker at once, see [`Workers::lend`]). `process` (run by the
+    /// coordinator itself) counts as offered when OCR, PDF text and extraction all are.
     pub(crate) fn inventory(&self, now: Instant) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for w in self
@@ -539,7 +659,8 @@ impl Workers {
             .values()
             .filter(|w| self.liveness(w, now) == Liveness::Active)
         {
-            for s in &w.services {
+            let standby = w.eligible.iter().filter(|s| !w.services.contains(s));
+            for s in w.services.iter().chain(standby) {
                 *out.entry(s.clone()).or_insert(0) += 1;
             }
         }
@@ -597,6 +718,8 @@ mod tests {
             id: id.into(),
             worker_type: WorkerType::Cpu,
             services: services.iter().map(|s| (*s).to_owned()).collect(),
+            eligible: services.iter().map(|s| (*s).to_owned()).collect(),
+            base: services.iter().map(|s| (*s).to_owned()).collect(),
             tunnel_url: None,
             registered_at: SystemTime::UNIX_EPOCH,
             last_seen: now,

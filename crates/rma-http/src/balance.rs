@@ -240,6 +240,8 @@ pub struct Observed {
     pub window: crate::LatencyWindow,
     /// Calls of this service in flight there.
     pub in_flight: u32,
+    /// Calls of this service started there, ever.
+    pub started: u64,
 }
 
 /// What a chooser observed of one candidate, per service: both hops keep one per candidate
@@ -262,7 +264,15 @@ impl PerService {
 
     /// A call to `service` starts.
     pub fn started(&mut self, service: &str) {
-        self.with(service, |o| o.in_flight += 1);
+        self.with(service, |o| {
+            o.in_flight += 1;
+            o.started += 1;
+        });
+    }
+
+    /// Calls started there so far, per service.
+    pub fn started_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.iter().map(|(s, o)| (s.clone(), o.started)).collect()
     }
 
     /// A call to `service` ended after `took`; when `answered`, its round trip feeds the

@@ -90,6 +90,10 @@ pub struct WorkerSummary {
     /// Calls to it that failed (lost, 5xx) over the last minute.
     #[serde(default)]
     pub failures_last_minute: u64,
+    /// Of its services, those its coordinator assigned live because their queue grew; they are
+    /// taken back when it drains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placed: Vec<String>,
 }
 
 /// `POST /api/edge/heartbeat`: a coordinator is alive; carries load and inventory.
@@ -177,6 +181,11 @@ pub struct WorkerRegister {
     /// Services this worker implements; assignment never goes beyond them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<String>>,
+    /// Of them, the ones it starts serving (`rma worker --services`); the rest are standby,
+    /// which its coordinator assigns live while their queue grows and takes back when it
+    /// drains. Absent: it serves everything it is assigned from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_services: Option<Vec<String>>,
 }
 
 /// Answer to [`WorkerRegister`].
@@ -391,6 +400,9 @@ pub struct TopologyWorker {
     /// Calls to it that failed over the last minute.
     #[serde(default)]
     pub failures_last_minute: u64,
+    /// Of its services, those its coordinator lent it because their queue grew.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placed: Vec<String>,
 }
 
 /// `GET /api/topology`. Without the admin token it is [`Topology::redacted`].
@@ -433,6 +445,7 @@ mod tests {
             tunnel_url: None,
             latency_p99_ms: Default::default(),
             failures_last_minute: 0,
+            placed: vec![],
         };
         let v = serde_json::to_value(&w).expect("serialise");
         assert_eq!(v["type"], "gpu");

@@ -422,6 +422,7 @@ pub(crate) fn topology_of(state: &AppState) -> Topology {
                 last_seen: w.last_seen.clone(),
                 latency_p99_ms: w.latency_p99_ms.clone(),
                 failures_last_minute: w.failures_last_minute,
+                placed: w.placed.clone(),
             });
         }
     }

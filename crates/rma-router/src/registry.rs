@@ -739,6 +739,7 @@ mod tests {
             tunnel_url: None,
             latency_p99_ms: Default::default(),
             failures_last_minute: 0,
+            placed: vec![],
         };
         let hb = CoordinatorHeartbeat {
             coordinator_id: "a".into(),

@@ -131,6 +131,13 @@ pub fn coordinator_config(id: &str, router_url: Option<String>) -> CoordinatorCo
     // Spot checks only where a test asks for them (`?verify=true`): counts stay exact.
     c.spot_check_share = 0.0;
     c.balance = rma_http::balance::Balance::RoundRobin;
+    // Placement only acts on workers with standby services (`WorkerConfig::services`); tests
+    // that have them see it act within moments.
+    c.placement_period = Duration::from_millis(100);
+    c.placement = rma_coordinator::PlacementRules {
+        grow_after: Duration::from_millis(300),
+        shrink_after: Duration::from_secs(2),
+    };
     c
 }
 

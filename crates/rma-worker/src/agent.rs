@@ -75,6 +75,7 @@ pub(crate) async fn run(
             worker_type: config.worker_type,
             tunnel_url: config.tunnel_url.clone(),
             services: Some(services.names()),
+            initial_services: config.services.clone(),
         };
         // The coordinator that held the worker last is asked first, directly: a link that
         // drops costs the router nothing. When it does not answer, the router places it.

@@ -57,6 +57,9 @@ pub struct WorkerConfig {
     pub use_tunnel: bool,
     /// Keep a link to the coordinator [true]; without one, work comes only over `tunnel_url`.
     pub use_link: bool,
+    /// The services it starts serving (`--services`); the rest it can run are standby, which
+    /// its coordinator assigns live while their queue grows. `None`: all from the start.
+    pub services: Option<Vec<String>>,
     /// Every call takes this many times as long, and calls run one at a time [1.0: off]: the
     /// benchmarks' stand-in for an old single-core laptop next to a gaming PC. Values below 1
     /// are read as 1.
@@ -102,6 +105,7 @@ impl WorkerConfig {
             use_tunnel: false,
             use_link: true,
             slowdown: 1.0,
+            services: None,
             metrics_listen: None,
             metrics_token: None,
         }

@@ -153,6 +153,12 @@ pub(crate) async fn run(
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     status.send_modify(|s| s.ping_interval_ms = ping_interval.as_millis() as u64);
                 }
+                Action::Deliver(Event::Assigned {
+                    services: now_assigned,
+                }) => {
+                    tracing::info!(services = ?now_assigned, "the coordinator changed this worker's services");
+                    status.send_modify(|s| s.assigned_services = now_assigned);
+                }
                 Action::Deliver(Event::Request { id, call }) => {
                     spawn_request(
                         id,

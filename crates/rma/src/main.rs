@@ -324,6 +324,11 @@ struct WorkerArgs {
     /// The token /metrics takes [default: made once in {data-dir}/metrics.token].
     #[arg(long, env = "RMA_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Services to serve from the start, comma-separated [default: all this machine can run].
+    /// The others it can run are standby: its coordinator assigns them live while their queue
+    /// grows and takes them back when it drains.
+    #[arg(long, env = "RMA_SERVICES", value_delimiter = ',')]
+    services: Option<Vec<String>>,
     /// Make every call take this many times as long, one call at a time (1 to 100): a stand-in
     /// for a slow single-core machine in benchmarks and tests, never for production.
     #[arg(long, env = "RMA_SLOWDOWN", default_value_t = 1.0)]
@@ -666,6 +671,25 @@ async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
             rma_client::Client::new(&u).map_err(|e| anyhow::anyhow!("--coordinator-url: {e}"))?;
         }
     }
+    let services = match &a.services {
+        Some(list) => {
+            let list: Vec<String> = list
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for s in &list {
+                anyhow::ensure!(
+                    rma_proto::service::KNOWN.contains(&s.as_str()),
+                    "--services: {s:?} is not a service (known: {})",
+                    rma_proto::service::KNOWN.join(", ")
+                );
+            }
+            anyhow::ensure!(!list.is_empty(), "--services: name at least one service");
+            Some(list)
+        }
+        None => None,
+    };
     let wanted = a
         .worker_id
         .clone()
@@ -712,6 +736,7 @@ async fn worker_config(a: WorkerArgs) -> Result<rma_worker::WorkerConfig> {
     c.use_tunnel = a.use_tunnel;
     c.use_link = !a.no_link;
     c.slowdown = a.slowdown;
+    c.services = services;
     if let Some(addr) = a.metrics_listen {
         c.metrics_listen = Some(addr);
         c.metrics_token = Some(match &a.metrics_token {

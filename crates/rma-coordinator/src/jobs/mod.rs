@@ -72,6 +72,14 @@ impl Jobs {
     }
 
     /// Wakes the runner.
+    /// Per service, how many jobs are queued.
+    pub(crate) async fn queued_by_service(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::placement::Queue>, store::StoreError>
+    {
+        self.store.queued_by_service().await
+    }
+
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }

@@ -241,6 +241,26 @@ impl JobStore {
         .await
     }
 
+    /// Per service, how many jobs are queued (placement's view of the queue).
+    pub(crate) async fn queued_by_service(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::placement::Queue>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT service, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY service",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            Ok(rows
+                .flatten()
+                .map(|(s, n)| {
+                    let jobs = u32::try_from(n).unwrap_or(u32::MAX);
+                    (s, crate::placement::Queue { jobs })
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// Marks a job running (one more run).
     pub(crate) async fn mark_running(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();

@@ -114,6 +114,12 @@ pub enum LinkMessage {
         #[serde(default)]
         ping_misses: u32,
     },
+    /// Coordinator → worker: the services it is sent from now on (its coordinator moved a
+    /// standby service in, or took one back). Workers that do not know this frame ignore it.
+    Assign {
+        /// Every service assigned now.
+        services: Vec<String>,
+    },
     /// Either side, before closing on purpose.
     Goodbye {
         /// In words.

@@ -131,6 +131,11 @@ pub enum Event {
         /// The new interval.
         ping_interval: Duration,
     },
+    /// Worker: the coordinator changed the services it sends this worker.
+    Assigned {
+        /// Every service assigned now.
+        services: Vec<String>,
+    },
     /// Coordinator: the worker is draining: out of rotation, its answers still come.
     Draining {
         /// In words.
@@ -441,6 +446,9 @@ impl Session {
                     ping_interval: self.ping_interval,
                 })]
             }
+            (Side::Worker, Phase::Open, LinkMessage::Assign { services }) => {
+                vec![Action::Deliver(Event::Assigned { services })]
+            }
             (Side::Coordinator, Phase::Open, LinkMessage::Goodbye { reason }) => {
                 self.phase = Phase::Draining {
                     acknowledged: false,
@@ -597,6 +605,7 @@ fn kind(msg: &LinkMessage) -> &'static str {
         LinkMessage::Goodbye { .. } => "goodbye",
         LinkMessage::Heartbeat { .. } => "heartbeat",
         LinkMessage::Tune { .. } => "tune",
+        LinkMessage::Assign { .. } => "assign",
     }
 }
 
@@ -751,6 +760,31 @@ mod tests {
         c.on_traffic(t0 + 8 * SEC);
         c.retune(t0 + 30 * SEC, SEC);
         assert_eq!(c.on_timeout(t0 + 31 * SEC), vec![Action::Ping]);
+    }
+
+    #[test]
+    fn an_assignment_reaches_an_open_worker_only() {
+        let t0 = Instant::now();
+        let (_, mut w) = open_pair(t0);
+        let msg = LinkMessage::Assign {
+            services: vec!["echo".into(), "ocr".into()],
+        };
+        // It goes over the wire as one small frame and comes back the same.
+        let frame = Bytes::from(super::super::encode(&msg, &[]));
+        assert_eq!(
+            w.on_frame(t0, &frame),
+            vec![Action::Deliver(Event::Assigned {
+                services: vec!["echo".into(), "ocr".into()]
+            })]
+        );
+        // Before the welcome it has no place.
+        let mut fresh = Session::worker(t0, "w1", Some("c1"));
+        let out = fresh.on_message(t0, msg);
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::Deliver(Event::Assigned { .. }))),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod contract;
 mod errors;
 mod federation;
 mod observability;
+mod placement;
 mod routers;
 mod security;
 mod services;
