@@ -38,6 +38,12 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(job).delete(delete_job))
         .route("/api/jobs/{id}/result", get(job_result))
         .route("/api/jobs/{id}/corrections", post(correct_job))
+        .route("/api/raft/append", post(crate::group::append))
+        .route("/api/raft/vote", post(crate::group::vote))
+        .route("/api/raft/snapshot", post(crate::group::snapshot))
+        .route("/api/raft/write", post(crate::group::write))
+        .route("/api/raft/join", post(crate::group::join))
+        .route("/api/raft/status", get(crate::group::status))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -260,7 +266,18 @@ async fn service(
         Err(e) => e.into_response(),
         Ok(mut call) if wants_async(&headers) => {
             call.traceparent = Some(span.header());
-            match state.jobs().submit(call, client_of(&state, &headers)).await {
+            let client = client_of(&state, &headers);
+            let submitted = match (state.group_config(), state.group()) {
+                // In a group, a job is acknowledged once the group has committed it.
+                (_, Some(g)) => crate::group::submit(&state, &g, call, client).await,
+                (Some(_), None) => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    rma_proto::error_code::NO_COORDINATOR,
+                    "this coordinator's replication group is still starting; try again",
+                )),
+                (None, None) => state.jobs().submit(call, client).await,
+            };
+            match submitted {
                 Ok(id) => accepted(id),
                 Err(e) => e.into_response(),
             }
@@ -378,6 +395,12 @@ async fn job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     check_job_id(&id)?;
+    if let Some(v) = state
+        .group()
+        .and_then(|g| crate::group::view(&state, &g, &id))
+    {
+        return Ok(Json(v));
+    }
     state.jobs().view(&id).await?.map(Json).ok_or_else(|| {
         ApiError::not_found(format!(
             "no job {id} here (finished jobs are kept for the retention time)"
@@ -403,6 +426,17 @@ async fn delete_job(
     Path(id): Path<String>,
 ) -> Result<Json<Ack>, ApiError> {
     check_job_id(&id)?;
+    if let Some(g) = state.group()
+        && g.sm.read(|j| j.jobs.contains_key(&id))
+    {
+        g.write(rma_replica::Command::Delete { job: id.clone() })
+            .await?;
+        tracing::info!(job = %id, "replicated job deleted");
+        metrics::counter!("rma_coordinator_jobs_deleted_total").increment(1);
+        return Ok(Json(Ack {
+            status: "deleted".into(),
+        }));
+    }
     if state.jobs().delete(&id, state.dispatcher()).await? {
         tracing::info!(job = %id, "job deleted with its stored copies");
         metrics::counter!("rma_coordinator_jobs_deleted_total").increment(1);
@@ -420,7 +454,12 @@ async fn job_result(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_job_id(&id)?;
-    let (body, content_type) = state.jobs().result(&id).await?.ok_or_else(|| {
+    let replicated = state.group().and_then(|g| crate::group::result(&g, &id));
+    let local = match replicated {
+        Some(r) => Some(r),
+        None => state.jobs().result(&id).await?,
+    };
+    let (body, content_type) = local.ok_or_else(|| {
         ApiError::not_found(format!(
             "job {id} has no result (unknown, not finished, or failed)"
         ))

@@ -76,6 +76,8 @@ pub struct CoordinatorConfig {
     pub placement: crate::placement::Rules,
     /// How often placement looks [2 s].
     pub placement_period: Duration,
+    /// Its place in a replication group; `None`: its jobs are its own (a home coordinator).
+    pub group: Option<crate::GroupConfig>,
     /// Which worker tunnel URLs it agrees to register and call: https to public addresses by
     /// default; loopback too when the coordinator listens on loopback (set by `spawn`).
     pub url_policy: AddressPolicy,
@@ -114,6 +116,7 @@ impl CoordinatorConfig {
             balance: rma_http::balance::Balance::P2c,
             placement: crate::placement::Rules::default(),
             placement_period: Duration::from_secs(2),
+            group: None,
         }
     }
 

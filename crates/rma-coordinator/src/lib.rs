@@ -20,6 +20,7 @@ mod cache;
 mod config;
 mod dispatch;
 mod execute;
+mod group;
 mod jobs;
 mod link;
 mod liveness;
@@ -32,6 +33,7 @@ mod session;
 mod spotcheck;
 mod tunnel;
 
+pub use group::{DEAD_AFTER as GROUP_DEAD_AFTER, GroupConfig};
 pub use placement::Rules as PlacementRules;
 
 use std::sync::Arc;
@@ -85,6 +87,10 @@ struct Inner {
     links: Arc<std::sync::atomic::AtomicUsize>,
     /// When this coordinator started: link pings tick on multiples of the interval from it.
     epoch: tokio::time::Instant,
+    /// The routers it registers at (jobs with no worker here run through them).
+    routers: Vec<rma_client::Client>,
+    /// Its replication group's member, once started (`config.group`).
+    group: std::sync::OnceLock<Arc<group::Group>>,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -102,6 +108,7 @@ impl AppState {
         config: CoordinatorConfig,
         public_url: String,
         shutdown: Shutdown,
+        routers: Vec<rma_client::Client>,
     ) -> Result<Self, SpawnError> {
         let jobs = Jobs::open(
             config.jobs_db.as_deref(),
@@ -144,8 +151,23 @@ impl AppState {
                 revoked: rma_auth::Revoked::default(),
                 links: Arc::default(),
                 epoch: tokio::time::Instant::now(),
+                routers,
+                group: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    fn routers(&self) -> &[rma_client::Client] {
+        &self.inner.routers
+    }
+
+    /// Its replication group's member, when it is in one and it has started.
+    fn group(&self) -> Option<Arc<group::Group>> {
+        self.inner.group.get().cloned()
+    }
+
+    fn group_config(&self) -> Option<&group::GroupConfig> {
+        self.config().group.as_ref()
     }
 
     fn jobs(&self) -> &Jobs {
@@ -279,7 +301,7 @@ pub fn spawn(
         .collect::<Result<Vec<_>, _>>()?;
     let identity = config.identity.clone();
     let (stop, shutdown) = Shutdown::new();
-    let state = AppState::new(config, public_url, shutdown.clone())?;
+    let state = AppState::new(config, public_url, shutdown.clone(), routers.clone())?;
     let tls = state.config().tls.clone();
     let mut handle = rma_http::serve_with(listener, api::app(state.clone()), stop, tls)?;
     handle.adopt(tokio::spawn(liveness_loop(state.clone(), shutdown.clone())));
@@ -290,6 +312,28 @@ pub fn spawn(
         max_concurrent: state.config().max_concurrent_jobs,
     };
     handle.adopt(tokio::spawn(runner.run(shutdown.clone())));
+    if let Some(gc) = state.config().group.clone() {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        handle.adopt(tokio::spawn(async move {
+            match group::start(&state, &gc).await {
+                Ok(g) => {
+                    // Raft stops with this task, however it ends: a coordinator stopped (or
+                    // its handle dropped) never lingers as a member sending heartbeats.
+                    let _stop = group::StopOnDrop(g.raft.clone());
+                    let _ = state.inner.group.set(g.clone());
+                    tracing::info!(node = gc.node_id, "replication group member started");
+                    let max = state.config().max_concurrent_jobs;
+                    let mut stop = shutdown.clone();
+                    tokio::select! {
+                        _ = group::run(state.clone(), g.clone(), max) => {}
+                        _ = stop.wait() => {}
+                    }
+                    let _ = g.raft.shutdown().await;
+                }
+                Err(e) => tracing::error!(error = %e, "the replication group member could not start; jobs stay local"),
+            }
+        }));
+    }
     handle.adopt(tokio::spawn(placement::run(
         state.clone(),
         state.config().placement_period,
@@ -367,6 +411,7 @@ mod tests {
             CoordinatorConfig::new(Arc::new(identity)),
             "http://127.0.0.1:1".into(),
             shutdown,
+            Vec::new(),
         )
         .expect("state");
         let worker = move |id: &str| {
@@ -492,6 +537,7 @@ mod tests {
             CoordinatorConfig::new(Arc::new(identity)),
             "http://127.0.0.1:1".into(),
             shutdown,
+            Vec::new(),
         )
         .expect("state");
         let app = api::app(state.clone());

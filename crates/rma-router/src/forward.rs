@@ -281,17 +281,6 @@ async fn job_at(
     let Some(holder) = rma_proto::ids::job_coordinator(&id) else {
         return ApiError::bad_request(format!("{id:?} is not a job id")).into_response();
     };
-    let url = state.registry().get(holder).map(|e| e.url.clone());
-    let Some(url) = url else {
-        return ApiError::not_found(format!(
-            "job {id} is held by coordinator {holder}, which is not registered now"
-        ))
-        .into_response();
-    };
-    let client = match state.coordinator(&url) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
     let (path, content_type) = match part {
         JobPart::Job => (rma_proto::job::path(&id), None),
         JobPart::Result => (rma_proto::job::result_path(&id), None),
@@ -300,18 +289,54 @@ async fn job_at(
             Some("application/json"),
         ),
     };
-    let asked = client.raw(method, &path, content_type, body, &[]);
-    match tokio::time::timeout(Duration::from_secs(30), asked).await {
-        Ok(Ok(resp)) => relay(resp, holder, 1),
-        Ok(Err(e)) => {
-            state.registry().mark_unreachable(holder);
-            ApiError::upstream(format!(
-                "coordinator {holder} holding job {id} is unreachable: {e}"
-            ))
-            .into_response()
+    // The holder first. When it is gone, its replication group (if it has one) still knows the
+    // job: the other coordinators are asked in turn, and the first that knows it answers.
+    let (holder_url, others): (Option<String>, Vec<(String, String)>) = {
+        let reg = state.registry();
+        (
+            reg.get(holder).map(|e| e.url.clone()),
+            reg.entries()
+                .filter(|e| e.id != holder && !reg.is_unreachable(e))
+                .map(|e| (e.id.clone(), e.url.clone()))
+                .collect(),
+        )
+    };
+    let ask = |url: String| {
+        let state = state.clone();
+        let (method, path, body) = (method.clone(), path.clone(), body.clone());
+        async move {
+            let client = state.coordinator(&url).map_err(|e| e.message)?;
+            let asked = client.raw(method, &path, content_type, body, &[]);
+            match tokio::time::timeout(Duration::from_secs(30), asked).await {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer within 30 s".to_owned()),
+            }
         }
-        Err(_) => ApiError::timeout(format!(
-            "coordinator {holder} holding job {id} did not answer within 30 s"
+    };
+    let mut failure = None;
+    if let Some(url) = holder_url {
+        match ask(url).await {
+            Ok(resp) => return relay(resp, holder, 1),
+            Err(e) => {
+                state.registry().mark_unreachable(holder);
+                failure = Some(format!(
+                    "coordinator {holder} holding job {id} is unreachable: {e}"
+                ));
+            }
+        }
+    }
+    for (cid, url) in others {
+        if let Ok(resp) = ask(url).await
+            && resp.status.as_u16() != 404
+        {
+            return relay(resp, &cid, 1);
+        }
+    }
+    match failure {
+        Some(f) => ApiError::upstream(f).into_response(),
+        None => ApiError::not_found(format!(
+            "job {id} is held by coordinator {holder}, which is not registered now"
         ))
         .into_response(),
     }

@@ -23,7 +23,8 @@ use rma_proto::results::ServiceResult;
 use tokio::sync::Notify;
 
 pub use store::StoreError;
-use store::{Finished, JobRow, JobStore, now_ms};
+use store::{Finished, JobStore};
+pub(crate) use store::{JobRow, now_ms};
 
 /// The jobs of one coordinator: the file, and what the runner knows beyond it.
 pub(crate) struct Jobs {
@@ -145,6 +146,11 @@ impl Jobs {
             .await
             .map_err(|e| ApiError::internal(format!("reading the job: {e}")))?;
         Ok(row.map(|row| self.render(row)))
+    }
+
+    /// A row as the API shows it (group jobs are shown the same way).
+    pub(crate) fn render_row(&self, row: JobRow) -> JobView {
+        self.render(row)
     }
 
     fn render(&self, row: JobRow) -> JobView {

@@ -140,43 +140,86 @@ impl Runner {
         }
     }
 
-    /// Runs a job's call at another coordinator, through a router (the next when one cannot be
-    /// reached or has no coordinator for it); `None` when there is no router or no coordinator
-    /// could take it (the job then stays queued).
     async fn through_router(&self, call: &ServiceCall) -> Option<Served> {
-        let me = self.dispatcher.coordinator_id.as_str();
-        let mut answer = None;
-        for router in &self.routers {
-            match router.send(call, &[(headers::FORWARDED_BY, me)]).await {
-                Ok(resp) if resp.status.as_u16() != 503 => {
-                    answer = Some(resp);
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::info!(router = %router.base(), error = %e, "router unreachable; trying the next");
-                }
+        through_routers(&self.routers, &self.dispatcher.coordinator_id, call).await
+    }
+}
+
+/// Runs a job's call at another coordinator, through a router (the next when one cannot be
+/// reached or has no coordinator for it); `None` when there is no router or no coordinator
+/// could take it (the job then stays queued).
+pub(crate) async fn through_routers(
+    routers: &[Client],
+    me: &str,
+    call: &ServiceCall,
+) -> Option<Served> {
+    let mut answer = None;
+    for router in routers {
+        match router.send(call, &[(headers::FORWARDED_BY, me)]).await {
+            Ok(resp) if resp.status.as_u16() != 503 => {
+                answer = Some(resp);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(router = %router.base(), error = %e, "router unreachable; trying the next");
             }
         }
-        let resp = answer?;
-        let worker = format!(
-            "{}@{}",
-            resp.header(headers::WORKER).unwrap_or("?"),
-            resp.header(headers::COORDINATOR).unwrap_or("?")
-        );
-        tracing::info!(service = %call.service, %worker, "job run elsewhere in the federation: no worker for it here");
-        Some(Served {
-            verified: None,
-            reply: ServiceReply {
-                status: resp.status.as_u16(),
-                content_type: resp.header("content-type").map(str::to_owned),
-                body: resp.body,
-                took_us: None,
-            },
-            worker,
-            attempts: 1,
-            cache: None,
-        })
+    }
+    let resp = answer?;
+    let worker = format!(
+        "{}@{}",
+        resp.header(headers::WORKER).unwrap_or("?"),
+        resp.header(headers::COORDINATOR).unwrap_or("?")
+    );
+    tracing::info!(service = %call.service, %worker, "job run elsewhere in the federation: no worker for it here");
+    Some(Served {
+        verified: None,
+        reply: ServiceReply {
+            status: resp.status.as_u16(),
+            content_type: resp.header("content-type").map(str::to_owned),
+            body: resp.body,
+            took_us: None,
+        },
+        worker,
+        attempts: 1,
+        cache: None,
+    })
+}
+
+/// Runs a replicated job's call here or, without a worker for it, through a router: how it
+/// ended, or `None` while no worker anywhere offers its service.
+pub(crate) async fn run_call(
+    state: &crate::AppState,
+    call: &ServiceCall,
+) -> Option<rma_replica::Outcome> {
+    let mut outcome = execute(state.dispatcher(), call.clone(), None).await;
+    if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER)
+        && let Some(s) =
+            through_routers(state.routers(), &state.dispatcher().coordinator_id, call).await
+    {
+        outcome = Ok(s);
+    }
+    match outcome {
+        Err(e) if e.code == error_code::NO_WORKER => None,
+        Ok(s) => Some(rma_replica::Outcome {
+            status: s.reply.status,
+            content_type: s.reply.content_type,
+            body: rma_replica::Blob(s.reply.body.to_vec()),
+            worker: s.worker,
+        }),
+        Err(e) => Some(rma_replica::Outcome {
+            status: e.status.as_u16(),
+            content_type: Some("application/json".into()),
+            body: rma_replica::Blob(
+                serde_json::to_vec(&ErrorBody {
+                    error: e.code.to_owned(),
+                    message: e.message,
+                })
+                .unwrap_or_default(),
+            ),
+            worker: String::new(),
+        }),
     }
 }
 

@@ -4,6 +4,7 @@
 mod contract;
 mod errors;
 mod federation;
+mod group;
 mod observability;
 mod placement;
 mod routers;

@@ -1,0 +1,176 @@
+//! Replicated coordinators in one process: three coordinators hold one job log with Raft. Jobs
+//! flow through the router; the leader is killed and its data deleted; every acknowledged job
+//! still finishes, once, with the right answer, and both survivors agree on every result.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rma_client::Client;
+use rma_proto::job::JobState;
+use rma_testkit::{Cluster, METRICS_TOKEN, coordinator_config, eventually_within, listener};
+
+/// Starts coordinators `coord-1..=n` as one group, registered at the cluster's router.
+async fn group_of(c: &mut Cluster, n: u64) -> Vec<String> {
+    let mut ls = Vec::new();
+    for _ in 0..n {
+        ls.push(listener().await);
+    }
+    let urls: Vec<String> = ls
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .collect();
+    let members: BTreeMap<u64, String> = (1..=n)
+        .map(|i| {
+            let i_us = usize::try_from(i - 1).expect("small");
+            (
+                i,
+                rma_replica::node_addr(&format!("coord-{i}"), &urls[i_us]),
+            )
+        })
+        .collect();
+    for (i, l) in (1..=n).zip(ls) {
+        let id = format!("coord-{i}");
+        let dir = c.dir.path().join(&id);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut cc = coordinator_config(&id, Some(c.router_url.clone()));
+        cc.group = Some(rma_coordinator::GroupConfig {
+            node_id: i,
+            members: members.clone(),
+            join: None,
+            replace: None,
+            path: dir.join("replica.db"),
+        });
+        c.coordinators
+            .push(Some(rma_coordinator::spawn(cc, l).expect("coordinator")));
+    }
+    urls
+}
+
+fn member(url: &str) -> Client {
+    Client::with_timeout(url, Duration::from_secs(10))
+        .expect("client")
+        .with_bearer(METRICS_TOKEN)
+}
+
+async fn status(url: &str) -> Option<serde_json::Value> {
+    let r = member(url)
+        .raw(
+            reqwest::Method::GET,
+            "/api/raft/status",
+            None,
+            Bytes::new(),
+            &[],
+        )
+        .await
+        .ok()?;
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
+}
+
+/// The leader's node id, once every living member agrees on one.
+async fn leader(urls: &[(u64, String)]) -> u64 {
+    eventually_within(
+        "the group has a leader",
+        Duration::from_secs(20),
+        || async {
+            let mut seen = Vec::new();
+            for (_, u) in urls {
+                seen.push(status(u).await?["leader"].as_u64()?);
+            }
+            seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0])
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_three_finishes_every_acknowledged_job_when_its_leader_dies() {
+    let mut c = Cluster::start(0, 0).await;
+    let urls = group_of(&mut c, 3).await;
+    for w in ["worker-0", "worker-1", "worker-2"] {
+        c.add_worker(w).await;
+    }
+    c.wait_linked().await;
+    let mut living: Vec<(u64, String)> = (1..=3).zip(urls.iter().cloned()).collect();
+    let first = leader(&living).await;
+
+    // Jobs through the router, each with its own body.
+    let admin = c.client();
+    let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
+    let submit = |i: usize| {
+        let admin = admin.clone();
+        async move {
+            let body = format!("letter {i}").into_bytes();
+            admin
+                .submit_job(
+                    "echo",
+                    "delay_ms=300",
+                    "text/plain",
+                    Bytes::from(body.clone()),
+                )
+                .await
+                .map(|j| (j.job_id, body))
+        }
+    };
+    for i in 0..12 {
+        acked.push(submit(i).await.expect("accepted while all are up"));
+    }
+
+    // The leader dies for good: killed, its data gone.
+    let idx = usize::try_from(first - 1).expect("small");
+    c.kill_coordinator(idx);
+    let _ = std::fs::remove_dir_all(c.dir.path().join(format!("coord-{first}")));
+    let killed = Instant::now();
+    living.retain(|(id, _)| *id != first);
+
+    // Jobs flow again once a new leader is elected.
+    let mut refused = 0;
+    let mut i = 12;
+    let flowing = loop {
+        match submit(i).await {
+            Ok(j) => {
+                acked.push(j);
+                break killed.elapsed();
+            }
+            Err(_) => refused += 1,
+        }
+        i += 1;
+        assert!(killed.elapsed() < Duration::from_secs(30), "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let second = leader(&living).await;
+    assert_ne!(second, first);
+    for _ in 0..6 {
+        i += 1;
+        acked.push(submit(i).await.expect("accepted by the new leader"));
+    }
+
+    // Every acknowledged job ends, once, with its own body, the same at both survivors.
+    for (id, body) in &acked {
+        let view = eventually_within(
+            &format!("job {id} finishes"),
+            Duration::from_secs(60),
+            || async {
+                let v = admin.job(id).await.ok()?;
+                (v.state == JobState::Done).then_some(v)
+            },
+        )
+        .await;
+        let got = admin.job_result(id).await.expect("result");
+        assert_eq!(&got.body[..], &body[..], "job {id}: {view:?}");
+        for (_, u) in &living {
+            let r = member(u)
+                .job_result(id)
+                .await
+                .expect("result at a survivor");
+            assert_eq!(&r.body[..], &body[..], "{u} agrees on {id}");
+        }
+    }
+    let done = killed.elapsed();
+    eprintln!(
+        "group: leader {first} killed; new leader {second}; jobs accepted again after {} ms ({refused} refused meanwhile); all {} acknowledged jobs done {} ms after the kill",
+        flowing.as_millis(),
+        acked.len(),
+        done.as_millis()
+    );
+}
