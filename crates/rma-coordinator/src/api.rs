@@ -38,16 +38,26 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(job).delete(delete_job))
         .route("/api/jobs/{id}/result", get(job_result))
         .route("/api/jobs/{id}/corrections", post(correct_job))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(raft_routes())
+        .with_state(state);
+    rma_http::finish(r)
+}
+
+/// The replication group's endpoints ([`crate::group`]). Log entries carry documents (base64 in
+/// JSON), so their bodies may be far larger than axum's 2 MB default.
+fn raft_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/raft/append", post(crate::group::append))
         .route("/api/raft/vote", post(crate::group::vote))
         .route("/api/raft/snapshot", post(crate::group::snapshot))
         .route("/api/raft/write", post(crate::group::write))
         .route("/api/raft/join", post(crate::group::join))
         .route("/api/raft/status", get(crate::group::status))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .with_state(state);
-    rma_http::finish(r)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::group::MAX_RPC_BYTES,
+        ))
 }
 
 async fn register(

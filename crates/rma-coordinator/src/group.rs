@@ -32,7 +32,7 @@ use bytes::Bytes;
 use openraft::BasicNode;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use rma_http::{ApiError, JsonBody};
+use rma_http::ApiError;
 use rma_proto::ServiceCall;
 use rma_replica::{Applied, Command, NodeId, TypeConfig};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,9 @@ use crate::AppState;
 
 /// A member silent this long loses its unfinished jobs to the others.
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
+
+/// The largest Raft RPC accepted: a batch of log entries with their documents, base64'd.
+pub(crate) const MAX_RPC_BYTES: usize = 256 * 1024 * 1024;
 
 /// How long a write may wait to be committed before the client gets 503.
 const COMMIT_WAIT: Duration = Duration::from_secs(10);
@@ -260,9 +263,22 @@ pub(crate) struct JoinRequest {
 }
 
 fn group_of(state: &AppState) -> Result<Arc<Group>, ApiError> {
-    state
-        .group()
-        .ok_or_else(|| ApiError::not_found("this coordinator is not in a replication group"))
+    match (state.group(), state.group_config()) {
+        (Some(g), _) => Ok(g),
+        (None, Some(_)) => Err(unavailable(
+            "this coordinator's replication group member is starting",
+        )),
+        (None, None) => Err(ApiError::not_found(
+            "this coordinator is not in a replication group",
+        )),
+    }
+}
+
+/// A request body as `T`, read after the caller is known: a stranger learns nothing from how
+/// its garbage is parsed.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not {what}: {e}")))
 }
 
 /// The caller must hold a coordinator credential; for RPCs, of a member of the group.
@@ -300,10 +316,11 @@ fn check_caller(
 pub(crate) async fn append(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(rpc): JsonBody<AppendEntriesRequest<TypeConfig>>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let g = group_of(&state)?;
     check_caller(&state, &g, &headers, true)?;
+    let rpc: AppendEntriesRequest<TypeConfig> = parse(&body, "an append-entries request")?;
     answer(g.raft.append_entries(rpc).await)
 }
 
@@ -311,10 +328,11 @@ pub(crate) async fn append(
 pub(crate) async fn vote(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(rpc): JsonBody<VoteRequest<NodeId>>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let g = group_of(&state)?;
     check_caller(&state, &g, &headers, true)?;
+    let rpc: VoteRequest<NodeId> = parse(&body, "a vote request")?;
     answer(g.raft.vote(rpc).await)
 }
 
@@ -322,10 +340,11 @@ pub(crate) async fn vote(
 pub(crate) async fn snapshot(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(rpc): JsonBody<InstallSnapshotRequest<TypeConfig>>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let g = group_of(&state)?;
     check_caller(&state, &g, &headers, true)?;
+    let rpc: InstallSnapshotRequest<TypeConfig> = parse(&body, "an install-snapshot request")?;
     answer(g.raft.install_snapshot(rpc).await)
 }
 
@@ -342,10 +361,11 @@ fn answer<T: Serialize, E: Serialize>(
 pub(crate) async fn write(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(cmd): JsonBody<Command>,
+    body: Bytes,
 ) -> Result<Json<Applied>, ApiError> {
     let g = group_of(&state)?;
     check_caller(&state, &g, &headers, true)?;
+    let cmd: Command = parse(&body, "a job-log command")?;
     match tokio::time::timeout(COMMIT_WAIT, g.raft.client_write(cmd)).await {
         Ok(Ok(resp)) => Ok(Json(resp.data)),
         Ok(Err(e)) => Err(unavailable(format!("not written here: {e}"))),
@@ -361,10 +381,11 @@ pub(crate) async fn write(
 pub(crate) async fn join(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(req): JsonBody<JoinRequest>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let g = group_of(&state)?;
     let caller = check_caller(&state, &g, &headers, false)?;
+    let req: JoinRequest = parse(&body, "a join request")?;
     match rma_replica::split_addr(&req.addr) {
         Some((id, url)) if id == caller && url.starts_with("http") => {}
         _ => {

@@ -72,6 +72,8 @@ pub fn config(cluster: &str) -> Result<std::sync::Arc<openraft::Config>, Replica
         // Snapshots every 500 entries keep the log short; a new member catches up from one.
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(500),
         max_in_snapshot_log_to_keep: 100,
+        // Entries carry documents: a batch stays well under the 256 MB an RPC may be.
+        max_payload_entries: 32,
         ..Default::default()
     };
     c.validate()

@@ -204,6 +204,20 @@ struct CoordinatorArgs {
     /// Free text shown in the admin API, e.g. "Leeds office".
     #[arg(long, env = "RMA_LOCATION")]
     location: Option<String>,
+    /// This coordinator's member id in a replication group (1, 2, 3…): with --group or
+    /// --group-join, its jobs live in the group's Raft log (docs/reliability.md).
+    #[arg(long, env = "RMA_GROUP_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    group_id: Option<u64>,
+    /// The founding members of its group, this one included:
+    /// `1=coord-a@http://10.0.0.11:8080,2=coord-b@…,3=coord-c@…` (3 or 5 members).
+    #[arg(long, env = "RMA_GROUP")]
+    group: Option<String>,
+    /// Join a running group through any of its members (a new, empty coordinator).
+    #[arg(long, env = "RMA_GROUP_JOIN")]
+    group_join: Option<String>,
+    /// When joining, the member id of a dead member this coordinator replaces.
+    #[arg(long, env = "RMA_GROUP_REPLACE", value_parser = clap::value_parser!(u64).range(1..))]
+    group_replace: Option<u64>,
     /// Seconds without a heartbeat before a worker is stale; it is removed after twice this.
     #[arg(long, env = "RMA_WORKER_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
     worker_timeout: u64,
@@ -615,6 +629,67 @@ fn coordinator_config(
     c
 }
 
+/// `--group-id` with `--group` (founding) or `--group-join` (joining), checked.
+fn group_config(a: &CoordinatorArgs) -> Result<Option<rma_coordinator::GroupConfig>> {
+    let Some(node_id) = a.group_id else {
+        anyhow::ensure!(
+            a.group.is_none() && a.group_join.is_none() && a.group_replace.is_none(),
+            "--group, --group-join and --group-replace need --group-id"
+        );
+        return Ok(None);
+    };
+    let mut members = std::collections::BTreeMap::new();
+    if let Some(list) = &a.group {
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part
+                .split_once('=')
+                .with_context(|| format!("--group: {part:?} is not ID=COORDINATOR@URL"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("--group: {id:?} is not a member id (1, 2, 3…)"))?;
+            let (coord, url) = rma_replica::split_addr(addr.trim())
+                .with_context(|| format!("--group: {addr:?} is not COORDINATOR@URL"))?;
+            rma_proto::ids::validate(coord).with_context(|| format!("--group: {coord:?}"))?;
+            let url = rma_proto::urls::base_url("--group", url)?;
+            anyhow::ensure!(
+                members
+                    .insert(id, rma_replica::node_addr(coord, &url))
+                    .is_none(),
+                "--group: member id {id} is given twice"
+            );
+        }
+        anyhow::ensure!(
+            members.contains_key(&node_id),
+            "--group does not list this coordinator's --group-id {node_id}"
+        );
+        anyhow::ensure!(
+            members.len() >= 3,
+            "--group: a group needs 3 or 5 members to survive one or two failures; it lists {}",
+            members.len()
+        );
+    } else {
+        anyhow::ensure!(
+            a.group_join.is_some(),
+            "--group-id needs --group (founding members) or --group-join (a member's URL)"
+        );
+    }
+    let join = a
+        .group_join
+        .as_deref()
+        .map(|u| rma_proto::urls::base_url("--group-join", u))
+        .transpose()?;
+    Ok(Some(rma_coordinator::GroupConfig {
+        node_id,
+        members,
+        join,
+        replace: a.group_replace,
+        path: a.data_dir.join("replica.db"),
+    }))
+}
+
 async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     if let Some(id) = &a.id {
         rma_proto::ids::validate(id).context("--id")?;
@@ -629,6 +704,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     });
     // Checked before enrolling: a bad flag must not spend the join token.
     let tls = a.tls.config()?;
+    let group = group_config(&a)?;
     let identity = members::identity(
         &a.data_dir,
         a.join.as_deref(),
@@ -650,6 +726,7 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.max_unfinished_jobs = a.max_unfinished_jobs as usize;
     cfg.max_unfinished_jobs_per_client = a.max_unfinished_jobs_per_client as usize;
     cfg.tls = tls;
+    cfg.group = group;
     cfg.metrics_token = Some(match &a.metrics_token {
         Some(t) => t.clone(),
         None => secret_file(&a.data_dir.join("metrics.token"))?,

@@ -115,6 +115,18 @@ async fn a_group_of_three_finishes_every_acknowledged_job_when_its_leader_dies()
     for i in 0..12 {
         acked.push(submit(i).await.expect("accepted while all are up"));
     }
+    // A document larger than an HTTP framework's default body limit replicates too.
+    let big = vec![b'x'; 3 << 20];
+    let j = admin
+        .submit_job(
+            "echo",
+            "",
+            "application/octet-stream",
+            Bytes::from(big.clone()),
+        )
+        .await
+        .expect("a 3 MB job is accepted");
+    acked.push((j.job_id, big));
 
     // The leader dies for good: killed, its data gone.
     let idx = usize::try_from(first - 1).expect("small");
@@ -173,4 +185,101 @@ async fn a_group_of_three_finishes_every_acknowledged_job_when_its_leader_dies()
         acked.len(),
         done.as_millis()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_endpoints_refuse_strangers_garbage_and_stale_terms_without_touching_the_log() {
+    let mut c = Cluster::start(0, 0).await;
+    let urls = group_of(&mut c, 3).await;
+    let living: Vec<(u64, String)> = (1..=3).zip(urls.iter().cloned()).collect();
+    let lead = leader(&living).await;
+    let before = status(&urls[0]).await.expect("status");
+    let http = reqwest::Client::new();
+    let bearer = |id: &str, role| rma_testkit::identity(id, role).bearer();
+    let vote = serde_json::json!({
+        "vote": {"leader_id": {"term": 0, "node_id": 2}, "committed": false},
+        "last_log_id": null
+    });
+    let post = |path: &str, token: Option<String>, body: String| {
+        let mut r = http
+            .post(format!("{}{path}", urls[0]))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let code = |r: reqwest::Response| r.status().as_u16();
+    // No credential, a worker's, a coordinator's that is not a member: refused.
+    let r = post("/api/raft/vote", None, vote.to_string())
+        .await
+        .expect("sent");
+    assert_eq!(code(r), 401);
+    let r = post(
+        "/api/raft/append",
+        Some(bearer("worker-9", rma_auth::Role::Worker)),
+        vote.to_string(),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(code(r), 403);
+    let r = post(
+        "/api/raft/vote",
+        Some(bearer("coord-9", rma_auth::Role::Coordinator)),
+        vote.to_string(),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status().as_u16(), 403);
+    let body: serde_json::Value = r.json().await.expect("json error");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a member")),
+        "{body}"
+    );
+    // A member's credential with garbage: 400 with the usual error body.
+    let member = Some(bearer("coord-2", rma_auth::Role::Coordinator));
+    for garbage in ["{", "[1,2,3]", "{\"vote\": \"yes\"}"] {
+        let r = post("/api/raft/vote", member.clone(), garbage.into())
+            .await
+            .expect("sent");
+        assert_eq!(r.status().as_u16(), 400, "{garbage}");
+        let e: serde_json::Value = r.json().await.expect("json error");
+        assert_eq!(e["error"], "bad_request", "{e}");
+    }
+    // A stale term is answered (not granted) and changes nothing.
+    let r = post("/api/raft/vote", member.clone(), vote.to_string())
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["Ok"]["vote_granted"], false, "{v}");
+    // Joining as somebody else is refused.
+    let r = post(
+        "/api/raft/join",
+        member.clone(),
+        serde_json::json!({"node_id": 9, "addr": "coord-1@http://127.0.0.1:1"}).to_string(),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status().as_u16(), 403);
+    let after = status(&urls[0]).await.expect("status");
+    assert_eq!(after["leader"], before["leader"]);
+    assert_eq!(after["term"], before["term"]);
+    assert_eq!(after["voters"], before["voters"]);
+    assert_eq!(leader(&living).await, lead);
+    // A coordinator that is not in a group says so.
+    let lone = rma_coordinator::spawn(coordinator_config("coord-lone", None), listener().await)
+        .expect("coordinator");
+    let r = http
+        .post(format!("{}/api/raft/vote", lone.url()))
+        .bearer_auth(bearer("coord-2", rma_auth::Role::Coordinator))
+        .header("content-type", "application/json")
+        .body(vote.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 404);
 }
