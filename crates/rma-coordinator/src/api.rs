@@ -55,6 +55,7 @@ fn raft_routes() -> Router<AppState> {
         .route("/api/raft/write", post(crate::group::write))
         .route("/api/raft/join", post(crate::group::join))
         .route("/api/raft/status", get(crate::group::status))
+        .route("/api/raft/jobs", get(crate::group::jobs))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::group::MAX_RPC_BYTES,
         ))

@@ -72,6 +72,8 @@ pub struct GroupConfig {
     pub replace: Option<NodeId>,
     /// Its SQLite file (log, vote, snapshot).
     pub path: std::path::PathBuf,
+    /// Entries between snapshots [500].
+    pub snapshot_every: u64,
 }
 
 /// Shuts a member's Raft down when dropped.
@@ -189,7 +191,7 @@ pub(crate) async fn start(state: &AppState, cfg: &GroupConfig) -> Result<Arc<Gro
         http.clone(),
         Arc::new(move || bearer_identity.bearer()),
     );
-    let (raft, sm) = rma_replica::start(cfg.node_id, &cfg.path, network)
+    let (raft, sm) = rma_replica::start(cfg.node_id, &cfg.path, network, cfg.snapshot_every)
         .await
         .map_err(|e| e.to_string())?;
     let group = Arc::new(Group {
@@ -289,7 +291,9 @@ fn check_caller(
     member: bool,
 ) -> Result<String, ApiError> {
     let claims = rma_http::auth::Membership::member(state, headers, rma_auth::Role::Coordinator)?;
-    if member {
+    // A coordinator that is joining knows no members yet: the group's leader (any coordinator
+    // of the federation) may replicate to it until it has a membership of its own.
+    if member && !g.nodes().is_empty() {
         let known = g
             .nodes()
             .values()
@@ -479,9 +483,36 @@ pub(crate) async fn status(
         "term": m.current_term,
         "last_applied": m.last_applied.map(|l| l.index),
         "snapshot": m.snapshot.map(|l| l.index),
+        "purged": m.purged.map(|l| l.index),
         "voters": m.membership_config.membership().voter_ids().collect::<Vec<_>>(),
         "nodes": g.nodes(),
         "jobs": jobs,
+    })))
+}
+
+/// `GET /api/raft/jobs` (metrics token): every job in the group's log — id, state, runs, the
+/// hash of its input and of its answer — for operators and for the history checker of the
+/// failure tests.
+pub(crate) async fn jobs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    state.require_metrics_token(&headers)?;
+    let g = group_of(&state)?;
+    Ok(Json(g.sm.read(|j| {
+        j.jobs
+            .iter()
+            .map(|(id, job)| {
+                serde_json::json!({
+                    "id": id,
+                    "state": state_name(job.state),
+                    "run": job.run,
+                    "runner": job.runner,
+                    "input": job.input,
+                    "output": job.outcome.as_ref().map(|o| rma_replica::machine::content_hash(&o.body.0)),
+                })
+            })
+            .collect()
     })))
 }
 
@@ -810,6 +841,22 @@ async fn lead(state: &AppState, g: &Group, seen: &mut HashMap<NodeId, Instant>) 
             .map(|(id, job)| (id.clone(), job.runner))
             .collect()
     });
+    // Finished jobs past the retention time leave the log (and so every snapshot).
+    let cutoff = crate::jobs::now_ms()
+        - i64::try_from(state.config().job_retention.as_millis()).unwrap_or(i64::MAX);
+    let expired: Vec<String> = g.sm.read(|j| {
+        j.jobs
+            .iter()
+            .filter(|(_, job)| job.finished_ms.is_some_and(|t| t < cutoff))
+            .take(100)
+            .map(|(id, _)| id.clone())
+            .collect()
+    });
+    for job in expired {
+        if g.write(Command::Delete { job }).await.is_err() {
+            return;
+        }
+    }
     for (i, (job, from)) in orphans.into_iter().enumerate() {
         let to = living[i % living.len()];
         match g
@@ -831,5 +878,4 @@ async fn lead(state: &AppState, g: &Group, seen: &mut HashMap<NodeId, Instant>) 
             }
         }
     }
-    let _ = state;
 }

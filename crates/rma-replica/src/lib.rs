@@ -63,17 +63,27 @@ pub fn split_addr(addr: &str) -> Option<(&str, &str)> {
 /// Raft timing for members on home uplinks (a few tens of ms, and sometimes a second, between
 /// them): a heartbeat every 250 ms, an election after 1–2 s of silence. A leader that dies is
 /// replaced in about 1.5–3 s.
-pub fn config(cluster: &str) -> Result<std::sync::Arc<openraft::Config>, ReplicaError> {
+///
+/// A snapshot is taken every `snapshot_every` entries, and the log before it is dropped but for
+/// a fifth of that: a member that falls further behind (or a new one) catches up by snapshot.
+pub fn config(
+    cluster: &str,
+    snapshot_every: u64,
+) -> Result<std::sync::Arc<openraft::Config>, ReplicaError> {
+    let snapshot_every = snapshot_every.max(1);
     let c = openraft::Config {
         cluster_name: cluster.to_owned(),
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        // Snapshots every 500 entries keep the log short; a new member catches up from one.
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(500),
-        max_in_snapshot_log_to_keep: 100,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+        max_in_snapshot_log_to_keep: snapshot_every / 5,
         // Entries carry documents: a batch stays well under the 256 MB an RPC may be.
         max_payload_entries: 32,
+        // A snapshot travels in 1 MB chunks, each given 30 s: a home uplink, not a LAN (the
+        // default, 200 ms a chunk, never let a new member catch up).
+        snapshot_max_chunk_size: 1 << 20,
+        install_snapshot_timeout: 30_000,
         ..Default::default()
     };
     c.validate()
@@ -81,14 +91,16 @@ pub fn config(cluster: &str) -> Result<std::sync::Arc<openraft::Config>, Replica
         .map_err(|e| ReplicaError::Config(e.to_string()))
 }
 
-/// Starts a member's Raft over `path` (its SQLite file), calling its peers through `network`.
+/// Starts a member's Raft over `path` (its SQLite file), calling its peers through `network`,
+/// with a snapshot every `snapshot_every` entries.
 pub async fn start(
     id: NodeId,
     path: &std::path::Path,
     network: network::Network,
+    snapshot_every: u64,
 ) -> Result<(Raft, store::StateMachine), ReplicaError> {
     let (log, sm) = store::open_storage(path)?;
-    let raft = Raft::new(id, config("rma")?, network, log, sm.clone())
+    let raft = Raft::new(id, config("rma", snapshot_every)?, network, log, sm.clone())
         .await
         .map_err(|e| ReplicaError::Raft(e.to_string()))?;
     Ok((raft, sm))

@@ -218,6 +218,10 @@ struct CoordinatorArgs {
     /// When joining, the member id of a dead member this coordinator replaces.
     #[arg(long, env = "RMA_GROUP_REPLACE", value_parser = clap::value_parser!(u64).range(1..))]
     group_replace: Option<u64>,
+    /// Log entries between snapshots of the group's job log (a member far behind, or a new
+    /// one, catches up from the latest).
+    #[arg(long, env = "RMA_GROUP_SNAPSHOT_EVERY", default_value_t = 500, value_parser = clap::value_parser!(u64).range(5..))]
+    group_snapshot_every: u64,
     /// Seconds without a heartbeat before a worker is stale; it is removed after twice this.
     #[arg(long, env = "RMA_WORKER_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
     worker_timeout: u64,
@@ -687,6 +691,7 @@ fn group_config(a: &CoordinatorArgs) -> Result<Option<rma_coordinator::GroupConf
         join,
         replace: a.group_replace,
         path: a.data_dir.join("replica.db"),
+        snapshot_every: a.group_snapshot_every,
     }))
 }
 

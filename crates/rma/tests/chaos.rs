@@ -469,6 +469,11 @@ impl Net {
     }
 
     fn start_coordinator(&mut self, id: &str, n: u8) {
+        self.start_coordinator_with(id, n, &[]);
+    }
+
+    /// A coordinator with `extra` flags (a replication group's).
+    fn start_coordinator_with(&mut self, id: &str, n: u8, extra: &[String]) {
         let listen = format!("{}:8080", self.addr(n));
         let public = format!("http://{listen}");
         let db = self.data(&format!("{id}-jobs.db"));
@@ -496,7 +501,14 @@ impl Net {
                 &dir,
                 "--allow-http",
                 "--allow-private-addresses",
-            ],
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(extra.iter().cloned())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
             &[("RMA_JOIN_TOKEN", join)],
         );
     }
@@ -860,4 +872,612 @@ async fn jobs_survive_their_coordinator_crashing() {
         ],
     );
     drop(net);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicated coordinators (a Raft group of three), under a steady flow of jobs, with a history
+// checker in the style of Jepsen: every acknowledged job must end in one result, no result may
+// exist for a job that was refused, and every member must agree on every result.
+
+const GROUP_METRICS: &str = "chaos-metrics-token";
+
+/// The group's members: (member id, coordinator id, host).
+const MEMBERS: [(u64, &str, u8); 3] = [(1, "coord-a", 11), (2, "coord-b", 12), (3, "coord-c", 13)];
+
+/// A router (.10), a group of three coordinators (.11–.13), a spare host (.14) and workers
+/// w1–w3 (.21–.23), started with `worker_args` (e.g. `--services echo`).
+struct GroupFederation {
+    net: Net,
+    router: Client,
+    router_url: String,
+    worker_join: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl GroupFederation {
+    async fn start(tag: u8, worker_args: &[&str]) -> Option<GroupFederation> {
+        let turn = ONE_AT_A_TIME.lock().await;
+        let mut net = match Net::new(tag) {
+            Ok(n) => n,
+            Err(e) if std::env::var("RMA_CHAOS").as_deref() == Ok("1") => {
+                panic!("chaos: RMA_CHAOS=1 but network namespaces cannot be made here: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns` (RMA_CHAOS=1 makes this a failure)"
+                );
+                return None;
+            }
+        };
+        rma_client::install_crypto_provider();
+        for n in [10, 11, 12, 13, 14, 21, 22, 23] {
+            net.host(n).expect("host namespace");
+        }
+        let router_url = format!("http://{}:8787", net.addr(10));
+        net.start_router();
+        let token_file =
+            std::path::PathBuf::from(net.data("router.db")).with_file_name("admin.token");
+        let (token, _) = wait_for("the admin token", Duration::from_secs(30), async || {
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        })
+        .await;
+        let router = Client::with_timeout(&router_url, Duration::from_secs(20))
+            .expect("client")
+            .with_bearer(token.trim());
+        let invite = async |role: &str| {
+            router
+                .invite(&rma_proto::membership::InviteRequest {
+                    role: role.into(),
+                    services: None,
+                    ttl_s: Some(3600),
+                    uses: Some(10),
+                    owner: None,
+                    router_url: Some(router_url.clone()),
+                })
+                .await
+                .ok()
+                .map(|i| i.token)
+        };
+        net.coordinator_join = wait_for(
+            "a coordinator invite",
+            Duration::from_secs(30),
+            async || invite("coordinator").await,
+        )
+        .await
+        .0;
+        let worker_join = invite("worker").await.expect("a worker invite");
+        let members: Vec<String> = MEMBERS
+            .iter()
+            .map(|(i, id, n)| format!("{i}={id}@http://{}:8080", net.addr(*n)))
+            .collect();
+        let members = members.join(",");
+        for (i, id, n) in MEMBERS {
+            net.start_coordinator_with(id, n, &group_flags(i, &["--group", &members]));
+        }
+        wait_for("three coordinators", Duration::from_secs(30), async || {
+            let t = topology(&router).await?;
+            (t["coordinators"].as_array()?.len() == 3).then_some(())
+        })
+        .await;
+        let mut fed = GroupFederation {
+            net,
+            router,
+            router_url,
+            worker_join,
+            _turn: turn,
+        };
+        for (i, n) in [21u8, 22, 23].iter().enumerate() {
+            fed.start_worker(&format!("w{}", i + 1), *n, worker_args);
+        }
+        let router = fed.router.clone();
+        wait_for(
+            "three active workers",
+            Duration::from_secs(30),
+            async || {
+                let t = topology(&router).await?;
+                let active = t["workers"]
+                    .as_array()?
+                    .iter()
+                    .filter(|w| w["status"] == "active")
+                    .count();
+                (active == 3).then_some(())
+            },
+        )
+        .await;
+        Some(fed)
+    }
+
+    fn start_worker(&mut self, id: &str, n: u8, extra: &[&str]) {
+        let data = self.net.data(id);
+        let mut args = vec![
+            "worker",
+            "--heartbeat-interval",
+            "5",
+            "--ocr-threads",
+            "1",
+            "--data-dir",
+            &data,
+        ];
+        args.extend_from_slice(extra);
+        self.net.start(
+            id,
+            n,
+            &args,
+            &[
+                ("COORDINATOR_URL", self.router_url.clone()),
+                ("WORKER_ID", id.to_owned()),
+                ("RMA_JOIN_TOKEN", self.worker_join.clone()),
+            ],
+        );
+    }
+
+    fn member_url(&self, host: u8) -> String {
+        format!("http://{}:8080", self.net.addr(host))
+    }
+
+    /// A member's `/api/raft/status`.
+    async fn status(&self, host: u8) -> Option<Value> {
+        let c = Client::with_timeout(&self.member_url(host), Duration::from_secs(5))
+            .ok()?
+            .with_bearer(GROUP_METRICS);
+        c.raw(
+            reqwest::Method::GET,
+            "api/raft/status",
+            None,
+            Bytes::new(),
+            &[],
+        )
+        .await
+        .ok()?
+        .json()
+        .ok()
+    }
+
+    /// The leader's member id, once the members on `hosts` agree on one that is not `gone`.
+    async fn leader(&self, hosts: &[u8], gone: Option<u64>) -> u64 {
+        wait_for(
+            "the group agrees on a leader",
+            Duration::from_secs(30),
+            async || {
+                let mut seen = Vec::new();
+                for h in hosts {
+                    seen.push(self.status(*h).await?["leader"].as_u64()?);
+                }
+                (seen.windows(2).all(|w| w[0] == w[1]) && Some(seen[0]) != gone).then(|| seen[0])
+            },
+        )
+        .await
+        .0
+    }
+
+    /// Every job in the group's log as the members on `hosts` hold it.
+    async fn logs(&self, hosts: &[u8]) -> Vec<Vec<Value>> {
+        let mut out = Vec::new();
+        for h in hosts {
+            let c = Client::with_timeout(&self.member_url(*h), Duration::from_secs(10))
+                .expect("client")
+                .with_bearer(GROUP_METRICS);
+            let r = c
+                .raw(
+                    reqwest::Method::GET,
+                    "api/raft/jobs",
+                    None,
+                    Bytes::new(),
+                    &[],
+                )
+                .await
+                .expect("the member lists its log");
+            out.push(r.parse::<Vec<Value>>().expect("json"));
+        }
+        out
+    }
+}
+
+fn group_flags(id: u64, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--group-id".to_owned(),
+        id.to_string(),
+        "--group-snapshot-every".to_owned(),
+        "200".to_owned(),
+        "--metrics-token".to_owned(),
+        GROUP_METRICS.to_owned(),
+    ]
+    .into();
+    v.extend(extra.iter().map(|s| (*s).to_owned()));
+    v
+}
+
+/// One submission and what the client heard.
+#[derive(Debug, Clone)]
+enum Heard {
+    /// 202 with the job's id, at this time.
+    Acked(String, Instant),
+    /// A definite refusal (an HTTP error status): the job must not exist.
+    Refused(u16),
+    /// No answer (a timeout, a cut connection): the job may or may not exist.
+    Unknown,
+}
+
+/// Submissions in order: each letter's body and what its client heard.
+type History = Vec<(Vec<u8>, Heard)>;
+
+/// Steady job submissions, each with a body of its own, recorded as a history.
+struct JobLoad {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<History>>,
+}
+
+impl JobLoad {
+    fn start(router: &str, concurrency: usize) -> JobLoad {
+        let stop: Arc<AtomicBool> = Arc::default();
+        let next: Arc<AtomicU64> = Arc::default();
+        let tasks = (0..concurrency)
+            .map(|_| {
+                let client = Client::with_timeout(router, Duration::from_secs(15)).expect("client");
+                let (stop, next) = (stop.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut history = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let body = format!("letter {n}").into_bytes();
+                        let heard = match client
+                            .submit_job(
+                                "echo",
+                                "delay_ms=200",
+                                "text/plain",
+                                Bytes::from(body.clone()),
+                            )
+                            .await
+                        {
+                            Ok(j) => Heard::Acked(j.job_id, Instant::now()),
+                            Err(e) => match e.status() {
+                                Some(s) => Heard::Refused(s.as_u16()),
+                                None => Heard::Unknown,
+                            },
+                        };
+                        // A steady, bounded flow: at most ten letters a second a loop.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        history.push((body, heard));
+                    }
+                    history
+                })
+            })
+            .collect();
+        JobLoad { stop, tasks }
+    }
+
+    async fn stop(self) -> History {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(t.await.unwrap_or_default());
+        }
+        all
+    }
+}
+
+/// Checks a history against the group's logs on `hosts`; returns the report's lines and
+/// panics on a violation.
+async fn check_history(
+    fed: &GroupFederation,
+    history: &[(Vec<u8>, Heard)],
+    hosts: &[u8],
+) -> Vec<String> {
+    let acked: Vec<(&Vec<u8>, &String)> = history
+        .iter()
+        .filter_map(|(b, h)| match h {
+            Heard::Acked(id, _) => Some((b, id)),
+            _ => None,
+        })
+        .collect();
+    let refused = history
+        .iter()
+        .filter(|(_, h)| matches!(h, Heard::Refused(_)))
+        .count();
+    let unknown = history
+        .iter()
+        .filter(|(_, h)| matches!(h, Heard::Unknown))
+        .count();
+    // Every acknowledged job ends, done, with its own body.
+    let (_, settled) = wait_for(
+        "every acknowledged job done",
+        Duration::from_secs(120),
+        async || {
+            for (_, id) in &acked {
+                if fed.router.job(id).await.ok()?.state != JobState::Done {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    for (body, id) in &acked {
+        let r = fed.router.job_result(id).await.expect("result");
+        assert_eq!(&r.body[..], &body[..], "job {id} answers its own letter");
+    }
+    // The members' logs: the same jobs, the same results; nothing for a refused submission.
+    let logs = fed.logs(hosts).await;
+    let hash_of = |b: &[u8]| rma_replica::machine::content_hash(b);
+    let by_input: std::collections::HashMap<String, &Heard> =
+        history.iter().map(|(b, h)| (hash_of(b), h)).collect();
+    let mut results: std::collections::BTreeMap<String, (Value, Value)> = Default::default();
+    for log in &logs {
+        for j in log {
+            let id = j["id"].as_str().unwrap_or_default().to_owned();
+            let entry = (j["state"].clone(), j["output"].clone());
+            if let Some(prev) = results.get(&id) {
+                assert_eq!(prev, &entry, "members disagree on job {id}");
+            } else {
+                results.insert(id, entry);
+            }
+        }
+    }
+    let mut unacked_in_log = 0;
+    let mut copies: std::collections::HashMap<String, usize> = Default::default();
+    for j in &logs[0] {
+        let input = j["input"].as_str().unwrap_or_default().to_owned();
+        *copies.entry(input.clone()).or_default() += 1;
+        match by_input.get(&input) {
+            Some(Heard::Refused(s)) => panic!(
+                "job {} exists though its submission was refused ({s})",
+                j["id"]
+            ),
+            Some(Heard::Unknown) => unacked_in_log += 1,
+            _ => {}
+        }
+    }
+    let duplicates = copies.values().filter(|n| **n > 1).count();
+    vec![
+        format!(
+            "history: {} submissions — {} acknowledged, {refused} refused (no majority reachable), {unknown} with no answer",
+            history.len(),
+            acked.len()
+        ),
+        format!(
+            "checker: {} of {} acknowledged jobs done with their own result ({:.1} s after the load stopped); 0 lost; 0 results for refused submissions; {unacked_in_log} unanswered submissions committed anyway; {duplicates} inputs submitted twice by retries; {} members agree on all {} results",
+            acked.len(),
+            acked.len(),
+            settled.as_secs_f64(),
+            logs.len(),
+            results.len()
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_loses_no_job_when_its_leader_dies_and_a_new_member_catches_up() {
+    let Some(mut fed) = GroupFederation::start(5, &[]).await else {
+        return;
+    };
+    let hosts: Vec<u8> = MEMBERS.iter().map(|m| m.2).collect();
+    let leader = fed.leader(&hosts, None).await;
+    let (_, leader_id, leader_host) = MEMBERS[usize::try_from(leader - 1).expect("small")];
+    let load = JobLoad::start(&fed.router_url, 4);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // (1) kill -9 the leader and delete its data directory.
+    fed.net.kill(leader_id);
+    let killed = Instant::now();
+    let _ = std::fs::remove_dir_all(fed.net.data(leader_id));
+    let living: Vec<u8> = hosts
+        .iter()
+        .copied()
+        .filter(|h| *h != leader_host)
+        .collect();
+    let new_leader = fed.leader(&living, Some(leader)).await;
+    let elected = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // (3) a new, empty coordinator joins in the dead one's place and catches up by snapshot.
+    let via = fed.member_url(living[0]);
+    // The leader has dropped the start of its log behind a snapshot: a new member cannot be
+    // sent the log from the beginning, it must take the snapshot.
+    let leader_host_now = MEMBERS[usize::try_from(new_leader - 1).expect("small")].2;
+    let purged = fed
+        .status(leader_host_now)
+        .await
+        .and_then(|s| s["purged"].as_u64());
+    let joining = Instant::now();
+    fed.net.start_coordinator_with(
+        "coord-d",
+        14,
+        &group_flags(
+            4,
+            &["--group-join", &via, "--group-replace", &leader.to_string()],
+        ),
+    );
+    let (snapshot, _) = wait_for("coord-d caught up", Duration::from_secs(60), async || {
+        let s = fed.status(14).await;
+        let lead = fed.status(leader_host_now).await;
+        let (s, lead) = (s?, lead?);
+        let voters = s["voters"].as_array()?;
+        (voters.len() == 3
+            && voters.iter().any(|v| v == 4)
+            && s["last_applied"].as_u64()? + 200 >= lead["last_applied"].as_u64()?)
+        .then(|| s["snapshot"].as_u64())
+    })
+    .await;
+    let caught_up = joining.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let history = load.stop().await;
+    let flowing = history
+        .iter()
+        .filter_map(|(_, h)| match h {
+            Heard::Acked(_, at) if *at > killed => Some(at.duration_since(killed)),
+            _ => None,
+        })
+        .min()
+        .expect("jobs were acknowledged after the kill");
+    let mut hosts_now = living.clone();
+    hosts_now.push(14);
+    let mut lines = vec![
+        format!(
+            "leader {leader_id} (member {leader}) killed with kill -9 and its data directory deleted, under 4 loops of echo jobs (200 ms each)"
+        ),
+        format!(
+            "new leader: member {new_leader}, agreed by both survivors {:.2} s after the kill; jobs acknowledged again {:.2} s after the kill (failover)",
+            elected.as_secs_f64(),
+            flowing.as_secs_f64()
+        ),
+        format!(
+            "coord-d joined empty in its place and caught up in {:.2} s: the leader had purged its log up to index {} (so coord-d installed a snapshot); the group is three voters again",
+            caught_up.as_secs_f64(),
+            purged.map_or("none".into(), |s| s.to_string())
+        ),
+    ];
+    lines.extend(check_history(&fed, &history, &hosts_now).await);
+    assert!(
+        flowing < Duration::from_secs(10),
+        "jobs flowing again took {flowing:?}"
+    );
+    report("6 a replicated group loses its leader", &lines);
+    assert!(
+        purged.is_some() && snapshot.is_some(),
+        "coord-d caught up by snapshot (leader purged to {purged:?}, coord-d's snapshot {snapshot:?})"
+    );
+    drop(fed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_stops_acknowledging_and_services_follow_the_load() {
+    let Some(fed) = GroupFederation::start(6, &["--services", "echo"]).await else {
+        return;
+    };
+    let hosts: Vec<u8> = MEMBERS.iter().map(|m| m.2).collect();
+    let leader = fed.leader(&hosts, None).await;
+    let (_, leader_id, leader_host) = MEMBERS[usize::try_from(leader - 1).expect("small")];
+    let others: Vec<u8> = hosts
+        .iter()
+        .copied()
+        .filter(|h| *h != leader_host)
+        .collect();
+    let load = JobLoad::start(&fed.router_url, 4);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // (2) the leader loses the other two (and they it) for 20 s; the router, the workers and
+    // this test still reach everyone.
+    let ns = |h: u8| format!("{}-h{h}", fed.net.prefix);
+    let cut = |add: bool| {
+        for o in &others {
+            let verb = if add { "add" } else { "del" };
+            let _ = ip(&[
+                "-n",
+                &ns(leader_host),
+                "route",
+                verb,
+                "blackhole",
+                &fed.net.addr(*o),
+            ]);
+            let _ = ip(&[
+                "-n",
+                &ns(*o),
+                "route",
+                verb,
+                "blackhole",
+                &fed.net.addr(leader_host),
+            ]);
+        }
+    };
+    cut(true);
+    let parted = Instant::now();
+    // The minority's leader acknowledges nothing: a job sent to it straight is refused.
+    let old = Client::with_timeout(&fed.member_url(leader_host), Duration::from_secs(30))
+        .expect("client");
+    let direct = old
+        .submit_job(
+            "echo",
+            "",
+            "text/plain",
+            Bytes::from_static(b"to the minority"),
+        )
+        .await;
+    let refused_after = parted.elapsed();
+    let refused = direct
+        .as_ref()
+        .err()
+        .and_then(|e| e.status())
+        .map(|s| s.as_u16());
+    assert_eq!(
+        refused,
+        Some(503),
+        "the minority must not acknowledge: {direct:?}"
+    );
+    let majority_leader = fed.leader(&others, Some(leader)).await;
+    assert_ne!(majority_leader, leader);
+    let remaining = Duration::from_secs(20).saturating_sub(parted.elapsed());
+    tokio::time::sleep(remaining).await;
+    cut(false);
+    let healed = Instant::now();
+    let rejoined = fed.leader(&hosts, None).await;
+    let rejoin = healed.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let history = load.stop().await;
+    let mut lines = vec![
+        format!(
+            "leader {leader_id} cut off from both other members for 20 s (blackhole routes), the router and workers still reaching all three"
+        ),
+        format!(
+            "a job sent straight to the cut-off leader: 503 after {:.1} s — the minority acknowledges nothing; the majority elected member {majority_leader}",
+            refused_after.as_secs_f64()
+        ),
+        format!(
+            "after healing, all three follow member {rejoined} within {:.2} s",
+            rejoin.as_secs_f64()
+        ),
+    ];
+    lines.extend(check_history(&fed, &history, &hosts).await);
+    // (4) the load shifts from echo to letters: the workers, started on echo only, take up OCR.
+    let page = rma_fixtures::render_page("Final notice\nAmount due 310.20", 36.0).expect("render");
+    let png = Bytes::from(rma_fixtures::png(&page));
+    let shifted = Instant::now();
+    let mut ocr_jobs = Vec::new();
+    for _ in 0..6 {
+        ocr_jobs.push(
+            fed.router
+                .submit_job("ocr", "", "image/png", png.clone())
+                .await
+                .expect("ocr job accepted")
+                .job_id,
+        );
+    }
+    wait_for(
+        "a worker placed on ocr",
+        Duration::from_secs(30),
+        async || {
+            let t = topology(&fed.router).await?;
+            t["workers"]
+                .as_array()?
+                .iter()
+                .any(|w| {
+                    w["placed"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|s| s == "ocr"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let placed = shifted.elapsed();
+    wait_for("every letter read", Duration::from_secs(120), async || {
+        for id in &ocr_jobs {
+            if fed.router.job(id).await.ok()?.state != JobState::Done {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let read = shifted.elapsed();
+    lines.push(format!(
+        "load shifted to OCR ({} letters) with every worker started on echo only: the router showed a worker placed on ocr {:.2} s after the first letter was sent; all read {:.2} s after it",
+        ocr_jobs.len(),
+        placed.as_secs_f64(),
+        read.as_secs_f64()
+    ));
+    assert!(
+        placed < Duration::from_secs(30),
+        "services moved within 30 s"
+    );
+    report("7 a partitioned leader, then a shift of load", &lines);
+    drop(fed);
 }

@@ -40,6 +40,7 @@ async fn group_of(c: &mut Cluster, n: u64) -> Vec<String> {
             join: None,
             replace: None,
             path: dir.join("replica.db"),
+            snapshot_every: 500,
         });
         c.coordinators
             .push(Some(rma_coordinator::spawn(cc, l).expect("coordinator")));
