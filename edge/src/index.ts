@@ -332,13 +332,17 @@ function relay(
   return new Response(body, { status: resp.status, headers: out });
 }
 
-/** `/api/jobs/{id}[/result|/corrections]`: asked of the coordinator named in the id. */
+/**
+ * `/api/jobs/{id}[/result|/corrections]`: asked of the coordinator named in the id. When that
+ * one is gone, its replication group (if it has one) still knows the job: the other coordinators
+ * are asked in turn and the first that knows it answers — as the Rust router does.
+ */
 async function job(req: Request, env: WorkerEnv, id: string, part: "" | "/result" | "/corrections"): Promise<Response> {
   const holder = jobCoordinator(id);
   if (!holder) throw ApiError.badRequest(`${JSON.stringify(id)} is not a job id`);
-  let c = (await routes(env)).coordinators.find((x) => x.id === holder);
-  if (!c) c = (await routes(env, true)).coordinators.find((x) => x.id === holder);
-  if (!c) throw ApiError.notFound(`job ${id} is held by coordinator ${holder}, which is not registered now`);
+  let list = (await routes(env)).coordinators;
+  if (!list.some((x) => x.id === holder)) list = (await routes(env, true)).coordinators;
+  const c = list.find((x) => x.id === holder);
   const path = `/api/jobs/${encodeURIComponent(id)}${part}`;
   // A correction is small JSON; nothing else about a job has a body.
   let sent: ArrayBuffer | null = null;
@@ -346,23 +350,36 @@ async function job(req: Request, env: WorkerEnv, id: string, part: "" | "/result
     sent = await req.arrayBuffer();
     if (sent.byteLength > 64 * 1024) throw new ApiError(413, "payload_too_large", "a correction is at most 64 KB");
   }
-  let resp: Response;
-  let body: ArrayBuffer;
-  try {
-    resp = await fetch(`${c.url}${path}`, {
+  const ask = async (url: string): Promise<[Response, ArrayBuffer]> => {
+    const resp = await fetch(`${url}${path}`, {
       method: req.method,
       body: sent,
       headers: sent ? { "content-type": "application/json" } : {},
       signal: AbortSignal.timeout(30_000),
       redirect: "manual",
     });
-    body = await resp.arrayBuffer();
-  } catch (e) {
-    if ((e as Error).name === "TimeoutError") throw ApiError.timeout(`coordinator ${holder} holding job ${id} did not answer within 30 s`);
-    await reportFailure(env, holder);
-    throw ApiError.upstream(`coordinator ${holder} holding job ${id} is unreachable: ${(e as Error).message}`);
+    return [resp, await resp.arrayBuffer()];
+  };
+  let failure: ApiError | null = null;
+  if (c) {
+    try {
+      const [resp, body] = await ask(c.url);
+      return relay(resp, body, holder, 1, Date.now(), requestId(req), traceparent(req).header);
+    } catch (e) {
+      if ((e as Error).name === "TimeoutError") throw ApiError.timeout(`coordinator ${holder} holding job ${id} did not answer within 30 s`);
+      await reportFailure(env, holder);
+      failure = ApiError.upstream(`coordinator ${holder} holding job ${id} is unreachable: ${(e as Error).message}`);
+    }
   }
-  return relay(resp, body, holder, 1, Date.now(), requestId(req), traceparent(req).header);
+  for (const other of list.filter((x) => x.id !== holder)) {
+    try {
+      const [resp, body] = await ask(other.url);
+      if (resp.status !== 404) return relay(resp, body, other.id, 1, Date.now(), requestId(req), traceparent(req).header);
+    } catch {
+      // Not this one; the next.
+    }
+  }
+  throw failure ?? ApiError.notFound(`job ${id} is held by coordinator ${holder}, which is not registered now`);
 }
 
 /** Paths the registry (the Durable Object) answers. */
