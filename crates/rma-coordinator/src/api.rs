@@ -56,6 +56,10 @@ fn raft_routes() -> Router<AppState> {
         .route("/api/raft/join", post(crate::group::join))
         .route("/api/raft/status", get(crate::group::status))
         .route("/api/raft/jobs", get(crate::group::jobs))
+        .route(
+            "/api/raft/blob/{hash}",
+            get(crate::group::get_blob).put(crate::group::put_blob),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::group::MAX_RPC_BYTES,
         ))
@@ -406,9 +410,8 @@ async fn job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     check_job_id(&id)?;
-    if let Some(v) = state
-        .group()
-        .and_then(|g| crate::group::view(&state, &g, &id))
+    if let Some(g) = state.group()
+        && let Some(v) = crate::group::view(&state, &g, &id).await
     {
         return Ok(Json(v));
     }
@@ -465,9 +468,12 @@ async fn job_result(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_job_id(&id)?;
-    let replicated = state.group().and_then(|g| crate::group::result(&g, &id));
+    let replicated = match state.group() {
+        Some(g) => crate::group::result(&g, &id).await,
+        None => None,
+    };
     let local = match replicated {
-        Some(r) => Some(r),
+        Some(r) => r,
         None => state.jobs().result(&id).await?,
     };
     let (body, content_type) = local.ok_or_else(|| {

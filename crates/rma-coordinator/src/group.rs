@@ -157,6 +157,85 @@ impl Group {
         }
     }
 
+    /// Keeps `bytes` here and on at least one other member before answering their hash:
+    /// a document or an answer is on two machines before an entry names it. 503 when no other
+    /// member took it within [`COMMIT_WAIT`].
+    pub(crate) async fn keep(&self, bytes: Bytes) -> Result<String, ApiError> {
+        let hash = self
+            .sm
+            .put_blob(&bytes)
+            .map_err(|e| ApiError::internal(format!("keeping the document: {e}")))?;
+        let peers: Vec<String> = self
+            .nodes()
+            .into_iter()
+            .filter(|(id, _)| *id != self.id)
+            .filter_map(|(_, a)| rma_replica::split_addr(&a).map(|(_, u)| u.to_owned()))
+            .collect();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(peers.len().max(1));
+        for url in peers {
+            let (http, tx, bytes, hash) =
+                (self.http.clone(), tx.clone(), bytes.clone(), hash.clone());
+            let bearer = self.identity.bearer();
+            tokio::spawn(async move {
+                let sent = http
+                    .put(format!("{url}/api/raft/blob/{hash}"))
+                    .bearer_auth(bearer)
+                    .timeout(COMMIT_WAIT)
+                    .body(bytes)
+                    .send()
+                    .await;
+                let _ = tx.send(sent.is_ok_and(|r| r.status().is_success())).await;
+            });
+        }
+        drop(tx);
+        let second = tokio::time::timeout(COMMIT_WAIT, async {
+            while let Some(ok) = rx.recv().await {
+                if ok {
+                    return true;
+                }
+            }
+            false
+        });
+        if second.await.unwrap_or(false) {
+            Ok(hash)
+        } else {
+            Err(unavailable(
+                "no other member of the group could keep a copy of the document",
+            ))
+        }
+    }
+
+    /// The blob `hash`: from this member, else from another (and then kept here too).
+    pub(crate) async fn fetch(&self, hash: &str) -> Option<Bytes> {
+        if let Some(b) = self.sm.get_blob(hash) {
+            return Some(Bytes::from(b));
+        }
+        for (id, addr) in self.nodes() {
+            let Some((_, url)) = rma_replica::split_addr(&addr).filter(|_| id != self.id) else {
+                continue;
+            };
+            let got = self
+                .http
+                .get(format!("{url}/api/raft/blob/{hash}"))
+                .bearer_auth(self.identity.bearer())
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+            let Ok(resp) = got else { continue };
+            if !resp.status().is_success() {
+                continue;
+            }
+            let Ok(bytes) = resp.bytes().await else {
+                continue;
+            };
+            if rma_replica::content_hash(&bytes) == hash {
+                let _ = self.sm.put_blob(&bytes);
+                return Some(bytes);
+            }
+        }
+        None
+    }
+
     /// Sends a write to the leader at `url`.
     async fn forward(
         &self,
@@ -361,6 +440,39 @@ fn answer<T: Serialize, E: Serialize>(
         .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))
 }
 
+/// `PUT /api/raft/blob/{hash}`: a member keeps a copy of a document or an answer; the body
+/// must hash to `hash`.
+pub(crate) async fn put_blob(
+    State(state): State<AppState>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let g = group_of(&state)?;
+    check_caller(&state, &g, &headers, true)?;
+    if rma_replica::content_hash(&body) != hash {
+        return Err(ApiError::bad_request(format!(
+            "the body does not hash to {hash} (BLAKE3, hex)"
+        )));
+    }
+    g.sm.put_blob(&body)
+        .map_err(|e| ApiError::internal(format!("keeping the blob: {e}")))?;
+    Ok(Json(serde_json::json!({ "status": "kept", "hash": hash })))
+}
+
+/// `GET /api/raft/blob/{hash}`: a member's copy, for another that lacks it.
+pub(crate) async fn get_blob(
+    State(state): State<AppState>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Bytes, ApiError> {
+    let g = group_of(&state)?;
+    check_caller(&state, &g, &headers, true)?;
+    g.sm.get_blob(&hash)
+        .map(Bytes::from)
+        .ok_or_else(|| ApiError::not_found(format!("this member keeps no blob {hash}")))
+}
+
 /// `POST /api/raft/write`: a member passes a client's write to the leader.
 pub(crate) async fn write(
     State(state): State<AppState>,
@@ -469,12 +581,12 @@ pub(crate) async fn status(
     state.require_metrics_token(&headers)?;
     let g = group_of(&state)?;
     let m = g.raft.metrics().borrow().clone();
-    let jobs = g.sm.read(|j| {
+    let (jobs, placements) = g.sm.read(|j| {
         let mut by: BTreeMap<&'static str, usize> = BTreeMap::new();
         for job in j.jobs.values() {
             *by.entry(state_name(job.state)).or_default() += 1;
         }
-        by
+        (by, j.placements.clone())
     });
     Ok(Json(serde_json::json!({
         "node_id": g.id,
@@ -487,6 +599,7 @@ pub(crate) async fn status(
         "voters": m.membership_config.membership().voter_ids().collect::<Vec<_>>(),
         "nodes": g.nodes(),
         "jobs": jobs,
+        "placements": placements,
     })))
 }
 
@@ -509,7 +622,7 @@ pub(crate) async fn jobs(
                     "run": job.run,
                     "runner": job.runner,
                     "input": job.input,
-                    "output": job.outcome.as_ref().map(|o| rma_replica::machine::content_hash(&o.body.0)),
+                    "output": job.outcome.as_ref().map(|o| o.body.clone()),
                 })
             })
             .collect()
@@ -533,6 +646,7 @@ pub(crate) async fn submit(
     client: Option<String>,
 ) -> Result<String, ApiError> {
     let id = rma_proto::ids::job_id(&state.config().id, rand::random::<u128>());
+    let input = g.keep(call.body.clone()).await?;
     let cmd = Command::Submit {
         job: id.clone(),
         call: rma_replica::Call {
@@ -544,7 +658,7 @@ pub(crate) async fn submit(
             request_id: call.request_id,
             traceparent: call.traceparent,
         },
-        input: rma_replica::Blob(call.body.to_vec()),
+        input,
         client,
         accepted_by: g.id,
         at_ms: crate::jobs::now_ms(),
@@ -561,32 +675,33 @@ pub(crate) async fn submit(
 }
 
 /// A group job as the API shows it.
-pub(crate) fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_proto::job::JobView> {
+pub(crate) async fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_proto::job::JobView> {
     let job = g.sm.read(|j| j.jobs.get(id).cloned())?;
     let names: BTreeMap<NodeId, String> = g
         .nodes()
         .into_iter()
         .map(|(n, a)| {
-            (
-                n,
-                rma_replica::split_addr(&a).map_or(a.clone(), |(c, _)| c.to_owned()),
-            )
+            let name = rma_replica::split_addr(&a).map_or(a.clone(), |(c, _)| c.to_owned());
+            (n, name)
         })
         .collect();
-    let (result, result_type, status, worker, error) = match &job.outcome {
+    let answer = match &job.outcome {
+        Some(o) => g.fetch(&o.body).await.map(|b| b.to_vec()),
+        None => None,
+    };
+    let (result_type, status, worker, error) = match &job.outcome {
         Some(o) => (
-            Some(o.body.0.clone()),
             o.content_type.clone(),
             Some(o.status),
-            Some(o.worker.clone()),
+            Some(o.worker.clone()).filter(|w| !w.is_empty()),
             (o.status >= 400).then(|| {
-                String::from_utf8_lossy(&o.body.0)
-                    .chars()
-                    .take(500)
-                    .collect()
+                answer
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice::<rma_proto::ErrorBody>(b).ok())
+                    .map_or_else(|| format!("failed with {}", o.status), |e| e.message)
             }),
         ),
-        None => (None, None, None, None, None),
+        None => (None, None, None, None),
     };
     let row = crate::jobs::JobRow {
         id: id.to_owned(),
@@ -602,7 +717,7 @@ pub(crate) fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_proto::j
         runs: job.run,
         worker,
         result: if job.state == rma_replica::State::Done {
-            result
+            answer
         } else {
             None
         },
@@ -624,13 +739,20 @@ pub(crate) fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_proto::j
     Some(v)
 }
 
-/// A finished group job's result.
-pub(crate) fn result(g: &Group, id: &str) -> Option<(Vec<u8>, Option<String>)> {
-    g.sm.read(|j| {
+/// A group job's result: `None` when the group does not know the job, `Some(None)` while it
+/// has no answer (not done, or no member can give it).
+pub(crate) async fn result(g: &Group, id: &str) -> Option<Option<(Vec<u8>, Option<String>)>> {
+    let (hash, content_type) = g.sm.read(|j| {
         let job = j.jobs.get(id)?;
-        let o = job.outcome.as_ref()?;
-        (job.state == rma_replica::State::Done).then(|| (o.body.0.clone(), o.content_type.clone()))
-    })
+        Some(match (&job.outcome, job.state) {
+            (Some(o), rma_replica::State::Done) => (Some(o.body.clone()), o.content_type.clone()),
+            _ => (None, None),
+        })
+    })?;
+    let Some(hash) = hash else {
+        return Some(None);
+    };
+    Some(g.fetch(&hash).await.map(|b| (b.to_vec(), content_type)))
 }
 
 /// Runs the jobs the log gives this member, up to `max_concurrent` at once; and, while this
@@ -646,6 +768,7 @@ pub(crate) async fn run(state: AppState, g: Arc<Group>, max_concurrent: usize) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                publish_placement(&state, &g).await;
                 if g.leads() {
                     lead(&state, &g, &mut seen).await;
                 } else {
@@ -690,6 +813,33 @@ pub(crate) async fn run(state: AppState, g: Arc<Group>, max_concurrent: usize) {
     }
 }
 
+/// Writes where this member's workers are and what they are sent, when it changed.
+async fn publish_placement(state: &AppState, g: &Group) {
+    let now = Instant::now();
+    let workers: BTreeMap<String, Vec<String>> = state
+        .registry()
+        .lock()
+        .summaries(now)
+        .into_iter()
+        .filter(|w| w.status == rma_proto::api::WorkerStatus::Active)
+        .map(|w| (w.id, w.services))
+        .collect();
+    let held =
+        g.sm.read(|j| j.placements.get(&g.id).map(|p| p.workers.clone()))
+            .unwrap_or_default();
+    if held == workers {
+        return;
+    }
+    let cmd = Command::Placement {
+        coordinator: g.id,
+        workers,
+        at_ms: crate::jobs::now_ms(),
+    };
+    if let Err(e) = g.write(cmd).await {
+        tracing::debug!(error = %e.message, "could not record this member's placement");
+    }
+}
+
 /// Whether run `run` of job `id` is still this member's.
 fn still_mine(g: &Group, id: &str, run: u32) -> bool {
     g.sm.read(|j| {
@@ -720,8 +870,12 @@ async fn run_one(state: &AppState, g: &Group, id: &str, job: rma_replica::Job) {
             }
         }
     }
-    let Some(body) = g.sm.read(|j| j.blobs.get(&job.input).cloned()) else {
-        tracing::error!(job = id, "the job's body is missing from the log");
+    let Some(body) = g.fetch(&job.input).await else {
+        tracing::warn!(
+            job = id,
+            "no member could give the job's document yet; trying later"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
         return;
     };
     let call = ServiceCall {
@@ -731,10 +885,10 @@ async fn run_one(state: &AppState, g: &Group, id: &str, job: rma_replica::Job) {
         query: job.call.query.clone(),
         content_type: job.call.content_type.clone(),
         request_id: job.call.request_id.clone(),
-        body: Bytes::from(body.0),
+        body,
         traceparent: job.call.traceparent.clone(),
     };
-    let outcome = loop {
+    let (status, content_type, answer, worker) = loop {
         if !still_mine(g, id, run) {
             tracing::info!(
                 job = id,
@@ -748,6 +902,29 @@ async fn run_one(state: &AppState, g: &Group, id: &str, job: rma_replica::Job) {
             // No worker for it anywhere yet: keep the run and look again.
             None => tokio::time::sleep(Duration::from_secs(1)).await,
         }
+    };
+    // The answer is kept on two members before the entry naming it is written.
+    let size = answer.len() as u64;
+    let mut wait = Duration::from_millis(200);
+    let body = loop {
+        match g.keep(answer.clone()).await {
+            Ok(h) => break h,
+            Err(e) => {
+                tracing::warn!(job = id, error = %e.message, "could not keep the answer on a second member; retrying");
+                if !still_mine(g, id, run) {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let outcome = rma_replica::Outcome {
+        status,
+        content_type,
+        body,
+        size,
+        worker,
     };
     let finish = Command::Finish {
         job: id.to_owned(),
@@ -827,6 +1004,30 @@ async fn lead(state: &AppState, g: &Group, seen: &mut HashMap<NodeId, Instant>) 
         .collect();
     if living.is_empty() {
         return;
+    }
+    // A silent member's workers re-home: its placement is emptied.
+    let dead: Vec<NodeId> = g.sm.read(|j| {
+        j.placements
+            .iter()
+            .filter(|(id, p)| {
+                !p.workers.is_empty()
+                    && (!nodes.contains_key(id)
+                        || seen
+                            .get(id)
+                            .is_some_and(|t| now.saturating_duration_since(*t) >= DEAD_AFTER))
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    });
+    for member in dead {
+        let cmd = Command::Placement {
+            coordinator: member,
+            workers: BTreeMap::new(),
+            at_ms: crate::jobs::now_ms(),
+        };
+        if g.write(cmd).await.is_err() {
+            return;
+        }
     }
     let orphans: Vec<(String, NodeId)> = g.sm.read(|j| {
         j.jobs

@@ -20,7 +20,7 @@ pub mod store;
 
 use std::io::Cursor;
 
-pub use machine::{Applied, Blob, Call, Command, Job, Jobs, Outcome, State};
+pub use machine::{Applied, Call, Command, Job, Jobs, Outcome, State, content_hash};
 
 /// A member's id in the group (a small number given on the command line).
 pub type NodeId = u64;
@@ -78,8 +78,9 @@ pub fn config(
         election_timeout_max: 2000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
         max_in_snapshot_log_to_keep: snapshot_every / 5,
-        // Entries carry documents: a batch stays well under the 256 MB an RPC may be.
-        max_payload_entries: 32,
+        // Entries are small (documents travel apart, by hash), but each RPC must finish within
+        // a heartbeat interval: batches stay modest.
+        max_payload_entries: 64,
         // A snapshot travels in 1 MB chunks, each given 30 s: a home uplink, not a LAN (the
         // default, 200 ms a chunk, never let a new member catch up).
         snapshot_max_chunk_size: 1 << 20,

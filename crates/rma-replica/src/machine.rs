@@ -4,6 +4,10 @@
 //! order gives every member the same jobs. Commands carry everything they need (times
 //! included), so applying is deterministic.
 //!
+//! Documents and answers are not in the log: they are kept by content hash ([`content_hash`])
+//! in each member's blob store, on at least two members before an entry naming them is
+//! committed, so log entries stay small (Raft's heartbeats carry them within 250 ms).
+//!
 //! Jobs are fenced by their *run*: a job is run by one member at a time (its `runner`), and
 //! every reassignment starts a new run. A `start` or `finish` names the run it belongs to and is
 //! refused when that run is over — so a coordinator cut off from the group that finishes a job
@@ -14,33 +18,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
-
-/// Bytes that travel as base64 in JSON (log entries, snapshots, RPCs).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blob(#[serde(with = "b64")] pub Vec<u8>);
-
-impl std::fmt::Debug for Blob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Blob({} bytes)", self.0.len())
-    }
-}
-
-mod b64 {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(v))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        STANDARD
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
-    }
-}
 
 /// The content hash documents are kept under (BLAKE3, hex).
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -68,7 +45,7 @@ impl State {
     }
 }
 
-/// The call a job makes, without its body (kept by hash in [`Jobs::blobs`]).
+/// The call a job makes, without its body (kept by hash in the members' blob stores).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
     /// Service name.
@@ -94,8 +71,10 @@ pub struct Outcome {
     pub status: u16,
     /// Its content type.
     pub content_type: Option<String>,
-    /// Its body.
-    pub body: Blob,
+    /// Content hash of its body (in the members' blob stores).
+    pub body: String,
+    /// Its body's size in bytes.
+    pub size: u64,
     /// Who served it (`worker@coordinator`).
     pub worker: String,
 }
@@ -105,7 +84,7 @@ pub struct Outcome {
 pub struct Job {
     /// The call.
     pub call: Call,
-    /// Content hash of the body (in [`Jobs::blobs`]).
+    /// Content hash of the body (in the members' blob stores).
     pub input: String,
     /// The client key's node id, when a client key submitted it.
     pub client: Option<String>,
@@ -131,14 +110,14 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    /// A new job, its body included: committed means on a majority of members.
+    /// A new job; its body is already kept on two members under `input`.
     Submit {
         /// Its id.
         job: String,
         /// The call.
         call: Call,
-        /// The body.
-        input: Blob,
+        /// Content hash of the body.
+        input: String,
         /// The client key's node id.
         client: Option<String>,
         /// Who accepted it (and runs it first).
@@ -184,6 +163,16 @@ pub enum Command {
         /// The job.
         job: String,
     },
+    /// A member's workers and the services each is sent now (it writes this when they change;
+    /// the leader empties a silent member's, whose workers re-home).
+    Placement {
+        /// The member.
+        coordinator: NodeId,
+        /// Worker id → its services.
+        workers: BTreeMap<String, Vec<String>>,
+        /// When (Unix ms).
+        at_ms: i64,
+    },
 }
 
 /// What applying a command did.
@@ -212,13 +201,23 @@ impl Applied {
     }
 }
 
-/// The jobs of a group and the bodies they need.
+/// Where a member's workers are and what they are sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Worker id → its services.
+    pub workers: BTreeMap<String, Vec<String>>,
+    /// When the member last wrote it (Unix ms).
+    pub at_ms: i64,
+}
+
+/// The jobs of a group and the bodies they need, and where every member's workers are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jobs {
     /// By id.
     pub jobs: BTreeMap<String, Job>,
-    /// Bodies by content hash.
-    pub blobs: BTreeMap<String, Blob>,
+    /// Worker placement and service assignments, by member.
+    #[serde(default)]
+    pub placements: BTreeMap<NodeId, Placement>,
 }
 
 impl Jobs {
@@ -236,13 +235,11 @@ impl Jobs {
                 if self.jobs.contains_key(&job) {
                     return Applied::refused("a job with this id exists");
                 }
-                let hash = content_hash(&input.0);
-                self.blobs.entry(hash.clone()).or_insert(input);
                 self.jobs.insert(
                     job,
                     Job {
                         call,
-                        input: hash,
+                        input,
                         client,
                         accepted_by,
                         runner: accepted_by,
@@ -302,16 +299,42 @@ impl Jobs {
                 Some(_) => Applied::refused("ended, or no longer that runner's"),
                 None => Applied::refused("no such job"),
             },
-            Command::Delete { job } => match self.jobs.remove(&job) {
-                Some(j) => {
-                    if !self.jobs.values().any(|o| o.input == j.input) {
-                        self.blobs.remove(&j.input);
+            Command::Placement {
+                coordinator,
+                workers,
+                at_ms,
+            } => {
+                // A worker is at one member: one that moved leaves the others' lists.
+                for (member, p) in self.placements.iter_mut() {
+                    if *member != coordinator {
+                        p.workers.retain(|w, _| !workers.contains_key(w));
                     }
-                    Applied::ok()
                 }
+                self.placements
+                    .insert(coordinator, Placement { workers, at_ms });
+                Applied::ok()
+            }
+            Command::Delete { job } => match self.jobs.remove(&job) {
+                Some(_) => Applied::ok(),
                 None => Applied::refused("no such job"),
             },
         }
+    }
+
+    /// Whether a job still names the blob `hash` (as its input or its answer).
+    pub fn references(&self, hash: &str) -> bool {
+        self.jobs
+            .values()
+            .any(|j| j.input == hash || j.outcome.as_ref().is_some_and(|o| o.body == hash))
+    }
+
+    /// The blobs `job` names.
+    pub fn blobs_of(&self, job: &str) -> Vec<String> {
+        self.jobs.get(job).map_or_else(Vec::new, |j| {
+            std::iter::once(j.input.clone())
+                .chain(j.outcome.as_ref().map(|o| o.body.clone()))
+                .collect()
+        })
     }
 
     /// Unfinished jobs of `runner`, oldest first.
@@ -338,7 +361,7 @@ mod tests {
                 method: "POST".into(),
                 ..Default::default()
             },
-            input: Blob(b"letter".to_vec()),
+            input: content_hash(b"letter"),
             client: None,
             accepted_by: by,
             at_ms: 1,
@@ -353,7 +376,8 @@ mod tests {
             outcome: Outcome {
                 status: 200,
                 content_type: None,
-                body: Blob(body.to_vec()),
+                body: content_hash(body),
+                size: body.len() as u64,
                 worker: "w@c".into(),
             },
             at_ms: 3,
@@ -365,7 +389,6 @@ mod tests {
         let mut s = Jobs::default();
         assert!(s.apply(submit("j1", 1)).ok);
         assert!(!s.apply(submit("j1", 2)).ok, "ids are unique");
-        assert_eq!(s.blobs.len(), 1, "the body is kept by its hash");
         let start = |runner, run| Command::Start {
             job: "j1".into(),
             runner,
@@ -380,8 +403,8 @@ mod tests {
         let j = &s.jobs["j1"];
         assert_eq!(j.state, State::Done);
         assert_eq!(
-            j.outcome.as_ref().map(|o| o.body.0.clone()),
-            Some(b"first".to_vec())
+            j.outcome.as_ref().map(|o| o.body.clone()),
+            Some(content_hash(b"first"))
         );
     }
 
@@ -429,8 +452,8 @@ mod tests {
         assert!(late.reason.contains("reassigned"), "{late:?}");
         assert!(s.apply(finish("j1", 2, 2, b"second")).ok);
         assert_eq!(
-            s.jobs["j1"].outcome.as_ref().map(|o| o.body.0.clone()),
-            Some(b"second".to_vec())
+            s.jobs["j1"].outcome.as_ref().map(|o| o.body.clone()),
+            Some(content_hash(b"second"))
         );
         // An ended job is never reassigned.
         assert!(
@@ -444,24 +467,54 @@ mod tests {
     }
 
     #[test]
-    fn deleting_keeps_a_body_another_job_shares() {
+    fn a_blob_is_referenced_while_a_job_names_it() {
         let mut s = Jobs::default();
         s.apply(submit("a", 1));
         s.apply(submit("b", 1));
-        assert_eq!(s.blobs.len(), 1);
+        let h = content_hash(b"letter");
         assert!(s.apply(Command::Delete { job: "a".into() }).ok);
-        assert_eq!(s.blobs.len(), 1);
+        assert!(s.references(&h), "b still names it");
+        assert_eq!(s.blobs_of("b"), std::slice::from_ref(&h));
         assert!(s.apply(Command::Delete { job: "b".into() }).ok);
-        assert!(s.blobs.is_empty());
+        assert!(!s.references(&h));
         assert!(!s.apply(Command::Delete { job: "b".into() }).ok);
     }
 
     #[test]
-    fn commands_and_bodies_survive_json() {
+    fn a_worker_is_placed_at_one_member() {
+        let mut s = Jobs::default();
+        let place = |coordinator, ws: &[(&str, &[&str])]| Command::Placement {
+            coordinator,
+            workers: ws
+                .iter()
+                .map(|(w, sv)| {
+                    (
+                        (*w).to_owned(),
+                        sv.iter().map(|x| (*x).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+            at_ms: 1,
+        };
+        assert!(s.apply(place(1, &[("w1", &["echo"]), ("w2", &["ocr"])])).ok);
+        // w2 re-homes to member 2, and is sent echo too there.
+        assert!(s.apply(place(2, &[("w2", &["echo", "ocr"])])).ok);
+        assert_eq!(s.placements[&1].workers.keys().collect::<Vec<_>>(), ["w1"]);
+        assert_eq!(s.placements[&2].workers["w2"], ["echo", "ocr"]);
+        // A silent member's list is emptied by the leader.
+        assert!(s.apply(place(1, &[])).ok);
+        assert!(s.placements[&1].workers.is_empty());
+    }
+
+    #[test]
+    fn commands_survive_json() {
         let c = submit("j", 7);
         let text = serde_json::to_string(&c).expect("json");
         assert!(text.contains("\"op\":\"submit\""), "{text}");
-        assert!(text.contains("bGV0dGVy"), "base64 body: {text}");
+        assert!(
+            text.contains(&content_hash(b"letter")),
+            "the body by hash: {text}"
+        );
         assert_eq!(serde_json::from_str::<Command>(&text).expect("back"), c);
     }
 }

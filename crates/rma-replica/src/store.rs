@@ -37,7 +37,8 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);",
     )?;
     Ok(c)
 }
@@ -239,6 +240,29 @@ impl StateMachine {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps `bytes` in this member's blob store; their content hash.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, crate::ReplicaError> {
+        let hash = crate::content_hash(bytes);
+        self.db()
+            .execute(
+                "INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)",
+                params![hash, bytes],
+            )
+            .map_err(|e| crate::ReplicaError::Storage(e.to_string()))?;
+        Ok(hash)
+    }
+
+    /// The blob `hash`, when this member keeps it.
+    pub fn get_blob(&self, hash: &str) -> Option<Vec<u8>> {
+        self.db()
+            .query_row("SELECT bytes FROM blobs WHERE hash = ?1", [hash], |r| {
+                r.get(0)
+            })
+            .optional()
+            .ok()
+            .flatten()
+    }
+
     fn snapshot_of(&self) -> Result<StoredSnapshot, SErr> {
         let m = self.machine.read().unwrap_or_else(|p| p.into_inner());
         let data =
@@ -320,7 +344,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         ok: true,
                         reason: String::new(),
                     },
-                    EntryPayload::Normal(cmd) => m.jobs.apply(cmd),
+                    EntryPayload::Normal(cmd) => {
+                        // A deleted job's blobs go when no other job names them.
+                        let freed = match &cmd {
+                            crate::Command::Delete { job } => m.jobs.blobs_of(job),
+                            _ => Vec::new(),
+                        };
+                        let applied = m.jobs.apply(cmd);
+                        for hash in freed.iter().filter(|h| !m.jobs.references(h)) {
+                            let _ = self
+                                .db()
+                                .execute("DELETE FROM blobs WHERE hash = ?1", [hash]);
+                        }
+                        applied
+                    }
                     EntryPayload::Membership(mem) => {
                         m.membership = StoredMembership::new(Some(entry.log_id), mem);
                         Applied {
@@ -405,5 +442,21 @@ mod tests {
     #[test]
     fn the_store_passes_openraft_s_suite() -> Result<(), StorageError<NodeId>> {
         Suite::test_all(Builder)
+    }
+}
+
+#[cfg(test)]
+mod blob_tests {
+    use super::open_storage;
+
+    #[test]
+    fn blobs_are_kept_by_their_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, sm) = open_storage(&dir.path().join("replica.db")).expect("open");
+        let h = sm.put_blob(b"a letter").expect("kept");
+        assert_eq!(h, crate::content_hash(b"a letter"));
+        assert_eq!(sm.put_blob(b"a letter").expect("again"), h, "kept once");
+        assert_eq!(sm.get_blob(&h).as_deref(), Some(&b"a letter"[..]));
+        assert_eq!(sm.get_blob("00"), None);
     }
 }

@@ -1300,6 +1300,14 @@ async fn a_group_loses_no_job_when_its_leader_dies_and_a_new_member_catches_up()
     .await;
     let caught_up = joining.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // A follower dies too: two of the three voters remain, a majority; jobs keep flowing and
+    // the leader moves the follower's jobs.
+    let (_, follower_id, _) = *MEMBERS
+        .iter()
+        .find(|m| m.2 != leader_host && m.2 != leader_host_now)
+        .expect("a follower");
+    fed.net.kill(follower_id);
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let history = load.stop().await;
     let flowing = history
         .iter()
@@ -1309,8 +1317,7 @@ async fn a_group_loses_no_job_when_its_leader_dies_and_a_new_member_catches_up()
         })
         .min()
         .expect("jobs were acknowledged after the kill");
-    let mut hosts_now = living.clone();
-    hosts_now.push(14);
+    let hosts_now = vec![leader_host_now, 14];
     let mut lines = vec![
         format!(
             "leader {leader_id} (member {leader}) killed with kill -9 and its data directory deleted, under 4 loops of echo jobs (200 ms each)"
@@ -1324,6 +1331,9 @@ async fn a_group_loses_no_job_when_its_leader_dies_and_a_new_member_catches_up()
             "coord-d joined empty in its place and caught up in {:.2} s: the leader had purged its log up to index {} (so coord-d installed a snapshot); the group is three voters again",
             caught_up.as_secs_f64(),
             purged.map_or("none".into(), |s| s.to_string())
+        ),
+        format!(
+            "then follower {follower_id} was killed too: two voters of three went on acknowledging and running jobs for 6 s"
         ),
     ];
     lines.extend(check_history(&fed, &history, &hosts_now).await);

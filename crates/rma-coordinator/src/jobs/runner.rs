@@ -187,12 +187,12 @@ pub(crate) async fn through_routers(
     })
 }
 
+/// How a replicated job's call ended: status, content type, body, who served it.
+pub(crate) type Answer = (u16, Option<String>, bytes::Bytes, String);
+
 /// Runs a replicated job's call here or, without a worker for it, through a router: how it
 /// ended, or `None` while no worker anywhere offers its service.
-pub(crate) async fn run_call(
-    state: &crate::AppState,
-    call: &ServiceCall,
-) -> Option<rma_replica::Outcome> {
+pub(crate) async fn run_call(state: &crate::AppState, call: &ServiceCall) -> Option<Answer> {
     let mut outcome = execute(state.dispatcher(), call.clone(), None).await;
     if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER)
         && let Some(s) =
@@ -202,24 +202,19 @@ pub(crate) async fn run_call(
     }
     match outcome {
         Err(e) if e.code == error_code::NO_WORKER => None,
-        Ok(s) => Some(rma_replica::Outcome {
-            status: s.reply.status,
-            content_type: s.reply.content_type,
-            body: rma_replica::Blob(s.reply.body.to_vec()),
-            worker: s.worker,
-        }),
-        Err(e) => Some(rma_replica::Outcome {
-            status: e.status.as_u16(),
-            content_type: Some("application/json".into()),
-            body: rma_replica::Blob(
+        Ok(s) => Some((s.reply.status, s.reply.content_type, s.reply.body, s.worker)),
+        Err(e) => Some((
+            e.status.as_u16(),
+            Some("application/json".into()),
+            bytes::Bytes::from(
                 serde_json::to_vec(&ErrorBody {
                     error: e.code.to_owned(),
                     message: e.message,
                 })
                 .unwrap_or_default(),
             ),
-            worker: String::new(),
-        }),
+            String::new(),
+        )),
     }
 }
 

@@ -94,6 +94,20 @@ async fn a_group_of_three_finishes_every_acknowledged_job_when_its_leader_dies()
     c.wait_linked().await;
     let mut living: Vec<(u64, String)> = (1..=3).zip(urls.iter().cloned()).collect();
     let first = leader(&living).await;
+    // The group holds where every worker is and what it is sent.
+    let placed = |s: &serde_json::Value| -> usize {
+        s["placements"].as_object().map_or(0, |m| {
+            m.values()
+                .map(|p| p["workers"].as_object().map_or(0, |w| w.len()))
+                .sum()
+        })
+    };
+    eventually_within(
+        "the group holds all three workers' placement",
+        Duration::from_secs(20),
+        || async { (placed(&status(&urls[0]).await?) == 3).then_some(()) },
+    )
+    .await;
 
     // Jobs through the router, each with its own body.
     let admin = c.client();
@@ -180,6 +194,23 @@ async fn a_group_of_three_finishes_every_acknowledged_job_when_its_leader_dies()
         }
     }
     let done = killed.elapsed();
+    // The dead leader's workers re-homed; the group's placement says where they are now.
+    let survivor = living[0].1.clone();
+    eventually_within(
+        "placement follows the re-homed workers",
+        Duration::from_secs(30),
+        || {
+            let survivor = survivor.clone();
+            async move {
+                let s = status(&survivor).await?;
+                let at_dead = s["placements"][first.to_string()]["workers"]
+                    .as_object()
+                    .map_or(0, |w| w.len());
+                (at_dead == 0 && placed(&s) == 3).then_some(())
+            }
+        },
+    )
+    .await;
     eprintln!(
         "group: leader {first} killed; new leader {second}; jobs accepted again after {} ms ({refused} refused meanwhile); all {} acknowledged jobs done {} ms after the kill",
         flowing.as_millis(),
