@@ -395,15 +395,27 @@ fn check_caller(
     Ok(claims.sub)
 }
 
+/// A request from a member of the group: the group, then the caller checked, then its body
+/// read as `T` (a stranger learns nothing from how its garbage is parsed).
+fn from_member<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<(Arc<Group>, T), ApiError> {
+    let g = group_of(state)?;
+    check_caller(state, &g, headers, true)?;
+    Ok((g, parse(body, what)?))
+}
+
 /// `POST /api/raft/append`.
 pub(crate) async fn append(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let g = group_of(&state)?;
-    check_caller(&state, &g, &headers, true)?;
-    let rpc: AppendEntriesRequest<TypeConfig> = parse(&body, "an append-entries request")?;
+    let (g, rpc): (_, AppendEntriesRequest<TypeConfig>) =
+        from_member(&state, &headers, &body, "an append-entries request")?;
     answer(g.raft.append_entries(rpc).await)
 }
 
@@ -413,9 +425,8 @@ pub(crate) async fn vote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let g = group_of(&state)?;
-    check_caller(&state, &g, &headers, true)?;
-    let rpc: VoteRequest<NodeId> = parse(&body, "a vote request")?;
+    let (g, rpc): (_, VoteRequest<NodeId>) =
+        from_member(&state, &headers, &body, "a vote request")?;
     answer(g.raft.vote(rpc).await)
 }
 
@@ -425,9 +436,8 @@ pub(crate) async fn snapshot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let g = group_of(&state)?;
-    check_caller(&state, &g, &headers, true)?;
-    let rpc: InstallSnapshotRequest<TypeConfig> = parse(&body, "an install-snapshot request")?;
+    let (g, rpc): (_, InstallSnapshotRequest<TypeConfig>) =
+        from_member(&state, &headers, &body, "an install-snapshot request")?;
     answer(g.raft.install_snapshot(rpc).await)
 }
 
@@ -479,9 +489,7 @@ pub(crate) async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Applied>, ApiError> {
-    let g = group_of(&state)?;
-    check_caller(&state, &g, &headers, true)?;
-    let cmd: Command = parse(&body, "a job-log command")?;
+    let (g, cmd): (_, Command) = from_member(&state, &headers, &body, "a job-log command")?;
     match tokio::time::timeout(COMMIT_WAIT, g.raft.client_write(cmd)).await {
         Ok(Ok(resp)) => Ok(Json(resp.data)),
         Ok(Err(e)) => Err(unavailable(format!("not written here: {e}"))),

@@ -312,6 +312,24 @@ async fn topology(router: &Client) -> Option<Value> {
     r.json().ok()
 }
 
+/// Waits until the router's topology shows `n` active workers.
+async fn active_workers(router: &Client, n: usize) {
+    wait_for(
+        &format!("{n} active workers"),
+        Duration::from_secs(30),
+        async || {
+            let t = topology(router).await?;
+            let active = t["workers"]
+                .as_array()?
+                .iter()
+                .filter(|w| w["status"] == "active")
+                .count();
+            (active == n).then_some(())
+        },
+    )
+    .await;
+}
+
 fn worker_row<'a>(t: &'a Value, id: &str) -> Option<&'a Value> {
     t["workers"].as_array()?.iter().find(|w| w["id"] == id)
 }
@@ -321,6 +339,67 @@ fn report(name: &str, lines: &[String]) {
     for l in lines {
         println!("  {l}");
     }
+}
+
+/// A test network with host namespaces `hosts` and a router on .10: its admin client, its URL
+/// and a worker join token (the coordinator join token is kept in the network). `None` (the
+/// test is skipped, with a `chaos: SKIPPED` line) where namespaces cannot be made, unless
+/// `RMA_CHAOS=1`, which makes that a failure.
+async fn bootstrap(tag: u8, hosts: &[u8]) -> Option<(Net, Client, String, String)> {
+    let mut net = match Net::new(tag) {
+        Ok(n) => n,
+        Err(e) if std::env::var("RMA_CHAOS").as_deref() == Ok("1") => {
+            panic!("chaos: RMA_CHAOS=1 but network namespaces cannot be made here: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns` (RMA_CHAOS=1 makes this a failure)"
+            );
+            return None;
+        }
+    };
+    rma_client::install_crypto_provider();
+    for n in hosts {
+        net.host(*n).expect("host namespace");
+    }
+    let router_url = format!("http://{}:8787", net.addr(10));
+    net.start_router();
+    // The router writes its admin token beside its registry on first start.
+    let token_file = std::path::PathBuf::from(net.data("router.db")).with_file_name("admin.token");
+    let (token, _) = wait_for("the admin token", Duration::from_secs(30), async || {
+        // Whole once its newline is there.
+        std::fs::read_to_string(&token_file)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    })
+    .await;
+    let router = Client::with_timeout(&router_url, Duration::from_secs(20))
+        .expect("client")
+        .with_bearer(token.trim());
+    // Every node enrols with a join token, as on a real federation.
+    let invite = async |role: &str| {
+        router
+            .invite(&rma_proto::membership::InviteRequest {
+                role: role.into(),
+                services: None,
+                ttl_s: Some(3600),
+                uses: Some(10),
+                owner: None,
+                router_url: Some(router_url.clone()),
+            })
+            .await
+            .ok()
+            .map(|i| i.token)
+    };
+    net.coordinator_join = wait_for(
+        "a coordinator invite",
+        Duration::from_secs(30),
+        async || invite("coordinator").await,
+    )
+    .await
+    .0;
+    let worker_join = invite("worker").await.expect("a worker invite");
+    Some((net, router, router_url, worker_join))
 }
 
 /// Chaos tests make network namespaces and start seven processes each: one at a time.
@@ -340,60 +419,8 @@ struct Federation {
 impl Federation {
     async fn start(tag: u8) -> Option<Federation> {
         let turn = ONE_AT_A_TIME.lock().await;
-        let mut net = match Net::new(tag) {
-            Ok(n) => n,
-            Err(e) if std::env::var("RMA_CHAOS").as_deref() == Ok("1") => {
-                panic!("chaos: RMA_CHAOS=1 but network namespaces cannot be made here: {e}")
-            }
-            Err(e) => {
-                eprintln!(
-                    "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns` (RMA_CHAOS=1 makes this a failure)"
-                );
-                return None;
-            }
-        };
-        rma_client::install_crypto_provider();
-        for n in [10, 11, 12, 21, 22, 23, 24] {
-            net.host(n).expect("host namespace");
-        }
-        let router_url = format!("http://{}:8787", net.addr(10));
-        net.start_router();
-        // The router writes its admin token beside its registry on first start.
-        let token_file =
-            std::path::PathBuf::from(net.data("router.db")).with_file_name("admin.token");
-        let (token, _) = wait_for("the admin token", Duration::from_secs(30), async || {
-            // Whole once its newline is there.
-            std::fs::read_to_string(&token_file)
-                .ok()
-                .filter(|t| t.ends_with('\n'))
-        })
-        .await;
-        let router = Client::with_timeout(&router_url, Duration::from_secs(10))
-            .expect("client")
-            .with_bearer(token.trim());
-        // Every node enrols with a join token, as on a real federation.
-        let invite = async |role: &str| {
-            router
-                .invite(&rma_proto::membership::InviteRequest {
-                    role: role.into(),
-                    services: None,
-                    ttl_s: Some(3600),
-                    uses: Some(10),
-                    owner: None,
-                    router_url: Some(router_url.clone()),
-                })
-                .await
-                .ok()
-                .map(|i| i.token)
-        };
-        net.coordinator_join = wait_for(
-            "a coordinator invite",
-            Duration::from_secs(30),
-            async || invite("coordinator").await,
-        )
-        .await
-        .0;
-        let worker_join = invite("worker").await.expect("a worker invite");
+        let (mut net, router, router_url, worker_join) =
+            bootstrap(tag, &[10, 11, 12, 21, 22, 23, 24]).await?;
         net.start_coordinator("coord-a", 11);
         net.start_coordinator("coord-b", 12);
         wait_for("two coordinators", Duration::from_secs(30), async || {
@@ -423,16 +450,7 @@ impl Federation {
                 ],
             );
         }
-        wait_for("four active workers", Duration::from_secs(30), async || {
-            let t = topology(&router).await?;
-            let active = t["workers"]
-                .as_array()?
-                .iter()
-                .filter(|w| w["status"] == "active")
-                .count();
-            (active == 4).then_some(())
-        })
-        .await;
+        active_workers(&router, 4).await;
         Some(Federation {
             net,
             router,
@@ -897,57 +915,8 @@ struct GroupFederation {
 impl GroupFederation {
     async fn start(tag: u8, worker_args: &[&str]) -> Option<GroupFederation> {
         let turn = ONE_AT_A_TIME.lock().await;
-        let mut net = match Net::new(tag) {
-            Ok(n) => n,
-            Err(e) if std::env::var("RMA_CHAOS").as_deref() == Ok("1") => {
-                panic!("chaos: RMA_CHAOS=1 but network namespaces cannot be made here: {e}")
-            }
-            Err(e) => {
-                eprintln!(
-                    "chaos: SKIPPED — cannot make network namespaces here ({e}); these tests need root and `ip netns` (RMA_CHAOS=1 makes this a failure)"
-                );
-                return None;
-            }
-        };
-        rma_client::install_crypto_provider();
-        for n in [10, 11, 12, 13, 14, 21, 22, 23] {
-            net.host(n).expect("host namespace");
-        }
-        let router_url = format!("http://{}:8787", net.addr(10));
-        net.start_router();
-        let token_file =
-            std::path::PathBuf::from(net.data("router.db")).with_file_name("admin.token");
-        let (token, _) = wait_for("the admin token", Duration::from_secs(30), async || {
-            std::fs::read_to_string(&token_file)
-                .ok()
-                .filter(|t| t.ends_with('\n'))
-        })
-        .await;
-        let router = Client::with_timeout(&router_url, Duration::from_secs(20))
-            .expect("client")
-            .with_bearer(token.trim());
-        let invite = async |role: &str| {
-            router
-                .invite(&rma_proto::membership::InviteRequest {
-                    role: role.into(),
-                    services: None,
-                    ttl_s: Some(3600),
-                    uses: Some(10),
-                    owner: None,
-                    router_url: Some(router_url.clone()),
-                })
-                .await
-                .ok()
-                .map(|i| i.token)
-        };
-        net.coordinator_join = wait_for(
-            "a coordinator invite",
-            Duration::from_secs(30),
-            async || invite("coordinator").await,
-        )
-        .await
-        .0;
-        let worker_join = invite("worker").await.expect("a worker invite");
+        let (mut net, router, router_url, worker_join) =
+            bootstrap(tag, &[10, 11, 12, 13, 14, 21, 22, 23]).await?;
         let members: Vec<String> = MEMBERS
             .iter()
             .map(|(i, id, n)| format!("{i}={id}@http://{}:8080", net.addr(*n)))
@@ -972,20 +941,7 @@ impl GroupFederation {
             fed.start_worker(&format!("w{}", i + 1), *n, worker_args);
         }
         let router = fed.router.clone();
-        wait_for(
-            "three active workers",
-            Duration::from_secs(30),
-            async || {
-                let t = topology(&router).await?;
-                let active = t["workers"]
-                    .as_array()?
-                    .iter()
-                    .filter(|w| w["status"] == "active")
-                    .count();
-                (active == 3).then_some(())
-            },
-        )
-        .await;
+        active_workers(&router, 3).await;
         Some(fed)
     }
 
