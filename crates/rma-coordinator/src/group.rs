@@ -720,8 +720,14 @@ pub(crate) async fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_pr
             rma_replica::State::Done => rma_proto::job::JobState::Done,
             rma_replica::State::Failed => rma_proto::job::JobState::Failed,
         },
-        done: u32::from(job.state.finished()),
-        total: 1,
+        done: match job.state {
+            rma_replica::State::Running if job.progress.1 > 0 => job.progress.0,
+            _ => u32::from(job.state.finished()),
+        },
+        total: match job.state {
+            rma_replica::State::Running if job.progress.1 > 0 => job.progress.1,
+            _ => 1,
+        },
         runs: job.run,
         worker,
         result: if job.state == rma_replica::State::Done {
@@ -810,7 +816,7 @@ pub(crate) async fn run(state: AppState, g: Arc<Group>, max_concurrent: usize) {
                 .insert(id.clone());
             let (state, g, in_hand) = (state.clone(), g.clone(), in_hand.clone());
             tokio::spawn(async move {
-                run_one(&state, &g, &id, job).await;
+                run_one(&state, g.clone(), &id, job).await;
                 in_hand
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -857,7 +863,8 @@ fn still_mine(g: &Group, id: &str, run: u32) -> bool {
     })
 }
 
-async fn run_one(state: &AppState, g: &Group, id: &str, job: rma_replica::Job) {
+async fn run_one(state: &AppState, g: Arc<Group>, id: &str, job: rma_replica::Job) {
+    let g = &g;
     let run = job.run;
     // A queued run is started first; a running one (this process restarted) is run again: only
     // one finish of the run can be recorded, whoever sends it.
@@ -896,6 +903,43 @@ async fn run_one(state: &AppState, g: &Group, id: &str, job: rma_replica::Job) {
         body,
         traceparent: job.call.traceparent.clone(),
     };
+    // Pages done go to the log at most about once a second, so any member shows them.
+    let latest: Arc<Mutex<Option<(u32, u32)>>> = Arc::default();
+    let progress: crate::link::ProgressFn = {
+        let latest = latest.clone();
+        Arc::new(move |done, total| {
+            *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((done, total));
+        })
+    };
+    let reporter = {
+        let (g, latest, job) = (g.clone(), latest.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let mut written = None;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = *latest.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((done, total)) = now.filter(|p| Some(*p) != written) {
+                    let cmd = Command::Progress {
+                        job: job.clone(),
+                        runner: g.id,
+                        run,
+                        done,
+                        total,
+                    };
+                    if g.write(cmd).await.is_ok() {
+                        written = now;
+                    }
+                }
+            }
+        })
+    };
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _reporter = Abort(reporter);
     let (status, content_type, answer, worker) = loop {
         if !still_mine(g, id, run) {
             tracing::info!(
@@ -905,7 +949,7 @@ async fn run_one(state: &AppState, g: &Group, id: &str, job: rma_replica::Job) {
             );
             return;
         }
-        match crate::jobs::runner::run_call(state, &call).await {
+        match crate::jobs::runner::run_call(state, &call, Some(progress.clone())).await {
             Some(o) => break o,
             // No worker for it anywhere yet: keep the run and look again.
             None => tokio::time::sleep(Duration::from_secs(1)).await,

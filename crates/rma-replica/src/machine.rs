@@ -104,6 +104,9 @@ pub struct Job {
     pub finished_ms: Option<i64>,
     /// How it ended.
     pub outcome: Option<Outcome>,
+    /// Units done of all (pages), as its runner last recorded.
+    #[serde(default)]
+    pub progress: (u32, u32),
 }
 
 /// A change to the job log.
@@ -148,6 +151,19 @@ pub enum Command {
         outcome: Outcome,
         /// When.
         at_ms: i64,
+    },
+    /// Its runner's progress on run `run` (written at most about once a second).
+    Progress {
+        /// The job.
+        job: String,
+        /// Who runs it.
+        runner: NodeId,
+        /// Which run.
+        run: u32,
+        /// Units done.
+        done: u32,
+        /// Units in all.
+        total: u32,
     },
     /// The leader moves an unfinished job to another member (its runner is gone): a new run.
     Reassign {
@@ -249,6 +265,7 @@ impl Jobs {
                         started_ms: None,
                         finished_ms: None,
                         outcome: None,
+                        progress: (0, 0),
                     },
                 );
                 Applied::ok()
@@ -288,12 +305,27 @@ impl Jobs {
                 Some(_) => Applied::refused("this run is over: the job was reassigned"),
                 None => Applied::refused("no such job"),
             },
+            Command::Progress {
+                job,
+                runner,
+                run,
+                done,
+                total,
+            } => match self.jobs.get_mut(&job) {
+                Some(j) if j.state == State::Running && j.runner == runner && j.run == run => {
+                    j.progress = (done, total);
+                    Applied::ok()
+                }
+                Some(_) => Applied::refused("not this runner's running run"),
+                None => Applied::refused("no such job"),
+            },
             Command::Reassign { job, from, to } => match self.jobs.get_mut(&job) {
                 Some(j) if !j.state.finished() && j.runner == from => {
                     j.runner = to;
                     j.run += 1;
                     j.state = State::Queued;
                     j.started_ms = None;
+                    j.progress = (0, 0);
                     Applied::ok()
                 }
                 Some(_) => Applied::refused("ended, or no longer that runner's"),
@@ -446,6 +478,19 @@ mod tests {
             })
             .ok
         );
+        let progress = |runner, run| Command::Progress {
+            job: "j1".into(),
+            runner,
+            run,
+            done: 1,
+            total: 3,
+        };
+        assert!(
+            !s.apply(progress(1, 1)).ok,
+            "the old run's progress is refused"
+        );
+        assert!(s.apply(progress(2, 2)).ok);
+        assert_eq!(s.jobs["j1"].progress, (1, 3));
         // Run 1's result arrives late: refused. Run 2's is the one.
         let late = s.apply(finish("j1", 1, 1, b"late"));
         assert!(!late.ok);

@@ -192,8 +192,12 @@ pub(crate) type Answer = (u16, Option<String>, bytes::Bytes, String);
 
 /// Runs a replicated job's call here or, without a worker for it, through a router: how it
 /// ended, or `None` while no worker anywhere offers its service.
-pub(crate) async fn run_call(state: &crate::AppState, call: &ServiceCall) -> Option<Answer> {
-    let mut outcome = execute(state.dispatcher(), call.clone(), None).await;
+pub(crate) async fn run_call(
+    state: &crate::AppState,
+    call: &ServiceCall,
+    progress: Option<ProgressFn>,
+) -> Option<Answer> {
+    let mut outcome = execute(state.dispatcher(), call.clone(), progress).await;
     if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER)
         && let Some(s) =
             through_routers(state.routers(), &state.dispatcher().coordinator_id, call).await
