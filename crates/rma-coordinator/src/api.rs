@@ -430,6 +430,12 @@ async fn correct_job(
     JsonBody(req): JsonBody<rma_proto::job::CorrectionRequest>,
 ) -> Result<Json<JobView>, ApiError> {
     check_job_id(&id)?;
+    if let Some(g) = state.group()
+        && g.sm.read(|j| j.jobs.contains_key(&id))
+        && let Some(r) = crate::group::correct(&state, &g, &id, req.clone()).await
+    {
+        return r.map(Json);
+    }
     state.jobs().correct(&id, req).await.map(Json)
 }
 

@@ -740,7 +740,8 @@ pub(crate) async fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_pr
         error,
         error_code: None,
         verified: None,
-        corrections: None,
+        corrections: (!job.corrections.is_empty())
+            .then(|| format!("[{}]", job.corrections.join(","))),
         created_ms: job.created_ms,
         started_ms: job.started_ms,
         finished_ms: job.finished_ms,
@@ -751,6 +752,47 @@ pub(crate) async fn view(state: &AppState, g: &Group, id: &str) -> Option<rma_pr
         .cloned()
         .unwrap_or_else(|| job.runner.to_string());
     Some(v)
+}
+
+/// A person's correction of a group job's fact, committed to the log; `None` when the group
+/// does not know the job.
+pub(crate) async fn correct(
+    state: &AppState,
+    g: &Group,
+    id: &str,
+    req: rma_proto::job::CorrectionRequest,
+) -> Option<Result<rma_proto::job::JobView, ApiError>> {
+    let before = view(state, g, id).await?;
+    let correction = match crate::jobs::correction_of(&before, req) {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e)),
+    };
+    let text = match serde_json::to_string(&correction) {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(Err(ApiError::internal(format!(
+                "encoding the correction: {e}"
+            ))));
+        }
+    };
+    let cmd = Command::Correct {
+        job: id.to_owned(),
+        correction: text,
+    };
+    match g.write(cmd).await {
+        Ok(a) if a.ok => {
+            tracing::info!(job = %id, field = %correction.field, "a fact of a replicated job corrected by a person");
+        }
+        Ok(a) => {
+            return Some(Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!("job {id}: {}", a.reason),
+            )));
+        }
+        Err(e) => return Some(Err(e)),
+    }
+    view(state, g, id).await.map(Ok)
 }
 
 /// A group job's result: `None` when the group does not know the job, `Some(None)` while it

@@ -24,6 +24,9 @@ pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
+/// Corrections one job keeps at most.
+pub const MAX_CORRECTIONS: usize = 100;
+
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +110,9 @@ pub struct Job {
     /// Units done of all (pages), as its runner last recorded.
     #[serde(default)]
     pub progress: (u32, u32),
+    /// A person's corrections of its facts, each as the API's JSON, oldest first.
+    #[serde(default)]
+    pub corrections: Vec<String>,
 }
 
 /// A change to the job log.
@@ -173,6 +179,13 @@ pub enum Command {
         from: NodeId,
         /// Its new runner.
         to: NodeId,
+    },
+    /// A person corrected one of a finished job's facts (the correction as the API's JSON).
+    Correct {
+        /// The job.
+        job: String,
+        /// The correction.
+        correction: String,
     },
     /// The job and its body are deleted.
     Delete {
@@ -266,6 +279,7 @@ impl Jobs {
                         finished_ms: None,
                         outcome: None,
                         progress: (0, 0),
+                        corrections: Vec::new(),
                     },
                 );
                 Applied::ok()
@@ -346,6 +360,17 @@ impl Jobs {
                     .insert(coordinator, Placement { workers, at_ms });
                 Applied::ok()
             }
+            Command::Correct { job, correction } => match self.jobs.get_mut(&job) {
+                Some(j) if j.state == State::Done && j.corrections.len() < MAX_CORRECTIONS => {
+                    j.corrections.push(correction);
+                    Applied::ok()
+                }
+                Some(j) if j.state == State::Done => Applied::refused(format!(
+                    "the job holds {MAX_CORRECTIONS} corrections, the most kept"
+                )),
+                Some(_) => Applied::refused("the job has not finished with an answer"),
+                None => Applied::refused("no such job"),
+            },
             Command::Delete { job } => match self.jobs.remove(&job) {
                 Some(_) => Applied::ok(),
                 None => Applied::refused("no such job"),
@@ -432,6 +457,18 @@ mod tests {
         assert!(!s.apply(start(1, 1)).ok, "not twice");
         assert!(s.apply(finish("j1", 1, 1, b"first")).ok);
         assert!(!s.apply(finish("j1", 1, 1, b"again")).ok, "one result");
+        let correct = Command::Correct {
+            job: "j1".into(),
+            correction: "{}".into(),
+        };
+        assert!(
+            s.apply(correct.clone()).ok,
+            "a finished job takes corrections"
+        );
+        for _ in 1..MAX_CORRECTIONS {
+            s.apply(correct.clone());
+        }
+        assert!(!s.apply(correct).ok, "up to a limit");
         let j = &s.jobs["j1"];
         assert_eq!(j.state, State::Done);
         assert_eq!(

@@ -214,29 +214,7 @@ impl Jobs {
         let Some(mut view) = self.view(id).await? else {
             return Err(ApiError::not_found(format!("no job {id}")));
         };
-        let facts = match &view.result {
-            Some(ServiceResult::Process(p)) => &p.facts.facts,
-            Some(ServiceResult::Extract(e)) => &e.facts,
-            _ => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "conflict",
-                    format!(
-                        "job {id} has no facts to correct (it is {} or not a reading of a letter)",
-                        view.state.as_str()
-                    ),
-                ));
-            }
-        };
-        let was = correctable(facts, &req)?;
-        let correction = rma_proto::job::Correction {
-            field: req.field,
-            index: req.index,
-            value: req.value.trim().to_owned(),
-            was,
-            by: "person".into(),
-            at: rfc3339(now_ms()),
-        };
+        let correction = correction_of(&view, req)?;
         let list = match self
             .store
             .add_correction(id, correction)
@@ -287,6 +265,38 @@ impl Jobs {
             .await
             .map_err(|e| ApiError::internal(format!("reading the job: {e}")))
     }
+}
+
+/// A person's correction of one of a finished job's facts, checked against its facts (409 when
+/// it has none; 400 when the correction names no fact or does not read as one).
+pub(crate) fn correction_of(
+    view: &JobView,
+    req: rma_proto::job::CorrectionRequest,
+) -> Result<rma_proto::job::Correction, ApiError> {
+    let facts = match &view.result {
+        Some(ServiceResult::Process(p)) => &p.facts.facts,
+        Some(ServiceResult::Extract(e)) => &e.facts,
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "job {} has no facts to correct (it is {} or not a reading of a letter)",
+                    view.id,
+                    view.state.as_str()
+                ),
+            ));
+        }
+    };
+    let was = correctable(facts, &req)?;
+    Ok(rma_proto::job::Correction {
+        field: req.field,
+        index: req.index,
+        value: req.value.trim().to_owned(),
+        was,
+        by: "person".into(),
+        at: rfc3339(now_ms()),
+    })
 }
 
 /// What a correction replaces, when it is one a person may make: the field is correctable,

@@ -315,3 +315,60 @@ async fn raft_endpoints_refuse_strangers_garbage_and_stale_terms_without_touchin
         .expect("sent");
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_s_correction_of_a_replicated_job_is_held_by_every_member() {
+    let mut c = Cluster::start(0, 0).await;
+    let urls = group_of(&mut c, 3).await;
+    c.add_worker("worker-0").await;
+    c.wait_linked().await;
+    let living: Vec<(u64, String)> = (1..=3).zip(urls.iter().cloned()).collect();
+    leader(&living).await;
+    let admin = c.client();
+    let text = "Council Tax reminder\nAmount due: £187.45 by 1 March 2027";
+    let job = admin
+        .submit_job("extract", "", "text/plain", Bytes::from(text))
+        .await
+        .expect("accepted")
+        .job_id;
+    eventually_within("the letter is read", Duration::from_secs(30), || async {
+        (admin.job(&job).await.ok()?.state == JobState::Done).then_some(())
+    })
+    .await;
+    let correct = |body: serde_json::Value| {
+        let admin = admin.clone();
+        let path = format!("api/jobs/{job}/corrections");
+        async move {
+            admin
+                .raw(
+                    reqwest::Method::POST,
+                    &path,
+                    Some("application/json"),
+                    Bytes::from(body.to_string()),
+                    &[],
+                )
+                .await
+                .expect("sent")
+        }
+    };
+    let r = correct(serde_json::json!({"field": "amounts", "index": 0, "value": "187.46"})).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    // Every member holds it.
+    for u in &urls {
+        let v = eventually_within(
+            "the correction reaches every member",
+            Duration::from_secs(10),
+            || async {
+                let v = member(u).job(&job).await.ok()?;
+                (v.corrections.len() == 1).then_some(v)
+            },
+        )
+        .await;
+        assert_eq!(v.corrections[0].value, "187.46");
+        assert_eq!(v.corrections[0].was, "187.45");
+    }
+    // A correction that names no fact is refused and kept nowhere.
+    let r = correct(serde_json::json!({"field": "amounts", "index": 9, "value": "1.00"})).await;
+    assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(admin.job(&job).await.expect("job").corrections.len(), 1);
+}
