@@ -872,14 +872,7 @@ pub(crate) async fn run(state: AppState, g: Arc<Group>, max_concurrent: usize) {
 /// Writes where this member's workers are and what they are sent, when it changed.
 async fn publish_placement(state: &AppState, g: &Group) {
     let now = Instant::now();
-    let workers: BTreeMap<String, Vec<String>> = state
-        .registry()
-        .lock()
-        .summaries(now)
-        .into_iter()
-        .filter(|w| w.status == rma_proto::api::WorkerStatus::Active)
-        .map(|w| (w.id, w.services))
-        .collect();
+    let workers = state.registry().lock().assignments(now);
     let held =
         g.sm.read(|j| j.placements.get(&g.id).map(|p| p.workers.clone()))
             .unwrap_or_default();
@@ -1099,17 +1092,18 @@ async fn lead(state: &AppState, g: &Group, seen: &mut HashMap<NodeId, Instant>) 
     if living.is_empty() {
         return;
     }
+    // No longer a member, or silent for `DEAD_AFTER`.
+    let gone = |id: &NodeId| {
+        !nodes.contains_key(id)
+            || seen
+                .get(id)
+                .is_some_and(|t| now.saturating_duration_since(*t) >= DEAD_AFTER)
+    };
     // A silent member's workers re-home: its placement is emptied.
     let dead: Vec<NodeId> = g.sm.read(|j| {
         j.placements
             .iter()
-            .filter(|(id, p)| {
-                !p.workers.is_empty()
-                    && (!nodes.contains_key(id)
-                        || seen
-                            .get(id)
-                            .is_some_and(|t| now.saturating_duration_since(*t) >= DEAD_AFTER))
-            })
+            .filter(|(id, p)| !p.workers.is_empty() && gone(id))
             .map(|(id, _)| *id)
             .collect()
     });
@@ -1126,13 +1120,7 @@ async fn lead(state: &AppState, g: &Group, seen: &mut HashMap<NodeId, Instant>) 
     let orphans: Vec<(String, NodeId)> = g.sm.read(|j| {
         j.jobs
             .iter()
-            .filter(|(_, job)| !job.state.finished())
-            .filter(|(_, job)| {
-                !nodes.contains_key(&job.runner)
-                    || seen
-                        .get(&job.runner)
-                        .is_some_and(|t| now.saturating_duration_since(*t) >= DEAD_AFTER)
-            })
+            .filter(|(_, job)| !job.state.finished() && gone(&job.runner))
             .map(|(id, job)| (id.clone(), job.runner))
             .collect()
     });

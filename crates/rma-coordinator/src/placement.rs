@@ -15,6 +15,7 @@
 //! that feeds it and carries its moves out: the registry's index changes, the worker hears an
 //! `assign` frame on its link, and the router gets a heartbeat with the new inventory.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -136,6 +137,13 @@ fn backlog(
     queued.saturating_add(over)
 }
 
+/// The order idle workers are lent a service in (the least comes first): the least committed
+/// worker, then the one with the most cores, then by id. Placement's rounds and the dispatcher
+/// (a call that found nobody) choose alike.
+pub(crate) fn lender_rank(assigned: usize, cores: u32, id: &str) -> (usize, Reverse<u32>, &str) {
+    (assigned, Reverse(cores), id)
+}
+
 /// One round of placement at `now`: the moves to make, at most one assignment per service and
 /// per worker.
 pub(crate) fn decide(
@@ -189,14 +197,7 @@ pub(crate) fn decide(
                     && !w.has(s)
                     && w.eligible.iter().any(|e| e == s)
             })
-            // The least committed worker, then the one with the most cores.
-            .min_by(|a, b| {
-                a.assigned
-                    .len()
-                    .cmp(&b.assigned.len())
-                    .then(b.cores.cmp(&a.cores))
-                    .then(a.id.cmp(&b.id))
-            });
+            .min_by_key(|w| lender_rank(w.assigned.len(), w.cores, &w.id));
         if let Some(w) = lender {
             taken.insert(w.id.as_str());
             moves.push(Move::Assign {
@@ -264,23 +265,22 @@ pub(crate) async fn run(
         if moves.is_empty() {
             continue;
         }
-        let mut told = Vec::new();
-        {
-            let mut w = state.registry().lock();
-            for m in &moves {
-                let (worker, service, added) = match m {
-                    Move::Assign { worker, service } => (worker, service, true),
-                    Move::Withdraw { worker, service } => (worker, service, false),
-                };
-                if let Some((link, services)) = w.reassign(worker, service, added) {
-                    tracing::info!(%worker, %service, services = ?services, "{}", if added { "service placed on an idle worker: its queue grew" } else { "lent service taken back: its queue drained" });
-                    metrics::counter!("rma_coordinator_placement_moves_total", "service" => rma_proto::service::metric_label(service), "move" => if added { "assign" } else { "withdraw" }).increment(1);
-                    told.extend(link.map(|l| (l, services)));
-                }
-            }
-        }
-        for (link, services) in told {
-            link.assign(services);
+        for m in &moves {
+            let (worker, service, added, why) = match m {
+                Move::Assign { worker, service } => (
+                    worker,
+                    service,
+                    true,
+                    "service placed on an idle worker: its queue grew",
+                ),
+                Move::Withdraw { worker, service } => (
+                    worker,
+                    service,
+                    false,
+                    "lent service taken back: its queue drained",
+                ),
+            };
+            state.registry().make_move(worker, service, added, why);
         }
         // The router hears the new inventory at once.
         state.registry().changed();

@@ -162,18 +162,36 @@ impl Registry {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// [`Workers::lend`], and the worker and the router told.
+    /// A call for `service` found no worker to take it: lends the service to the idle worker
+    /// [`Workers::lender_for`] names; the worker and the router are told.
     pub(crate) fn lend(&self, service: &str) -> bool {
-        let lent = self.lock().lend(service, Instant::now());
-        let Some((id, link, services)) = lent else {
+        let Some(id) = self.lock().lender_for(service, Instant::now()) else {
             return false;
         };
-        tracing::info!(worker = %id, %service, services = ?services, "service placed on an idle worker: a call found no other");
-        metrics::counter!("rma_coordinator_placement_moves_total", "service" => service::metric_label(service), "move" => "assign").increment(1);
+        let moved = self.make_move(
+            &id,
+            service,
+            true,
+            "service placed on an idle worker: a call found no other",
+        );
+        if moved {
+            self.changed();
+        }
+        moved
+    }
+
+    /// Carries out one move of placement: the registry's index changes, the move is logged and
+    /// counted, and the worker hears the services it is sent now. `false` when nothing changed.
+    /// The caller calls [`Registry::changed`] once for all its moves.
+    pub(crate) fn make_move(&self, worker: &str, service: &str, added: bool, why: &str) -> bool {
+        let Some((link, services)) = self.lock().reassign(worker, service, added) else {
+            return false;
+        };
+        tracing::info!(%worker, %service, services = ?services, "{why}");
+        metrics::counter!("rma_coordinator_placement_moves_total", "service" => service::metric_label(service), "move" => if added { "assign" } else { "withdraw" }).increment(1);
         if let Some(l) = link {
             l.assign(services);
         }
-        self.changed();
         true
     }
 
@@ -560,6 +578,17 @@ impl Workers {
             .collect()
     }
 
+    /// Active workers (the topology's `active`: live and not quarantined) and the services each
+    /// is sent: what a replication group records as this coordinator's placement. Checked every
+    /// half second, so it builds nothing else (no latency windows, as [`Workers::summaries`]).
+    pub(crate) fn assignments(&self, now: Instant) -> BTreeMap<String, Vec<String>> {
+        self.map
+            .values()
+            .filter(|w| !w.quarantined && self.liveness(w, now) == Liveness::Active)
+            .map(|w| (w.id.clone(), w.services.clone()))
+            .collect()
+    }
+
     /// Every worker as placement sees it.
     pub(crate) fn placement_views(&self, now: Instant) -> Vec<crate::placement::WorkerView> {
         self.map
@@ -584,16 +613,10 @@ impl Workers {
             .collect()
     }
 
-    /// A call for `service` found no worker to take it: lends the service to an active, idle
-    /// worker that could run it (the least committed, then the one with the most cores), as
-    /// placement would at its next round. Returns who, its link and its services now.
-    pub(crate) fn lend(
-        &mut self,
-        service: &str,
-        now: Instant,
-    ) -> Option<(String, Option<LinkHandle>, Vec<String>)> {
-        let id = self
-            .map
+    /// The worker to lend `service` to when a call for it found nobody: active, idle, eligible
+    /// for it and not sent it yet, chosen by [`crate::placement::lender_rank`].
+    pub(crate) fn lender_for(&self, service: &str, now: Instant) -> Option<String> {
+        self.map
             .values()
             .filter(|w| {
                 !w.quarantined
@@ -603,17 +626,8 @@ impl Workers {
                     && w.eligible.iter().any(|s| s == service)
                     && self.liveness(w, now) == Liveness::Active
             })
-            .min_by(|a, b| {
-                a.services
-                    .len()
-                    .cmp(&b.services.len())
-                    .then(b.cores.cmp(&a.cores))
-                    .then(a.id.cmp(&b.id))
-            })?
-            .id
-            .clone();
-        let (link, services) = self.reassign(&id, service, true)?;
-        Some((id, link, services))
+            .min_by_key(|w| crate::placement::lender_rank(w.services.len(), w.cores, &w.id))
+            .map(|w| w.id.clone())
     }
 
     /// Adds `service` to what `id` is sent (`added`) or takes it away, within what it could
@@ -650,7 +664,7 @@ impl Workers {
     }
 
     /// Service → number of active workers that can serve it: assigned, or standby (a call
-    /// for it lends it to an idle worker at once, see [`Workers::lend`]). `process` (run by the
+    /// for it lends it to an idle worker at once, see [`Registry::lend`]). `process` (run by the
     /// coordinator itself) counts as offered when OCR, PDF text and extraction all are.
     pub(crate) fn inventory(&self, now: Instant) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();

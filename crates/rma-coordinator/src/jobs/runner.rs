@@ -104,14 +104,8 @@ impl Runner {
         let progress: ProgressFn =
             Arc::new(move |done, total| jobs.set_progress(&job_id, done, total));
         self.jobs.set_progress(id, 0, 0);
-        let mut outcome = execute(&self.dispatcher, call.clone(), Some(progress)).await;
-        if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER) {
-            // No worker here for it (this coordinator restarted and its workers re-homed, say):
-            // ask the rest of the federation through the router.
-            if let Some(served) = self.through_router(&call).await {
-                outcome = Ok(served);
-            }
-        }
+        let outcome =
+            execute_anywhere(&self.dispatcher, &self.routers, &call, Some(progress)).await;
         let last = self
             .jobs
             .progress
@@ -139,20 +133,29 @@ impl Runner {
             tracing::error!(job = id, error = %e, "could not record the job's outcome");
         }
     }
+}
 
-    async fn through_router(&self, call: &ServiceCall) -> Option<Served> {
-        through_routers(&self.routers, &self.dispatcher.coordinator_id, call).await
+/// Runs a job's call here, or, with no worker for it here (this coordinator restarted and its
+/// workers re-homed, say), at another coordinator through a router.
+async fn execute_anywhere(
+    dispatcher: &Dispatcher,
+    routers: &[Client],
+    call: &ServiceCall,
+    progress: Option<ProgressFn>,
+) -> Result<Served, ApiError> {
+    let outcome = execute(dispatcher, call.clone(), progress).await;
+    if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER)
+        && let Some(served) = through_routers(routers, &dispatcher.coordinator_id, call).await
+    {
+        return Ok(served);
     }
+    outcome
 }
 
 /// Runs a job's call at another coordinator, through a router (the next when one cannot be
 /// reached or has no coordinator for it); `None` when there is no router or no coordinator
 /// could take it (the job then stays queued).
-pub(crate) async fn through_routers(
-    routers: &[Client],
-    me: &str,
-    call: &ServiceCall,
-) -> Option<Served> {
+async fn through_routers(routers: &[Client], me: &str, call: &ServiceCall) -> Option<Served> {
     let mut answer = None;
     for router in routers {
         match router.send(call, &[(headers::FORWARDED_BY, me)]).await {
@@ -197,13 +200,7 @@ pub(crate) async fn run_call(
     call: &ServiceCall,
     progress: Option<ProgressFn>,
 ) -> Option<Answer> {
-    let mut outcome = execute(state.dispatcher(), call.clone(), progress).await;
-    if matches!(&outcome, Err(e) if e.code == error_code::NO_WORKER)
-        && let Some(s) =
-            through_routers(state.routers(), &state.dispatcher().coordinator_id, call).await
-    {
-        outcome = Ok(s);
-    }
+    let outcome = execute_anywhere(state.dispatcher(), state.routers(), call, progress).await;
     match outcome {
         Err(e) if e.code == error_code::NO_WORKER => None,
         Ok(s) => Some((s.reply.status, s.reply.content_type, s.reply.body, s.worker)),
