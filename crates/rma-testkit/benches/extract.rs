@@ -271,17 +271,7 @@ fn main() {
             .copied()
             .unwrap_or(0)
     };
-    let version = std::process::Command::new("tesseract")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let version = rma_testkit::tesseract_version();
     println!(
         "Extraction on the generated corpus: {count} tuning letters (seed {TUNE_SEED:#x}) and {held_out} held-out letters (seed {HELD_OUT_SEED:#x}); {version}; {cores} cores; letters made in {:.0} s.",
         made.as_secs_f64()

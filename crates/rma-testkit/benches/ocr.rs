@@ -109,17 +109,7 @@ fn main() {
             }
         })
         .collect();
-    let version = Command::new("tesseract")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let version = rma_testkit::tesseract_version();
     println!(
         "OCR of {n} generated letter pages (≈1500×1200 px, PNG), {version}, OMP_THREAD_LIMIT=1 everywhere, {} cores",
         std::thread::available_parallelism().map_or(1, |c| c.get())

@@ -97,6 +97,22 @@ pub fn federation() -> &'static rma_auth::FederationKey {
     KEY.get_or_init(rma_auth::FederationKey::generate)
 }
 
+/// The first line of `tesseract --version` (empty when it does not run), for benchmarks to
+/// print beside their figures.
+pub fn tesseract_version() -> String {
+    std::process::Command::new("tesseract")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
 /// An identity of the test federation.
 pub fn identity(id: &str, role: rma_auth::Role) -> Arc<rma_auth::Identity> {
     Arc::new(

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rma_client::Client;
+use rma_client::{Client, RawResponse};
 use rma_proto::job::JobState;
 use serde_json::Value;
 
@@ -973,22 +973,22 @@ impl GroupFederation {
         format!("http://{}:8080", self.net.addr(host))
     }
 
+    /// `GET {path}` at the member on `host`, with the members' metrics token.
+    async fn member_get(&self, host: u8, path: &str, timeout: Duration) -> Option<RawResponse> {
+        Client::with_timeout(&self.member_url(host), timeout)
+            .ok()?
+            .with_bearer(GROUP_METRICS)
+            .raw(reqwest::Method::GET, path, None, Bytes::new(), &[])
+            .await
+            .ok()
+    }
+
     /// A member's `/api/raft/status`.
     async fn status(&self, host: u8) -> Option<Value> {
-        let c = Client::with_timeout(&self.member_url(host), Duration::from_secs(5))
-            .ok()?
-            .with_bearer(GROUP_METRICS);
-        c.raw(
-            reqwest::Method::GET,
-            "api/raft/status",
-            None,
-            Bytes::new(),
-            &[],
-        )
-        .await
-        .ok()?
-        .json()
-        .ok()
+        self.member_get(host, "api/raft/status", Duration::from_secs(5))
+            .await?
+            .json()
+            .ok()
     }
 
     /// The leader's member id, once the members on `hosts` agree on one that is not `gone`.
@@ -1012,17 +1012,8 @@ impl GroupFederation {
     async fn logs(&self, hosts: &[u8]) -> Vec<Vec<Value>> {
         let mut out = Vec::new();
         for h in hosts {
-            let c = Client::with_timeout(&self.member_url(*h), Duration::from_secs(10))
-                .expect("client")
-                .with_bearer(GROUP_METRICS);
-            let r = c
-                .raw(
-                    reqwest::Method::GET,
-                    "api/raft/jobs",
-                    None,
-                    Bytes::new(),
-                    &[],
-                )
+            let r = self
+                .member_get(*h, "api/raft/jobs", Duration::from_secs(10))
                 .await
                 .expect("the member lists its log");
             out.push(r.parse::<Vec<Value>>().expect("json"));
