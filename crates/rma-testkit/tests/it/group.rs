@@ -302,6 +302,61 @@ async fn raft_endpoints_refuse_strangers_garbage_and_stale_terms_without_touchin
     assert_eq!(after["term"], before["term"]);
     assert_eq!(after["voters"], before["voters"]);
     assert_eq!(leader(&living).await, lead);
+    // Blobs: only members keep or give them, and a body must hash to its name.
+    let letter = b"a letter".to_vec();
+    let hash = rma_replica::content_hash(&letter);
+    let put = |token: Option<String>, name: &str, body: Vec<u8>| {
+        let mut r = http
+            .put(format!("{}/api/raft/blob/{name}", urls[0]))
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = put(None, &hash, letter.clone()).await.expect("sent");
+    assert_eq!(r.status().as_u16(), 401);
+    let stranger = Some(bearer("coord-9", rma_auth::Role::Coordinator));
+    let r = put(stranger.clone(), &hash, letter.clone())
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = put(member.clone(), &hash, b"another letter".to_vec())
+        .await
+        .expect("sent");
+    assert_eq!(
+        r.status().as_u16(),
+        400,
+        "a body that does not hash to its name"
+    );
+    let get = |token: Option<String>, name: String| {
+        let mut r = http.get(format!("{}/api/raft/blob/{name}", urls[0]));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = get(member.clone(), hash.clone()).await.expect("sent");
+    assert_eq!(r.status().as_u16(), 404, "nothing was kept");
+    let r = put(member.clone(), &hash, letter.clone())
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = get(stranger, hash.clone()).await.expect("sent");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = get(member.clone(), hash.clone()).await.expect("sent");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.expect("body").to_vec(), letter);
+    // Status and the job list need the metrics token.
+    for path in ["/api/raft/status", "/api/raft/jobs"] {
+        let r = http
+            .get(format!("{}{path}", urls[0]))
+            .bearer_auth(bearer("coord-2", rma_auth::Role::Coordinator))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
     // A coordinator that is not in a group says so.
     let lone = rma_coordinator::spawn(coordinator_config("coord-lone", None), listener().await)
         .expect("coordinator");
