@@ -50,28 +50,39 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.check_ip("host", &host, a.ip()).is_ok())
-                .collect();
-            if allowed.is_empty() {
-                let why = found
-                    .first()
-                    .and_then(|a| policy.check_ip("host", &host, a.ip()).err())
-                    .map_or_else(
-                        || format!("{host} resolves to no address"),
-                        |e| e.to_string(),
-                    );
-                return Err(why.into());
-            }
+            let allowed = resolve_allowed(policy, name.as_str()).await?;
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// The addresses `host` resolves to that `policy` allows; an error saying why when none is.
+/// What every guarded connection (reqwest's and the router's forwarding client) resolves with.
+pub(crate) async fn resolve_allowed(
+    policy: AddressPolicy,
+    host: &str,
+) -> Result<Vec<SocketAddr>, std::io::Error> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    let allowed: Vec<SocketAddr> = found
+        .iter()
+        .copied()
+        .filter(|a| policy.check_ip("host", host, a.ip()).is_ok())
+        .collect();
+    if allowed.is_empty() {
+        let why = found
+            .first()
+            .and_then(|a| policy.check_ip("host", host, a.ip()).err())
+            .map_or_else(
+                || format!("{host} resolves to no address"),
+                |e| e.to_string(),
+            );
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            why,
+        ));
+    }
+    Ok(allowed)
 }
 
 #[cfg(test)]

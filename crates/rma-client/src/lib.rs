@@ -4,6 +4,7 @@
 //! `reqwest::Client` every role uses.
 #![deny(clippy::unwrap_used)]
 
+pub mod forward;
 pub mod guard;
 pub mod identity;
 

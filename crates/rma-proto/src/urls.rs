@@ -17,6 +17,17 @@ pub struct UrlError {
     detail: String,
 }
 
+impl UrlError {
+    /// `raw`, given as `what`, is wrong in the way `detail` says.
+    pub fn new(what: &str, raw: &str, detail: impl Into<String>) -> Self {
+        UrlError {
+            what: what.to_owned(),
+            raw: raw.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Checks `raw` and returns it parsed.
 pub fn http_url(what: &str, raw: &str) -> Result<url::Url, UrlError> {
     let fail = |detail: String| UrlError {

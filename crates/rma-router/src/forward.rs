@@ -9,7 +9,8 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rma_client::{ClientError, RawResponse};
+use rma_client::RawResponse;
+use rma_client::forward::ForwardError;
 use rma_http::forwarding::{Decision, Outcome, Policy};
 use rma_http::trace::{ServerTiming, TraceContext};
 use rma_http::{ApiError, ServiceTarget, request_id, set_header};
@@ -179,14 +180,12 @@ async fn forward(
         }
         for (cid, url) in candidates {
             tried += 1;
-            let client = state.coordinator(&url)?;
+            let (forwarder, upstream) = state.upstream(&url)?;
             let mut ticket = Ticket::start(state, &cid, &call.service);
-            let sent = tokio::time::timeout(timeout, client.send(&call, &extra));
+            let sent = tokio::time::timeout(timeout, forwarder.send(&upstream, &call, &extra));
             let (outcome, answer) = match sent.await {
                 Err(_) => (Outcome::TimedOut, None),
-                Ok(Err(ClientError::Transport { source, .. })) if source.is_timeout() => {
-                    (Outcome::TimedOut, None)
-                }
+                Ok(Err(ForwardError::Request(m))) => return Err(ApiError::bad_request(m)),
                 Ok(Err(e)) => {
                     tracing::warn!(coordinator = %cid, error = %e, request_id = rid, "coordinator unreachable; trying the next");
                     state.registry().mark_unreachable(&cid);

@@ -69,6 +69,9 @@ struct Inner {
     /// A client per coordinator URL, made once: parsing a URL (host names through IDNA) on
     /// every forwarded request showed in the profile.
     clients: Mutex<std::collections::HashMap<String, rma_client::Client>>,
+    /// The hot path's client (service requests), with each coordinator parsed once.
+    forwarder: rma_client::forward::Forwarder,
+    upstreams: Mutex<std::collections::HashMap<String, rma_client::forward::Upstream>>,
     /// Today's requests, registry requests and rows written, against the edge's free tier.
     usage: usage::Meter,
     turn: AtomicUsize,
@@ -168,6 +171,10 @@ impl AppState {
         }
         let http = rma_client::http_client_with(None, Some(config.url_policy))
             .map_err(|e| SpawnError::Client(e.to_string()))?;
+        let forwarder = rma_client::forward::Forwarder::new(
+            config.url_policy,
+            std::time::Duration::from_secs(5),
+        );
         let limiter = limit::Limiter::new(config.ip_rate_limit, config.ip_rate_burst);
         let client_limiter =
             limit::Limiter::new(config.client_rate_limit, config.client_rate_burst);
@@ -182,6 +189,8 @@ impl AppState {
                 store: Arc::new(store),
                 http,
                 clients: Mutex::default(),
+                forwarder,
+                upstreams: Mutex::default(),
                 usage: usage::Meter::new(std::time::SystemTime::now()),
                 turn: AtomicUsize::new(0),
                 admin_token,
@@ -335,6 +344,34 @@ impl AppState {
         }
         clients.insert(url.to_owned(), c.clone());
         Ok(c)
+    }
+
+    /// The forwarding client and the coordinator at `url` as it addresses it.
+    pub(crate) fn upstream(
+        &self,
+        url: &str,
+    ) -> Result<
+        (
+            &rma_client::forward::Forwarder,
+            rma_client::forward::Upstream,
+        ),
+        rma_http::ApiError,
+    > {
+        let mut upstreams = self
+            .inner
+            .upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = upstreams.get(url) {
+            return Ok((&self.inner.forwarder, u.clone()));
+        }
+        let u = rma_client::forward::Upstream::parse(url)
+            .map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))?;
+        if upstreams.len() >= 4_096 {
+            upstreams.clear();
+        }
+        upstreams.insert(url.to_owned(), u.clone());
+        Ok((&self.inner.forwarder, u))
     }
 
     /// The usage meter.

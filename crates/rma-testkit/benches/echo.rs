@@ -12,6 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use rma_client::Client;
 use rma_http::trace::ServerTiming;

@@ -431,6 +431,11 @@ fn limit_openmp_threads() {
 #[cfg(not(unix))]
 fn limit_openmp_threads() {}
 
+/// mimalloc instead of glibc's malloc: allocation and freeing were about a tenth of the CPU a
+/// forwarded request costs (docs/benchmarks.md, "the faster path").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     limit_openmp_threads();
     let cli = match Cli::try_parse() {
