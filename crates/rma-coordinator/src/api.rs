@@ -270,9 +270,7 @@ async fn service(
     let started = Instant::now();
     let rid = request_id(&headers);
     let _active = state.track_request();
-    let label = target
-        .as_ref()
-        .map_or_else(|_| "other".to_owned(), ServiceTarget::metric_label);
+    let label = target.as_ref().map_or("other", ServiceTarget::metric_label);
     let start_wall = std::time::SystemTime::now();
     let parent = TraceContext::from_headers(&headers);
     let span = TraceContext::child_of(parent.as_ref());
@@ -332,7 +330,7 @@ async fn service(
         end: std::time::SystemTime::now(),
         attributes: vec![
             ("rma.node", state.config().id.clone()),
-            ("rma.service", label.clone()),
+            ("rma.service", label.to_owned()),
             (
                 "http.response.status_code",
                 resp.status().as_u16().to_string(),
@@ -341,7 +339,7 @@ async fn service(
     });
     set_header(resp.headers_mut(), headers::COORDINATOR, &state.config().id);
     set_header(resp.headers_mut(), headers::REQUEST_ID, &rid);
-    metrics::counter!("rma_coordinator_service_requests_total", "service" => label.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
+    metrics::counter!("rma_coordinator_service_requests_total", "service" => label, "status" => rma_http::metrics::status_label(resp.status())).increment(1);
     metrics::histogram!("rma_coordinator_service_request_seconds", "service" => label)
         .record(started.elapsed().as_secs_f64());
     resp

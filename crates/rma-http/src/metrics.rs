@@ -18,6 +18,19 @@ pub const BUCKETS_S: [f64; 17] = [
     60.0, 120.0,
 ];
 
+/// An HTTP status as a metric label, without allocating for the common ones.
+pub fn status_label(status: axum::http::StatusCode) -> metrics::SharedString {
+    const COMMON: [&str; 20] = [
+        "200", "201", "202", "204", "400", "401", "403", "404", "405", "408", "409", "413", "415",
+        "422", "429", "500", "501", "502", "503", "504",
+    ];
+    let code = status.as_str();
+    match COMMON.iter().find(|c| **c == code) {
+        Some(c) => metrics::SharedString::const_str(c),
+        None => metrics::SharedString::from(code.to_owned()),
+    }
+}
+
 /// Installs the process-wide recorder (once; later calls return the same handle).
 pub fn install() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -164,6 +177,14 @@ impl WorkerLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_label_is_its_code() {
+        for code in [200u16, 202, 404, 418, 503, 599] {
+            let status = axum::http::StatusCode::from_u16(code).expect("status");
+            assert_eq!(&*status_label(status), code.to_string());
+        }
+    }
 
     #[test]
     fn histograms_are_histograms_and_gauges_show_before_traffic() {

@@ -81,8 +81,8 @@ impl ServiceTarget {
     }
 
     /// A bounded label for metrics: the name when it is short, else `other`.
-    pub fn metric_label(&self) -> String {
-        rma_proto::service::metric_label(&self.service).to_owned()
+    pub fn metric_label(&self) -> &'static str {
+        rma_proto::service::metric_label(&self.service)
     }
 }
 

@@ -53,7 +53,7 @@ pub(crate) async fn service(
     let rid = request_id(&headers);
     let label = target
         .as_ref()
-        .map_or_else(|_| "other".to_owned(), |t| service_label(&t.service));
+        .map_or("other", |t| service::metric_label(&t.service));
     let result = match target {
         Ok(t) => {
             let client = client.map(|axum::Extension(k)| k.0);
@@ -82,23 +82,19 @@ pub(crate) async fn service(
         start: start_wall,
         end: std::time::SystemTime::now(),
         attributes: vec![
-            ("rma.service", label.clone()),
+            ("rma.service", label.to_owned()),
             (
                 "http.response.status_code",
                 resp.status().as_u16().to_string(),
             ),
         ],
     });
-    let outcome = resp.status().as_u16().to_string();
-    metrics::counter!("rma_router_service_requests_total", "service" => label.clone(), "status" => outcome).increment(1);
+    let outcome = rma_http::metrics::status_label(resp.status());
+    metrics::counter!("rma_router_service_requests_total", "service" => label, "status" => outcome)
+        .increment(1);
     metrics::histogram!("rma_router_service_request_seconds", "service" => label)
         .record(started.elapsed().as_secs_f64());
     resp
-}
-
-/// Keeps metric labels bounded: unknown names are folded into `other`.
-fn service_label(name: &str) -> String {
-    service::metric_label(name).to_owned()
 }
 
 /// Who a forwarded request is for: its request id, its verified client key, its trace span.

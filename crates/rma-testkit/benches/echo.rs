@@ -118,6 +118,19 @@ async fn run(client: &Client, concurrency: usize, seconds: u64) -> Outcome {
     }
 }
 
+/// CPU time this process has used (all threads, user + system), from `/proc/self/stat`; `None`
+/// off Linux. The federation and the load generator run in this process, so its CPU time per
+/// request is what a request costs, steadier than throughput on a shared machine.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -170,8 +183,10 @@ fn main() {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
         println!();
-        println!("| path | concurrency | requests | errors | req/s | p50 ms | p99 ms |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| path | concurrency | requests | errors | req/s | p50 ms | p99 ms | CPU µs/req (this process) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let mut breakdown = Vec::new();
         for &c in &args.levels {
             let mut rows: Vec<(&str, &Client)> = vec![
@@ -180,9 +195,16 @@ fn main() {
             ];
             rows.extend(others.iter().map(|(n, c)| (n.as_str(), c)));
             for (name, client) in rows {
+                let cpu_before = cpu_time();
                 let o = run(client, c, args.seconds).await;
+                let cpu = match (cpu_before, cpu_time()) {
+                    (Some(a), Some(b)) if o.requests > 0 => {
+                        format!("{:.0}", (b - a).as_secs_f64() * 1e6 / o.requests as f64)
+                    }
+                    _ => "–".to_owned(),
+                };
                 println!(
-                    "| {name} | {c} | {} | {} | {:.0} | {:.2} | {:.2} |",
+                    "| {name} | {c} | {} | {} | {:.0} | {:.2} | {:.2} | {cpu} |",
                     o.requests,
                     o.errors,
                     o.requests as f64 / o.elapsed.as_secs_f64(),

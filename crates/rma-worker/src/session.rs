@@ -91,8 +91,20 @@ pub(crate) async fn run(
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(256);
     let mut writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if sink.send(msg).await.is_err() {
+        // What is already queued goes out in one write (at most `link::WRITE_BATCH` frames).
+        'writing: while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            let mut batched = 0;
+            while let Some(msg) = next.take() {
+                if sink.feed(msg).await.is_err() {
+                    break 'writing;
+                }
+                batched += 1;
+                if batched < link::WRITE_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }

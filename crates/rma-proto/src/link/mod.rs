@@ -23,6 +23,10 @@ use crate::call::{ServiceCall, ServiceReply};
 /// Version of this protocol; a coordinator rejects a hello with another one.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// Most frames a link's writer sends in one write when several are queued (each end batches
+/// what is waiting, then flushes once).
+pub const WRITE_BATCH: usize = 64;
+
 /// Largest header accepted (the body is bounded by the HTTP body limit, not this).
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
 
