@@ -140,32 +140,13 @@ pub(crate) async fn serve(
     let link = LinkHandle::new(tx);
     let writer_link = link.clone();
     let mut writer = tokio::spawn(async move {
-        // What is already queued goes out in one write (at most WRITE_BATCH frames): under load
-        // that is one system call for many calls instead of one each.
-        'writing: while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            let mut batched = 0;
-            while let Some(out) = next.take() {
-                let msg = match out {
-                    Outbound::Frame(b) => Message::Binary(b),
-                    Outbound::Ping => Message::Ping(Bytes::new()),
-                    Outbound::Close => {
-                        let _ = sink.flush().await;
-                        break 'writing;
-                    }
-                };
-                if sink.feed(msg).await.is_err() {
-                    break 'writing;
-                }
-                batched += 1;
-                if batched < link::WRITE_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
+        // What is already queued goes out in one write: one system call for many calls.
+        rma_http::batch::write_batched(&mut rx, &mut sink, link::WRITE_BATCH, |out| match out {
+            Outbound::Frame(b) => Some(Message::Binary(b)),
+            Outbound::Ping => Some(Message::Ping(Bytes::new())),
+            Outbound::Close => None,
+        })
+        .await;
         writer_link.close();
         let _ = sink.close().await;
     });

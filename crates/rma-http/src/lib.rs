@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod batch;
 mod error;
 pub mod forwarding;
 pub mod metrics;

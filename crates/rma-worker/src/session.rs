@@ -91,23 +91,8 @@ pub(crate) async fn run(
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(256);
     let mut writer = tokio::spawn(async move {
-        // What is already queued goes out in one write (at most `link::WRITE_BATCH` frames).
-        'writing: while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            let mut batched = 0;
-            while let Some(msg) = next.take() {
-                if sink.feed(msg).await.is_err() {
-                    break 'writing;
-                }
-                batched += 1;
-                if batched < link::WRITE_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
+        // What is already queued goes out in one write: one system call for many answers.
+        rma_http::batch::write_batched(&mut rx, &mut sink, link::WRITE_BATCH, Some).await;
         let _ = sink.close().await;
     });
     // Answers come back from the request tasks through here, into the session.
