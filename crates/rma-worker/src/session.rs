@@ -96,7 +96,7 @@ pub(crate) async fn run(
         let _ = sink.close().await;
     });
     // Answers come back from the request tasks through here, into the session.
-    let (answers_tx, mut answers) = mpsc::channel::<(u64, ServiceReply)>(256);
+    let (answers_tx, mut answers) = mpsc::channel::<u64>(256);
 
     let mut session = Session::worker(now(), &config.worker_id, Some(coordinator_id));
     let mut queue: VecDeque<Action> = VecDeque::new();
@@ -179,7 +179,7 @@ pub(crate) async fn run(
                 Some(Err(e)) => break 'session SessionEnd::Dropped(format!("link error: {e}")),
                 None => break 'session SessionEnd::Dropped("link closed by the coordinator".into()),
             },
-            Some((id, reply)) = answers.recv() => session.answered(id, reply),
+            Some(_id) = answers.recv() => session.answer_sent(),
             _ = ticker.tick() => session.on_timeout(now()),
             _ = beat.tick(), if session.is_open() => {
                 metrics::counter!("rma_worker_heartbeats_total", "result" => "ok").increment(1);
@@ -226,29 +226,41 @@ fn end_of(end: End) -> SessionEnd {
     }
 }
 
-/// Runs one request in its own task; progress goes straight to the link (advisory: a full
-/// queue drops a report), the answer back through the session.
+/// Runs one request in its own task. Progress goes straight to the link (advisory: a full
+/// queue drops a report), and so does the answer, queued on the link's writer before the
+/// session is told (which counts it, and closes a drained link once none is left) — one
+/// hand-off per call less than passing the answer through the session.
 fn spawn_request(
     id: u64,
     call: ServiceCall,
     services: Arc<Registry>,
     in_flight: Arc<AtomicU32>,
     frames: mpsc::Sender<Message>,
-    answers: mpsc::Sender<(u64, ServiceReply)>,
+    answers: mpsc::Sender<u64>,
 ) {
+    let progress_frames = frames.clone();
     let req = ServiceRequest {
         call,
         progress: Progress::new(move |done, total| {
             let msg = LinkMessage::Progress { id, done, total };
-            let _ = frames.try_send(Message::Binary(link::encode(&msg, &[]).into()));
+            let _ = progress_frames.try_send(Message::Binary(link::encode(&msg, &[]).into()));
         }),
     };
     in_flight.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         let reply = services.run(req).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
-        let _ = answers.send((id, reply)).await;
+        let frame = answer_frame(id, reply);
+        // A closed writer means the link is gone; the coordinator retries the call elsewhere.
+        let _ = frames.send(frame).await;
+        let _ = answers.send(id).await;
     });
+}
+
+/// The `response` frame of request `id`.
+fn answer_frame(id: u64, reply: ServiceReply) -> Message {
+    let body = reply.body.clone();
+    Message::Binary(link::encode(&LinkMessage::Response { id, reply }, &body).into())
 }
 
 #[cfg(test)]

@@ -561,16 +561,26 @@ impl Session {
         }
     }
 
-    /// Worker: the answer to request `id` is ready.
+    /// Worker: the answer to request `id` is ready; the session sends it.
     pub fn answered(&mut self, id: u64, reply: ServiceReply) -> Vec<Action> {
         if self.side != Side::Worker || self.is_closed() {
             return Vec::new();
         }
-        self.in_flight = self.in_flight.saturating_sub(1);
         let body = reply.body.clone();
         let mut out = vec![Action::Send(LinkMessage::Response { id, reply }, body)];
-        out.extend(self.maybe_drained());
+        out.extend(self.answer_sent());
         out
+    }
+
+    /// Worker: the answer to a request has been queued on the link by whoever ran it (the
+    /// worker's call tasks write their answers straight to the link's writer, a hand-off less
+    /// per call); the session only counts it, and closes a drained link once none is left.
+    pub fn answer_sent(&mut self) -> Vec<Action> {
+        if self.side != Side::Worker || self.is_closed() {
+            return Vec::new();
+        }
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.maybe_drained()
     }
 
     /// Worker: requests delivered and not yet answered.
@@ -939,6 +949,37 @@ mod tests {
         let out = w.answered(2, ServiceReply::ok(None, Bytes::new()));
         assert!(matches!(out.last(), Some(Action::Close(End::Drained))));
         assert!(w.is_closed());
+    }
+
+    #[test]
+    fn answers_sent_by_their_call_tasks_are_counted_and_close_a_drained_link() {
+        let t0 = Instant::now();
+        let (mut c, mut w) = open_pair(t0);
+        let call = ServiceCall::post("echo", None, Bytes::new());
+        for id in [1, 2] {
+            w.on_message(
+                t0,
+                LinkMessage::Request {
+                    id,
+                    call: call.clone(),
+                },
+            );
+        }
+        assert_eq!(w.in_flight(), 2);
+        let bye = sent(&w.drain());
+        let ack = sent(&c.on_message(t0, bye[0].clone()));
+        assert!(
+            w.on_message(t0, ack[0].clone()).is_empty(),
+            "two still running"
+        );
+        assert!(w.answer_sent().is_empty(), "one still running");
+        assert_eq!(w.in_flight(), 1);
+        assert!(matches!(
+            &w.answer_sent()[..],
+            [Action::Close(End::Drained)]
+        ));
+        assert!(w.is_closed());
+        assert!(w.answer_sent().is_empty(), "nothing after the close");
     }
 
     #[test]
