@@ -48,6 +48,8 @@ struct Net {
     dir: tempfile::TempDir,
     /// The join token coordinators enrol with on their first start.
     coordinator_join: String,
+    /// The join token workers enrol with on their first start.
+    worker_join: String,
 }
 
 impl Net {
@@ -63,6 +65,7 @@ impl Net {
             procs: Vec::new(),
             dir: tempfile::tempdir().map_err(|e| e.to_string())?,
             coordinator_join: String::new(),
+            worker_join: String::new(),
         };
         let hub = net.hub();
         ip(&["netns", "add", &hub])?;
@@ -341,11 +344,11 @@ fn report(name: &str, lines: &[String]) {
     }
 }
 
-/// A test network with host namespaces `hosts` and a router on .10: its admin client, its URL
-/// and a worker join token (the coordinator join token is kept in the network). `None` (the
+/// A test network with host namespaces `hosts` and a router on .10: its admin client and its URL
+/// (the coordinators' and the workers' join tokens are kept in the network). `None` (the
 /// test is skipped, with a `chaos: SKIPPED` line) where namespaces cannot be made, unless
 /// `RMA_CHAOS=1`, which makes that a failure.
-async fn bootstrap(tag: u8, hosts: &[u8]) -> Option<(Net, Client, String, String)> {
+async fn bootstrap(tag: u8, hosts: &[u8]) -> Option<(Net, Client, String)> {
     let mut net = match Net::new(tag) {
         Ok(n) => n,
         Err(e) if std::env::var("RMA_CHAOS").as_deref() == Ok("1") => {
@@ -398,8 +401,8 @@ async fn bootstrap(tag: u8, hosts: &[u8]) -> Option<(Net, Client, String, String
     )
     .await
     .0;
-    let worker_join = invite("worker").await.expect("a worker invite");
-    Some((net, router, router_url, worker_join))
+    net.worker_join = invite("worker").await.expect("a worker invite");
+    Some((net, router, router_url))
 }
 
 /// Chaos tests make network namespaces and start seven processes each: one at a time.
@@ -419,8 +422,7 @@ struct Federation {
 impl Federation {
     async fn start(tag: u8) -> Option<Federation> {
         let turn = ONE_AT_A_TIME.lock().await;
-        let (mut net, router, router_url, worker_join) =
-            bootstrap(tag, &[10, 11, 12, 21, 22, 23, 24]).await?;
+        let (mut net, router, router_url) = bootstrap(tag, &[10, 11, 12, 21, 22, 23, 24]).await?;
         net.start_coordinator("coord-a", 11);
         net.start_coordinator("coord-b", 12);
         wait_for("two coordinators", Duration::from_secs(30), async || {
@@ -429,26 +431,7 @@ impl Federation {
         })
         .await;
         for (i, n) in [21u8, 22, 23, 24].iter().enumerate() {
-            let id = format!("w{}", i + 1);
-            let data = net.data(&id);
-            net.start(
-                &id,
-                *n,
-                &[
-                    "worker",
-                    "--heartbeat-interval",
-                    "5",
-                    "--ocr-threads",
-                    "1",
-                    "--data-dir",
-                    &data,
-                ],
-                &[
-                    ("COORDINATOR_URL", router_url.clone()),
-                    ("WORKER_ID", id.clone()),
-                    ("RMA_JOIN_TOKEN", worker_join.clone()),
-                ],
-            );
+            net.start_worker(&format!("w{}", i + 1), *n, &[]);
         }
         active_workers(&router, 4).await;
         Some(Federation {
@@ -483,6 +466,33 @@ impl Net {
                 "0",
             ],
             &[],
+        );
+    }
+
+    /// A worker `id` on host `n`, joining through the router, with `extra` flags.
+    fn start_worker(&mut self, id: &str, n: u8, extra: &[&str]) {
+        let data = self.data(id);
+        let mut args = vec![
+            "worker",
+            "--heartbeat-interval",
+            "5",
+            "--ocr-threads",
+            "1",
+            "--data-dir",
+            &data,
+        ];
+        args.extend_from_slice(extra);
+        let router = format!("http://{}:8787", self.addr(10));
+        let join = self.worker_join.clone();
+        self.start(
+            id,
+            n,
+            &args,
+            &[
+                ("COORDINATOR_URL", router),
+                ("WORKER_ID", id.to_owned()),
+                ("RMA_JOIN_TOKEN", join),
+            ],
         );
     }
 
@@ -908,14 +918,13 @@ struct GroupFederation {
     net: Net,
     router: Client,
     router_url: String,
-    worker_join: String,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl GroupFederation {
     async fn start(tag: u8, worker_args: &[&str]) -> Option<GroupFederation> {
         let turn = ONE_AT_A_TIME.lock().await;
-        let (mut net, router, router_url, worker_join) =
+        let (mut net, router, router_url) =
             bootstrap(tag, &[10, 11, 12, 13, 14, 21, 22, 23]).await?;
         let members: Vec<String> = MEMBERS
             .iter()
@@ -934,39 +943,15 @@ impl GroupFederation {
             net,
             router,
             router_url,
-            worker_join,
             _turn: turn,
         };
         for (i, n) in [21u8, 22, 23].iter().enumerate() {
-            fed.start_worker(&format!("w{}", i + 1), *n, worker_args);
+            fed.net
+                .start_worker(&format!("w{}", i + 1), *n, worker_args);
         }
         let router = fed.router.clone();
         active_workers(&router, 3).await;
         Some(fed)
-    }
-
-    fn start_worker(&mut self, id: &str, n: u8, extra: &[&str]) {
-        let data = self.net.data(id);
-        let mut args = vec![
-            "worker",
-            "--heartbeat-interval",
-            "5",
-            "--ocr-threads",
-            "1",
-            "--data-dir",
-            &data,
-        ];
-        args.extend_from_slice(extra);
-        self.net.start(
-            id,
-            n,
-            &args,
-            &[
-                ("COORDINATOR_URL", self.router_url.clone()),
-                ("WORKER_ID", id.to_owned()),
-                ("RMA_JOIN_TOKEN", self.worker_join.clone()),
-            ],
-        );
     }
 
     fn member_url(&self, host: u8) -> String {
