@@ -261,8 +261,20 @@ impl Jobs {
                 accepted_by,
                 at_ms,
             } => {
-                if self.jobs.contains_key(&job) {
-                    return Applied::refused("a job with this id exists");
+                if let Some(held) = self.jobs.get(&job) {
+                    // The same submission committed again (a write retried after its first try
+                    // timed out, or after a leader died having committed it) is what it was the
+                    // first time: accepted, changing nothing. Anything else with this id is not.
+                    let again = held.call == call
+                        && held.input == input
+                        && held.client == client
+                        && held.accepted_by == accepted_by
+                        && held.created_ms == at_ms;
+                    return if again {
+                        Applied::ok()
+                    } else {
+                        Applied::refused("a job with this id exists")
+                    };
                 }
                 self.jobs.insert(
                     job,
@@ -446,6 +458,11 @@ mod tests {
         let mut s = Jobs::default();
         assert!(s.apply(submit("j1", 1)).ok);
         assert!(!s.apply(submit("j1", 2)).ok, "ids are unique");
+        // The same submission committed twice (a retried write) is accepted and changes nothing.
+        let before = s.jobs.get("j1").cloned();
+        assert!(s.apply(submit("j1", 1)).ok, "a retried submission");
+        assert_eq!(s.jobs.get("j1").cloned(), before);
+        assert_eq!(s.jobs.len(), 1);
         let start = |runner, run| Command::Start {
             job: "j1".into(),
             runner,
