@@ -992,20 +992,10 @@ async fn run_one(state: &AppState, g: Arc<Group>, id: &str, job: rma_replica::Jo
     };
     // The answer is kept on two members before the entry naming it is written.
     let size = answer.len() as u64;
-    let mut wait = Duration::from_millis(200);
-    let body = loop {
-        match g.keep(answer.clone()).await {
-            Ok(h) => break h,
-            Err(e) => {
-                tracing::warn!(job = id, error = %e.message, "could not keep the answer on a second member; retrying");
-                if !still_mine(g, id, run) {
-                    return;
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    };
+    let kept = while_mine(g, id, run, "keep the answer on a second member", || {
+        g.keep(answer.clone())
+    });
+    let Some(body) = kept.await else { return };
     let outcome = rma_replica::Outcome {
         status,
         content_type,
@@ -1021,19 +1011,34 @@ async fn run_one(state: &AppState, g: Arc<Group>, id: &str, job: rma_replica::Jo
         at_ms: crate::jobs::now_ms(),
     };
     // Recorded once the group can commit; a run taken from us meanwhile is refused by the log.
+    let recorded = while_mine(g, id, run, "record the result", || g.write(finish.clone())).await;
+    if let Some(a) = recorded
+        && !a.ok
+    {
+        tracing::info!(job = id, run, reason = %a.reason, "the run's result was not recorded");
+    }
+}
+
+/// Tries `attempt` until it succeeds — waiting 200 ms after a failure, doubling up to 5 s — as
+/// long as run `run` of job `id` is still this member's; `None` once it is not.
+async fn while_mine<T, Fut>(
+    g: &Group,
+    id: &str,
+    run: u32,
+    what: &str,
+    mut attempt: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
     let mut wait = Duration::from_millis(200);
     loop {
-        match g.write(finish.clone()).await {
-            Ok(a) => {
-                if !a.ok {
-                    tracing::info!(job = id, run, reason = %a.reason, "the run's result was not recorded");
-                }
-                return;
-            }
+        match attempt().await {
+            Ok(v) => return Some(v),
             Err(e) => {
-                tracing::warn!(job = id, error = %e.message, "could not record the result; retrying");
+                tracing::warn!(job = id, error = %e.message, "could not {what}; retrying");
                 if !still_mine(g, id, run) {
-                    return;
+                    return None;
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
