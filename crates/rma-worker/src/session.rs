@@ -12,7 +12,7 @@ use crate::Exec as Registry;
 use futures_util::{SinkExt, StreamExt};
 use rma_proto::link::session::{Action, End, Event, Session};
 use rma_proto::link::{self, LinkMessage};
-use rma_proto::{ServiceCall, ServiceReply};
+use rma_proto::ServiceCall;
 use rma_services::{Progress, ServiceRequest};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -96,7 +96,7 @@ pub(crate) async fn run(
         let _ = sink.close().await;
     });
     // Answers come back from the request tasks through here, into the session.
-    let (answers_tx, mut answers) = mpsc::channel::<u64>(256);
+    let (answers_tx, mut answers) = mpsc::channel::<()>(256);
 
     let mut session = Session::worker(now(), &config.worker_id, Some(coordinator_id));
     let mut queue: VecDeque<Action> = VecDeque::new();
@@ -179,7 +179,7 @@ pub(crate) async fn run(
                 Some(Err(e)) => break 'session SessionEnd::Dropped(format!("link error: {e}")),
                 None => break 'session SessionEnd::Dropped("link closed by the coordinator".into()),
             },
-            Some(_id) = answers.recv() => session.answer_sent(),
+            Some(()) = answers.recv() => session.answer_sent(),
             _ = ticker.tick() => session.on_timeout(now()),
             _ = beat.tick(), if session.is_open() => {
                 metrics::counter!("rma_worker_heartbeats_total", "result" => "ok").increment(1);
@@ -236,7 +236,7 @@ fn spawn_request(
     services: Arc<Registry>,
     in_flight: Arc<AtomicU32>,
     frames: mpsc::Sender<Message>,
-    answers: mpsc::Sender<u64>,
+    answers: mpsc::Sender<()>,
 ) {
     let progress_frames = frames.clone();
     let req = ServiceRequest {
@@ -250,17 +250,11 @@ fn spawn_request(
     tokio::spawn(async move {
         let reply = services.run(req).await;
         in_flight.fetch_sub(1, Ordering::Relaxed);
-        let frame = answer_frame(id, reply);
+        let frame = Message::Binary(link::encode_response(id, &reply).into());
         // A closed writer means the link is gone; the coordinator retries the call elsewhere.
         let _ = frames.send(frame).await;
-        let _ = answers.send(id).await;
+        let _ = answers.send(()).await;
     });
-}
-
-/// The `response` frame of request `id`.
-fn answer_frame(id: u64, reply: ServiceReply) -> Message {
-    let body = reply.body.clone();
-    Message::Binary(link::encode(&LinkMessage::Response { id, reply }, &body).into())
 }
 
 #[cfg(test)]

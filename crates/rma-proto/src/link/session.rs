@@ -93,7 +93,8 @@ pub enum Event {
         /// Who accepted.
         coordinator_id: String,
     },
-    /// Worker: run this call and give the answer to [`Session::answered`].
+    /// Worker: run this call, queue its response on the link (`encode_response`) and tell
+    /// [`Session::answer_sent`].
     Request {
         /// Correlates the answer.
         id: u64,
@@ -561,17 +562,6 @@ impl Session {
         }
     }
 
-    /// Worker: the answer to request `id` is ready; the session sends it.
-    pub fn answered(&mut self, id: u64, reply: ServiceReply) -> Vec<Action> {
-        if self.side != Side::Worker || self.is_closed() {
-            return Vec::new();
-        }
-        let body = reply.body.clone();
-        let mut out = vec![Action::Send(LinkMessage::Response { id, reply }, body)];
-        out.extend(self.answer_sent());
-        out
-    }
-
     /// Worker: the answer to a request has been queued on the link by whoever ran it (the
     /// worker's call tasks write their answers straight to the link's writer, a hand-off less
     /// per call); the session only counts it, and closes a drained link once none is left.
@@ -689,17 +679,17 @@ mod tests {
         );
         assert_eq!(got, vec![Action::Deliver(Event::Request { id: 1, call })]);
         assert_eq!(w.in_flight(), 1);
+        // The call's task writes the response frame; the session only counts it.
         let reply = ServiceReply::ok(None, Bytes::from_static(b"x"));
-        let out = w.answered(1, reply.clone());
-        assert_eq!(out.len(), 1);
-        let Action::Send(msg, body) = &out[0] else {
-            panic!("a response")
+        let frame = Bytes::from(super::super::encode_response(1, &reply));
+        assert!(w.answer_sent().is_empty());
+        assert_eq!(w.in_flight(), 0);
+        let got = c.on_frame(t0, &frame);
+        let [Action::Deliver(Event::Response { id: 1, reply: r })] = &got[..] else {
+            panic!("a response: {got:?}")
         };
-        assert_eq!(&body[..], b"x");
-        assert_eq!(
-            c.on_message(t0, msg.clone()),
-            vec![Action::Deliver(Event::Response { id: 1, reply })]
-        );
+        assert_eq!(&r.body[..], b"x");
+        assert_eq!(r, &reply);
     }
 
     #[test]
@@ -942,11 +932,11 @@ mod tests {
             "two requests still running"
         );
         assert!(
-            !w.answered(1, ServiceReply::ok(None, Bytes::new()))
+            !w.answer_sent()
                 .iter()
                 .any(|a| matches!(a, Action::Close(_)))
         );
-        let out = w.answered(2, ServiceReply::ok(None, Bytes::new()));
+        let out = w.answer_sent();
         assert!(matches!(out.last(), Some(Action::Close(End::Drained))));
         assert!(w.is_closed());
     }
