@@ -108,7 +108,7 @@ impl Forwarder {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config())
+            .with_tls_config(crate::rustls_config())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -194,23 +194,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
-}
-
-/// rustls on ring with the system's roots and the ones [`crate::trust_pem`] added.
-fn tls_config() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
-    for der in crate::extra_roots() {
-        let _ = roots.add(rustls::pki_types::CertificateDer::from(der));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports rustls's default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
 }
 
 /// Name resolution through [`crate::guard`]: only addresses the policy allows.

@@ -131,24 +131,31 @@ pub fn extra_roots() -> Vec<Vec<u8>> {
 /// A rustls client configuration for other clients (the worker's link): the system's roots and
 /// the [`trust_pem`] ones; `None` when there are no extra ones (the defaults then serve).
 pub fn tls_client_config() -> Option<std::sync::Arc<rustls::ClientConfig>> {
-    let extra = extra_roots();
-    if extra.is_empty() {
+    if EXTRA_ROOTS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty()
+    {
         return None;
     }
+    Some(std::sync::Arc::new(rustls_config()))
+}
+
+/// rustls on ring trusting the system's roots and the [`trust_pem`] ones.
+pub(crate) fn rustls_config() -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
     }
-    for der in extra {
+    for der in extra_roots() {
         let _ = roots.add(rustls::pki_types::CertificateDer::from(der));
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .ok()?
+        .expect("ring supports rustls's default protocol versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Some(std::sync::Arc::new(config))
+        .with_no_client_auth()
 }
 
 /// A raw service answer: status, content type, headers, body.
