@@ -332,18 +332,9 @@ impl AppState {
     /// A coordinator's client over the router's shared connection pool (and its address
     /// policy).
     pub(crate) fn coordinator(&self, url: &str) -> Result<rma_client::Client, rma_http::ApiError> {
-        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(url) {
-            return Ok(c.clone());
-        }
-        let c = rma_client::Client::with_http(url, self.inner.http.clone())
-            .map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))?;
-        // Bounded: URLs of coordinators long gone are dropped all at once now and then.
-        if clients.len() >= 4_096 {
-            clients.clear();
-        }
-        clients.insert(url.to_owned(), c.clone());
-        Ok(c)
+        cached(&self.inner.clients, url, || {
+            rma_client::Client::with_http(url, self.inner.http.clone())
+        })
     }
 
     /// The forwarding client and the coordinator at `url` as it addresses it.
@@ -357,20 +348,9 @@ impl AppState {
         ),
         rma_http::ApiError,
     > {
-        let mut upstreams = self
-            .inner
-            .upstreams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(u) = upstreams.get(url) {
-            return Ok((&self.inner.forwarder, u.clone()));
-        }
-        let u = rma_client::forward::Upstream::parse(url)
-            .map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))?;
-        if upstreams.len() >= 4_096 {
-            upstreams.clear();
-        }
-        upstreams.insert(url.to_owned(), u.clone());
+        let u = cached(&self.inner.upstreams, url, || {
+            rma_client::forward::Upstream::parse(url)
+        })?;
         Ok((&self.inner.forwarder, u))
     }
 
@@ -555,6 +535,27 @@ async fn expiry_loop(state: AppState, shutdown: Shutdown) {
         state.sweep_once().await;
     })
     .await;
+}
+
+/// What is kept for a coordinator `url` (made by `make` on first use): parsing a URL — host names
+/// through IDNA — on every forwarded request showed in the profile. Bounded: URLs of
+/// coordinators long gone are dropped all at once now and then.
+fn cached<T: Clone>(
+    cache: &Mutex<std::collections::HashMap<String, T>>,
+    url: &str,
+    make: impl FnOnce() -> Result<T, rma_client::ClientError>,
+) -> Result<T, rma_http::ApiError> {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(v) = cache.get(url) {
+        return Ok(v.clone());
+    }
+    let v =
+        make().map_err(|e| rma_http::ApiError::internal(format!("coordinator URL {url}: {e}")))?;
+    if cache.len() >= 4_096 {
+        cache.clear();
+    }
+    cache.insert(url.to_owned(), v.clone());
+    Ok(v)
 }
 
 #[cfg(test)]
