@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::Exec as Registry;
 use futures_util::{SinkExt, StreamExt};
+use rma_proto::ServiceCall;
 use rma_proto::link::session::{Action, End, Event, Session};
 use rma_proto::link::{self, LinkMessage};
-use rma_proto::ServiceCall;
 use rma_services::{Progress, ServiceRequest};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
