@@ -138,7 +138,17 @@ pub fn serve_with(
     let mut tasks = Vec::new();
     let https = tls.is_some();
     let server = match tls {
-        None => tokio::spawn(accept_loop(listener, app, signal)),
+        None => {
+            // Answers and link frames go out as soon as they are written (no Nagle delay
+            // behind an unacknowledged segment); the TLS listener does the same.
+            let listener =
+                axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                    }
+                });
+            tokio::spawn(accept_loop(listener, app, signal))
+        }
         Some(config) => {
             let (tls_listener, accept) = crate::tls::TlsListener::new(listener, config)?;
             tasks.push(accept);

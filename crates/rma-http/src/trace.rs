@@ -92,12 +92,15 @@ impl TraceContext {
 
     /// As a `traceparent` value.
     pub fn header(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            if self.sampled { "01" } else { "00" }
-        )
+        // Built by hand: this runs at every hop of every request, and `format!` with a
+        // `{:02x}` per byte cost 4 % of a forwarded echo's CPU (one allocation per byte).
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.span_id);
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     /// The trace id in hex.
@@ -132,7 +135,18 @@ fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends `bytes` as lower-case hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 /// `Server-Timing` entries: (name, milliseconds).
@@ -178,11 +192,23 @@ impl ServerTiming {
 
     /// As a header value: `router;dur=0.12, coordinator;dur=0.05, …`.
     pub fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(n, d)| format!("{n};dur={d:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        use std::fmt::Write;
+        let mut s = String::with_capacity(self.0.len() * 24);
+        for (i, (n, d)) in self.0.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            // Three decimals through integers: float formatting with a precision is several
+            // times slower, and this runs at every hop of every request.
+            let us = (d * 1000.0).round();
+            let us = if us.is_finite() && us > 0.0 {
+                us as u64
+            } else {
+                0
+            };
+            let _ = write!(s, "{n};dur={}.{:03}", us / 1000, us % 1000);
+        }
+        s
     }
 }
 
@@ -280,5 +306,31 @@ mod tests {
         let mut u = ServerTiming::default();
         u.push("router", Duration::from_micros(120));
         assert_eq!(u.header(), "router;dur=0.120");
+        let many = ServerTiming(vec![
+            ("a".to_owned(), 12.0),
+            ("b".to_owned(), 1.2346),
+            ("c".to_owned(), 0.0004),
+            ("d".to_owned(), 3_600_000.5),
+        ]);
+        assert_eq!(
+            many.header(),
+            "a;dur=12.000, b;dur=1.235, c;dur=0.000, d;dur=3600000.500"
+        );
+        assert_eq!(ServerTiming::parse(&many.header()).0.len(), 4);
+        assert_eq!(ServerTiming::default().header(), "");
+    }
+
+    #[test]
+    fn traceparent_flags_and_hex_are_printed_as_the_spec_writes_them() {
+        let c = TraceContext {
+            trace_id: [0xab; 16],
+            span_id: [0x0f, 0, 0, 0, 0, 0, 0, 0x10],
+            sampled: false,
+        };
+        assert_eq!(
+            c.header(),
+            "00-abababababababababababababababab-0f00000000000010-00"
+        );
+        assert_eq!(c.trace_hex(), "abababababababababababababababab");
     }
 }
