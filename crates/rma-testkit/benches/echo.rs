@@ -6,6 +6,10 @@
 //!
 //! `cargo bench -p rma-testkit --bench echo -- [--seconds N] [--levels 1,8,32] [--compare NAME=URL]`
 //!
+//! `BENCH_CURRENT_THREAD=1` runs everything on one thread; `BENCH_ROLE_THREADS=1` gives the
+//! router, the coordinator and each worker a single-threaded runtime and thread of their own
+//! (as separate single-threaded processes would run), the load generator keeping this one.
+//!
 //! `--compare` adds rows for another server answering `POST {URL}api/service/echo` with the body
 //! (bench/nginx.sh passes an nginx two-hop proxy chain in front of an nginx echo), measured by the
 //! same client in the same run.
@@ -150,7 +154,11 @@ fn main() {
         tokio::runtime::Runtime::new().expect("runtime")
     };
     rt.block_on(async {
-        let cluster = Cluster::start(1, args.workers).await;
+        let cluster = if std::env::var("BENCH_ROLE_THREADS").is_ok() {
+            Cluster::start_on_threads(1, args.workers).await
+        } else {
+            Cluster::start(1, args.workers).await
+        };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .timeout(Duration::from_secs(30))

@@ -189,6 +189,63 @@ pub struct Cluster {
     /// Workers by index; `None` once killed.
     pub workers: Vec<Option<WorkerHandle>>,
     balance: rma_http::balance::Balance,
+    /// Whether each role gets its own thread ([`Cluster::start_on_threads`]).
+    own_threads: bool,
+    /// Those threads; last, so the roles' handles are dropped (and stopped) first.
+    threads: Vec<RoleThread>,
+}
+
+/// One role's single-threaded runtime on a thread of its own, as a single-threaded process
+/// would run it. Dropped, its runtime stops and drops what it still runs.
+struct RoleThread {
+    handle: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RoleThread {
+    fn new(name: &str) -> RoleThread {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a role's runtime");
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("role-{name}"))
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .expect("a role's thread");
+        RoleThread {
+            handle,
+            _stop: stop,
+        }
+    }
+}
+
+/// Runs `start` (which spawns a role) on the caller's runtime, or with a new [`RoleThread`]'s
+/// runtime as the current one when `own` — then everything the role spawns, its listener
+/// included, lives on that thread.
+fn place<T>(threads: &mut Vec<RoleThread>, own: bool, name: &str, start: impl FnOnce() -> T) -> T {
+    if !own {
+        return start();
+    }
+    let t = RoleThread::new(name);
+    let out = {
+        let _entered = t.handle.enter();
+        start()
+    };
+    threads.push(t);
+    out
+}
+
+/// A listener on 127.0.0.1, port 0, registered with the current runtime (sync, for [`place`]).
+fn bind_here() -> TcpListener {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.set_nonblocking(true).expect("a non-blocking listener");
+    TcpListener::from_std(l).expect("a listener on this runtime")
 }
 
 impl Cluster {
@@ -210,14 +267,41 @@ impl Cluster {
         workers: usize,
         balance: rma_http::balance::Balance,
     ) -> Cluster {
+        Self::start_placed(coordinators, workers, balance, false).await
+    }
+
+    /// [`Cluster::start`] with every role — the router, each coordinator, each worker — on a
+    /// single-threaded runtime and thread of its own, as separate single-threaded processes
+    /// would run; the caller's runtime runs only what the caller does (a load generator). For
+    /// benchmarks of where a request's time goes (`BENCH_ROLE_THREADS=1` in the echo bench).
+    /// Tests use [`Cluster::start`]: paused time drives one runtime's clock. A router restarted
+    /// with [`Cluster::restart_router`] runs on the caller's runtime.
+    pub async fn start_on_threads(coordinators: usize, workers: usize) -> Cluster {
+        Self::start_placed(
+            coordinators,
+            workers,
+            rma_http::balance::Balance::RoundRobin,
+            true,
+        )
+        .await
+    }
+
+    async fn start_placed(
+        coordinators: usize,
+        workers: usize,
+        balance: rma_http::balance::Balance,
+        own_threads: bool,
+    ) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("tempdir");
-        let l = listener().await;
-        let router_addr = l.local_addr().expect("addr");
         let mut rc = router_config(dir.path().join("router.db"));
         rc.balance = balance;
-        let router = rma_router::spawn(rc, l).expect("router starts");
+        let mut threads = Vec::new();
+        let router = place(&mut threads, own_threads, "router", || {
+            rma_router::spawn(rc, bind_here()).expect("router starts")
+        });
         let router_url = router.url();
+        let router_addr = router.addr();
         let mut cluster = Cluster {
             dir,
             router: Some(router),
@@ -226,6 +310,8 @@ impl Cluster {
             coordinators: Vec::new(),
             workers: Vec::new(),
             balance,
+            own_threads,
+            threads,
         };
         for i in 0..coordinators {
             cluster.add_coordinator(&format!("coord-{i}")).await;
@@ -241,7 +327,9 @@ impl Cluster {
     pub async fn add_coordinator(&mut self, id: &str) -> usize {
         let mut cc = coordinator_config(id, Some(self.router_url.clone()));
         cc.balance = self.balance;
-        let c = rma_coordinator::spawn(cc, listener().await).expect("coordinator starts");
+        let c = place(&mut self.threads, self.own_threads, id, || {
+            rma_coordinator::spawn(cc, bind_here()).expect("coordinator starts")
+        });
         self.coordinators.push(Some(c));
         let client = self.client();
         let id2 = id.to_owned();
@@ -271,9 +359,12 @@ impl Cluster {
     ) -> impl Future<Output = usize> + '_ {
         let mut cfg = worker_config(&self.router_url, id, self.dir.path().join(id));
         adjust(&mut cfg);
+        let id = id.to_owned();
         async move {
-            self.workers
-                .push(Some(rma_worker::spawn(cfg).expect("worker services start")));
+            let w = place(&mut self.threads, self.own_threads, &id, || {
+                rma_worker::spawn(cfg).expect("worker services start")
+            });
+            self.workers.push(Some(w));
             self.workers.len() - 1
         }
     }

@@ -856,3 +856,39 @@ async fn a_coordinator_follows_a_new_heartbeat_interval_from_a_heartbeat_reply()
     })
     .await;
 }
+
+/// The benchmarks' shape ([`Cluster::start_on_threads`]): each role on a single-threaded
+/// runtime and thread of its own. Echo goes through the whole path, each role's thread is
+/// there while the cluster is, and none is left once it is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_on_their_own_threads_serve_and_stop_with_the_cluster() {
+    fn role_threads() -> BTreeSet<String> {
+        std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| name.starts_with("role-"))
+            .collect()
+    }
+    let c = Cluster::start_on_threads(1, 1).await;
+    let resp = c
+        .client()
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"hi"))
+        .await
+        .expect("echo answers");
+    assert_eq!(resp.status, 200);
+    assert_eq!(&resp.body[..], b"hi");
+    assert_eq!(resp.header("x-rma-worker"), Some("worker-0"));
+    assert_eq!(
+        role_threads(),
+        BTreeSet::from(["role-router", "role-coord-0", "role-worker-0"].map(String::from))
+    );
+    drop(c);
+    eventually("every role's thread has ended", || {
+        let left = role_threads();
+        async move { left.is_empty().then_some(()) }
+    })
+    .await;
+}
