@@ -77,6 +77,15 @@ where
     }
 }
 
+/// Sets `TCP_NODELAY` on an accepted connection, plain or (before its handshake) TLS: answers
+/// and link frames go out as soon as they are written, not held back behind an unacknowledged
+/// segment.
+pub(crate) fn no_delay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
 /// A running server: its bound address, and its background tasks. Dropping it stops the
 /// server (in-flight requests finish) and aborts the tasks, as a crash would, without goodbyes.
 #[derive(Debug)]
@@ -139,14 +148,7 @@ pub fn serve_with(
     let https = tls.is_some();
     let server = match tls {
         None => {
-            // Answers and link frames go out as soon as they are written (no Nagle delay
-            // behind an unacknowledged segment); the TLS listener does the same.
-            let listener =
-                axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                    }
-                });
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| no_delay(tcp));
             tokio::spawn(accept_loop(listener, app, signal))
         }
         Some(config) => {

@@ -100,9 +100,7 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
-                }
+                crate::server::no_delay(&stream);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

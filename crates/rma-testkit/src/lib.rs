@@ -78,9 +78,7 @@ pub async fn wait_linked_worker(w: &WorkerHandle) {
 
 /// A listener on 127.0.0.1, port 0.
 pub async fn listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0")
+    bind_here()
 }
 
 /// The admin token of every router the testkit starts (tests of the token itself start a
@@ -241,7 +239,8 @@ fn place<T>(threads: &mut Vec<RoleThread>, own: bool, name: &str, start: impl Fn
     out
 }
 
-/// A listener on 127.0.0.1, port 0, registered with the current runtime (sync, for [`place`]).
+/// A listener on 127.0.0.1, port 0, registered with the current runtime ([`listener`], and
+/// sync for [`place`], which binds with a role's runtime entered).
 fn bind_here() -> TcpListener {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.set_nonblocking(true).expect("a non-blocking listener");
