@@ -13,7 +13,8 @@ export const ROLES: Role[] = ["coordinator", "worker", "client"];
 export interface Claims {
   iss: string;
   sub: string;
-  role: Role;
+  /** A router's own credential says "router" (never issued by an invite). */
+  role: Role | "router";
   services?: string[];
   owner?: string;
   cnf: string;
@@ -134,8 +135,24 @@ export class Federation {
         "the credential has expired; the node renews it at the router by itself, or enrols again with a new join token",
       );
     }
-    if (!ROLES.includes(c.role)) throw bad("unknown role");
+    if (!(ROLES as string[]).includes(c.role)) throw bad("unknown role");
     return c;
+  }
+
+  /** This router's own credential (role "router", the federation's public key as its key), as
+   *  rma router's `FederationKey::router_credential` makes it: coordinators run services only
+   *  for a router of their federation or for a member's credential. */
+  async routerCredential(routerId: string, nowS: number): Promise<{ token: string; claims: Claims }> {
+    const claims: Claims = {
+      iss: ISSUER,
+      sub: routerId,
+      role: "router",
+      cnf: this.publicText,
+      iat: nowS,
+      exp: nowS + CREDENTIAL_TTL_S,
+      jti: hex(crypto.getRandomValues(new Uint8Array(16))),
+    };
+    return { token: await this.sign(claims), claims };
   }
 
   /** A fresh credential for a node. */

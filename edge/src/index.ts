@@ -152,6 +152,19 @@ async function fed(env: WorkerEnv): Promise<Federation> {
   return federation.fed;
 }
 
+/** This router's own credential, signed once per isolate and again two thirds into its life. */
+let own: { seed: string; token: string; renewAt: number } | null = null;
+
+async function ownCredential(env: WorkerEnv): Promise<string> {
+  const seed = env.FEDERATION_KEY ?? "";
+  const now = Math.floor(Date.now() / 1000);
+  if (!own || own.seed !== seed || now >= own.renewAt) {
+    const { token, claims } = await (await fed(env)).routerCredential("edge-router", now);
+    own = { seed, token, renewAt: claims.iat + Math.floor(((claims.exp - claims.iat) * 2) / 3) };
+  }
+  return own.token;
+}
+
 /** The verified client key of a request, if it carries one (client or coordinator role). */
 async function clientKey(req: Request, env: WorkerEnv, revoked: string[]): Promise<string | null> {
   const t = bearer(req);
@@ -242,6 +255,8 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
     if (v) headers[h] = v;
   }
   if (client) headers.authorization = `Bearer ${client}`;
+  // Coordinators run services only for their federation's router (or a member's credential).
+  headers["x-rma-router-credential"] = await ownCredential(env);
   const forwardedBy = req.headers.get("x-rma-forwarded-by");
   const timeout = num(env.REQUEST_TIMEOUT_S, 125) * 1000;
   const deadline = Date.now() + num(env.FAILOVER_WAIT_S, 5) * 1000;

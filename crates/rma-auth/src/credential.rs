@@ -36,15 +36,20 @@ pub enum Role {
     Worker,
     /// An organisation that submits documents (`rma router --clients keyed`).
     Client,
+    /// A router, which signs its own credential with the federation key and presents it to the
+    /// coordinators it forwards service requests to ([`FederationKey::router_credential`]).
+    /// Never issued by an invite.
+    Router,
 }
 
 impl Role {
-    /// `coordinator`, `worker` or `client`.
+    /// `coordinator`, `worker`, `client` or `router`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Coordinator => "coordinator",
             Role::Worker => "worker",
             Role::Client => "client",
+            Role::Router => "router",
         }
     }
 }
@@ -62,6 +67,10 @@ impl std::str::FromStr for Role {
             "coordinator" => Ok(Role::Coordinator),
             "worker" => Ok(Role::Worker),
             "client" => Ok(Role::Client),
+            // What a user may name (invites): a router's credential is made by the router.
+            "router" => Err(
+                "a router signs its own credential with the federation key; invites are for coordinator, worker or client".to_owned(),
+            ),
             other => Err(format!(
                 "{other:?} is not a role (coordinator, worker or client)"
             )),
@@ -204,6 +213,20 @@ impl FederationKey {
             CREDENTIAL_TTL,
         )?;
         crate::Identity::new(key, &c.token, &self.public(), None)
+    }
+
+    /// The router's own credential, as `router_id`: role [`Role::Router`], the federation's
+    /// public key as its key, the usual life ([`CREDENTIAL_TTL`]). The router presents it to
+    /// coordinators (`x-rma-router-credential`) so that they take service requests from it.
+    pub fn router_credential(&self, router_id: &str) -> Result<Credential, AuthError> {
+        self.issue(
+            router_id,
+            Role::Router,
+            None,
+            None,
+            &self.public(),
+            CREDENTIAL_TTL,
+        )
     }
 
     /// Issues a credential for node `node_id` holding `node_key`, valid for `ttl`.
@@ -388,6 +411,29 @@ mod tests {
     fn roles_parse() {
         assert_eq!("Worker".parse::<Role>(), Ok(Role::Worker));
         assert!("admin".parse::<Role>().is_err());
+        // Nobody is invited as a router.
+        let e = "router".parse::<Role>().expect_err("not invitable");
+        assert!(e.contains("signs its own"), "{e}");
+    }
+
+    #[test]
+    fn a_router_credential_is_the_federation_s_and_names_its_role() {
+        let fed = FederationKey::generate();
+        let c = fed.router_credential("router-1").expect("signs");
+        let claims = fed
+            .verifier()
+            .verify_as(&c.token, Role::Router)
+            .expect("verifies");
+        assert_eq!(
+            (claims.sub.as_str(), claims.role),
+            ("router-1", Role::Router)
+        );
+        assert_eq!(claims.cnf, fed.public());
+        // Another federation's router is a stranger.
+        let other = FederationKey::generate()
+            .router_credential("router-1")
+            .expect("signs");
+        assert!(fed.verifier().verify(&other.token).is_err());
     }
 
     proptest::proptest! {

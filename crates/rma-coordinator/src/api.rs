@@ -241,14 +241,6 @@ async fn health(State(state): State<AppState>) -> Json<CoordinatorHealth> {
     })
 }
 
-/// The node id of a valid, unrevoked client key on the request (the router passes it on),
-/// for the per-client bound of the job queue. Anything else is an anonymous submission.
-fn client_of(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    rma_http::auth::Membership::member(state, headers, rma_auth::Role::Client)
-        .ok()
-        .map(|c| c.sub)
-}
-
 /// Whether the client asked for an async answer (`Prefer: respond-async`).
 fn wants_async(headers: &HeaderMap) -> bool {
     headers
@@ -275,11 +267,16 @@ async fn service(
     let parent = TraceContext::from_headers(&headers);
     let span = TraceContext::child_of(parent.as_ref());
     let mut timing = ServerTiming::default();
-    let mut resp = match call_of(&state, target, method, &headers, body, &rid).await {
+    // Only callers with a credential of the federation get its workers' time.
+    let call = match state.service_caller(&headers) {
+        Ok(_) => call_of(&state, target, method, &headers, body, &rid).await,
+        Err(e) => Err(e),
+    };
+    let mut resp = match call {
         Err(e) => e.into_response(),
         Ok(mut call) if wants_async(&headers) => {
             call.traceparent = Some(span.header());
-            let client = client_of(&state, &headers);
+            let client = state.client_of(&headers);
             let submitted = match (state.group_config(), state.group()) {
                 // In a group, a job is acknowledged once the group has committed it.
                 (_, Some(g)) => crate::group::submit(&state, &g, call, client).await,

@@ -44,6 +44,8 @@ pub(crate) struct Dispatcher {
     pub(crate) max_attempts: u32,
     /// For workers reached over their tunnel URL.
     pub(crate) http: reqwest::Client,
+    /// This coordinator's identity: its credential goes with calls over tunnel URLs.
+    pub(crate) identity: std::sync::Arc<rma_auth::Identity>,
     /// Seals what goes to storage workers, opens what comes back.
     pub(crate) sealer: crate::sealed::Sealer,
     /// The share of answers spot-checked on a second worker (0.0–1.0).
@@ -228,7 +230,8 @@ impl Dispatcher {
         let result = match route {
             Route::Link(link) => link.call(call, self.timeout, progress).await,
             Route::Http(url) => {
-                let r = crate::tunnel::call(&self.http, &url, call, self.timeout).await;
+                let bearer = self.identity.bearer();
+                let r = crate::tunnel::call(&self.http, &url, bearer, call, self.timeout).await;
                 if r == Err(CallError::Lost) {
                     self.registry.lock().mark_tunnel_down(worker);
                 }

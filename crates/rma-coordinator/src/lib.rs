@@ -83,6 +83,8 @@ struct Inner {
     shutdown: Shutdown,
     /// Nodes the router says are revoked (their credentials may not have expired yet).
     revoked: rma_auth::Revoked,
+    /// Credentials of callers of its services, verified once each.
+    verified: rma_http::auth::VerifiedTokens,
     /// Links open now (the ping interval grows with them).
     links: Arc<std::sync::atomic::AtomicUsize>,
     /// When this coordinator started: link pings tick on multiples of the interval from it.
@@ -132,6 +134,7 @@ impl AppState {
             timeout: config.request_timeout,
             max_attempts: config.max_attempts,
             http: rma_client::http_client_with(None, Some(config.url_policy))?,
+            identity: config.identity.clone(),
             spot_check_share: config.spot_check_share.clamp(0.0, 1.0),
             quarantine_after: config.quarantine_after,
             sealer: sealed::Sealer::new(
@@ -149,6 +152,7 @@ impl AppState {
                 active_requests: AtomicU32::new(0),
                 shutdown,
                 revoked: rma_auth::Revoked::default(),
+                verified: rma_http::auth::VerifiedTokens::default(),
                 links: Arc::default(),
                 epoch: tokio::time::Instant::now(),
                 routers,
@@ -256,6 +260,35 @@ impl AppState {
 }
 
 /// Credentials are checked with the federation's public key: no call to the router.
+impl AppState {
+    /// Who is asking for a service, or the 401 / 403 to answer
+    /// ([`rma_http::auth::service_caller`]).
+    pub(crate) fn service_caller(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Arc<rma_auth::Claims>, rma_http::ApiError> {
+        rma_http::auth::service_caller(
+            self.config().identity.verifier(),
+            &self.inner.verified,
+            &self.inner.revoked,
+            headers,
+        )
+    }
+
+    /// The client key in a request's `Authorization` (the router passes a verified one on), if
+    /// it holds one that verifies and is not revoked: the client whose queue a job counts in.
+    pub(crate) fn client_of(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let token = rma_http::auth::bearer(headers)?;
+        let claims = self
+            .inner
+            .verified
+            .verify(self.config().identity.verifier(), token)
+            .ok()?;
+        (claims.role == rma_auth::Role::Client && !self.inner.revoked.contains(&claims.sub))
+            .then(|| claims.sub.clone())
+    }
+}
+
 impl rma_http::auth::Membership for AppState {
     fn member(
         &self,
@@ -477,6 +510,13 @@ mod tests {
             serde_json::json!({"total": 1, "active": 0, "stale": 1})
         );
         let (s, v) = call_as(&app, None, "POST", "/api/service/echo", "x").await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "services are for credentials of the federation"
+        );
+        let member = state.config().identity.bearer();
+        let (s, v) = call_as(&app, Some(&member), "POST", "/api/service/echo", "x").await;
         assert_eq!(
             (s, v["error"].as_str()),
             (StatusCode::SERVICE_UNAVAILABLE, Some("no_worker"))

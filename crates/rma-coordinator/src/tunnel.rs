@@ -9,14 +9,18 @@ use rma_proto::{ServiceCall, ServiceReply};
 
 use crate::link::CallError;
 
-/// Sends `call` to the worker at `base`, giving up after `timeout`.
+/// Sends `call` to the worker at `base` with this coordinator's credential (`bearer`: a worker
+/// serves its tunnel for its federation's coordinators only), giving up after `timeout`.
 pub(crate) async fn call(
     http: &reqwest::Client,
     base: &str,
+    bearer: String,
     call: &ServiceCall,
     timeout: Duration,
 ) -> Result<ServiceReply, CallError> {
-    let client = Client::with_http(base, http.clone()).map_err(|_| CallError::Lost)?;
+    let client = Client::with_http(base, http.clone())
+        .map_err(|_| CallError::Lost)?
+        .with_bearer(bearer);
     match tokio::time::timeout(timeout, client.send(call, &[])).await {
         Err(_) => Err(CallError::Timeout),
         Ok(Err(ClientError::Transport { source, .. })) if source.is_timeout() => {

@@ -11,6 +11,10 @@ pub const ATTEMPTS: &str = "x-rma-attempts";
 /// Set by a coordinator that sends a job's request on through the router because it has no
 /// worker for it; names that coordinator.
 pub const FORWARDED_BY: &str = "x-rma-forwarded-by";
+/// Router → coordinator: the router's own credential (role `router`, signed with the federation
+/// key), on every service request it forwards. A coordinator runs services only for a router's
+/// credential here, or a client's or coordinator's in `Authorization`.
+pub const ROUTER_CREDENTIAL: &str = "x-rma-router-credential";
 /// `hit` when a cached result answered, `miss` when the cache was asked and a worker answered.
 pub const CACHE: &str = "x-rma-cache";
 /// The spot check's verdict on an answer: `agreed`, `unverified` or `disagreed`.

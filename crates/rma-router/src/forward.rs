@@ -136,6 +136,9 @@ async fn forward(
     // The coordinator's parent is the router's span.
     let traceparent = trace.header();
     extra.push((headers::TRACEPARENT, &traceparent));
+    // Coordinators run services only for the federation's members: this router is one.
+    let own = state.own_credential()?;
+    extra.push((headers::ROUTER_CREDENTIAL, &own));
     let timeout = state.config().request_timeout;
     let mut last_failure = String::new();
     let mut tried = 0usize;

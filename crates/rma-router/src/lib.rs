@@ -86,7 +86,13 @@ struct Inner {
     revoked_at: Mutex<std::collections::BTreeMap<String, i64>>,
     /// The address the router listens on, for join tokens when no URL is given.
     listen_url: Mutex<Option<String>>,
+    /// Its own credential, shown to coordinators with every service request; signed again
+    /// two thirds into its life.
+    own_credential: Mutex<Option<rma_auth::Credential>>,
 }
+
+/// The node id in a router's own credential.
+pub const ROUTER_ID: &str = "router";
 
 impl AppState {
     /// Opens the registry file and loads the coordinators it holds. Loaded coordinators count
@@ -201,8 +207,33 @@ impl AppState {
                 revoked,
                 revoked_at: Mutex::new(revoked_at),
                 listen_url: Mutex::new(None),
+                own_credential: Mutex::new(None),
             }),
         })
+    }
+
+    /// The router's own credential ([`rma_auth::FederationKey::router_credential`]), for
+    /// coordinators to run services for it.
+    pub(crate) fn own_credential(&self) -> Result<String, rma_http::ApiError> {
+        let mut own = self
+            .inner
+            .own_credential
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = rma_auth::unix_now();
+        match own.as_ref() {
+            Some(c) if now < c.claims.renew_at() => Ok(c.token.clone()),
+            _ => {
+                let c = self
+                    .inner
+                    .federation
+                    .router_credential(ROUTER_ID)
+                    .map_err(|e| rma_http::ApiError::internal(e.to_string()))?;
+                let token = c.token.clone();
+                *own = Some(c);
+                Ok(token)
+            }
+        }
     }
 
     /// The federation's signing key.

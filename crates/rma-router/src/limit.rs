@@ -112,10 +112,12 @@ pub(crate) async fn middleware(
                 .map_err(|e| ApiError::from_auth(&e))
                 .and_then(|c| match c.role {
                     rma_auth::Role::Client | rma_auth::Role::Coordinator => Ok(c),
-                    rma_auth::Role::Worker => Err(ApiError::forbidden(format!(
-                        "uploads need a client key; {} holds a worker credential",
-                        c.sub
-                    ))),
+                    rma_auth::Role::Worker | rma_auth::Role::Router => {
+                        Err(ApiError::forbidden(format!(
+                            "uploads need a client key; {} holds a {} credential",
+                            c.sub, c.role
+                        )))
+                    }
                 });
             match claims {
                 Ok(c) if state.revoked().contains(&c.sub) => {

@@ -166,11 +166,13 @@ fn main() {
             .expect("http client");
         let via_router =
             Client::with_http(&cluster.router_url, http.clone()).expect("router client");
+        // A coordinator runs services for members of its federation: a client key.
         let direct = Client::with_http(
             &cluster.coordinators[0].as_ref().expect("coordinator").url(),
             http.clone(),
         )
-        .expect("coordinator client");
+        .expect("coordinator client")
+        .with_bearer(rma_testkit::client_key());
         let others: Vec<(String, Client)> = args
             .compare
             .iter()

@@ -239,7 +239,12 @@ async fn coordinator_row(n: usize, idle: u64) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let coord = Client::new(&child.url).expect("client").with_bearer(TOKEN);
+    // Services are for members of the federation: a client key of this one.
+    let key = fed
+        .identity("fleet-client", Role::Client, None)
+        .expect("identity")
+        .bearer();
+    let coord = Client::new(&child.url).expect("client").with_bearer(&key);
     let mut linked = 0;
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {

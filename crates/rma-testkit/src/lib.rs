@@ -120,6 +120,21 @@ pub fn identity(id: &str, role: rma_auth::Role) -> Arc<rma_auth::Identity> {
     )
 }
 
+/// A client key of the test federation (node `test-client`), made once.
+pub fn client_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| identity("test-client", rma_auth::Role::Client).bearer())
+}
+
+/// A client of the services of the coordinator at `url`, holding [`client_key`]: a coordinator
+/// runs services only for its federation's router and members, as an organisation with a key
+/// calling it directly is.
+pub fn coordinator_services(url: &str) -> Client {
+    Client::with_timeout(url, Duration::from_secs(120))
+        .expect("coordinator client")
+        .with_bearer(client_key())
+}
+
 /// Router settings for tests around a registry file, with [`ADMIN_TOKEN`] and the test
 /// [`federation`] key. The per-address rate limit is off: these tests put whole loads through
 /// one address (the limit has tests of its own).

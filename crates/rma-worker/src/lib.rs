@@ -352,7 +352,11 @@ pub fn spawn_with(
         let (stop, _) = rma_http::Shutdown::new();
         let handle = rma_http::serve(
             listener,
-            tunnel::app(services.clone(), config.max_body_bytes),
+            tunnel::app(
+                services.clone(),
+                config.max_body_bytes,
+                config.identity.clone(),
+            ),
             stop,
         )
         .map_err(|e| SpawnError::Listen(addr, e))?;

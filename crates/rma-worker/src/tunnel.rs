@@ -19,8 +19,23 @@ use rma_services::ServiceRequest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The worker's HTTP app: `ANY /api/service/{type}[/{rest}]` and `GET /health`.
-pub(crate) fn app(services: Arc<Registry>, max_body: usize) -> Router {
+/// What the tunnel's handlers share.
+#[derive(Clone)]
+pub(crate) struct Tunnel {
+    services: Arc<Registry>,
+    max_body: usize,
+    /// The worker's identity: the federation's public key checks callers' credentials.
+    identity: Arc<rma_auth::Identity>,
+    verified: Arc<rma_http::auth::VerifiedTokens>,
+}
+
+/// The worker's HTTP app: `ANY /api/service/{type}[/{rest}]` (for coordinators of its
+/// federation only: a tunnel URL is public) and `GET /health`.
+pub(crate) fn app(
+    services: Arc<Registry>,
+    max_body: usize,
+    identity: Arc<rma_auth::Identity>,
+) -> Router {
     let r = Router::new()
         .route("/api/service/{service}", any(serve))
         .route("/api/service/{service}/{*rest}", any(serve))
@@ -28,17 +43,47 @@ pub(crate) fn app(services: Arc<Registry>, max_body: usize) -> Router {
             "/health",
             get(|| async { axum::Json(rma_proto::api::Ack::ok()) }),
         )
-        .with_state((services, max_body));
+        .with_state(Tunnel {
+            services,
+            max_body,
+            identity,
+            verified: Arc::default(),
+        });
     rma_http::finish(r)
 }
 
+/// 401 unless the caller holds a coordinator credential of this worker's federation (403 for
+/// another role): anyone may learn a tunnel URL, only coordinators send work down it.
+fn check_caller(t: &Tunnel, headers: &HeaderMap) -> Result<(), rma_http::ApiError> {
+    let token = rma_http::auth::bearer(headers).ok_or_else(|| {
+        rma_http::ApiError::unauthorized(
+            "a worker runs services for the coordinators of its federation only (Authorization: Bearer …); send documents to the router",
+        )
+    })?;
+    let claims = t
+        .verified
+        .verify(t.identity.verifier(), token)
+        .map_err(|e| rma_http::ApiError::from_auth(&e))?;
+    if claims.role != rma_auth::Role::Coordinator {
+        return Err(rma_http::ApiError::forbidden(format!(
+            "a worker runs services for coordinators; {} holds a {} credential",
+            claims.sub, claims.role
+        )));
+    }
+    Ok(())
+}
+
 async fn serve(
-    State((services, max_body)): State<(Arc<Registry>, usize)>,
+    State(t): State<Tunnel>,
     target: ServiceTarget,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Err(e) = check_caller(&t, &headers) {
+        return e.into_response();
+    }
+    let (services, max_body) = (&t.services, t.max_body);
     let request_id = headers
         .get(rma_proto::headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())

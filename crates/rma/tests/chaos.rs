@@ -178,6 +178,18 @@ impl Net {
     fn data(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
+
+    /// A client key of this network's federation, issued with the router's `federation.key`
+    /// (beside its registry): coordinators run services only for their router and members.
+    fn client_key(&self) -> String {
+        let path =
+            std::path::PathBuf::from(self.data("router.db")).with_file_name("federation.key");
+        rma_auth::FederationKey::load(&path)
+            .expect("the router's federation key")
+            .identity("chaos-client", rma_auth::Role::Client, None)
+            .expect("a client identity")
+            .bearer()
+    }
 }
 
 impl Drop for Net {
@@ -844,7 +856,8 @@ async fn jobs_survive_their_coordinator_crashing() {
         &format!("http://{}:8080", net.addr(victim_host)),
         Duration::from_secs(10),
     )
-    .expect("client");
+    .expect("client")
+    .with_bearer(net.client_key());
     let mut jobs = Vec::new();
     for i in 0..12 {
         let accepted = victim_client
@@ -1324,7 +1337,8 @@ async fn a_partitioned_leader_stops_acknowledging_and_services_follow_the_load()
     let parted = Instant::now();
     // The minority's leader acknowledges nothing: a job sent to it straight is refused.
     let old = Client::with_timeout(&fed.member_url(leader_host), Duration::from_secs(30))
-        .expect("client");
+        .expect("client")
+        .with_bearer(fed.net.client_key());
     let direct = old
         .submit_job(
             "echo",

@@ -193,7 +193,13 @@ async fn coordinator_rejects_bad_input_with_json_errors() {
         403,
         "forbidden",
     );
-    let none = co
+    // A worker's credential does not buy services; a client key does (here: no worker).
+    let as_worker = co
+        .call_service("store", "", "image/png", Bytes::new())
+        .await
+        .expect("answer");
+    assert_error(&as_worker, 403, "forbidden");
+    let none = rma_testkit::coordinator_services(&url)
         .call_service("store", "", "image/png", Bytes::new())
         .await
         .expect("answer");
@@ -221,7 +227,7 @@ async fn bodies_over_the_limit_are_413_at_router_and_coordinator() {
     let mut cc = rma_testkit::coordinator_config("small", None);
     cc.max_body_bytes = 1024;
     let coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
-    let co = Client::new(&coord.url()).expect("client");
+    let co = rma_testkit::coordinator_services(&coord.url());
     assert_error(
         &co.call_service("echo", "", "application/octet-stream", big)
             .await
@@ -287,7 +293,7 @@ async fn a_worker_slower_than_the_request_timeout_gives_504() {
     ))
     .expect("worker");
     rma_testkit::wait_linked_worker(&w).await;
-    let co = Client::new(&coord.url()).expect("client");
+    let co = rma_testkit::coordinator_services(&coord.url());
     let r = co
         .call_service("echo", "delay_ms=3000", "text/plain", Bytes::new())
         .await

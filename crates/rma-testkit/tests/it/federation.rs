@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rma_auth::Role;
 use rma_client::Client;
 use rma_proto::api::{WorkerHeartbeat, WorkerRegister, WorkerStatus};
 use rma_testkit::{Cluster, eventually, eventually_within};
@@ -308,7 +309,7 @@ async fn a_worker_can_register_straight_at_a_standalone_coordinator() {
     ))
     .expect("worker");
     rma_testkit::wait_linked_worker(&w).await;
-    let client = Client::new(&coord.url()).expect("client");
+    let client = rma_testkit::coordinator_services(&coord.url());
     let r = client
         .call_service("echo", "", "text/plain", Bytes::from_static(b"direct"))
         .await
@@ -374,7 +375,7 @@ async fn a_restarted_coordinator_gets_its_workers_back() {
         async move { (s.linked && s.registrations >= 2).then_some(()) }
     })
     .await;
-    let client = Client::new(&coord.url()).expect("client");
+    let client = rma_testkit::coordinator_services(&coord.url());
     let r = client
         .call_service("echo", "", "text/plain", Bytes::from_static(b"risen"))
         .await
@@ -476,6 +477,26 @@ async fn a_worker_without_a_link_is_called_at_its_tunnel_url_and_dropped_when_it
         }
     })
     .await;
+    // The tunnel URL is public; only the federation's coordinators may send work down it.
+    let tunnel = format!("http://{addr}");
+    let stranger = Client::new(&tunnel)
+        .expect("client")
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"free work"))
+        .await
+        .expect("answer");
+    assert_eq!(stranger.status, 401, "no credential");
+    let client_key = rma_testkit::coordinator_services(&tunnel)
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"free work"))
+        .await
+        .expect("answer");
+    assert_eq!(client_key.status, 403, "a client is not a coordinator");
+    let coordinator = Client::new(&tunnel)
+        .expect("client")
+        .with_bearer(rma_testkit::identity("coord-x", Role::Coordinator).bearer())
+        .call_service("echo", "", "text/plain", Bytes::from_static(b"work"))
+        .await
+        .expect("answer");
+    assert_eq!(coordinator.status, 200);
     // When it dies, the next request to it fails to connect, goes to the other worker, and the
     // tunnel is out of use: nothing fails.
     c.kill_worker(i);
@@ -553,8 +574,7 @@ async fn heartbeats_ride_the_link_and_a_crowded_coordinator_pings_less_often() {
         let s = w.status();
         assert!(s.linked && s.registrations == 1, "{s:?}");
     }
-    let r = Client::new(&url)
-        .expect("client")
+    let r = rma_testkit::coordinator_services(&url)
         .call_service("echo", "", "text/plain", Bytes::from_static(b"still here"))
         .await
         .expect("echo");

@@ -356,6 +356,78 @@ async fn a_keyed_router_takes_uploads_only_with_a_client_key_and_limits_each_cli
     assert_eq!(poll.status.as_u16(), 404);
 }
 
+/// A coordinator's services are the federation's: whoever reaches its URL directly gets 401
+/// without a credential, 403 with a worker's, and is served with a client key; through the
+/// router anyone is served (the router shows its own credential), and nothing but the
+/// federation's own router credential passes for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_runs_services_only_for_its_router_and_members() {
+    let c = Cluster::start(1, 1).await;
+    let coordinator = c.coordinators[0].as_ref().expect("alive").url();
+    let echo = async |client: &Client, extra: &[(&str, &str)]| {
+        let r = client
+            .raw(
+                reqwest::Method::POST,
+                "/api/service/echo",
+                Some("text/plain"),
+                Bytes::from_static(b"letter"),
+                extra,
+            )
+            .await
+            .expect("answer");
+        let v: serde_json::Value = r.json().unwrap_or_default();
+        (
+            r.status.as_u16(),
+            v["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let anyone = Client::new(&coordinator).expect("client");
+    assert_eq!(echo(&anyone, &[]).await, (401, "unauthorized".into()));
+    let worker = anyone
+        .clone()
+        .with_bearer(rma_testkit::identity("w-x", Role::Worker).bearer());
+    assert_eq!(echo(&worker, &[]).await, (403, "forbidden".into()));
+    // Jobs too: a stranger cannot queue work.
+    let job = anyone
+        .raw(
+            reqwest::Method::POST,
+            "/api/service/echo",
+            Some("text/plain"),
+            Bytes::from_static(b"later"),
+            &[("prefer", "respond-async")],
+        )
+        .await
+        .expect("answer");
+    assert_eq!(job.status.as_u16(), 401);
+    // Router credentials: another federation's, a forged one, and a client key passed off as
+    // one are refused; the federation's own passes.
+    let header = rma_proto::headers::ROUTER_CREDENTIAL;
+    let stranger = rma_auth::FederationKey::generate()
+        .router_credential("router")
+        .expect("signs")
+        .token;
+    assert_eq!(echo(&anyone, &[(header, &stranger)]).await.0, 401);
+    assert_eq!(echo(&anyone, &[(header, "e30.e30.e30")]).await.0, 401);
+    assert_eq!(
+        echo(&anyone, &[(header, rma_testkit::client_key())])
+            .await
+            .0,
+        403
+    );
+    let ours = rma_testkit::federation()
+        .router_credential("router")
+        .expect("signs")
+        .token;
+    assert_eq!(
+        echo(&anyone, &[(header, &ours)]).await,
+        (200, String::new())
+    );
+    // A client key, and the public through the router.
+    let member = rma_testkit::coordinator_services(&coordinator);
+    assert_eq!(echo(&member, &[]).await, (200, String::new()));
+    assert_eq!(echo(&c.public_client(), &[]).await, (200, String::new()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_coordinator_and_the_link_speak_tls() {
     rma_testkit::init_tracing();

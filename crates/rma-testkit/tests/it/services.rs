@@ -620,7 +620,7 @@ async fn jobs_survive_a_coordinator_restart() {
         c
     };
     let coord = rma_coordinator::spawn(config(), l).expect("coordinator");
-    let client = Client::new(&coord.url()).expect("client");
+    let client = rma_testkit::coordinator_services(&coord.url());
     // No worker yet: the jobs wait in the queue.
     let mut ids = Vec::new();
     for i in 0..3 {
