@@ -21,11 +21,15 @@ export interface Claims {
   iat: number;
   exp: number;
   jti: string;
+  /** Who the credential is for, when only one may take it (a router's: the coordinator). */
+  aud?: string;
 }
 
 export const ISSUER = "rma";
 /** 24 h, as the Rust router issues them. */
 export const CREDENTIAL_TTL_S = 24 * 3600;
+/** A router's own credential: an hour, as rma-auth's `ROUTER_CREDENTIAL_TTL`. */
+export const ROUTER_CREDENTIAL_TTL_S = 3600;
 const LEEWAY_S = 60;
 /** How far a renewal's timestamp may be from the router's clock. */
 export const RENEW_SKEW_S = 300;
@@ -139,18 +143,20 @@ export class Federation {
     return c;
   }
 
-  /** This router's own credential (role "router", the federation's public key as its key), as
-   *  rma router's `FederationKey::router_credential` makes it: coordinators run services only
-   *  for a router of their federation or for a member's credential. */
-  async routerCredential(routerId: string, nowS: number): Promise<{ token: string; claims: Claims }> {
+  /** This router's own credential for coordinator `aud` (role "router", the federation's
+   *  public key as its key, an hour of life), as rma router's `FederationKey::router_credential`
+   *  makes it: coordinators run services only for a router credential made out to them, or for
+   *  a member's credential. */
+  async routerCredential(routerId: string, aud: string, nowS: number): Promise<{ token: string; claims: Claims }> {
     const claims: Claims = {
       iss: ISSUER,
       sub: routerId,
       role: "router",
       cnf: this.publicText,
       iat: nowS,
-      exp: nowS + CREDENTIAL_TTL_S,
+      exp: nowS + ROUTER_CREDENTIAL_TTL_S,
       jti: hex(crypto.getRandomValues(new Uint8Array(16))),
+      aud,
     };
     return { token: await this.sign(claims), claims };
   }

@@ -152,17 +152,19 @@ async function fed(env: WorkerEnv): Promise<Federation> {
   return federation.fed;
 }
 
-/** This router's own credential, signed once per isolate and again two thirds into its life. */
-let own: { seed: string; token: string; renewAt: number } | null = null;
+/** This router's own credential for each coordinator, signed once per isolate and again two
+ *  thirds into its life. */
+const own = new Map<string, { seed: string; token: string; renewAt: number }>();
 
-async function ownCredential(env: WorkerEnv): Promise<string> {
+async function ownCredential(env: WorkerEnv, coordinator: string): Promise<string> {
   const seed = env.FEDERATION_KEY ?? "";
   const now = Math.floor(Date.now() / 1000);
-  if (!own || own.seed !== seed || now >= own.renewAt) {
-    const { token, claims } = await (await fed(env)).routerCredential("edge-router", now);
-    own = { seed, token, renewAt: claims.iat + Math.floor(((claims.exp - claims.iat) * 2) / 3) };
-  }
-  return own.token;
+  const have = own.get(coordinator);
+  if (have && have.seed === seed && now < have.renewAt) return have.token;
+  const { token, claims } = await (await fed(env)).routerCredential("edge-router", coordinator, now);
+  if (own.size > 4096) own.clear();
+  own.set(coordinator, { seed, token, renewAt: claims.iat + Math.floor(((claims.exp - claims.iat) * 2) / 3) });
+  return token;
 }
 
 /** The verified client key of a request, if it carries one (client or coordinator role). */
@@ -255,8 +257,6 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
     if (v) headers[h] = v;
   }
   if (client) headers.authorization = `Bearer ${client}`;
-  // Coordinators run services only for their federation's router (or a member's credential).
-  headers["x-rma-router-credential"] = await ownCredential(env);
   const forwardedBy = req.headers.get("x-rma-forwarded-by");
   const timeout = num(env.REQUEST_TIMEOUT_S, 125) * 1000;
   const deadline = Date.now() + num(env.FAILOVER_WAIT_S, 5) * 1000;
@@ -280,6 +280,8 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
       const t0 = Date.now();
       let resp: Response;
       let answer: ArrayBuffer;
+      // Coordinators run services only for a router credential made out to them (or a member's).
+      headers["x-rma-router-credential"] = await ownCredential(env, c.id);
       try {
         resp = await fetch(`${c.url}${url.pathname}${url.search}`, {
           method: req.method,

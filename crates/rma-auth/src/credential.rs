@@ -16,6 +16,10 @@ pub const ISSUER: &str = "rma";
 /// How long a credential lives [24 h]; nodes renew at two thirds of it.
 pub const CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a router's own credential lives ([`FederationKey::router_credential`]); the router
+/// signs a new one two thirds in.
+pub const ROUTER_CREDENTIAL_TTL: Duration = Duration::from_secs(3600);
+
 /// Clock skew tolerated between nodes when checking `exp`.
 const LEEWAY_S: u64 = 60;
 
@@ -101,9 +105,30 @@ pub struct Claims {
     pub exp: u64,
     /// Unique id of this credential.
     pub jti: String,
+    /// Who the credential is for, when only one may take it: a router's credential names the
+    /// coordinator it is sent to, so one captured there is no use anywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 impl Claims {
+    /// Claims of a credential for `sub` issued now, valid for `ttl`.
+    fn new(sub: &str, role: Role, cnf: PublicKey, ttl: Duration) -> Self {
+        let iat = unix_now();
+        Claims {
+            iss: ISSUER.to_owned(),
+            sub: sub.to_owned(),
+            role,
+            services: None,
+            owner: None,
+            cnf,
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            jti: random_hex(16),
+            aud: None,
+        }
+    }
+
     /// Who runs the node: its owner, else the node itself.
     pub fn owner(&self) -> &str {
         self.owner.as_deref().unwrap_or(&self.sub)
@@ -215,18 +240,30 @@ impl FederationKey {
         crate::Identity::new(key, &c.token, &self.public(), None)
     }
 
-    /// The router's own credential, as `router_id`: role [`Role::Router`], the federation's
-    /// public key as its key, the usual life ([`CREDENTIAL_TTL`]). The router presents it to
-    /// coordinators (`x-rma-router-credential`) so that they take service requests from it.
-    pub fn router_credential(&self, router_id: &str) -> Result<Credential, AuthError> {
-        self.issue(
+    /// The router's own credential for coordinator `audience`, as `router_id`: role
+    /// [`Role::Router`], `aud` the coordinator, the federation's public key as its key, an hour
+    /// of life ([`ROUTER_CREDENTIAL_TTL`]). The router presents it to that coordinator
+    /// (`x-rma-router-credential`) so that it takes service requests from it; another
+    /// coordinator refuses it.
+    pub fn router_credential(
+        &self,
+        router_id: &str,
+        audience: &str,
+    ) -> Result<Credential, AuthError> {
+        let mut claims = Claims::new(
             router_id,
             Role::Router,
-            None,
-            None,
-            &self.public(),
-            CREDENTIAL_TTL,
-        )
+            self.public(),
+            ROUTER_CREDENTIAL_TTL,
+        );
+        claims.aud = Some(audience.to_owned());
+        self.sign(claims)
+    }
+
+    fn sign(&self, claims: Claims) -> Result<Credential, AuthError> {
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(format!("cannot sign a credential: {e}")))?;
+        Ok(Credential { token, claims })
     }
 
     /// Issues a credential for node `node_id` holding `node_key`, valid for `ttl`.
@@ -239,21 +276,10 @@ impl FederationKey {
         node_key: &PublicKey,
         ttl: Duration,
     ) -> Result<Credential, AuthError> {
-        let iat = unix_now();
-        let claims = Claims {
-            iss: ISSUER.to_owned(),
-            sub: node_id.to_owned(),
-            role,
-            services,
-            owner,
-            cnf: node_key.clone(),
-            iat,
-            exp: iat + ttl.as_secs().max(1),
-            jti: random_hex(16),
-        };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
-            .map_err(|e| AuthError::Invalid(format!("cannot sign a credential: {e}")))?;
-        Ok(Credential { token, claims })
+        let mut claims = Claims::new(node_id, role, node_key.clone(), ttl);
+        claims.services = services;
+        claims.owner = owner;
+        self.sign(claims)
     }
 }
 
@@ -419,19 +445,24 @@ mod tests {
     #[test]
     fn a_router_credential_is_the_federation_s_and_names_its_role() {
         let fed = FederationKey::generate();
-        let c = fed.router_credential("router-1").expect("signs");
+        let c = fed.router_credential("router-1", "coord-a").expect("signs");
         let claims = fed
             .verifier()
             .verify_as(&c.token, Role::Router)
             .expect("verifies");
         assert_eq!(
-            (claims.sub.as_str(), claims.role),
-            ("router-1", Role::Router)
+            (claims.sub.as_str(), claims.role, claims.aud.as_deref()),
+            ("router-1", Role::Router, Some("coord-a"))
         );
         assert_eq!(claims.cnf, fed.public());
+        assert_eq!(claims.exp - claims.iat, ROUTER_CREDENTIAL_TTL.as_secs());
+        // Other credentials name no audience.
+        let node = fed.identity("w1", Role::Worker, None).expect("identity");
+        let w = fed.verifier().verify(&node.bearer()).expect("verifies");
+        assert_eq!(w.aud, None);
         // Another federation's router is a stranger.
         let other = FederationKey::generate()
-            .router_credential("router-1")
+            .router_credential("router-1", "coord-a")
             .expect("signs");
         assert!(fed.verifier().verify(&other.token).is_err());
     }

@@ -25,7 +25,8 @@ mod key;
 pub mod proof;
 
 pub use credential::{
-    CREDENTIAL_TTL, Claims, Credential, FederationKey, ISSUER, Role, Verifier, unix_now,
+    CREDENTIAL_TTL, Claims, Credential, FederationKey, ISSUER, ROUTER_CREDENTIAL_TTL, Role,
+    Verifier, unix_now,
 };
 pub use error::AuthError;
 pub use identity::Identity;

@@ -272,6 +272,7 @@ impl AppState {
             &self.inner.verified,
             &self.inner.revoked,
             headers,
+            &self.config().id,
         )
     }
 

@@ -74,15 +74,17 @@ impl VerifiedTokens {
     }
 }
 
-/// Who may have a coordinator run a service: a router of the federation (its credential in
-/// `x-rma-router-credential`), or a client or coordinator (its credential in `Authorization`),
-/// not revoked. 401 without any of them or with one that does not verify, 403 for a worker's
-/// credential or a revoked node. Returns the caller's claims.
+/// Who may have coordinator `me` run a service: a router of the federation (its credential for
+/// `me` in `x-rma-router-credential`), or a client or coordinator (its credential in
+/// `Authorization`), not revoked. 401 without any of them or with one that does not verify, 403
+/// for a worker's credential, a router credential made out to another coordinator, or a revoked
+/// node. Returns the caller's claims.
 pub fn service_caller(
     verifier: &Verifier,
     verified: &VerifiedTokens,
     revoked: &Revoked,
     headers: &HeaderMap,
+    me: &str,
 ) -> Result<std::sync::Arc<Claims>, ApiError> {
     let router = headers
         .get(rma_proto::headers::ROUTER_CREDENTIAL)
@@ -103,6 +105,12 @@ pub fn service_caller(
         return Err(ApiError::forbidden(format!(
             "services are not run for a {} credential ({}); send documents to the router",
             claims.role, claims.sub
+        )));
+    }
+    if claims.role == Role::Router && claims.aud.as_deref() != Some(me) {
+        return Err(ApiError::forbidden(format!(
+            "this router credential is made out to coordinator {:?}, not to {me:?}",
+            claims.aud.as_deref().unwrap_or_default()
         )));
     }
     if revoked.contains(&claims.sub) {
@@ -186,11 +194,14 @@ mod tests {
     fn services_are_run_for_routers_clients_and_coordinators_only() {
         let fed = FederationKey::generate();
         let (verified, revoked) = (VerifiedTokens::default(), Revoked::default());
-        let check = |h: &HeaderMap| service_caller(fed.verifier(), &verified, &revoked, h);
+        let check = |h: &HeaderMap| service_caller(fed.verifier(), &verified, &revoked, h, "c-me");
         let status =
             |r: Result<_, ApiError>| r.map(|_| StatusCode::OK).unwrap_or_else(|e| e.status);
 
-        let router = fed.router_credential("router").expect("router").token;
+        let router = fed
+            .router_credential("router", "c-me")
+            .expect("router")
+            .token;
         let caller = check(&with(rma_proto::headers::ROUTER_CREDENTIAL, &router)).expect("router");
         assert_eq!(caller.role, Role::Router);
         for role in [Role::Client, Role::Coordinator] {
@@ -219,8 +230,20 @@ mod tests {
             status(check(&with(rma_proto::headers::ROUTER_CREDENTIAL, &client))),
             StatusCode::FORBIDDEN
         );
+        // One made out to another coordinator (captured there, say) is no use here.
+        let elsewhere = fed
+            .router_credential("router", "c-other")
+            .expect("router")
+            .token;
+        assert_eq!(
+            status(check(&with(
+                rma_proto::headers::ROUTER_CREDENTIAL,
+                &elsewhere
+            ))),
+            StatusCode::FORBIDDEN
+        );
         let stranger = FederationKey::generate()
-            .router_credential("router")
+            .router_credential("router", "c-me")
             .expect("router");
         assert_eq!(
             status(check(&with(

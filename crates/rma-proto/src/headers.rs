@@ -12,7 +12,7 @@ pub const ATTEMPTS: &str = "x-rma-attempts";
 /// worker for it; names that coordinator.
 pub const FORWARDED_BY: &str = "x-rma-forwarded-by";
 /// Router → coordinator: the router's own credential (role `router`, signed with the federation
-/// key), on every service request it forwards. A coordinator runs services only for a router's
+/// key, made out to that coordinator in `aud`), on every service request it forwards. A coordinator runs services only for a router's
 /// credential here, or a client's or coordinator's in `Authorization`.
 pub const ROUTER_CREDENTIAL: &str = "x-rma-router-credential";
 /// `hit` when a cached result answered, `miss` when the cache was asked and a worker answered.

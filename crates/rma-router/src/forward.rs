@@ -136,9 +136,6 @@ async fn forward(
     // The coordinator's parent is the router's span.
     let traceparent = trace.header();
     extra.push((headers::TRACEPARENT, &traceparent));
-    // Coordinators run services only for the federation's members: this router is one.
-    let own = state.own_credential()?;
-    extra.push((headers::ROUTER_CREDENTIAL, &own));
     let timeout = state.config().request_timeout;
     let mut last_failure = String::new();
     let mut tried = 0usize;
@@ -180,8 +177,14 @@ async fn forward(
         for (cid, url) in candidates {
             tried += 1;
             let (forwarder, upstream) = state.upstream(&url)?;
+            // Coordinators run services only for the federation's members: this router shows
+            // a credential made out to this coordinator alone.
+            let own = state.own_credential(&cid)?;
+            let mut hop_headers = extra.clone();
+            hop_headers.push((headers::ROUTER_CREDENTIAL, &own));
             let mut ticket = Ticket::start(state, &cid, &call.service);
-            let sent = tokio::time::timeout(timeout, forwarder.send(&upstream, &call, &extra));
+            let sent =
+                tokio::time::timeout(timeout, forwarder.send(&upstream, &call, &hop_headers));
             let (outcome, answer) = match sent.await {
                 Err(_) => (Outcome::TimedOut, None),
                 Ok(Err(ForwardError::Request(m))) => return Err(ApiError::bad_request(m)),

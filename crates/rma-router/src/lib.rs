@@ -86,9 +86,9 @@ struct Inner {
     revoked_at: Mutex<std::collections::BTreeMap<String, i64>>,
     /// The address the router listens on, for join tokens when no URL is given.
     listen_url: Mutex<Option<String>>,
-    /// Its own credential, shown to coordinators with every service request; signed again
-    /// two thirds into its life.
-    own_credential: Mutex<Option<rma_auth::Credential>>,
+    /// Its own credential for each coordinator (by id), shown with every service request it
+    /// forwards there; signed again two thirds into its life.
+    own_credentials: Mutex<std::collections::HashMap<String, rma_auth::Credential>>,
 }
 
 /// The node id in a router's own credential.
@@ -207,33 +207,35 @@ impl AppState {
                 revoked,
                 revoked_at: Mutex::new(revoked_at),
                 listen_url: Mutex::new(None),
-                own_credential: Mutex::new(None),
+                own_credentials: Mutex::default(),
             }),
         })
     }
 
-    /// The router's own credential ([`rma_auth::FederationKey::router_credential`]), for
-    /// coordinators to run services for it.
-    pub(crate) fn own_credential(&self) -> Result<String, rma_http::ApiError> {
+    /// The router's own credential for coordinator `coordinator`
+    /// ([`rma_auth::FederationKey::router_credential`]), for it to run services for the router.
+    pub(crate) fn own_credential(&self, coordinator: &str) -> Result<String, rma_http::ApiError> {
         let mut own = self
             .inner
-            .own_credential
+            .own_credentials
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let now = rma_auth::unix_now();
-        match own.as_ref() {
-            Some(c) if now < c.claims.renew_at() => Ok(c.token.clone()),
-            _ => {
-                let c = self
-                    .inner
-                    .federation
-                    .router_credential(ROUTER_ID)
-                    .map_err(|e| rma_http::ApiError::internal(e.to_string()))?;
-                let token = c.token.clone();
-                *own = Some(c);
-                Ok(token)
-            }
+        if let Some(c) = own.get(coordinator).filter(|c| now < c.claims.renew_at()) {
+            return Ok(c.token.clone());
         }
+        let c = self
+            .inner
+            .federation
+            .router_credential(ROUTER_ID, coordinator)
+            .map_err(|e| rma_http::ApiError::internal(e.to_string()))?;
+        let token = c.token.clone();
+        // Those of coordinators gone for good go once they have expired.
+        if own.len() >= 4096 {
+            own.retain(|_, c| now < c.claims.exp);
+        }
+        own.insert(coordinator.to_owned(), c);
+        Ok(token)
     }
 
     /// The federation's signing key.

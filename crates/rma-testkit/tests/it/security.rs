@@ -403,7 +403,7 @@ async fn a_coordinator_runs_services_only_for_its_router_and_members() {
     // one are refused; the federation's own passes.
     let header = rma_proto::headers::ROUTER_CREDENTIAL;
     let stranger = rma_auth::FederationKey::generate()
-        .router_credential("router")
+        .router_credential("router", "coord-0")
         .expect("signs")
         .token;
     assert_eq!(echo(&anyone, &[(header, &stranger)]).await.0, 401);
@@ -414,8 +414,17 @@ async fn a_coordinator_runs_services_only_for_its_router_and_members() {
             .0,
         403
     );
+    // Our federation's, made out to another coordinator (captured there): refused here.
+    let elsewhere = rma_testkit::federation()
+        .router_credential("router", "coord-1")
+        .expect("signs")
+        .token;
+    assert_eq!(
+        echo(&anyone, &[(header, &elsewhere)]).await,
+        (403, "forbidden".into())
+    );
     let ours = rma_testkit::federation()
-        .router_credential("router")
+        .router_credential("router", "coord-0")
         .expect("signs")
         .token;
     assert_eq!(
