@@ -61,6 +61,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        // Refused from its length alone; what the client is still sending is read and dropped
+        // (a few megabytes at most) so that it gets the 413, not a broken pipe.
+        discard_body(body, REFUSED_BODY_DRAIN, REFUSED_BODY_WAIT).await;
         return Err(too_large());
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
@@ -68,6 +71,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         if buf.len() + chunk.len() > limit {
+            discard_stream(stream, REFUSED_BODY_DRAIN, REFUSED_BODY_WAIT).await;
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
@@ -75,12 +79,23 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     Ok(buf.freeze())
 }
 
+/// How much of a refused body is read and dropped before answering, at most, and for how long.
+const REFUSED_BODY_DRAIN: usize = 4 * 1024 * 1024;
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads and drops what a client is still sending of a body we refuse (at most `limit` bytes,
 /// for at most `within`), so it gets our answer instead of a broken pipe: hyper closes a
 /// connection whose request body was not read, and a client mid-upload sees only the reset.
 /// Past either bound the connection is closed as before.
 pub async fn discard_body(body: Body, limit: usize, within: std::time::Duration) {
-    let mut stream = body.into_data_stream();
+    discard_stream(body.into_data_stream(), limit, within).await;
+}
+
+async fn discard_stream(
+    mut stream: axum::body::BodyDataStream,
+    limit: usize,
+    within: std::time::Duration,
+) {
     let mut seen = 0usize;
     let _ = tokio::time::timeout(within, async {
         while let Some(Ok(chunk)) = stream.next().await {
