@@ -61,6 +61,11 @@ pub struct CoordinatorConfig {
     pub max_unfinished_jobs: usize,
     /// Of them, what one client key may have [1,000].
     pub max_unfinished_jobs_per_client: usize,
+    /// Service requests a second one client key may send to this coordinator directly (not
+    /// through a router, which limits clients itself); 0: no limit [50].
+    pub client_rate_limit: u32,
+    /// How many of them it may send at once before the rate applies [200].
+    pub client_rate_burst: u32,
     /// The share of answers of deterministic services (OCR, PDF text, clean-up, extraction)
     /// also asked of a second worker of another owner and compared [0.05]; `?verify=true`
     /// checks any call.
@@ -109,6 +114,8 @@ impl CoordinatorConfig {
             max_concurrent_jobs: 8,
             max_unfinished_jobs: 10_000,
             max_unfinished_jobs_per_client: 1_000,
+            client_rate_limit: 50,
+            client_rate_burst: 200,
             url_policy: AddressPolicy::default(),
             spot_check_share: 0.05,
             quarantine_after: 3,

@@ -85,6 +85,8 @@ struct Inner {
     revoked: rma_auth::Revoked,
     /// Credentials of callers of its services, verified once each.
     verified: rma_http::auth::VerifiedTokens,
+    /// Service requests of client keys that come straight here, per client.
+    client_limiter: rma_http::limit::Limiter<String>,
     /// Links open now (the ping interval grows with them).
     links: Arc<std::sync::atomic::AtomicUsize>,
     /// When this coordinator started: link pings tick on multiples of the interval from it.
@@ -112,6 +114,8 @@ impl AppState {
         shutdown: Shutdown,
         routers: Vec<rma_client::Client>,
     ) -> Result<Self, SpawnError> {
+        let client_limiter =
+            rma_http::limit::Limiter::new(config.client_rate_limit, config.client_rate_burst);
         let jobs = Jobs::open(
             config.jobs_db.as_deref(),
             &config.id,
@@ -153,6 +157,7 @@ impl AppState {
                 shutdown,
                 revoked: rma_auth::Revoked::default(),
                 verified: rma_http::auth::VerifiedTokens::default(),
+                client_limiter,
                 links: Arc::default(),
                 epoch: tokio::time::Instant::now(),
                 routers,
@@ -276,6 +281,22 @@ impl AppState {
         )
     }
 
+    /// Lets a service request of `caller` through, or says how long it must wait: a client key
+    /// used here directly is limited per client, as the router limits it; a router (which has
+    /// limited its clients already) and coordinators are not.
+    pub(crate) fn rate_limit(&self, caller: &rma_auth::Claims) -> Result<(), std::time::Duration> {
+        if caller.role == rma_auth::Role::Client {
+            self.inner.client_limiter.check(caller.sub.clone())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forgets clients whose buckets are full again (bounds memory); run now and then.
+    pub(crate) fn forget_idle_clients(&self) {
+        self.inner.client_limiter.forget_idle();
+    }
+
     /// The client key in a request's `Authorization` (the router passes a verified one on), if
     /// it holds one that verifies and is not revoked: the client whose queue a job counts in.
     pub(crate) fn client_of(&self, headers: &axum::http::HeaderMap) -> Option<String> {
@@ -339,6 +360,15 @@ pub fn spawn(
     let tls = state.config().tls.clone();
     let mut handle = rma_http::serve_with(listener, api::app(state.clone()), stop, tls)?;
     handle.adopt(tokio::spawn(liveness_loop(state.clone(), shutdown.clone())));
+    let limited = state.clone();
+    handle.adopt(tokio::spawn(rma_http::every(
+        Duration::from_secs(60),
+        shutdown.clone(),
+        move || {
+            limited.forget_idle_clients();
+            std::future::ready(())
+        },
+    )));
     let runner = jobs::runner::Runner {
         jobs: state.inner.jobs.clone(),
         dispatcher: state.dispatcher().clone(),

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod batch;
 mod error;
 pub mod forwarding;
+pub mod limit;
 pub mod metrics;
 pub mod otlp;
 mod periodic;

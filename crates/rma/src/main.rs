@@ -184,6 +184,21 @@ struct CoordinatorArgs {
     /// Of them, what one client key may have.
     #[arg(long, env = "RMA_MAX_UNFINISHED_JOBS_PER_CLIENT", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_unfinished_jobs_per_client: u32,
+    /// Service requests one client key may send a second to this coordinator directly (not
+    /// through the router, which limits clients itself); 0: no limit. Over it: 429.
+    #[arg(
+        long = "client-rate-limit",
+        env = "RMA_COORDINATOR_CLIENT_RATE_LIMIT",
+        default_value_t = 50
+    )]
+    client_rate_limit: u32,
+    /// How many of them one client key may send at once.
+    #[arg(
+        long = "client-rate-burst",
+        env = "RMA_COORDINATOR_CLIENT_RATE_BURST",
+        default_value_t = 200
+    )]
+    client_rate_burst: u32,
     /// Requests one worker may have in flight at once; a worker at it is passed over.
     #[arg(long, env = "RMA_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
@@ -735,6 +750,8 @@ async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.link_ping_budget = a.link_ping_budget;
     cfg.max_unfinished_jobs = a.max_unfinished_jobs as usize;
     cfg.max_unfinished_jobs_per_client = a.max_unfinished_jobs_per_client as usize;
+    cfg.client_rate_limit = a.client_rate_limit;
+    cfg.client_rate_burst = a.client_rate_burst;
     cfg.tls = tls;
     cfg.group = group;
     cfg.metrics_token = Some(match &a.metrics_token {

@@ -437,6 +437,66 @@ async fn a_coordinator_runs_services_only_for_its_router_and_members() {
     assert_eq!(echo(&c.public_client(), &[]).await, (200, String::new()));
 }
 
+/// A client key used at a coordinator directly is limited per client there, as the router
+/// limits it: past its burst, 429 with Retry-After (and the refused upload is read, so the
+/// client gets the answer); another client has its own bucket; the router's forwards are not
+/// counted against anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_key_used_at_a_coordinator_directly_is_rate_limited_there() {
+    let mut cc = rma_testkit::coordinator_config("limited", None);
+    cc.client_rate_limit = 1;
+    cc.client_rate_burst = 2;
+    let coord = rma_coordinator::spawn(cc, rma_testkit::listener().await).expect("coordinator");
+    let url = coord.url();
+    let letter = Bytes::from(vec![b'x'; 256 * 1024]);
+    let send = async |client: &Client, extra: &[(&str, &str)]| {
+        client
+            .raw(
+                reqwest::Method::POST,
+                "/api/service/echo",
+                Some("text/plain"),
+                letter.clone(),
+                extra,
+            )
+            .await
+            .expect("an answer")
+    };
+    let charity = rma_testkit::coordinator_services(&url);
+    for _ in 0..2 {
+        // No worker here: 503, but admitted.
+        assert_eq!(send(&charity, &[]).await.status.as_u16(), 503);
+    }
+    let refused = send(&charity, &[]).await;
+    assert_eq!(refused.status.as_u16(), 429);
+    let v: serde_json::Value = refused.json().expect("json");
+    assert_eq!(v["error"], "rate_limited", "{v}");
+    let wait: u64 = refused
+        .header("retry-after")
+        .and_then(|s| s.parse().ok())
+        .expect("retry-after");
+    assert!((1..=2).contains(&wait), "retry-after {wait}");
+    let other = Client::new(&url)
+        .expect("client")
+        .with_bearer(rma_testkit::identity("charity-other", Role::Client).bearer());
+    assert_eq!(
+        send(&other, &[]).await.status.as_u16(),
+        503,
+        "another client has its own bucket"
+    );
+    let router = rma_testkit::federation()
+        .router_credential("router", "limited")
+        .expect("signs")
+        .token;
+    for _ in 0..5 {
+        let r = send(
+            &Client::new(&url).expect("client"),
+            &[(rma_proto::headers::ROUTER_CREDENTIAL, &router)],
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 503, "the router is not limited here");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_coordinator_and_the_link_speak_tls() {
     rma_testkit::init_tracing();
