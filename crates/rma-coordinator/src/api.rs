@@ -269,31 +269,24 @@ async fn service(
     let mut timing = ServerTiming::default();
     // Only callers with a credential of the federation get its workers' time, and a client
     // key used here directly within its rate.
-    let mut retry_after = None;
-    let admitted = state.service_caller(&headers).and_then(|caller| {
-        state.rate_limit(&caller).map_err(|wait| {
-            let secs = wait.as_secs().max(1);
-            retry_after = Some(secs);
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                rma_proto::error_code::RATE_LIMITED,
-                format!(
-                    "too many requests from client {}; try again in {secs} s",
-                    caller.sub
-                ),
-            )
-        })
-    });
+    let admitted = match state.service_caller(&headers) {
+        Err(e) => Err(e.into_response()),
+        Ok(caller) => state
+            .rate_limit(&caller)
+            .map_err(|wait| rma_http::rate_limited(wait, &format!("client {}", caller.sub))),
+    };
     let call = match admitted {
-        Ok(()) => call_of(&state, target, method, &headers, body, &rid).await,
-        Err(e) => {
+        Ok(()) => call_of(&state, target, method, &headers, body, &rid)
+            .await
+            .map_err(IntoResponse::into_response),
+        Err(refused) => {
             // A client already sending its document gets the refusal, not a broken pipe.
-            rma_http::discard_body(body, 4 * 1024 * 1024, std::time::Duration::from_secs(2)).await;
-            Err(e)
+            rma_http::discard_body(body).await;
+            Err(refused)
         }
     };
     let mut resp = match call {
-        Err(e) => e.into_response(),
+        Err(refused) => refused,
         Ok(mut call) if wants_async(&headers) => {
             call.traceparent = Some(span.header());
             let client = state.client_of(&headers);
@@ -338,9 +331,6 @@ async fn service(
     };
     if !timing.0.is_empty() {
         set_header(resp.headers_mut(), headers::SERVER_TIMING, &timing.header());
-    }
-    if let Some(secs) = retry_after {
-        set_header(resp.headers_mut(), "retry-after", &secs.to_string());
     }
     rma_http::trace::record(span.sampled, || rma_http::trace::Span {
         name: "coordinator",

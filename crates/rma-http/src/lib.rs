@@ -64,7 +64,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         // Refused from its length alone; what the client is still sending is read and dropped
         // (a few megabytes at most) so that it gets the 413, not a broken pipe.
-        discard_body(body, REFUSED_BODY_DRAIN, REFUSED_BODY_WAIT).await;
+        discard_body(body).await;
         return Err(too_large());
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
@@ -72,7 +72,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         if buf.len() + chunk.len() > limit {
-            discard_stream(stream, REFUSED_BODY_DRAIN, REFUSED_BODY_WAIT).await;
+            discard_stream(stream).await;
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
@@ -84,29 +84,39 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 const REFUSED_BODY_DRAIN: usize = 4 * 1024 * 1024;
 const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads and drops what a client is still sending of a body we refuse (at most `limit` bytes,
-/// for at most `within`), so it gets our answer instead of a broken pipe: hyper closes a
-/// connection whose request body was not read, and a client mid-upload sees only the reset.
-/// Past either bound the connection is closed as before.
-pub async fn discard_body(body: Body, limit: usize, within: std::time::Duration) {
-    discard_stream(body.into_data_stream(), limit, within).await;
+/// Reads and drops what a client is still sending of a body we refuse (at most 4 MB, for at
+/// most 2 s), so it gets our answer instead of a broken pipe: hyper closes a connection whose
+/// request body was not read, and a client mid-upload sees only the reset. Past either bound
+/// the connection is closed as before.
+pub async fn discard_body(body: Body) {
+    discard_stream(body.into_data_stream()).await;
 }
 
-async fn discard_stream(
-    mut stream: axum::body::BodyDataStream,
-    limit: usize,
-    within: std::time::Duration,
-) {
+async fn discard_stream(mut stream: axum::body::BodyDataStream) {
     let mut seen = 0usize;
-    let _ = tokio::time::timeout(within, async {
+    let _ = tokio::time::timeout(REFUSED_BODY_WAIT, async {
         while let Some(Ok(chunk)) = stream.next().await {
             seen += chunk.len();
-            if seen > limit {
+            if seen > REFUSED_BODY_DRAIN {
                 break;
             }
         }
     })
     .await;
+}
+
+/// 429 `rate_limited` for `who` (an address, a client) that must wait `wait`, with
+/// `Retry-After` in whole seconds (at least one): the router's limits and a coordinator's.
+pub fn rate_limited(wait: std::time::Duration, who: &str) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        error_code::RATE_LIMITED,
+        format!("too many requests from {who}; try again in {secs} s"),
+    )
+    .into_response();
+    set_header(resp.headers_mut(), "retry-after", &secs.to_string());
+    resp
 }
 
 /// The `X-Request-Id` of a request, or a new one when the client sent none (or an unusable one).

@@ -106,21 +106,8 @@ pub(crate) async fn middleware(
         Err((wait, who)) => {
             metrics::counter!("rma_router_rate_limited_total").increment(1);
             // A client already sending its document gets the 429, not a broken pipe.
-            rma_http::discard_body(
-                req.into_body(),
-                4 * 1024 * 1024,
-                std::time::Duration::from_secs(2),
-            )
-            .await;
-            let secs = wait.as_secs().max(1);
-            let mut resp = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                rma_proto::error_code::RATE_LIMITED,
-                format!("too many requests from {who}; try again in {secs} s"),
-            )
-            .into_response();
-            rma_http::set_header(resp.headers_mut(), "retry-after", &secs.to_string());
-            resp
+            rma_http::discard_body(req.into_body()).await;
+            rma_http::rate_limited(wait, &who)
         }
     }
 }
