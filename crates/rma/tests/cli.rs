@@ -334,6 +334,9 @@ async fn router_coordinator_and_worker_as_separate_processes() {
             &coordinator_join,
             "--data-dir",
             dir.path().join("c").to_str().expect("utf-8"),
+            // Its jobs file in the test's folder, not the working directory (the source tree).
+            "--jobs-db",
+            dir.path().join("c/jobs.db").to_str().expect("utf-8"),
             "--id",
             "proc-coord",
             "--router-heartbeat",
