@@ -253,6 +253,10 @@ impl Router {
                 &join,
                 "--data-dir",
                 dir.join(id).to_str().expect("utf-8"),
+                // Each its own jobs file, in the test's folder (not one shared file in the
+                // working directory, the source tree).
+                "--jobs-db",
+                dir.join(id).join("jobs.db").to_str().expect("utf-8"),
                 "--id",
                 id,
                 "--router-heartbeat",
