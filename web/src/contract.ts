@@ -86,7 +86,15 @@ coordinator: string,
 /**
  * Its workers.
  */
-workers: WorkerCounts, };
+workers: WorkerCounts, 
+/**
+ * Router links open to it now (a router forwards over one when it can).
+ */
+router_links: number, 
+/**
+ * Service requests that came over router links since it started.
+ */
+router_link_calls: number, };
 
 export type TopologyCoordinator = { 
 /**

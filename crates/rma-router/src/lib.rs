@@ -17,6 +17,7 @@ mod forward;
 mod limit;
 mod membership;
 mod registry;
+mod relay;
 mod store;
 mod ui;
 mod usage;
@@ -72,6 +73,8 @@ struct Inner {
     /// The hot path's client (service requests), with each coordinator parsed once.
     forwarder: rma_client::forward::Forwarder,
     upstreams: Mutex<std::collections::HashMap<String, rma_client::forward::Upstream>>,
+    /// Router links to coordinators ([`relay`]).
+    links: relay::Links,
     /// Today's requests, registry requests and rows written, against the edge's free tier.
     usage: usage::Meter,
     turn: AtomicUsize,
@@ -197,6 +200,7 @@ impl AppState {
                 clients: Mutex::default(),
                 forwarder,
                 upstreams: Mutex::default(),
+                links: relay::Links::default(),
                 usage: usage::Meter::new(std::time::SystemTime::now()),
                 turn: AtomicUsize::new(0),
                 admin_token,
@@ -387,6 +391,25 @@ impl AppState {
         Ok((&self.inner.forwarder, u))
     }
 
+    /// The open router link to coordinator `id` at `url` for a body of `body_len` bytes, when
+    /// forwarding over links is on and one is open (else one is dialled in the background
+    /// with `credential`, and this request goes over HTTP).
+    pub(crate) fn link(
+        &self,
+        id: &str,
+        url: &str,
+        body_len: usize,
+        credential: &str,
+    ) -> Option<Arc<relay::Conn>> {
+        let config = self.config();
+        if !config.forward_link {
+            return None;
+        }
+        self.inner
+            .links
+            .get(id, url, body_len, credential, config.url_policy)
+    }
+
     /// The usage meter.
     pub(crate) fn usage(&self) -> &usage::Meter {
         &self.inner.usage
@@ -426,6 +449,10 @@ impl AppState {
     /// their ids. The expiry loop calls this; tests call it after advancing paused time.
     pub(crate) async fn sweep_once(&self) -> Vec<String> {
         let expired = self.registry().sweep(Instant::now());
+        if !expired.is_empty() {
+            let reg = self.registry();
+            self.inner.links.retain(|id| reg.get(id).is_some());
+        }
         for id in &expired {
             let id2 = id.clone();
             match self.write(move |s| s.delete(&id2)).await {
