@@ -20,8 +20,6 @@ use futures_util::StreamExt;
 use rma_auth::Role;
 use rma_http::{ApiError, set_header};
 use rma_proto::relay::{self, RelayMessage};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -95,20 +93,13 @@ async fn serve(
     let n = inner.router_links.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("rma_coordinator_router_links").set(n as f64);
     let _open = Open(inner.clone());
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(256);
-    let mut writer = tokio::spawn(async move {
-        // What is already queued goes out in one write: one system call for many answers.
-        rma_http::batch::write_batched(&mut rx, &mut sink, rma_proto::link::WRITE_BATCH, Some)
-            .await;
-        let _ = futures_util::SinkExt::close(&mut sink).await;
-    });
+    let (sink, mut stream) = socket.split();
+    let out = rma_http::batch::SharedSink::new(sink, rma_proto::link::WRITE_BATCH);
+    let calls = Arc::new(Calls::default());
     let mut shutdown = state.shutdown();
-    let mut calls = JoinSet::new();
     let mut ticker = tokio::time::interval(PING_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
-    let mut writer_done = false;
     let why = loop {
         tokio::select! {
             msg = stream.next() => match msg {
@@ -118,7 +109,13 @@ async fn serve(
                         Ok((RelayMessage::Call { id, method, path, headers }, body)) => {
                             inner.router_link_calls.fetch_add(1, Ordering::Relaxed);
                             let call = Call { id, method, path, headers, body };
-                            calls.spawn(answer(app.clone(), peer, tx.clone(), call));
+                            let running = calls.start();
+                            let (app, out) = (app.clone(), out.clone());
+                            // Each call in its own task, which writes its answer itself.
+                            tokio::spawn(async move {
+                                answer(app, peer, &out, call).await;
+                                drop(running);
+                            });
                         }
                         Ok((other, _)) => break format!("unexpected frame on a router link: {other:?}"),
                         Err(e) => break format!("bad frame on a router link: {e}"),
@@ -128,36 +125,64 @@ async fn serve(
                 Some(Ok(_)) => heard = Instant::now(),
                 Some(Err(e)) => break format!("router link error: {e}"),
             },
-            Some(_) = calls.join_next(), if !calls.is_empty() => {}
             _ = ticker.tick() => {
                 if heard.elapsed() > SILENCE_LIMIT {
                     break format!("the router was silent for {} s", SILENCE_LIMIT.as_secs());
                 }
-                if tx.try_send(Message::Ping(Bytes::new())).is_err() && tx.is_closed() {
-                    break "could not write to the router link".to_owned();
-                }
+                // Not awaited here: a write that waits must not stop the reading.
+                let out = out.clone();
+                tokio::spawn(async move { out.send(Message::Ping(Bytes::new())).await });
             }
             _ = shutdown.wait() => break "coordinator shutting down".to_owned(),
-            _ = &mut writer, if !writer_done => {
-                writer_done = true;
-                break "could not write to the router link".to_owned();
-            }
+            _ = out.closed() => break "could not write to the router link".to_owned(),
         }
     };
     tracing::debug!(reason = %why, "router link ending");
     // What is running still answers (its router is waiting on it); nothing new is read.
-    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-        while calls.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        calls.abort_all();
-    }
-    drop(tx);
-    if !writer_done {
-        let _ = writer.await;
+    let _ = tokio::time::timeout(DRAIN_LIMIT, calls.idle()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), out.close()).await;
+}
+
+/// Calls of one link still running.
+#[derive(Default)]
+struct Calls {
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One running call; counted out when dropped.
+struct Running(Arc<Calls>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
+
+impl Calls {
+    fn start(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running(self.clone())
+    }
+
+    /// Resolves once no call is running.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+type Out =
+    rma_http::batch::SharedSink<futures_util::stream::SplitSink<WebSocket, Message>, Message>;
 
 /// One call as it came off the link.
 struct Call {
@@ -169,12 +194,7 @@ struct Call {
 }
 
 /// Runs one call through the app and sends its answer.
-async fn answer(
-    app: Router,
-    peer: Option<ConnectInfo<SocketAddr>>,
-    tx: mpsc::Sender<Message>,
-    call: Call,
-) {
+async fn answer(app: Router, peer: Option<ConnectInfo<SocketAddr>>, out: &Arc<Out>, call: Call) {
     let id = call.id;
     let resp = match request_of(call, peer) {
         Ok(req) => match app.oneshot(req).await {
@@ -208,7 +228,7 @@ async fn answer(
         status: status.as_u16(),
         headers,
     };
-    let _ = tx
+    let _ = out
         .send(Message::Binary(relay::encode(&msg, &body).into()))
         .await;
 }

@@ -21,7 +21,7 @@ use rma_client::forward::ForwardError;
 use rma_proto::relay::{self, RelayMessage};
 use rma_proto::urls::AddressPolicy;
 use rma_proto::{ServiceCall, headers};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -256,9 +256,21 @@ async fn dial(base: &str, credential: &str, policy: AddressPolicy) -> Result<Arc
     Ok(Conn::start(ws, max_body))
 }
 
+/// The writing half of a link, shared by the calls (no writer task: see
+/// [`rma_http::batch::SharedSink`]).
+type Out = rma_http::batch::SharedSink<
+    futures_util::stream::SplitSink<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        Message,
+    >,
+    Message,
+>;
+
 /// One open link: sends calls, matches answers by id.
 pub(crate) struct Conn {
-    tx: mpsc::Sender<Message>,
+    out: Arc<Out>,
     pending: Mutex<HashMap<u64, oneshot::Sender<RawResponse>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -268,14 +280,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    fn start<S>(ws: tokio_tungstenite::WebSocketStream<S>, max_body: usize) -> Arc<Conn>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sink, mut stream) = ws.split();
-        let (tx, mut rx) = mpsc::channel::<Message>(256);
+    fn start(
+        ws: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        max_body: usize,
+    ) -> Arc<Conn> {
+        let (sink, mut stream) = ws.split();
+        let out = Out::new(sink, rma_proto::link::WRITE_BATCH);
         let conn = Arc::new(Conn {
-            tx,
+            out,
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -283,21 +297,11 @@ impl Conn {
             done: tokio::sync::Notify::new(),
             max_body,
         });
-        let mut writer = tokio::spawn(async move {
-            // What is already queued goes out in one write: one system call for many calls. A
-            // close ends the writing; the sink's close sends the frame.
-            rma_http::batch::write_batched(&mut rx, &mut sink, rma_proto::link::WRITE_BATCH, |m| {
-                (!m.is_close()).then_some(m)
-            })
-            .await;
-            let _ = futures_util::SinkExt::close(&mut sink).await;
-        });
         let reader = conn.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(PING_INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut heard = Instant::now();
-            let mut writer_done = false;
             let why = loop {
                 tokio::select! {
                     msg = stream.next() => match msg {
@@ -319,28 +323,20 @@ impl Conn {
                         if heard.elapsed() > SILENCE_LIMIT {
                             break format!("the coordinator was silent for {} s", SILENCE_LIMIT.as_secs());
                         }
-                        let _ = reader.tx.try_send(Message::Ping(Bytes::new()));
+                        // Not awaited here: a write that waits must not stop the reading.
+                        let out = reader.out.clone();
+                        tokio::spawn(async move { out.send(Message::Ping(Bytes::new())).await });
                     }
                     _ = reader.close.notified() => break "closed by the router".to_owned(),
-                    _ = &mut writer => {
-                        writer_done = true;
-                        break "could not write to the link".to_owned();
-                    }
+                    _ = reader.out.closed() => break "could not write to the link".to_owned(),
                 }
             };
             tracing::debug!(reason = %why, "router link closed");
             reader.closed.store(true, Ordering::Release);
             // Calls waiting on an answer fail now (their senders drop) and are tried elsewhere.
             reader.lock_pending().clear();
-            // A close frame goes if it can; the writer stops either way.
-            let closing = !writer_done && reader.tx.try_send(Message::Close(None)).is_ok();
-            if !closing
-                || tokio::time::timeout(Duration::from_secs(1), &mut writer)
-                    .await
-                    .is_err()
-            {
-                writer.abort();
-            }
+            // A close frame goes if it can.
+            let _ = tokio::time::timeout(Duration::from_secs(1), reader.out.close()).await;
             reader.done.notify_one();
         });
         conn
@@ -429,7 +425,7 @@ impl Conn {
         if self.is_closed() {
             return Err(lost("the link closed"));
         }
-        self.tx
+        self.out
             .send(Message::Binary(frame.into()))
             .await
             .map_err(|_| lost("the link closed"))?;

@@ -5,7 +5,8 @@
 //! two workers), so the load generator shares the machine's cores with it, as it would on a
 //! volunteer's box.
 //!
-//! `cargo bench -p rma-testkit --bench echo -- [--seconds N] [--levels 1,8,32] [--compare NAME=URL]`
+//! `cargo bench -p rma-testkit --bench echo -- [--seconds N] [--levels 1,8,32] [--compare NAME=URL]
+//! [--only TEXT]` (`--only`: just the rows whose name contains TEXT, for profiling one path)
 //!
 //! `BENCH_CURRENT_THREAD=1` runs everything on one thread; `BENCH_ROLE_THREADS=1` gives the
 //! router, the coordinator and each worker a single-threaded runtime and thread of their own
@@ -30,6 +31,8 @@ struct Args {
     levels: Vec<usize>,
     workers: usize,
     compare: Vec<(String, String)>,
+    /// Only rows whose name contains this (`--only`), for profiling one path.
+    only: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +41,7 @@ fn parse_args() -> Args {
         levels: vec![1, 8, 32, 128],
         workers: 2,
         compare: Vec::new(),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +53,7 @@ fn parse_args() -> Args {
                     a.compare.push((name.to_owned(), url.to_owned()));
                 }
             }
+            "--only" => a.only = it.next(),
             "--levels" => {
                 if let Some(v) = it.next() {
                     a.levels = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
@@ -210,6 +215,9 @@ fn main() {
             ];
             rows.extend(others.iter().map(|(n, c)| (n.as_str(), c)));
             for (name, client) in rows {
+                if args.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                    continue;
+                }
                 let cpu_before = cpu_time();
                 let o = run(client, c, args.seconds).await;
                 let cpu = match (cpu_before, cpu_time()) {
