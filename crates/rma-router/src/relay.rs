@@ -43,6 +43,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a coordinator that does not offer the link (404) is sent HTTP only.
 const UNSUPPORTED_FOR: Duration = Duration::from_secs(600);
 
+/// Largest request body sent over a link; larger ones go over HTTP. One connection carries
+/// every call to a coordinator, so a large frame holds up the calls behind it for as long as it
+/// takes to cross (a 256 KiB frame a fifth of a second on a 10 Mbit/s uplink); over HTTP it
+/// shares the path with them instead. Scans and photos of letters are mostly larger.
+pub(crate) const MAX_LINK_BODY: usize = 256 * 1024;
+
 /// Largest answer read off a link: a service's result is bounded by the coordinator's own
 /// limits; this only stops a broken peer from exhausting memory.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
@@ -110,7 +116,7 @@ impl Links {
         let now = Instant::now();
         if let Some(conn) = &st.conn {
             if !conn.is_closed() {
-                return (body_len <= conn.max_body).then(|| conn.clone());
+                return (body_len <= conn.max_body.min(MAX_LINK_BODY)).then(|| conn.clone());
             }
             // Closed: a new one after a moment (a coordinator restarting is not dialled in a
             // loop while it comes up).
