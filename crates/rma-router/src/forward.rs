@@ -184,7 +184,7 @@ async fn forward(
             hop_headers.push((headers::ROUTER_CREDENTIAL, &own));
             let mut ticket = Ticket::start(state, &cid, &call.service);
             // Over the router link when one is open, else over HTTP.
-            let link = state.link(&cid, &url, call.body.len(), &own);
+            let (_flight, link) = state.link(&cid, &url, call.body.len(), &own);
             let send = async {
                 match &link {
                     Some(conn) => conn.send(&call, &hop_headers).await,

@@ -391,23 +391,26 @@ impl AppState {
         Ok((&self.inner.forwarder, u))
     }
 
-    /// The open router link to coordinator `id` at `url` for a body of `body_len` bytes, when
-    /// forwarding over links is on and one is open (else one is dialled in the background
-    /// with `credential`, and this request goes over HTTP).
+    /// Counts a forward to coordinator `id` at `url` with a body of `body_len` bytes in
+    /// flight, and gives the router link it goes over, when forwarding over links is on and
+    /// the link takes it ([`relay::Links::get`]); else it goes over HTTP (and a link is
+    /// dialled in the background with `credential` if none is open).
     pub(crate) fn link(
         &self,
         id: &str,
         url: &str,
         body_len: usize,
         credential: &str,
-    ) -> Option<Arc<relay::Conn>> {
+    ) -> (Option<relay::Flight>, Option<Arc<relay::Conn>>) {
         let config = self.config();
         if !config.forward_link {
-            return None;
+            return (None, None);
         }
-        self.inner
+        let (flight, conn) = self
+            .inner
             .links
-            .get(id, url, body_len, credential, config.url_policy)
+            .get(id, url, body_len, credential, config.url_policy);
+        (Some(flight), conn)
     }
 
     /// The usage meter.

@@ -64,7 +64,23 @@ pub(crate) struct Links {
 struct Slot {
     url: String,
     state: Mutex<SlotState>,
+    /// Forwards to this coordinator in flight now, over either way.
+    forwards: AtomicUsize,
 }
+
+/// A forward in flight to a coordinator; counted out when dropped.
+pub(crate) struct Flight(Arc<Slot>);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.0.forwards.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Forwards in flight to a coordinator (this one included) from which the link carries them.
+/// A lone call is quickest on a connection of its own (no other task wakes for it); calls at
+/// the same time share the link's writes.
+pub(crate) const SHARE_FROM: usize = 2;
 
 #[derive(Default)]
 struct SlotState {
@@ -82,10 +98,11 @@ impl Slot {
 }
 
 impl Links {
-    /// The open link to coordinator `id` at `url` that can carry a body of `body_len` bytes,
-    /// if there is one. When there is none, one is dialled in the background with
-    /// `credential` (the router's for that coordinator) unless a dial is under way or waiting
-    /// out a failure.
+    /// Counts a forward to coordinator `id` at `url` in flight, and says whether it goes over
+    /// the link: when one is open, it can carry a body of `body_len` bytes, and at least
+    /// [`SHARE_FROM`] forwards to that coordinator are in flight. When no link is open, one is
+    /// dialled in the background with `credential` (the router's for that coordinator) unless
+    /// a dial is under way or waiting out a failure.
     pub(crate) fn get(
         &self,
         id: &str,
@@ -93,8 +110,18 @@ impl Links {
         body_len: usize,
         credential: &str,
         policy: AddressPolicy,
-    ) -> Option<Arc<Conn>> {
-        let slot = {
+    ) -> (Flight, Option<Arc<Conn>>) {
+        let slot = self.slot(id, url);
+        let now_in_flight = slot.forwards.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn = self.conn(&slot, id, credential, policy);
+        let flight = Flight(slot);
+        let conn = conn
+            .filter(|c| now_in_flight >= SHARE_FROM && body_len <= c.max_body.min(MAX_LINK_BODY));
+        (flight, conn)
+    }
+
+    fn slot(&self, id: &str, url: &str) -> Arc<Slot> {
+        {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             match slots.get(id) {
                 Some(s) if s.url == url => s.clone(),
@@ -106,17 +133,28 @@ impl Links {
                     let s = Arc::new(Slot {
                         url: url.to_owned(),
                         state: Mutex::default(),
+                        forwards: AtomicUsize::new(0),
                     });
                     slots.insert(id.to_owned(), s.clone());
                     s
                 }
             }
-        };
+        }
+    }
+
+    /// The slot's open link, or none (dialling one when it may).
+    fn conn(
+        &self,
+        slot: &Arc<Slot>,
+        id: &str,
+        credential: &str,
+        policy: AddressPolicy,
+    ) -> Option<Arc<Conn>> {
         let mut st = slot.lock();
         let now = Instant::now();
         if let Some(conn) = &st.conn {
             if !conn.is_closed() {
-                return (body_len <= conn.max_body.min(MAX_LINK_BODY)).then(|| conn.clone());
+                return Some(conn.clone());
             }
             // Closed: a new one after a moment (a coordinator restarting is not dialled in a
             // loop while it comes up).
