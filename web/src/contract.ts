@@ -86,15 +86,7 @@ coordinator: string,
 /**
  * Its workers.
  */
-workers: WorkerCounts, 
-/**
- * Router links open to it now (a router forwards over one when it can).
- */
-router_links: number, 
-/**
- * Service requests that came over router links since it started.
- */
-router_link_calls: number, };
+workers: WorkerCounts, };
 
 export type TopologyCoordinator = { 
 /**

@@ -59,7 +59,7 @@ impl Resolve for GuardedResolver {
 
 /// The addresses `host` resolves to that `policy` allows; an error saying why when none is.
 /// What every guarded connection (reqwest's and the router's forwarding client) resolves with.
-pub async fn resolve_allowed(
+pub(crate) async fn resolve_allowed(
     policy: AddressPolicy,
     host: &str,
 ) -> Result<Vec<SocketAddr>, std::io::Error> {

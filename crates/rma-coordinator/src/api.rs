@@ -2,7 +2,6 @@
 //! upgrade, service requests (synchronous, or as jobs), job look-ups, health, metrics and a
 //! worker listing. Handlers only translate HTTP to calls of the layers below and back.
 
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -33,7 +32,6 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/worker/register", post(register))
         .route("/api/worker/heartbeat", post(heartbeat))
         .route("/api/worker/link", get(link_upgrade))
-        .route(rma_proto::relay::PATH, get(crate::relay::upgrade))
         .route("/api/workers", get(workers))
         .route("/api/service/{service}", any(service))
         .route("/api/service/{service}/{*rest}", any(service))
@@ -240,8 +238,6 @@ async fn health(State(state): State<AppState>) -> Json<CoordinatorHealth> {
         .into(),
         coordinator: state.config().id.clone(),
         workers: counts,
-        router_links: state.inner.router_links.load(Ordering::Relaxed) as u32,
-        router_link_calls: state.inner.router_link_calls.load(Ordering::Relaxed),
     })
 }
 

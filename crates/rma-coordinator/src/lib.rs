@@ -28,7 +28,6 @@ mod pipeline;
 mod placement;
 mod registrar;
 mod registry;
-mod relay;
 mod sealed;
 mod session;
 mod spotcheck;
@@ -90,10 +89,6 @@ struct Inner {
     client_limiter: rma_http::limit::Limiter<String>,
     /// Links open now (the ping interval grows with them).
     links: Arc<std::sync::atomic::AtomicUsize>,
-    /// Router links open now ([`relay`]).
-    router_links: std::sync::atomic::AtomicUsize,
-    /// Calls that came over router links since start.
-    router_link_calls: std::sync::atomic::AtomicU64,
     /// When this coordinator started: link pings tick on multiples of the interval from it.
     epoch: tokio::time::Instant,
     /// The routers it registers at (jobs with no worker here run through them).
@@ -164,8 +159,6 @@ impl AppState {
                 verified: rma_http::auth::VerifiedTokens::default(),
                 client_limiter,
                 links: Arc::default(),
-                router_links: Default::default(),
-                router_link_calls: Default::default(),
                 epoch: tokio::time::Instant::now(),
                 routers,
                 group: std::sync::OnceLock::new(),

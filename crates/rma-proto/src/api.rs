@@ -332,12 +332,6 @@ pub struct CoordinatorHealth {
     pub coordinator: String,
     /// Its workers.
     pub workers: WorkerCounts,
-    /// Router links open to it now (a router forwards over one when it can).
-    #[serde(default)]
-    pub router_links: u32,
-    /// Service requests that came over router links since it started.
-    #[serde(default)]
-    pub router_link_calls: u64,
 }
 
 /// A coordinator in [`Topology`].

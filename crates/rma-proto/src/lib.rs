@@ -30,7 +30,6 @@ pub mod job;
 pub mod link;
 pub mod media;
 pub mod membership;
-pub mod relay;
 pub mod results;
 pub mod service;
 pub mod urls;

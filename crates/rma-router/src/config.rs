@@ -57,9 +57,6 @@ pub struct RouterConfig {
     pub balance: rma_http::balance::Balance,
     /// Serve https with this certificate and key (`--tls-cert/--tls-key`).
     pub tls: Option<rma_http::tls::TlsConfig>,
-    /// Forward service requests over a router link to each coordinator, HTTP when there is
-    /// none (`--forward-link`) [on].
-    pub forward_link: bool,
 }
 
 impl RouterConfig {
@@ -93,7 +90,6 @@ impl RouterConfig {
             client_rate_burst: 200,
             balance: rma_http::balance::Balance::P2c,
             tls: None,
-            forward_link: true,
         }
     }
 }

@@ -183,15 +183,8 @@ async fn forward(
             let mut hop_headers = extra.clone();
             hop_headers.push((headers::ROUTER_CREDENTIAL, &own));
             let mut ticket = Ticket::start(state, &cid, &call.service);
-            // Over the router link when one is open, else over HTTP.
-            let (_flight, link) = state.link(&cid, &url, call.body.len(), &own);
-            let send = async {
-                match &link {
-                    Some(conn) => conn.send(&call, &hop_headers).await,
-                    None => forwarder.send(&upstream, &call, &hop_headers).await,
-                }
-            };
-            let sent = tokio::time::timeout(timeout, send);
+            let sent =
+                tokio::time::timeout(timeout, forwarder.send(&upstream, &call, &hop_headers));
             let (outcome, answer) = match sent.await {
                 Err(_) => (Outcome::TimedOut, None),
                 Ok(Err(ForwardError::Request(m))) => return Err(ApiError::bad_request(m)),

@@ -17,7 +17,6 @@ mod forward;
 mod limit;
 mod membership;
 mod registry;
-mod relay;
 mod store;
 mod ui;
 mod usage;
@@ -73,8 +72,6 @@ struct Inner {
     /// The hot path's client (service requests), with each coordinator parsed once.
     forwarder: rma_client::forward::Forwarder,
     upstreams: Mutex<std::collections::HashMap<String, rma_client::forward::Upstream>>,
-    /// Router links to coordinators ([`relay`]).
-    links: relay::Links,
     /// Today's requests, registry requests and rows written, against the edge's free tier.
     usage: usage::Meter,
     turn: AtomicUsize,
@@ -200,7 +197,6 @@ impl AppState {
                 clients: Mutex::default(),
                 forwarder,
                 upstreams: Mutex::default(),
-                links: relay::Links::default(),
                 usage: usage::Meter::new(std::time::SystemTime::now()),
                 turn: AtomicUsize::new(0),
                 admin_token,
@@ -391,28 +387,6 @@ impl AppState {
         Ok((&self.inner.forwarder, u))
     }
 
-    /// Counts a forward to coordinator `id` at `url` with a body of `body_len` bytes in
-    /// flight, and gives the router link it goes over, when forwarding over links is on and
-    /// the link takes it ([`relay::Links::get`]); else it goes over HTTP (and a link is
-    /// dialled in the background with `credential` if none is open).
-    pub(crate) fn link(
-        &self,
-        id: &str,
-        url: &str,
-        body_len: usize,
-        credential: &str,
-    ) -> (Option<relay::Flight>, Option<Arc<relay::Conn>>) {
-        let config = self.config();
-        if !config.forward_link {
-            return (None, None);
-        }
-        let (flight, conn) = self
-            .inner
-            .links
-            .get(id, url, body_len, credential, config.url_policy);
-        (Some(flight), conn)
-    }
-
     /// The usage meter.
     pub(crate) fn usage(&self) -> &usage::Meter {
         &self.inner.usage
@@ -452,10 +426,6 @@ impl AppState {
     /// their ids. The expiry loop calls this; tests call it after advancing paused time.
     pub(crate) async fn sweep_once(&self) -> Vec<String> {
         let expired = self.registry().sweep(Instant::now());
-        if !expired.is_empty() {
-            let reg = self.registry();
-            self.inner.links.retain(|id| reg.get(id).is_some());
-        }
         for id in &expired {
             let id2 = id.clone();
             match self.write(move |s| s.delete(&id2)).await {

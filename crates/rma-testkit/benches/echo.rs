@@ -1,6 +1,5 @@
-//! Echo load: 1 KB bodies through router → coordinator → worker (the router forwarding over its
-//! router link, and in a second federation over HTTP), and straight to the coordinator, at
-//! several concurrency levels. Prints throughput and p50/p99 latency as a
+//! Echo load: 1 KB bodies through router → coordinator → worker, and straight to the
+//! coordinator, at several concurrency levels. Prints throughput and p50/p99 latency as a
 //! Markdown table. The federation runs in this process on loopback (router, one coordinator,
 //! two workers), so the load generator shares the machine's cores with it, as it would on a
 //! volunteer's box.
@@ -160,11 +159,11 @@ fn main() {
         tokio::runtime::Runtime::new().expect("runtime")
     };
     rt.block_on(async {
-        // Two federations of the same shape: one whose router forwards over router links (the
-        // default), one whose router forwards over HTTP; rows run one after the other.
-        let own_threads = std::env::var("BENCH_ROLE_THREADS").is_ok();
-        let cluster = Cluster::start_shaped(1, args.workers, own_threads, true).await;
-        let over_http = Cluster::start_shaped(1, args.workers, own_threads, false).await;
+        let cluster = if std::env::var("BENCH_ROLE_THREADS").is_ok() {
+            Cluster::start_on_threads(1, args.workers).await
+        } else {
+            Cluster::start(1, args.workers).await
+        };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .timeout(Duration::from_secs(30))
@@ -172,8 +171,6 @@ fn main() {
             .expect("http client");
         let via_router =
             Client::with_http(&cluster.router_url, http.clone()).expect("router client");
-        let via_router_http =
-            Client::with_http(&over_http.router_url, http.clone()).expect("router client");
         // A coordinator runs services for members of its federation: a client key.
         let direct = Client::with_http(
             &cluster.coordinators[0].as_ref().expect("coordinator").url(),
@@ -194,7 +191,6 @@ fn main() {
         }
         // Warm up connections and the JIT-free paths alike.
         let _ = run(&via_router, 8, 1).await;
-        let _ = run(&via_router_http, 8, 1).await;
         println!(
             "echo, 1 KB bodies, {} workers, {} s per row, {} cores",
             args.workers,
@@ -210,7 +206,6 @@ fn main() {
         for &c in &args.levels {
             let mut rows: Vec<(&str, &Client)> = vec![
                 ("router → coordinator → worker", &via_router),
-                ("the same, router forwarding over HTTP", &via_router_http),
                 ("coordinator → worker", &direct),
             ];
             rows.extend(others.iter().map(|(n, c)| (n.as_str(), c)));

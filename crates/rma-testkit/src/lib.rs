@@ -284,7 +284,7 @@ impl Cluster {
         workers: usize,
         balance: rma_http::balance::Balance,
     ) -> Cluster {
-        Self::start_placed(coordinators, workers, balance, false, true).await
+        Self::start_placed(coordinators, workers, balance, false).await
     }
 
     /// [`Cluster::start`] with every role — the router, each coordinator, each worker — on a
@@ -294,24 +294,11 @@ impl Cluster {
     /// Tests use [`Cluster::start`]: paused time drives one runtime's clock. A router restarted
     /// with [`Cluster::restart_router`] runs on the caller's runtime.
     pub async fn start_on_threads(coordinators: usize, workers: usize) -> Cluster {
-        Self::start_shaped(coordinators, workers, true, true).await
-    }
-
-    /// [`Cluster::start`] shaped for a benchmark: every role on a thread of its own when
-    /// `own_threads` (as [`Cluster::start_on_threads`]), and the router forwarding over router
-    /// links when `forward_link`, else over HTTP only.
-    pub async fn start_shaped(
-        coordinators: usize,
-        workers: usize,
-        own_threads: bool,
-        forward_link: bool,
-    ) -> Cluster {
         Self::start_placed(
             coordinators,
             workers,
             rma_http::balance::Balance::RoundRobin,
-            own_threads,
-            forward_link,
+            true,
         )
         .await
     }
@@ -321,13 +308,11 @@ impl Cluster {
         workers: usize,
         balance: rma_http::balance::Balance,
         own_threads: bool,
-        forward_link: bool,
     ) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut rc = router_config(dir.path().join("router.db"));
         rc.balance = balance;
-        rc.forward_link = forward_link;
         let mut threads = Vec::new();
         let router = place(&mut threads, own_threads, "router", || {
             rma_router::spawn(rc, bind_here()).expect("router starts")
@@ -470,19 +455,13 @@ impl Cluster {
 
     /// Starts the router again on the same address and registry file.
     pub async fn restart_router(&mut self) {
-        let mut rc = router_config(self.dir.path().join("router.db"));
-        rc.balance = self.balance;
-        self.restart_router_with(rc).await;
-    }
-
-    /// Starts the router again on the same address with `rc` (its registry file should be
-    /// `dir/router.db` to keep what it knew).
-    pub async fn restart_router_with(&mut self, rc: RouterConfig) {
         self.router = None;
         let l = eventually("router port free again", || async {
             TcpListener::bind(self.router_addr).await.ok()
         })
         .await;
+        let mut rc = router_config(self.dir.path().join("router.db"));
+        rc.balance = self.balance;
         let r = rma_router::spawn(rc, l).expect("router restarts");
         self.router = Some(r);
     }

@@ -125,10 +125,6 @@ struct RouterArgs {
     /// round-robin.
     #[arg(long, env = "RMA_BALANCE", default_value = "p2c", value_parser = clap::value_parser!(rma_http::balance::Balance))]
     balance: rma_http::balance::Balance,
-    /// Forward service requests over one multiplexed link to each coordinator (`true`), or
-    /// as one HTTP request each (`false`). Coordinators without the link are sent HTTP either way.
-    #[arg(long, env = "RMA_FORWARD_LINK", default_value_t = true, action = clap::ArgAction::Set)]
-    forward_link: bool,
     /// Uploads one client key may send a second (0: no limit).
     #[arg(long, env = "RMA_CLIENT_RATE_LIMIT", default_value_t = 50)]
     client_rate_limit: u32,
@@ -614,7 +610,6 @@ async fn router(a: RouterArgs) -> Result<()> {
     config.client_rate_limit = a.client_rate_limit;
     config.client_rate_burst = a.client_rate_burst;
     config.balance = a.balance;
-    config.forward_link = a.forward_link;
     config.tls = a.tls.config()?;
     if let Some(path) = &a.federation_key {
         config.federation_key = Some(

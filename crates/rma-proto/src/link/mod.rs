@@ -140,19 +140,13 @@ pub enum FrameError {
     /// Header length over [`MAX_HEADER_LEN`].
     #[error("link frame header too long: {0} bytes")]
     HeaderTooLong(usize),
-    /// The header is not a message of the protocol.
+    /// The header is not a [`LinkMessage`].
     #[error("link frame header is not a link message: {0}")]
     BadHeader(#[from] serde_json::Error),
 }
 
 /// Encodes a message and its body into one frame.
 pub fn encode(msg: &LinkMessage, body: &[u8]) -> Vec<u8> {
-    encode_frame(msg, body)
-}
-
-/// Encodes any header and a body into one frame of this format (the router link's frames
-/// have the same shape, [`crate::relay`]).
-pub(crate) fn encode_frame<T: Serialize>(msg: &T, body: &[u8]) -> Vec<u8> {
     // Serialising an enum of plain fields cannot fail.
     let header = serde_json::to_vec(msg).unwrap_or_default();
     let mut out = Vec::with_capacity(4 + header.len() + body.len());
@@ -197,13 +191,6 @@ pub fn decode_bytes(frame: &bytes::Bytes) -> Result<LinkMessage, FrameError> {
 
 /// Decodes a frame into its message and the byte range of its body within `frame`.
 pub fn decode(frame: &[u8]) -> Result<(LinkMessage, std::ops::Range<usize>), FrameError> {
-    decode_frame(frame)
-}
-
-/// Decodes a frame of this format into any header and the byte range of its body.
-pub(crate) fn decode_frame<T: serde::de::DeserializeOwned>(
-    frame: &[u8],
-) -> Result<(T, std::ops::Range<usize>), FrameError> {
     let len_bytes: [u8; 4] = frame
         .get(..4)
         .and_then(|b| b.try_into().ok())

@@ -7,7 +7,6 @@ mod federation;
 mod group;
 mod observability;
 mod placement;
-mod relay;
 mod routers;
 mod security;
 mod services;
