@@ -36,10 +36,18 @@ fn memory_bytes() -> u64 {
 }
 
 /// Free and total bytes of the file system holding `dir` (the mount point that is the longest
-/// prefix of its canonical path). The directory is created when missing.
+/// prefix of its canonical path). A `dir` not made yet is measured where it would be made, at
+/// its nearest existing parent; nothing is created (`rma probe` looks, it does not set up).
 pub fn disk_space(dir: &Path) -> (u64, u64) {
-    let _ = std::fs::create_dir_all(dir);
-    let Ok(path) = dir.canonicalize() else {
+    let existing = dir.ancestors().find_map(|a| {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        a.canonicalize().ok()
+    });
+    let Some(path) = existing else {
         return (0, 0);
     };
     let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() else {
@@ -125,6 +133,17 @@ pub use rma_proto::urls::is_public;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_not_made_yet_is_measured_where_it_would_be_and_not_made() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_, total_here) = disk_space(tmp.path());
+        let later = tmp.path().join("not").join("yet");
+        let (_, total) = disk_space(&later);
+        assert!(total > 0, "the disk of its nearest existing parent");
+        assert_eq!(total, total_here);
+        assert!(!later.exists() && !tmp.path().join("not").exists());
+    }
 
     #[test]
     fn nvidia_smi_output_parses() {

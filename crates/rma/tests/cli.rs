@@ -182,12 +182,28 @@ async fn probe_prints_capabilities_and_services_as_json() {
             .expect("services")
             .contains(&"echo".into())
     );
-    let forced = rma(&["probe", "--json", "--worker-type", "storage"])
-        .output()
-        .await
-        .expect("run");
+    // It looks and sets nothing up: a data dir not made yet stays unmade.
+    let later = dir.path().join("later");
+    let forced = rma(&[
+        "probe",
+        "--json",
+        "--worker-type",
+        "storage",
+        "--data-dir",
+        later.to_str().expect("utf-8"),
+    ])
+    .output()
+    .await
+    .expect("run");
     let v: serde_json::Value = serde_json::from_slice(&forced.stdout).expect("JSON");
     assert_eq!(v["worker_type"], "storage");
+    assert!(
+        v["capabilities"]["disk_total_bytes"]
+            .as_u64()
+            .expect("disk")
+            > 0
+    );
+    assert!(!later.exists(), "probe made {}", later.display());
 }
 
 #[tokio::test]
