@@ -93,14 +93,59 @@ export function jobCoordinator(jobId: string): string | null {
   return idProblem(coord) === null ? coord : null;
 }
 
-/** The request's JSON body as `T`, or 400/415 with the reason. */
+/** What of a refused body is still read (and dropped) so the client gets the answer rather
+ *  than a connection closed under it while it sends, as the Rust router does. */
+const DISCARD_BYTES = 4 * 1024 * 1024;
+const DISCARD_MS = 2000;
+
+/**
+ * The request's body, read up to `limit` bytes, or 413 `payload_too_large` with `what` said —
+ * at once when Content-Length says so, else as soon as more has arrived (a chunked upload is
+ * never buffered past the limit). `null` for a request without a body.
+ */
+export async function readBody(req: Request, limit: number, what: string): Promise<ArrayBuffer | null> {
+  const tooLarge = () => new ApiError(413, "payload_too_large", what);
+  if (!req.body) return null;
+  const reader = req.body.getReader();
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let over = declared > limit;
+  while (!over) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) over = true;
+    else chunks.push(value);
+  }
+  if (over) {
+    let dropped = 0;
+    const until = Date.now() + DISCARD_MS;
+    while (dropped < DISCARD_BYTES && Date.now() < until) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      dropped += value.byteLength;
+    }
+    await reader.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out.buffer;
+}
+
+/** The request's JSON body as `T`, or 400/413/415 with the reason. */
 export async function readJson<T>(req: Request, limit = 1 << 20): Promise<T> {
   const ct = req.headers.get("content-type") ?? "";
   if (ct && !ct.toLowerCase().startsWith("application/json")) {
     throw new ApiError(415, "unsupported_media_type", "Expected request with `Content-Type: application/json`");
   }
-  const text = await req.text();
-  if (text.length > limit) throw new ApiError(413, "payload_too_large", `the JSON body is over ${limit} bytes`);
+  const raw = await readBody(req, limit, `the JSON body is over ${limit} bytes`);
+  const text = raw ? new TextDecoder().decode(raw) : "";
   let v: unknown;
   try {
     v = JSON.parse(text);

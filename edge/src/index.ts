@@ -7,7 +7,7 @@
 import { flag, type Route, type Routes } from "./registry";
 import type { Env as RegistryEnv } from "./registry";
 import { Federation } from "./auth";
-import { ApiError, bearer, errorResponse, isServiceName, jobCoordinator, num, randomHex } from "./http";
+import { ApiError, bearer, errorResponse, isServiceName, jobCoordinator, num, randomHex, readBody } from "./http";
 
 export { CoordinatorRegistry } from "./durable";
 
@@ -67,10 +67,9 @@ async function toRegistry(env: WorkerEnv, req: Request): Promise<Response> {
   // reading a body that would otherwise still be streaming to it.
   let body: ArrayBuffer | null = null;
   if (req.method !== "GET" && req.method !== "HEAD") {
-    const declared = Number(req.headers.get("content-length") ?? "0");
-    if (declared > MAX_REGISTRY_BODY) throw new ApiError(413, "payload_too_large", `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`);
-    body = await req.arrayBuffer();
-    if (body.byteLength > MAX_REGISTRY_BODY) throw new ApiError(413, "payload_too_large", `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`);
+    body =
+      (await readBody(req, MAX_REGISTRY_BODY, `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`)) ??
+      new ArrayBuffer(0);
   }
   return registry(env).fetch(new Request(req.url, { method: req.method, headers, body }));
 }
@@ -224,10 +223,10 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
     throw ApiError.badRequest(`service type ${JSON.stringify(service)} is not a plain name (lowercase letters, digits, '-')`);
   }
   const limit = num(env.MAX_BODY_MB, 50) * 1024 * 1024;
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > limit) throw new ApiError(413, "payload_too_large", `the body is over the limit of ${limit} bytes`);
-  const body = req.method === "GET" || req.method === "HEAD" ? null : await req.arrayBuffer();
-  if (body && body.byteLength > limit) throw new ApiError(413, "payload_too_large", `the body is over the limit of ${limit} bytes`);
+  const body =
+    req.method === "GET" || req.method === "HEAD"
+      ? null
+      : ((await readBody(req, limit, `the body is over the limit of ${limit} bytes`)) ?? new ArrayBuffer(0));
   // A stranger to a keyed router is refused before the registry is asked anything.
   if (!bearer(req) && flag(env.CLIENTS_KEYED)) {
     throw ApiError.unauthorized("this router takes documents from enrolled clients only (Authorization: Bearer …); ask for `rma invite --role client`");
@@ -364,8 +363,7 @@ async function job(req: Request, env: WorkerEnv, id: string, part: "" | "/result
   // A correction is small JSON; nothing else about a job has a body.
   let sent: ArrayBuffer | null = null;
   if (part === "/corrections") {
-    sent = await req.arrayBuffer();
-    if (sent.byteLength > 64 * 1024) throw new ApiError(413, "payload_too_large", "a correction is at most 64 KB");
+    sent = (await readBody(req, 64 * 1024, "a correction is at most 64 KB")) ?? new ArrayBuffer(0);
   }
   const ask = async (url: string): Promise<[Response, ArrayBuffer]> => {
     const resp = await fetch(`${url}${path}`, {

@@ -316,6 +316,40 @@ impl Router {
     }
 }
 
+/// POSTs `total` bytes to `url` with `Transfer-Encoding: chunked` (no Content-Length) over a
+/// plain socket, and returns the whole answer as text. The server may answer before all is
+/// sent; what it did not read is not sent.
+async fn chunked_post(url: &str, total: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(authority)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut wrote = s.write_all(head.as_bytes()).await.is_ok();
+        let mut sent = 0;
+        while wrote && sent < total {
+            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            wrote = s.write_all(&frame).await.is_ok();
+            sent += chunk.len();
+        }
+        if wrote {
+            let _ = s.write_all(b"0\r\n\r\n").await;
+        }
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    tokio::time::timeout(Duration::from_secs(60), exchange)
+        .await
+        .expect("an answer within 60 s")
+}
+
 /// An error answer: the status and the JSON `{error, message}` the contract gives it.
 async fn assert_error(r: reqwest::Response, status: u16, code: &str, what: &str) {
     let got = r.status().as_u16();
@@ -516,6 +550,13 @@ async fn a_federation_joins_serves_and_survives_a_dead_coordinator(r: &Router) {
     // client reads, not a connection closed under it while it is still sending.
     let resp = r.echo(&"x".repeat(2 * 1024 * 1024)).await;
     assert_error(resp, 413, "payload_too_large", &format!("{k} big body")).await;
+    // The same without a Content-Length (chunked): refused once the limit is passed.
+    let answer = chunked_post(&format!("{}/api/service/echo", r.url), 2 * 1024 * 1024).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413") && answer.contains("payload_too_large"),
+        "{k} chunked big body: {}",
+        answer.chars().take(300).collect::<String>()
+    );
     // A service nobody offers: 503 no_worker.
     let resp = reqwest::Client::new()
         .post(format!("{}/api/service/nobody-runs-this", r.url))
