@@ -101,11 +101,10 @@ const DISCARD_MS = 2000;
 /**
  * The request's body, read up to `limit` bytes, or 413 `payload_too_large` with `what` said —
  * at once when Content-Length says so, else as soon as more has arrived (a chunked upload is
- * never buffered past the limit). `null` for a request without a body.
+ * never buffered past the limit). Empty for a request without a body.
  */
-export async function readBody(req: Request, limit: number, what: string): Promise<ArrayBuffer | null> {
-  const tooLarge = () => new ApiError(413, "payload_too_large", what);
-  if (!req.body) return null;
+export async function readBody(req: Request, limit: number, what: string): Promise<ArrayBuffer> {
+  if (!req.body) return new ArrayBuffer(0);
   const reader = req.body.getReader();
   const declared = Number(req.headers.get("content-length") ?? "0");
   const chunks: Uint8Array[] = [];
@@ -127,7 +126,7 @@ export async function readBody(req: Request, limit: number, what: string): Promi
       dropped += value.byteLength;
     }
     await reader.cancel().catch(() => undefined);
-    throw tooLarge();
+    throw new ApiError(413, "payload_too_large", what);
   }
   const out = new Uint8Array(total);
   let at = 0;
@@ -144,8 +143,7 @@ export async function readJson<T>(req: Request, limit = 1 << 20): Promise<T> {
   if (ct && !ct.toLowerCase().startsWith("application/json")) {
     throw new ApiError(415, "unsupported_media_type", "Expected request with `Content-Type: application/json`");
   }
-  const raw = await readBody(req, limit, `the JSON body is over ${limit} bytes`);
-  const text = raw ? new TextDecoder().decode(raw) : "";
+  const text = new TextDecoder().decode(await readBody(req, limit, `the JSON body is over ${limit} bytes`));
   let v: unknown;
   try {
     v = JSON.parse(text);

@@ -67,9 +67,7 @@ async function toRegistry(env: WorkerEnv, req: Request): Promise<Response> {
   // reading a body that would otherwise still be streaming to it.
   let body: ArrayBuffer | null = null;
   if (req.method !== "GET" && req.method !== "HEAD") {
-    body =
-      (await readBody(req, MAX_REGISTRY_BODY, `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`)) ??
-      new ArrayBuffer(0);
+    body = await readBody(req, MAX_REGISTRY_BODY, `registry calls carry at most ${MAX_REGISTRY_BODY} bytes`);
   }
   return registry(env).fetch(new Request(req.url, { method: req.method, headers, body }));
 }
@@ -226,7 +224,7 @@ async function forward(req: Request, env: WorkerEnv, url: URL, started: number):
   const body =
     req.method === "GET" || req.method === "HEAD"
       ? null
-      : ((await readBody(req, limit, `the body is over the limit of ${limit} bytes`)) ?? new ArrayBuffer(0));
+      : await readBody(req, limit, `the body is over the limit of ${limit} bytes`);
   // A stranger to a keyed router is refused before the registry is asked anything.
   if (!bearer(req) && flag(env.CLIENTS_KEYED)) {
     throw ApiError.unauthorized("this router takes documents from enrolled clients only (Authorization: Bearer …); ask for `rma invite --role client`");
@@ -363,7 +361,7 @@ async function job(req: Request, env: WorkerEnv, id: string, part: "" | "/result
   // A correction is small JSON; nothing else about a job has a body.
   let sent: ArrayBuffer | null = null;
   if (part === "/corrections") {
-    sent = (await readBody(req, 64 * 1024, "a correction is at most 64 KB")) ?? new ArrayBuffer(0);
+    sent = await readBody(req, 64 * 1024, "a correction is at most 64 KB");
   }
   const ask = async (url: string): Promise<[Response, ArrayBuffer]> => {
     const resp = await fetch(`${url}${path}`, {
